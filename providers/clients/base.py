@@ -1,0 +1,530 @@
+"""The provider client contract: pure HTTP, no models, no database (DESIGN.md layer 1).
+
+Every client is async inside (one implementation serves the sweep's fan-out and the
+one-off calls from views and commands). Sync callers use `ProviderClient.call(...)`,
+which opens the HTTP client, runs one coroutine and closes it again.
+
+One error type crosses this line: `ProviderError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from providers.clients.http import DEFAULT_MAX_BODY_BYTES, make_http_client
+
+T = TypeVar("T")
+
+
+class RunStatus(StrEnum):
+    """Normalised statuses (DESIGN.md "Status"), plus UNKNOWN for "the provider does not know this id".
+
+    UNKNOWN is never stored on a Run: the sync engine turns repeated UNKNOWNs into `lost`
+    after a grace period.
+    """
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT, RunStatus.LOST}
+)
+
+
+class OutputKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    MESH = "mesh"
+    TEXT = "text"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRef:
+    """One file a run produced, as the provider describes it.
+
+    `key` identifies the output stably across polls (provider output id, or node/subfolder/filename),
+    so the sync engine can tell new outputs from ones it already has.
+    """
+
+    key: str
+    filename: str
+    kind: OutputKind
+    url: str
+    node_id: str | None = None
+    content_type: str | None = None
+    url_expires: datetime | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    message: str
+    node_id: str | None = None
+    node_type: str | None = None
+    exception_type: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """What the provider says about one run right now."""
+
+    external_id: str
+    status: RunStatus
+    provider_status: str
+    progress: float | None = None  # 0..1
+    live_status: str | None = None
+    created: datetime | None = None
+    queued: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    error: RunError | None = None
+    outputs: tuple[OutputRef, ...] = ()
+    queue_position: int | None = None
+
+
+class ProviderError(Exception):
+    """Anything that went wrong talking to a provider, in words a person can act on.
+
+    permanent: retrying will not help (bad credentials, unsupported operation, invalid workflow).
+    retry_after: seconds the provider asked us to wait (429/503 Retry-After), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        status_code: int | None = None,
+        auth_failed: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.status_code = status_code
+        # 401/403: the credential itself is bad, not just this run (the sync engine flags it).
+        self.auth_failed = auth_failed
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.message!r}, permanent={self.permanent}, retry_after={self.retry_after})"
+
+
+class Unsupported(ProviderError):
+    """The provider has no API for this operation (e.g. AWS ESD and SpeedPix have no cancel)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class SecretModel(BaseModel):
+    """Base for each kind's credential secret schema (Credential.secret is validated against it)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    def hint(self) -> str:
+        """A masked hint that is safe to show: the last 4 characters of the longest value."""
+        values = [v for v in self.model_dump().values() if isinstance(v, str) and v]
+        if not values:
+            return "(no secret)"
+        longest = max(values, key=len)
+        return f"…{longest[-4:]}" if len(longest) > 8 else "…"
+
+
+class NoSecret(SecretModel):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers shared by every client
+# ---------------------------------------------------------------------------------------------
+
+# Unix timestamps above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_THRESHOLD = 1e11
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Any provider timestamp -> aware UTC datetime, or None.
+
+    Accepts ISO 8601 with `Z` or an offset, naive ISO (meaning UTC: AWS ESD Lambdas write
+    `datetime.now().isoformat()` in UTC), Unix seconds and Unix milliseconds (int, float or digit string).
+    Garbage gives None rather than an exception: a bad timestamp must not lose a status update.
+    """
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            return parse_timestamp(number)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value <= 0:
+            return None
+        seconds = value / 1000 if value > _MS_THRESHOLD else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3); clamp to [1 s, 1 h]."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 1.0), 3600.0)
+
+
+def clamp_progress(value: Any, scale: float = 1.0) -> float | None:
+    """A provider progress value -> 0..1 (scale=100 for percentages)."""
+    try:
+        number = float(value) / scale
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return min(max(number, 0.0), 1.0)
+
+
+def guess_kind(filename: str, hint: str | None = None) -> OutputKind:
+    """Output kind from the provider's key (`images`, `gifs`, `audio`, …) or the file extension."""
+    hint = (hint or "").lower()
+    for kind, words in _KIND_HINTS.items():
+        if hint in words:
+            return kind
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    for kind, extensions in _KIND_EXTENSIONS.items():
+        if ext in extensions:
+            return kind
+    return OutputKind.FILE
+
+
+_KIND_HINTS = {
+    OutputKind.IMAGE: {"image", "images"},
+    OutputKind.VIDEO: {"video", "videos", "gifs", "gif"},
+    OutputKind.AUDIO: {"audio", "audios"},
+    OutputKind.MESH: {"mesh", "meshes", "3d"},
+    OutputKind.TEXT: {"text"},
+}
+_KIND_EXTENSIONS = {
+    OutputKind.IMAGE: {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"},
+    OutputKind.VIDEO: {"gif", "mp4", "webm", "mov", "mkv", "avi"},
+    OutputKind.AUDIO: {"mp3", "wav", "flac", "ogg", "m4a", "opus"},
+    OutputKind.MESH: {"glb", "gltf", "obj", "ply", "stl", "fbx"},
+    OutputKind.TEXT: {"txt", "json"},
+}
+
+
+def error_excerpt(response: httpx.Response, limit: int = 200) -> str:
+    """A short, single-line excerpt of an error body for messages (never the whole page)."""
+    try:
+        text = response.text
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        return ""
+    text = " ".join(text.split())
+    if text.lstrip().startswith("<"):
+        return "(an HTML page, not JSON)"
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The client base class
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClientOptions:
+    timeout: float = 15.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    fetch_concurrency: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderClient:
+    """Base class for one provider kind. Subclasses set the class attributes and implement the methods.
+
+    `base_url` is the provider's documented base, path included (DESIGN.md "Public interfaces");
+    clients join their paths to it. `secret` is a mapping validated against `Secret`.
+    """
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    Secret: ClassVar[type[SecretModel]] = NoSecret
+    default_base_url: ClassVar[str | None] = None
+    supports_submit: ClassVar[bool] = True
+    supports_cancel: ClassVar[bool] = True
+    # True where fetch_many uses one list call rather than one request per run.
+    has_list_call: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        base_url: str | None,
+        secret: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        options: ClientOptions | None = None,
+    ) -> None:
+        base_url = (base_url or self.default_base_url or "").rstrip("/")
+        if not base_url:
+            raise ProviderError(f"{self.label} needs a base URL.", permanent=True)
+        self.base_url = base_url
+        try:
+            self.secret = self.Secret.model_validate(dict(secret or {}))
+        except ValidationError as exc:
+            fields = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})) or "secret"
+            raise ProviderError(
+                f"{self.label} credential is missing or has invalid keys: {fields}.", permanent=True
+            ) from None
+        self.config = dict(config or {})
+        self.options = options or ClientOptions()
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ProviderClient:
+        self._http = make_http_client(
+            base_url=self.base_url,
+            headers=self.auth_headers(),
+            timeout=self.options.timeout,
+            transport=self._transport,
+            max_connections=self.options.fetch_concurrency,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run one client coroutine from sync code: `client.call(client.fetch, "id")`."""
+
+        async def once() -> T:
+            async with self:
+                return await method(*args, **kwargs)
+
+        return asyncio.run(once())
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("Use the client inside `async with client:` or through client.call(...).")
+        return self._http
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers sent with every request to the provider's own host."""
+        return {}
+
+    async def submit(self, workflow: dict[str, Any], inputs: dict[str, Any], options: dict[str, Any]) -> str:
+        raise Unsupported(f"{self.label} does not accept submissions through its API.")
+
+    async def fetch(self, external_id: str) -> RunSnapshot:
+        raise NotImplementedError
+
+    async def fetch_many(self, external_ids: Iterable[str]) -> dict[str, RunSnapshot | ProviderError]:
+        """Default: concurrent `fetch` with a bound. Clients with a list call override this."""
+        ids = list(dict.fromkeys(external_ids))
+        limit = asyncio.Semaphore(self.options.fetch_concurrency)
+
+        async def one(external_id: str) -> RunSnapshot | ProviderError:
+            async with limit:
+                try:
+                    return await self.fetch(external_id)
+                except ProviderError as exc:
+                    return exc
+
+        results = await asyncio.gather(*(one(i) for i in ids))
+        return dict(zip(ids, results, strict=True))
+
+    async def cancel(self, external_id: str) -> None:
+        raise Unsupported(f"{self.label} has no API to cancel a run.")
+
+    def download_request(self, output: OutputRef) -> httpx.Request:
+        """The first request for an output's bytes. Auth headers only go to the provider's own host."""
+        url = httpx.URL(output.url)
+        headers = self.auth_headers() if self.is_own_host(url) else {}
+        return httpx.Request("GET", url, headers=headers)
+
+    async def check(self) -> str:
+        """Raise ProviderError when the credential or base URL doesn't work; else a short success message."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+
+    def is_own_host(self, url: httpx.URL) -> bool:
+        own = httpx.URL(self.base_url)
+        return (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        allow: Iterable[int] = (),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request and turn every failure into a ProviderError with a useful message.
+
+        Statuses in `allow` (e.g. 404 for "unknown run", 400 for validation errors) are returned
+        to the caller instead of raising. The body is read up to `options.max_body_bytes`.
+        """
+        url = path if path.startswith(("http://", "https://")) else self.url(path)
+        what = f"{self.label} {method} {httpx.URL(url).path}"
+        try:
+            request = self.http.build_request(method, url, **kwargs)
+            response = await self.http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ProviderError(f"{what} timed out after {self.options.timeout:g} s.") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"{what} failed: {_describe_transport_error(exc)}.") from None
+        try:
+            await _read_capped(response, self.options.max_body_bytes, what)
+        finally:
+            await response.aclose()
+        if response.status_code in set(allow) or response.is_success:
+            return response
+        raise self.status_error(response, what)
+
+    def status_error(self, response: httpx.Response, what: str) -> ProviderError:
+        code = response.status_code
+        detail = self.error_detail(response)
+        suffix = f": {detail}" if detail else ""
+        if code in (401, 403):
+            return ProviderError(
+                f"{what} was refused ({code}): check the credential{suffix}",
+                permanent=True,
+                status_code=code,
+                auth_failed=True,
+            )
+        if code == 429 or code == 503 or code >= 500 or code == 408:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            label = "is rate limiting us" if code == 429 else f"answered {code}"
+            return ProviderError(f"{what} {label}{suffix}", retry_after=retry_after, status_code=code)
+        return ProviderError(f"{what} answered {code}{suffix}", permanent=True, status_code=code)
+
+    def error_detail(self, response: httpx.Response) -> str:
+        """The provider's own error message, if its body has one. Subclasses may refine this."""
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return error_excerpt(response)
+        if isinstance(body, dict):
+            for key in ("message", "detail", "error", "errMessage"):
+                value = body.get(key)
+                if isinstance(value, dict):
+                    value = value.get("message") or value.get("type")
+                if isinstance(value, str) and value:
+                    return value[:300]
+        return error_excerpt(response)
+
+    def json(self, response: httpx.Response, what: str = "") -> Any:
+        """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError."""
+        what = what or f"{self.label} {response.request.method} {response.request.url.path}"
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            excerpt = error_excerpt(response, 80)
+            raise ProviderError(
+                f"{what} answered {response.status_code} with a body that is not valid JSON {excerpt}".rstrip()
+                + "."
+            ) from None
+
+    def validate(self, model: type[BaseModel], data: Any, what: str) -> Any:
+        """Validate remote JSON with pydantic; a shape we don't understand is a ProviderError."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ProviderError(f"{what}: unexpected response ({where}: {first['msg']}).") from None
+
+
+def _describe_transport_error(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect (is the base URL right and the server up?)"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "the URL is not http(s)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection or broke the HTTP protocol"
+    return type(exc).__name__
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int, what: str) -> None:
+    """Read the body but never more than max_bytes: a runaway body must not eat the worker's memory."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ProviderError(f"{what} answered with {int(declared):,} bytes, more than the {max_bytes:,} allowed.")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > max_bytes:
+                raise ProviderError(f"{what} answered with more than the {max_bytes:,} bytes allowed.")
+            chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise ProviderError(f"{what} stalled while sending its answer.") from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{what} broke off its answer: {_describe_transport_error(exc)}.") from None
+    response._content = b"".join(chunks)  # noqa: SLF001 — httpx's own cache for .content/.json()

@@ -1,0 +1,7 @@
+"""Fake comfyui API (to be filled in)."""
+
+from aiohttp import web
+
+
+def setup(app: web.Application, state: object) -> None:
+    pass

@@ -1,0 +1,196 @@
+"""Scripted run lifecycles and fault switches for the fake provider server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+# Generic phases; each provider module renders them in its own vocabulary.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+# The provider forgot the run (ComfyUI restarted, history trimmed, record deleted): 404 / absent.
+VANISHED = "vanished"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, VANISHED})
+
+DEFAULT_SCRIPT: tuple[tuple[float, str], ...] = ((0.0, QUEUED), (0.5, RUNNING), (1.5, SUCCEEDED))
+
+
+@dataclass
+class FakeRun:
+    """One run on the fake provider.
+
+    `script` is a list of (seconds after `created`, phase), in order. The phase at time t is the
+    last entry whose offset <= t. `force(phase)` overrides the script from now on (tests use it to
+    move a run along without sleeping).
+    """
+
+    kind: str
+    external_id: str
+    created: float = field(default_factory=time.time)
+    script: tuple[tuple[float, str], ...] = DEFAULT_SCRIPT
+    n_outputs: int = 1
+    error: dict[str, Any] | None = None
+    workflow: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    forced: list[tuple[float, str]] = field(default_factory=list)
+
+    def force(self, phase: str, at: float | None = None) -> None:
+        self.forced.append((at if at is not None else time.time(), phase))
+
+    def timeline(self) -> list[tuple[float, str]]:
+        """Absolute (time, phase) changes: the script, cut off where a forced phase takes over."""
+        changes = [(self.created + offset, phase) for offset, phase in self.script]
+        for at, phase in self.forced:
+            changes = [c for c in changes if c[0] < at] + [(at, phase)]
+        return changes
+
+    def phase(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        current = self.timeline()[0][1]
+        for at, phase in self.timeline():
+            if at <= now:
+                current = phase
+        return current
+
+    def previous_phase(self, now: float | None = None) -> str:
+        """The phase before the current one: what a stale replica would answer."""
+        now = time.time() if now is None else now
+        seen = [phase for at, phase in self.timeline() if at <= now] or [self.timeline()[0][1]]
+        return seen[-2] if len(seen) > 1 else seen[-1]
+
+    def entered(self, phase: str, now: float | None = None) -> float | None:
+        """When the run entered `phase` (None if it has not, yet)."""
+        now = time.time() if now is None else now
+        for at, p in self.timeline():
+            if p == phase and at <= now:
+                return at
+        return None
+
+    def finished_at(self, now: float | None = None) -> float | None:
+        now = time.time() if now is None else now
+        for at, p in self.timeline():
+            if p in TERMINAL and at <= now:
+                return at
+        return None
+
+    def progress(self, now: float | None = None) -> float:
+        """0..1: linear over the running phase, 1 once succeeded."""
+        now = time.time() if now is None else now
+        phase = self.phase(now)
+        if phase == SUCCEEDED:
+            return 1.0
+        started = self.entered(RUNNING, now)
+        if started is None:
+            return 0.0
+        end = next((at for at, p in self.timeline() if at > started and p != RUNNING), started + 1.0)
+        return round(min(max((now - started) / max(end - started, 1e-6), 0.0), 0.99), 2)
+
+    def output_names(self) -> list[str]:
+        return [f"ComfyUI_{i + 1:05d}_.png" for i in range(self.n_outputs)]
+
+
+@dataclass
+class Faults:
+    """Fault switches. `remaining` limits how many requests are affected (None: all of them)."""
+
+    latency_ms: float = 0.0
+    mode: str | None = None  # "5xx" | "429" | "malformed" | "truncated" | "html" | "stall" | "stale" | "huge"
+    retry_after: int = 2
+    stall_seconds: float = 30.0
+    remaining: int | None = None
+    only_kind: str | None = None
+
+    MODES = ("5xx", "429", "malformed", "truncated", "html", "stall", "stale", "huge")
+
+    def take(self, kind: str) -> str | None:
+        """The fault to apply to one request of `kind`, consuming one from `remaining`."""
+        if self.mode is None or (self.only_kind and self.only_kind != kind):
+            return None
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return None
+            self.remaining -= 1
+        return self.mode
+
+
+class FakeState:
+    """All runs and switches of one fake server. Accessed from the server's event loop thread and
+    from tests; plain dict operations on CPython are atomic enough for that."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], FakeRun] = {}
+        self.faults = Faults()
+        self.requests: list[tuple[str, str, str]] = []  # (kind, method, path) for assertions
+        self.record_requests = True
+        # Secrets the fake accepts, per kind. Tests may change them.
+        self.secrets: dict[str, dict[str, str]] = {
+            "comfydeploy": {"token": "cd-fake-token"},
+            "comfycloud": {"api_key": "cc-fake-key"},
+            "comfyui": {},
+            "aws_esd": {"api_key": "esd-fake-key", "username": "api"},
+            "speedpix": {"app_key": "sp-fake-app-key", "app_secret": "sp-fake-app-secret"},
+        }
+        # Default script for runs created by a submission (tests/demo may replace it).
+        self.default_script: tuple[tuple[float, str], ...] = DEFAULT_SCRIPT
+
+    def add_run(
+        self,
+        kind: str,
+        external_id: str | None = None,
+        *,
+        script: tuple[tuple[float, str], ...] | list[tuple[float, str]] | None = None,
+        n_outputs: int = 1,
+        error: dict[str, Any] | None = None,
+        workflow: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        created: float | None = None,
+    ) -> FakeRun:
+        run = FakeRun(
+            kind=kind,
+            external_id=external_id or str(uuid.uuid4()),
+            script=tuple(script or self.default_script),
+            n_outputs=n_outputs,
+            error=error,
+            workflow=workflow or {},
+            inputs=inputs or {},
+        )
+        if created is not None:
+            run.created = created
+        if run.error is None and FAILED in {p for _, p in run.script}:
+            run.error = default_error()
+        self.runs[(kind, run.external_id)] = run
+        return run
+
+    def get(self, kind: str, external_id: str) -> FakeRun | None:
+        run = self.runs.get((kind, external_id))
+        if run is not None and run.phase() == VANISHED:
+            return None
+        return run
+
+    def of_kind(self, kind: str) -> list[FakeRun]:
+        return [r for (k, _), r in self.runs.items() if k == kind and r.phase() != VANISHED]
+
+    def reset(self) -> None:
+        self.runs.clear()
+        self.faults = Faults()
+        self.requests.clear()
+
+
+def default_error() -> dict[str, Any]:
+    return {
+        "node_id": "3",
+        "node_type": "KSampler",
+        "exception_type": "RuntimeError",
+        "exception_message": "CUDA out of memory. Tried to allocate 2.00 GiB",
+        "traceback": [
+            'File "execution.py", line 323, in execute\n',
+            'File "nodes.py", line 1493, in sample\n',
+            "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+        ],
+    }
