@@ -194,3 +194,16 @@ def default_error() -> dict[str, Any]:
             "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
         ],
     }
+
+
+FAIL_SCRIPT: tuple[tuple[float, str], ...] = ((0.0, QUEUED), (0.5, RUNNING), (1.5, FAILED))
+
+
+def script_for_workflow(workflow: Any, default: tuple[tuple[float, str], ...]) -> tuple[tuple[float, str], ...]:
+    """Submitted workflows steer the fake: a node of class_type "FakeFail" makes the run fail
+    (with a node error on that node); otherwise the server's default script applies."""
+    if isinstance(workflow, dict):
+        for node in workflow.values():
+            if isinstance(node, dict) and node.get("class_type") == "FakeFail":
+                return FAIL_SCRIPT
+    return default
