@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEV_SECRET_KEY = "django-insecure-comfytrack-development-only"
+DEV_SECRET_KEY = "django-insecure-comfytrack-development-only"  # noqa: S105 — refused when DEBUG is off
 
 
 def envbool(name: str, default: bool) -> bool:
@@ -197,7 +197,8 @@ if not ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
             "COMFYTRACK_ENCRYPTION_KEYS must be set when DEBUG is off "
-            '(generate one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())").'
+            "(generate one with: python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
         )
     from comfytrack.devkeys import development_encryption_key
 

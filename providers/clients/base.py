@@ -486,8 +486,7 @@ class ProviderClient:
         except (ValueError, UnicodeDecodeError):
             excerpt = error_excerpt(response, 80)
             raise ProviderError(
-                f"{what} answered {response.status_code} with a body that is not valid JSON {excerpt}".rstrip()
-                + "."
+                f"{what} answered {response.status_code} with a body that is not valid JSON {excerpt}".rstrip() + "."
             ) from None
 
     def validate(self, model: type[BaseModel], data: Any, what: str) -> Any:
@@ -527,4 +526,4 @@ async def _read_capped(response: httpx.Response, max_bytes: int, what: str) -> N
         raise ProviderError(f"{what} stalled while sending its answer.") from None
     except httpx.HTTPError as exc:
         raise ProviderError(f"{what} broke off its answer: {_describe_transport_error(exc)}.") from None
-    response._content = b"".join(chunks)  # noqa: SLF001 — httpx's own cache for .content/.json()
+    response._content = b"".join(chunks)

@@ -10,6 +10,6 @@ on per server, from Python or over HTTP at `/_fake/...`.
 """
 
 from providers.fake.server import FakeProviderServer
-from providers.fake.state import Faults, FakeRun, FakeState
+from providers.fake.state import FakeRun, FakeState, Faults
 
 __all__ = ["FakeProviderServer", "FakeRun", "FakeState", "Faults"]

@@ -7,7 +7,7 @@ import argparse
 from aiohttp import web
 
 from providers.fake.server import KINDS, make_app
-from providers.fake.state import Faults, FakeState
+from providers.fake.state import FakeState, Faults
 
 
 def main() -> None:

@@ -47,7 +47,9 @@ async def serve_file(request: web.Request) -> web.Response:
     if not hmac.compare_digest(request.query.get("sig", ""), _signature(request.path, expires)):
         return web.Response(status=403, text="<Error><Code>SignatureDoesNotMatch</Code></Error>")
     if expires < time.time():
-        return web.Response(status=403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        return web.Response(
+            status=403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        )
     kind, external_id, filename = (request.match_info[k] for k in ("kind", "external_id", "filename"))
     return web.Response(body=png_bytes(output_seed(kind, external_id, filename)), content_type="image/png")
 

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from providers.fake import files
-from providers.fake.state import Faults, FakeState
+from providers.fake.state import FakeState, Faults
 
 # kind -> (module under providers.fake, path prefix of the provider's documented base URL)
 KINDS: dict[str, tuple[str, str]] = {
@@ -80,7 +80,7 @@ async def faults_middleware(request: web.Request, handler: Any) -> web.StreamRes
 def make_app(state: FakeState | None = None) -> web.Application:
     app = web.Application(middlewares=[faults_middleware], client_max_size=16 * 1024 * 1024)
     app[STATE_KEY] = state or FakeState()
-    for kind, (module_name, prefix) in KINDS.items():
+    for module_name, prefix in KINDS.values():
         module = import_module(module_name)
         sub = web.Application()
         sub[STATE_KEY] = app[STATE_KEY]
@@ -166,7 +166,7 @@ class FakeProviderServer:
         self.state.faults = Faults(**kwargs)
         return self.state.faults
 
-    def add_run(self, kind: str, external_id: str | None = None, **kwargs: Any):  # noqa: ANN201
+    def add_run(self, kind: str, external_id: str | None = None, **kwargs: Any):
         return self.state.add_run(kind, external_id, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -185,7 +185,7 @@ class FakeProviderServer:
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 — the only way to learn port 0's pick
+        self.port = site._server.sockets[0].getsockname()[1]
         self._started.set()
         self._loop.run_forever()
 

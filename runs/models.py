@@ -1,0 +1,367 @@
+"""Runs, their outputs and their status history.
+
+`Run.apply(snapshot, source)` is the one place a run's status changes. It is a conditional
+UPDATE on the status the caller read, so two workers never both apply a change, and a terminal
+status never goes back, whatever a late or stale answer says.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from providers.clients.base import RunError, RunSnapshot, RunStatus
+from providers.models import Credential, Provider
+
+if TYPE_CHECKING:
+    from providers.clients.base import OutputRef
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+    LOST = "lost", "Lost"
+
+
+TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.LOST)
+IN_FLIGHT = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+# Ordering of non-terminal statuses: a stale answer must not move a run backwards.
+_RANK = {Status.PENDING: 0, Status.QUEUED: 1, Status.RUNNING: 2}
+
+
+class EventSource(models.TextChoices):
+    POLL = "poll", "Poll"
+    WEBHOOK = "webhook", "Webhook"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    RECONCILER = "reconciler", "Reconciler"
+
+
+class Origin(models.TextChoices):
+    TRACKED = "tracked", "Tracked (registered by id)"
+    DASHBOARD = "dashboard", "Submitted from the dashboard"
+    API = "api", "Submitted through the API"
+    RETRY = "retry", "Retry"
+    DEMO = "demo", "Demo"
+
+
+def allowed_transition(old: str, new: str) -> bool:
+    """Terminal statuses are final; in-flight statuses only move forward (or stay)."""
+    if old in TERMINAL:
+        return False
+    if new in TERMINAL:
+        return True
+    return _RANK[Status(new)] >= _RANK[Status(old)]
+
+
+class RunQuerySet(models.QuerySet):
+    def for_organization(self, organization: Organization) -> RunQuerySet:
+        return self.filter(organization=organization)
+
+    def in_flight(self) -> RunQuerySet:
+        return self.filter(status__in=IN_FLIGHT)
+
+
+class Run(models.Model):
+    Status = Status
+
+    code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    organization = models.ForeignKey(Organization, models.CASCADE, related_name="runs")
+    provider = models.ForeignKey(Provider, models.PROTECT, related_name="runs")
+    credential = models.ForeignKey(Credential, models.SET_NULL, null=True, blank=True, related_name="runs")
+    external_id = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider_status = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    live_status = models.CharField(max_length=300, blank=True)
+    workflow = models.JSONField(default=dict, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    # {"message", "node_id", "node_type", "exception_type", "traceback"} or {} when none.
+    error = models.JSONField(default=dict, blank=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.TRACKED)
+    retry_of = models.ForeignKey("self", models.SET_NULL, null=True, blank=True, related_name="retries")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_by = models.ForeignKey("auth.User", models.SET_NULL, null=True, blank=True, related_name="+")
+
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    queued = models.DateTimeField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    # Sync engine bookkeeping (runs.sync).
+    last_synced = models.DateTimeField(null=True, blank=True, editable=False)
+    next_sync_after = models.DateTimeField(null=True, blank=True, default=timezone.now, editable=False)
+    sync_locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_sync_error = models.TextField(blank=True, editable=False)
+    # First time the provider said it did not know this run (the grace period for `lost` starts here).
+    unknown_since = models.DateTimeField(null=True, blank=True, editable=False)
+    n_outputs = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=~Q(external_id=""),
+                name="runs_run_unique_external_id",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="runs_run_unique_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished__gte=F("started")) | Q(finished=None) | Q(started=None),
+                name="runs_run_finished_after_started",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0, progress__lte=1) | Q(progress=None),
+                name="runs_run_progress_0_1",
+            ),
+        ]
+        indexes = [
+            # Used by runs.sync.claim_due_runs: only in-flight runs are in it, so it stays small.
+            models.Index(
+                fields=["next_sync_after"],
+                name="runs_run_due",
+                condition=Q(status__in=["pending", "queued", "running"]),
+            ),
+            # The dashboard's and API's run lists (newest first, per organization, with filters).
+            models.Index(fields=["organization", "-created", "-id"], name="runs_run_org_created"),
+            models.Index(fields=["organization", "status", "-created", "-id"], name="runs_run_org_status"),
+            models.Index(fields=["organization", "provider", "-created", "-id"], name="runs_run_org_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}:{self.external_id or self.code}"
+
+    # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def queue_seconds(self) -> float | None:
+        start = self.queued or self.created
+        if self.started and start:
+            return max((self.started - start).total_seconds(), 0.0)
+        return None
+
+    @property
+    def run_seconds(self) -> float | None:
+        if self.started and self.finished:
+            return max((self.finished - self.started).total_seconds(), 0.0)
+        return None
+
+    # -- the one place status changes ---------------------------------------------------------
+
+    def apply(self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None) -> bool:
+        """Apply what the provider says. Returns True if the status changed.
+
+        1. Ignore UNKNOWN (the sync engine decides about `lost`) and any backwards move.
+        2. Conditional UPDATE on the status we read: if another worker changed it first, re-read and stop.
+        3. Record a RunEvent for the status change and upsert the outputs, in the same transaction.
+        """
+        now = now or timezone.now()
+        new_status = snapshot.status
+        if new_status == RunStatus.UNKNOWN:
+            return False
+        new_status = Status(new_status.value)
+        changes = self._snapshot_fields(snapshot, new_status, now)
+        old_status = self.status
+        status_changes = new_status != old_status and allowed_transition(old_status, new_status)
+        if not status_changes:
+            # Details (progress, live status, outputs) of an unchanged in-flight status still count.
+            if self.is_finished or new_status != old_status:
+                changes = {}
+            changes.pop("status", None)
+        with transaction.atomic():
+            if changes:
+                updated = Run.objects.filter(pk=self.pk, status=old_status).update(**changes)
+                if updated != 1:
+                    self.refresh_from_db()
+                    return False
+                for name, value in changes.items():
+                    setattr(self, name, value)
+            if status_changes:
+                RunEvent.objects.create(
+                    run=self,
+                    source=source,
+                    from_status=old_status,
+                    to_status=new_status,
+                    provider_status=snapshot.provider_status[:100],
+                    detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
+                )
+            if snapshot.outputs and (status_changes or old_status == new_status):
+                self.record_outputs(snapshot.outputs)
+        return status_changes
+
+    def _snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
+        fields: dict = {
+            "status": status,
+            "provider_status": (snapshot.provider_status or "")[:100],
+            "live_status": (snapshot.live_status or "")[:300],
+            "unknown_since": None,
+        }
+        if snapshot.progress is not None:
+            fields["progress"] = 1.0 if status == Status.SUCCEEDED else snapshot.progress
+        elif status == Status.SUCCEEDED:
+            fields["progress"] = 1.0
+        queued = self.queued or snapshot.queued or snapshot.created
+        started = self.started or snapshot.started
+        if status == Status.RUNNING and started is None:
+            started = now
+        finished = self.finished or snapshot.finished
+        if status in TERMINAL and finished is None:
+            finished = now
+        if queued and queued != self.queued:
+            fields["queued"] = queued
+        if started and started != self.started:
+            fields["started"] = started
+        if finished and finished != self.finished:
+            # Clock skew between provider and us must not break finished >= started.
+            fields["finished"] = max(finished, started) if started else finished
+        if snapshot.error:
+            fields["error"] = {
+                "message": snapshot.error.message,
+                "node_id": snapshot.error.node_id,
+                "node_type": snapshot.error.node_type,
+                "exception_type": snapshot.error.exception_type,
+                "traceback": snapshot.error.traceback,
+            }
+        return fields
+
+    def record_outputs(self, outputs: tuple[OutputRef, ...] | list[OutputRef]) -> int:
+        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed)."""
+        existing = {o.key: o for o in self.outputs.all()}
+        created = 0
+        for ref in outputs:
+            current = existing.get(ref.key)
+            if current is None:
+                RunOutput.objects.create(run=self, **RunOutput.fields_from_ref(ref))
+                created += 1
+            elif ref.url != current.provider_url:
+                current.provider_url = ref.url[:2000]
+                current.provider_url_expires = ref.url_expires
+                current.save(update_fields=["provider_url", "provider_url_expires"])
+        if created:
+            Run.objects.filter(pk=self.pk).update(n_outputs=F("n_outputs") + created)
+            self.n_outputs += created
+        return created
+
+    def mark(self, status: Status, source: str, reason: str, *, now: datetime | None = None) -> bool:
+        """A status decided here rather than by the provider (timed_out, lost, cancelled by us, failed submit)."""
+        snapshot = RunSnapshot(
+            external_id=self.external_id,
+            status=RunStatus(status.value),
+            provider_status=self.provider_status,
+            error=RunError(message=reason) if status != Status.SUCCEEDED else None,
+            live_status=reason,
+        )
+        return self.apply(snapshot, source, now=now)
+
+    def push_next_sync(self, delay: timedelta, now: datetime | None = None) -> None:
+        self.next_sync_after = (now or timezone.now()) + delay
+        Run.objects.filter(pk=self.pk).update(next_sync_after=self.next_sync_after)
+
+
+class RunOutput(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio"
+        MESH = "mesh", "3D mesh"
+        TEXT = "text", "Text"
+        FILE = "file", "File"
+
+    code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    run = models.ForeignKey(Run, models.CASCADE, related_name="outputs")
+    key = models.CharField(max_length=500, help_text="The provider's identity for this output.")
+    node_id = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILE)
+    filename = models.CharField(max_length=300)
+    content_type = models.CharField(max_length=100, blank=True)
+    provider_url = models.URLField(max_length=2000, blank=True)
+    provider_url_expires = models.DateTimeField(null=True, blank=True)
+    file = models.FileField(upload_to="outputs/%Y/%m/", max_length=300, blank=True)
+    thumbnail = models.FileField(upload_to="thumbnails/%Y/%m/", max_length=300, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    archived = models.DateTimeField(null=True, blank=True)
+    archive_error = models.TextField(blank=True)
+    archive_attempts = models.PositiveIntegerField(default=0)
+    next_archive_after = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="runs_runoutput_unique_key"),
+        ]
+        indexes = [
+            # Used by runs.archive: outputs still waiting to be archived.
+            models.Index(fields=["next_archive_after"], name="runs_output_to_archive", condition=Q(archived=None)),
+            models.Index(fields=["run", "created"], name="runs_output_run"),
+        ]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @staticmethod
+    def fields_from_ref(ref: OutputRef) -> dict:
+        return {
+            "key": ref.key[:500],
+            "node_id": (ref.node_id or "")[:100],
+            "kind": ref.kind.value if ref.kind.value in RunOutput.Kind.values else RunOutput.Kind.FILE,
+            "filename": ref.filename[:300] or "output",
+            "content_type": (ref.content_type or "")[:100],
+            "provider_url": ref.url[:2000],
+            "provider_url_expires": ref.url_expires,
+            "width": ref.width,
+            "height": ref.height,
+            "size_bytes": ref.size_bytes,
+        }
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived is not None
+
+    @property
+    def provider_url_valid(self) -> bool:
+        return bool(self.provider_url) and (
+            self.provider_url_expires is None or self.provider_url_expires > timezone.now()
+        )
+
+
+class RunEvent(models.Model):
+    run = models.ForeignKey(Run, models.CASCADE, related_name="events")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    source = models.CharField(max_length=12, choices=EventSource.choices)
+    from_status = models.CharField(max_length=10, choices=Status.choices, blank=True)
+    to_status = models.CharField(max_length=10, choices=Status.choices)
+    provider_status = models.CharField(max_length=100, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [models.Index(fields=["run", "created"], name="runs_event_run")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status} ({self.source})"

@@ -1,0 +1,245 @@
+"""The sync engine: claim due runs, ask their providers, apply what they say (STYLE.md rules 11-15).
+
+1. `claim_due_runs` takes a batch of due, in-flight, unleased runs (`FOR UPDATE SKIP LOCKED` on
+   PostgreSQL) and leases them, in one short transaction.
+2. `fetch_batch` groups the runs by credential and calls each client's `fetch_many` on one event
+   loop, outside any transaction.
+3. `apply_result` writes each answer through `Run.apply` (a conditional update), schedules the next
+   poll and clears the lease. One bad run never stalls the sweep (crash guard).
+
+Keep this module free of django-q2 imports: django-q2 only schedules `sync_due_runs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from providers.clients.base import ProviderError, RunSnapshot, RunStatus
+from providers.crypto import SecretUnreadable
+from providers.models import Credential
+from runs.models import IN_FLIGHT, EventSource, Run, Status
+
+logger = logging.getLogger("runs.sync")
+
+LEASE = timedelta(seconds=120)
+BATCH_SIZE = 500
+# A provider that says "not found" this long is believed: the run is lost.
+DEFAULT_LOST_AFTER = timedelta(minutes=10)
+# No run stays in flight forever (ComfyDeploy itself gives up after 24 h).
+DEFAULT_MAX_RUN_TIME = timedelta(hours=24)
+MAX_BACKOFF = timedelta(minutes=15)
+CRASH_DELAY = timedelta(minutes=5)
+
+
+@dataclass
+class SweepStats:
+    claimed: int = 0
+    changed: int = 0
+    errors: int = 0
+    lost: int = 0
+    timed_out: int = 0
+    batches: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def summary(self) -> str:
+        return (
+            f"Synced {self.claimed} run(s) in {self.batches} batch(es): {self.changed} status change(s), "
+            f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost"
+        )
+
+
+def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seconds: float | None = None) -> SweepStats:
+    """Sweep every run that is due now, batch after batch; returns what happened.
+
+    Runs due later than the sweep's start are left for the next sweep, so the loop always ends.
+    """
+    start = now or timezone.now()
+    stats = SweepStats()
+    clock = timezone.now()
+    while True:
+        runs = claim_due_runs(limit, now=start)
+        if not runs:
+            break
+        stats.batches += 1
+        stats.claimed += len(runs)
+        results = fetch_batch(runs)
+        for run in runs:
+            apply_result(run, results.get(run.pk), stats)
+        if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
+            break
+    return stats
+
+
+def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
+    """Lease up to `limit` due runs. Two workers never get the same run while its lease lasts."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = (
+            Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
+            .exclude(external_id="")
+            .filter(Q(sync_locked_until__isnull=True) | Q(sync_locked_until__lt=now))
+            .exclude(credential__blocked_until__gt=now)
+            .order_by("next_sync_after")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if ids:
+            Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
+    return list(Run.objects.filter(pk__in=ids).select_related("provider", "credential"))
+
+
+def fetch_batch(runs: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
+    """Ask every provider about its runs: one `fetch_many` per credential, all concurrently."""
+    groups: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.provider_id, run.credential_id)].append(run)
+    clients, results = [], {}
+    for group in groups.values():
+        try:
+            clients.append((group[0].provider.client(group[0].credential), group))
+        except (ProviderError, SecretUnreadable) as exc:
+            error = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), permanent=True, auth_failed=True)
+            results.update({run.pk: error for run in group})
+    if clients:
+        results.update(asyncio.run(_fetch_groups(clients)))
+    return results
+
+
+async def _fetch_groups(clients: list) -> dict[int, RunSnapshot | ProviderError]:
+    async def one(client, group: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
+        by_external = {run.external_id: run for run in group}
+        try:
+            async with client:
+                answers = await client.fetch_many(list(by_external))
+        except ProviderError as exc:
+            return {run.pk: exc for run in group}
+        except Exception as exc:
+            logger.exception("client %s failed on a batch", type(client).__name__)
+            error = ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
+            return {run.pk: error for run in group}
+        missing = ProviderError("The provider's answer did not include this run.")
+        return {run.pk: answers.get(external_id, missing) for external_id, run in by_external.items()}
+
+    merged: dict[int, RunSnapshot | ProviderError] = {}
+    for part in await asyncio.gather(*(one(client, group) for client, group in clients)):
+        merged.update(part)
+    return merged
+
+
+def apply_result(run: Run, result: RunSnapshot | ProviderError | None, stats: SweepStats) -> None:
+    """Apply one answer and schedule the next poll; never raises (crash guard, STYLE.md rule 15)."""
+    now = timezone.now()
+    try:
+        if isinstance(result, RunSnapshot):
+            _apply_snapshot(run, result, stats, now)
+        else:
+            _apply_error(run, result or ProviderError("No answer for this run."), stats, now)
+        _enforce_time_limit(run, stats, now)
+    except Exception:
+        logger.exception("sync of run %s failed", run.code)
+        Run.objects.filter(pk=run.pk).update(
+            next_sync_after=now + CRASH_DELAY, sync_locked_until=None, last_sync_error="Internal error while syncing."
+        )
+
+
+def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: datetime) -> None:
+    if snapshot.status == RunStatus.UNKNOWN:
+        unknown_since = run.unknown_since or now
+        if now - unknown_since >= lost_after(run):
+            if run.mark(Status.LOST, EventSource.RECONCILER, f"{run.provider.name} no longer knows this run.", now=now):
+                stats.lost += 1
+        else:
+            Run.objects.filter(pk=run.pk).update(unknown_since=unknown_since)
+            run.unknown_since = unknown_since
+    elif run.apply(snapshot, EventSource.POLL, now=now):
+        stats.changed += 1
+    stats.by_status[run.status] += 1
+    _finish(run, now, error="", failures=0)
+    credential = run.credential
+    if credential and (credential.consecutive_failures or credential.failing_since):
+        credential.mark_ok(now)
+
+
+def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetime) -> None:
+    stats.errors += 1
+    failures = run.sync_failures + 1
+    if run.credential and (error.auth_failed or error.retry_after):
+        _flag_credential(run.credential, error, now)
+    delay = backoff(failures, error.retry_after)
+    _finish(run, now, error=error.message[:2000], failures=failures, delay=delay)
+
+
+def _flag_credential(credential: Credential, error: ProviderError, now: datetime) -> None:
+    # Once per credential per sweep: the first of its runs to fail flags it; the rest see it blocked.
+    if credential.blocked_until and credential.blocked_until > now:
+        return
+    credential.mark_failed(error.message, permanent=error.auth_failed, retry_after=error.retry_after, now=now)
+
+
+def _finish(run: Run, now: datetime, *, error: str, failures: int, delay: timedelta | None = None) -> None:
+    """One UPDATE records the attempt, schedules the next one and releases the lease (rule 14)."""
+    next_sync = None if run.is_finished else now + (delay or cadence(run, now))
+    Run.objects.filter(pk=run.pk).update(
+        last_synced=now,
+        last_sync_error=error,
+        sync_failures=failures,
+        next_sync_after=next_sync,
+        sync_locked_until=None,
+    )
+    run.last_synced, run.last_sync_error, run.sync_failures, run.next_sync_after = now, error, failures, next_sync
+
+
+def _enforce_time_limit(run: Run, stats: SweepStats, now: datetime) -> None:
+    if run.is_finished:
+        return
+    limit = max_run_time(run)
+    if now - run.created >= limit:
+        hours = limit.total_seconds() / 3600
+        reason = f"Still {run.status} after {hours:g} h: comfytrack gave up waiting (limit for {run.provider.name})."
+        if run.mark(Status.TIMED_OUT, EventSource.RECONCILER, reason, now=now):
+            stats.timed_out += 1
+
+
+def cadence(run: Run, now: datetime) -> timedelta:
+    """How soon to poll again: fast while running, slower the longer a run waits in a queue."""
+    if run.status == Status.RUNNING:
+        seconds = 4.0
+    else:
+        waited = (now - run.created).total_seconds()
+        seconds = 4.0 if waited < 120 else min(4.0 + waited / 60, 60.0)
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+def backoff(failures: int, retry_after: float | None = None) -> timedelta:
+    """Exponential back-off with full jitter, never sooner than the provider's Retry-After."""
+    ceiling = min(5.0 * 2 ** min(failures, 10), MAX_BACKOFF.total_seconds())
+    seconds = random.uniform(ceiling / 2, ceiling)
+    return timedelta(seconds=max(seconds, retry_after or 0.0))
+
+
+def lost_after(run: Run) -> timedelta:
+    minutes = _config_number(run, "lost_after_minutes")
+    return timedelta(minutes=minutes) if minutes is not None else DEFAULT_LOST_AFTER
+
+
+def max_run_time(run: Run) -> timedelta:
+    hours = _config_number(run, "max_run_hours")
+    return timedelta(hours=hours) if hours is not None else DEFAULT_MAX_RUN_TIME
+
+
+def _config_number(run: Run, key: str) -> float | None:
+    value = (run.provider.config or {}).get(key)
+    try:
+        return float(value) if value is not None and float(value) > 0 else None
+    except (TypeError, ValueError):
+        return None

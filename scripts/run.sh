@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Migrate the embedded SQLite default, make sure an admin login exists, then serve the app on
+# 127.0.0.1 together with the django-q2 cluster (scripts/serve.py). Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBUG="${DEBUG:-true}"
+export PORT="${PORT:-8000}"
+PY=.venv/bin/python
+$PY manage.py migrate --no-input -v 0
+$PY manage.py ensure_admin
+echo "comfytrack on http://127.0.0.1:$PORT/  (admin: http://127.0.0.1:$PORT/admin/) — Ctrl-C stops it"
+exec $PY scripts/serve.py
