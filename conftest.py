@@ -20,3 +20,86 @@ def fake(fake_server):
     fake_server.state.reset()
     yield fake_server
     fake_server.state.reset()
+
+
+# -- people and organizations (STYLE.md rule 22: alice owns, bob reads, charlie is an outsider) -------
+
+
+@pytest.fixture
+def org(db):
+    from accounts.models import Organization
+
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db):
+    from accounts.models import Organization
+
+    return Organization.objects.create(name="Globex", slug="globex")
+
+
+def _member(org, username, role, **flags):
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership
+
+    user = get_user_model().objects.create_user(username, password="password", **flags)
+    if org is not None:
+        Membership.objects.create(organization=org, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(org):
+    """Owner of `org`, staff (may use the admin)."""
+    return _member(org, "alice", "owner", is_staff=True)
+
+
+@pytest.fixture
+def bob(org):
+    """Read-only member (viewer) of `org`."""
+    return _member(org, "bob", "viewer")
+
+
+@pytest.fixture
+def charlie(other_org):
+    """Owner of another organization, staff: must never see `org`'s objects."""
+    return _member(other_org, "charlie", "owner", is_staff=True)
+
+
+@pytest.fixture
+def make_provider(db):
+    from providers.models import Credential, Provider
+
+    def make(org, name="Deploy", kind="comfydeploy", base_url="", secret=None, config=None):
+        provider = Provider.objects.create(organization=org, name=name, kind=kind, base_url=base_url, config=config or {})
+        credential = Credential(provider=provider, name="default")
+        credential.set_secret(secret if secret is not None else {"token": "cd-secret-token-1234"})
+        credential.save()
+        return provider
+
+    return make
+
+
+@pytest.fixture
+def provider(org, make_provider):
+    return make_provider(org)
+
+
+@pytest.fixture
+def make_run(db):
+    from runs.models import Run
+
+    counter = iter(range(1, 1_000_000))
+
+    def make(provider, external_id=None, **fields):
+        return Run.objects.create(
+            organization=provider.organization,
+            provider=provider,
+            credential=provider.credentials.first(),
+            external_id=external_id if external_id is not None else f"ext-{next(counter)}",
+            **fields,
+        )
+
+    return make

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from providers.clients.base import OutputKind, OutputRef, RunError, RunSnapshot, RunStatus
+from runs.models import EventSource, Run, RunEvent, Status
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def snap(status: RunStatus, **fields) -> RunSnapshot:
+    return RunSnapshot(external_id="ext", status=status, provider_status=fields.pop("raw", status.value), **fields)
+
+
+@pytest.fixture
+def run(provider, make_run):
+    return make_run(provider)
+
+
+def test_it_moves_forward_and_records_each_change_with_its_source(run):
+    assert run.apply(snap(RunStatus.QUEUED, queued=T0), EventSource.POLL)
+    assert run.apply(snap(RunStatus.RUNNING, started=T0 + timedelta(seconds=5), progress=0.5), EventSource.WEBHOOK)
+    assert run.apply(snap(RunStatus.SUCCEEDED, finished=T0 + timedelta(seconds=65)), EventSource.POLL)
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED
+    assert run.progress == 1.0
+    assert run.queue_seconds == 5.0
+    assert run.run_seconds == 60.0
+    events = list(run.events.values_list("from_status", "to_status", "source"))
+    assert events == [
+        ("pending", "queued", "poll"),
+        ("queued", "running", "webhook"),
+        ("running", "succeeded", "poll"),
+    ]
+
+
+def test_it_never_reverts_a_terminal_status(run):
+    run.apply(snap(RunStatus.FAILED, error=RunError("boom", node_id="3")), EventSource.POLL)
+    for stale in (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+        assert not run.apply(snap(stale), EventSource.POLL)
+    run.refresh_from_db()
+    assert run.status == Status.FAILED
+    assert run.error["message"] == "boom"
+    assert RunEvent.objects.filter(run=run).count() == 1
+
+
+def test_it_ignores_a_stale_earlier_in_flight_status(run):
+    run.apply(snap(RunStatus.RUNNING, progress=0.6, live_status="Executing KSampler"), EventSource.POLL)
+    assert not run.apply(snap(RunStatus.QUEUED, progress=0.0), EventSource.POLL)
+    run.refresh_from_db()
+    assert (run.status, run.progress, run.live_status) == ("running", 0.6, "Executing KSampler")
+
+
+def test_it_updates_progress_without_a_status_change(run):
+    run.apply(snap(RunStatus.RUNNING, progress=0.2), EventSource.POLL)
+    assert not run.apply(snap(RunStatus.RUNNING, progress=0.7, live_status="Executing VAEDecode"), EventSource.POLL)
+    run.refresh_from_db()
+    assert (run.progress, run.live_status) == (0.7, "Executing VAEDecode")
+    assert run.events.count() == 1
+
+
+def test_it_loses_the_race_gracefully_when_another_worker_applied_first(run):
+    stale_copy = Run.objects.get(pk=run.pk)
+    assert run.apply(snap(RunStatus.SUCCEEDED), EventSource.POLL)
+    # The second worker read "pending" before the first one wrote: its conditional update matches nothing.
+    assert not stale_copy.apply(snap(RunStatus.FAILED), EventSource.POLL)
+    assert stale_copy.status == Status.SUCCEEDED
+    assert Run.objects.get(pk=run.pk).status == Status.SUCCEEDED
+    assert RunEvent.objects.filter(run=run).count() == 1
+
+
+def test_it_ignores_unknown_snapshots(run):
+    assert not run.apply(snap(RunStatus.UNKNOWN, raw="not_found"), EventSource.POLL)
+    assert Run.objects.get(pk=run.pk).status == Status.PENDING
+
+
+def test_it_upserts_outputs_by_key_and_refreshes_expiring_urls(run):
+    first = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=1")
+    run.apply(snap(RunStatus.RUNNING, outputs=(first,)), EventSource.POLL)
+    resigned = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=2")
+    second = OutputRef(key="9/b.png", filename="b.png", kind=OutputKind.IMAGE, url="https://x/b.png")
+    run.apply(snap(RunStatus.SUCCEEDED, outputs=(resigned, second)), EventSource.POLL)
+    run.refresh_from_db()
+    assert run.n_outputs == 2
+    assert sorted(run.outputs.values_list("provider_url", flat=True)) == ["https://x/a.png?sig=2", "https://x/b.png"]
+
+
+def test_it_keeps_finished_after_started_despite_provider_clock_skew(run):
+    run.apply(snap(RunStatus.RUNNING, started=T0), EventSource.POLL)
+    run.apply(snap(RunStatus.SUCCEEDED, finished=T0 - timedelta(seconds=3)), EventSource.POLL)
+    run.refresh_from_db()
+    assert run.finished >= run.started
+
+
+def test_the_database_refuses_finished_before_started(run):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(started=T0, finished=T0 - timedelta(seconds=1))
+
+
+def test_the_database_refuses_a_duplicate_external_id(provider, make_run):
+    make_run(provider, "same")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_run(provider, "same")
+
+
+def test_mark_records_a_reconciler_decision_with_its_reason(run):
+    assert run.mark(Status.LOST, EventSource.RECONCILER, "Deploy no longer knows this run.")
+    run.refresh_from_db()
+    assert run.status == Status.LOST
+    assert run.error["message"] == "Deploy no longer knows this run."
+    assert run.events.get().source == "reconciler"
