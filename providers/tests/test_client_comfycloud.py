@@ -1,0 +1,539 @@
+"""Comfy Cloud client contract tests (v1 and v2): HTTP mocked only at the transport seam, shared fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from providers.clients.base import (
+    ClientOptions,
+    OutputKind,
+    OutputRef,
+    ProviderError,
+    RunSnapshot,
+    RunStatus,
+    Unsupported,
+)
+from providers.clients.comfycloud import ComfyCloudClient
+from providers.tests.shared import fixture
+
+BASE = "https://cloud.comfy.org"
+KEY = "cc-test-key-abcdef123456"
+V1_ID = "3f6c2a8e-1b4d-4e7f-9a0c-5d8e2b1f7a64"
+V2_ID = "7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client(handler: Handler, api: str = "v1", **config: Any) -> ComfyCloudClient:
+    options = ClientOptions(max_body_bytes=config.pop("max_body_bytes", 8 * 1024 * 1024))
+    return ComfyCloudClient(
+        BASE, {"api_key": KEY}, {"api": api, **config}, transport=httpx.MockTransport(handler), options=options
+    )
+
+
+def assert_auth(request: httpx.Request, api: str) -> None:
+    if api == "v1":
+        assert request.headers["X-API-Key"] == KEY
+        assert "Authorization" not in request.headers
+    else:
+        assert request.headers["Authorization"] == f"Bearer {KEY}"
+        assert "X-API-Key" not in request.headers
+
+
+def answer(method: str, url: str, body: Any, status: int = 200, api: str = "v1", **headers: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == method
+        assert str(request.url) == url
+        assert_auth(request, api)
+        if isinstance(body, bytes):
+            return httpx.Response(status, content=body, headers=headers)
+        return httpx.Response(status, json=body, headers=headers)
+
+    return handler
+
+
+def fetch_v1(body: Any, status: int = 200, **headers: str) -> RunSnapshot:
+    c = client(answer("GET", f"{BASE}/api/jobs/{V1_ID}", body, status, **headers))
+    return c.call(c.fetch, V1_ID)
+
+
+def fetch_v2(body: Any, status: int = 200, **headers: str) -> RunSnapshot:
+    c = client(answer("GET", f"{BASE}/api/v2/jobs/{V2_ID}", body, status, api="v2", **headers), api="v2")
+    return c.call(c.fetch, V2_ID)
+
+
+def raises(call: Callable[[], Any]) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        call()
+    assert caught.value.message
+    assert KEY not in caught.value.message
+    return caught.value
+
+
+# -- v1 fetch ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("pending", RunStatus.QUEUED),
+        ("in_progress", RunStatus.RUNNING),
+        ("completed", RunStatus.SUCCEEDED),
+        ("failed", RunStatus.FAILED),
+    ],
+)
+def test_it_maps_every_v1_job_fixture(name: str, status: RunStatus) -> None:
+    body = fixture(f"comfy-cloud/jobs_detail_{name}.json")
+    snapshot = fetch_v1(body)
+    assert snapshot.status == status
+    assert snapshot.provider_status == name
+    assert snapshot.external_id == V1_ID
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("queued", RunStatus.QUEUED),
+        ("running", RunStatus.RUNNING),
+        ("success", RunStatus.SUCCEEDED),
+        ("error", RunStatus.FAILED),
+        ("cancelled", RunStatus.CANCELLED),
+    ],
+)
+def test_it_maps_the_raw_job_status_strings(name: str, status: RunStatus) -> None:
+    raw = fixture(f"comfy-cloud/job_status_{name}.json")["status"]
+    body = {**fixture("comfy-cloud/jobs_detail_pending.json"), "status": raw}
+    snapshot = fetch_v1(body)
+    assert snapshot.status == status
+    assert snapshot.provider_status == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ("lost", RunStatus.LOST),
+        ("non_retryable_error", RunStatus.FAILED),
+        ("cancel_requested", RunStatus.RUNNING),
+        ("submitted", RunStatus.QUEUED),
+        ("teleporting", RunStatus.QUEUED),
+    ],
+)
+def test_it_maps_lost_and_treats_unknown_v1_strings_as_in_flight(raw: str, status: RunStatus) -> None:
+    body = {**fixture("comfy-cloud/jobs_detail_pending.json"), "status": raw}
+    assert fetch_v1(body).status == status
+
+
+def test_it_reads_v1_timestamps_in_seconds_and_ms() -> None:
+    snapshot = fetch_v1(fixture("comfy-cloud/jobs_detail_completed.json"))
+    assert snapshot.created == datetime.fromtimestamp(1763630102, tz=UTC)
+    assert snapshot.queued == snapshot.created
+    assert snapshot.started == datetime.fromtimestamp(1763630105.410, tz=UTC)
+    assert snapshot.finished == datetime.fromtimestamp(1763630107.890, tz=UTC)
+    assert snapshot.started.utcoffset() == timedelta(0)
+    assert (snapshot.finished - snapshot.started).total_seconds() == pytest.approx(2.48)
+    assert (snapshot.started - snapshot.queued).total_seconds() == pytest.approx(3.41)
+
+
+def test_it_reads_v1_outputs_as_view_urls() -> None:
+    (output,) = fetch_v1(fixture("comfy-cloud/jobs_detail_completed.json")).outputs
+    assert output.filename == "probe_00001_.png"
+    assert output.kind == OutputKind.IMAGE
+    assert output.node_id == "2"
+    assert output.url == f"{BASE}/api/view?filename=probe_00001_.png&subfolder=&type=output"
+    assert output.url_expires is None
+
+
+def test_it_reads_video_and_audio_outputs_and_skips_flags() -> None:
+    body = fixture("comfy-cloud/jobs_detail_completed.json")
+    body["outputs"] = {
+        "7": {"video": [{"filename": "a.mp4", "subfolder": "vids", "type": "output"}], "animated": [True]},
+        "8": {"audio": [{"filename": "b.flac", "subfolder": "", "type": "output"}], "text": ["hi"]},
+    }
+    outputs = fetch_v1(body).outputs
+    assert [(o.filename, o.kind, o.node_id) for o in outputs] == [
+        ("a.mp4", OutputKind.VIDEO, "7"),
+        ("b.flac", OutputKind.AUDIO, "8"),
+    ]
+    assert "subfolder=vids" in outputs[0].url
+
+
+def test_it_reads_the_v1_node_error() -> None:
+    snapshot = fetch_v1(fixture("comfy-cloud/jobs_detail_failed.json"))
+    error = snapshot.error
+    assert error.message == "Example failure message"
+    assert (error.node_id, error.node_type, error.exception_type) == ("2", "SaveImage", "RuntimeError")
+    assert error.traceback == '  File "execution.py", line 1, in execute\n'
+    assert snapshot.finished == datetime.fromtimestamp(1763630106.690, tz=UTC)
+
+
+def test_it_explains_a_v1_failure_without_details() -> None:
+    body = {**fixture("comfy-cloud/jobs_detail_in_progress.json"), "status": "failed"}
+    snapshot = fetch_v1(body)
+    assert "failed" in snapshot.error.message
+    assert snapshot.finished == datetime.fromtimestamp(1763630105, tz=UTC)  # update_time
+
+
+def test_it_returns_unknown_for_404() -> None:
+    snapshot = fetch_v1({"code": "NOT_FOUND", "message": "Job not found"}, 404)
+    assert snapshot.status == RunStatus.UNKNOWN
+    assert snapshot.provider_status == "not_found"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_it_flags_auth_failures_as_permanent(status: int) -> None:
+    error = raises(lambda: fetch_v1(fixture("comfy-cloud/error_401.json"), status))
+    assert error.permanent
+    assert error.auth_failed
+    assert "Invalid or missing API key" in error.message
+
+
+def test_it_honours_retry_after_on_429() -> None:
+    error = raises(lambda: fetch_v1({"code": "RATE", "message": "slow down"}, 429, **{"Retry-After": "12"}))
+    assert not error.permanent
+    assert error.retry_after == 12
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_it_treats_5xx_as_transient(status: int) -> None:
+    assert not raises(lambda: fetch_v1({"code": "X", "message": "boom"}, status)).permanent
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!doctype html><html><body>Cloudflare</body></html>",
+        b"{'status': nope",
+        json.dumps(fixture("comfy-cloud/jobs_detail_completed.json")).encode()[:250],
+        b'{"status": "completed"}',
+        b'{"id": "x"}',
+        b"null",
+    ],
+    ids=["html", "malformed", "truncated", "missing-id", "missing-status", "null"],
+)
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_it_turns_bad_bodies_into_provider_errors(body: bytes, api: str) -> None:
+    fetch = fetch_v1 if api == "v1" else fetch_v2
+    assert not raises(lambda: fetch(body)).permanent
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_it_refuses_an_oversized_body(api: str) -> None:
+    path = "api/jobs" if api == "v1" else "api/v2/jobs"
+    body = fixture("comfy-cloud/jobs_detail_completed.json" if api == "v1" else "comfy-cloud/v2_job_succeeded.json")
+    job_id = V1_ID if api == "v1" else V2_ID
+    c = client(answer("GET", f"{BASE}/{path}/{job_id}", body, api=api), api=api, max_body_bytes=100)
+    assert "bytes" in raises(lambda: c.call(c.fetch, job_id)).message
+
+
+# -- v1 fetch_many -------------------------------------------------------------------------------
+
+
+def test_it_fetches_many_with_one_list_call() -> None:
+    requests: list[httpx.Request] = []
+    listing = fixture("comfy-cloud/jobs_list.json")
+    listing["jobs"] = [
+        {**job, "status": "in_progress" if i == 0 else "pending"} for i, job in enumerate(listing["jobs"])
+    ]
+    ids = [job["id"] for job in listing["jobs"]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        assert_auth(request, "v1")
+        assert request.url.path == "/api/jobs"
+        assert request.url.params["status"] == "pending,in_progress"
+        return httpx.Response(200, json=listing)
+
+    c = client(handler)
+    assert c.has_list_call
+    results = c.call(c.fetch_many, ids)
+    assert len(requests) == 1
+    assert [results[i].status for i in ids] == [RunStatus.RUNNING, RunStatus.QUEUED]
+
+
+def test_it_fetches_ids_missing_from_the_list_one_by_one() -> None:
+    paths: list[str] = []
+    gone = "00000000-0000-4000-8000-000000000000"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/api/jobs":
+            return httpx.Response(200, json={"jobs": [], "pagination": {"offset": 0, "limit": 1000, "total": 0}})
+        if request.url.path == f"/api/jobs/{V1_ID}":
+            return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+        return httpx.Response(404, json={"code": "NOT_FOUND", "message": "Job not found"})
+
+    results = (c := client(handler)).call(c.fetch_many, [V1_ID, gone])
+    assert sorted(paths) == sorted(["/api/jobs", f"/api/jobs/{V1_ID}", f"/api/jobs/{gone}"])
+    assert results[V1_ID].status == RunStatus.SUCCEEDED
+    assert len(results[V1_ID].outputs) == 1
+    assert results[gone].status == RunStatus.UNKNOWN
+
+
+def test_it_reports_a_failed_list_call_for_every_id() -> None:
+    c = client(lambda request: httpx.Response(401, json=fixture("comfy-cloud/error_401.json")))
+    results = c.call(c.fetch_many, ["a", "b"])
+    assert set(results) == {"a", "b"}
+    assert all(isinstance(r, ProviderError) and r.auth_failed for r in results.values())
+
+
+# -- v1 submit / cancel / download ---------------------------------------------------------------
+
+
+def test_it_submits_a_v1_prompt() -> None:
+    request_body = fixture("comfy-cloud/prompt_request.json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/prompt")
+        assert_auth(request, "v1")
+        assert json.loads(request.content) == request_body
+        return httpx.Response(200, json=fixture("comfy-cloud/prompt_response.json"))
+
+    c = client(handler)
+    options = {"api_key_comfy_org": request_body["extra_data"]["api_key_comfy_org"]}
+    assert c.call(c.submit, request_body["prompt"], {}, options) == V1_ID
+
+
+def test_it_applies_inputs_to_the_graph() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["prompt"]["2"]["inputs"]["filename_prefix"] == "custom"
+        return httpx.Response(200, json=fixture("comfy-cloud/prompt_response.json"))
+
+    c = client(handler)
+    workflow = fixture("comfy-cloud/prompt_request.json")["prompt"]
+    c.call(c.submit, workflow, {"2.filename_prefix": "custom"}, {})
+    assert workflow["2"]["inputs"]["filename_prefix"] == "probe"  # the caller's graph is untouched
+    error = raises(lambda: c.call(c.submit, workflow, {"seed": 1}, {}))
+    assert error.permanent
+
+
+def test_it_names_nodes_in_a_400_prompt_error() -> None:
+    body = fixture("comfy-cloud/prompt_error_400.json")
+    body["node_errors"] = {
+        "3": {"errors": [{"message": "Required input is missing", "details": "model"}], "class_type": "KSampler"}
+    }
+    c = client(lambda request: httpx.Response(400, json=body))
+    error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
+    assert error.permanent
+    assert "Prompt outputs failed validation" in error.message
+    assert "node 3 (KSampler): Required input is missing: model" in error.message
+
+
+def test_it_reports_insufficient_credits_as_permanent() -> None:
+    c = client(lambda request: httpx.Response(402, json={"code": "PAYMENT", "message": "no credits"}))
+    error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
+    assert error.permanent
+    assert "insufficient credits" in error.message
+
+
+def test_it_cancels_a_pending_v1_job_through_the_queue() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/queue")
+        assert_auth(request, "v1")
+        assert json.loads(request.content) == fixture("comfy-cloud/queue_cancel_request.json")
+        return httpx.Response(200, json=fixture("comfy-cloud/queue_cancel_response.json"))
+
+    c = client(handler)
+    assert c.call(c.cancel, V1_ID) is None
+
+
+def running_v1(calls: list[str]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/api/queue":
+            return httpx.Response(200, json={"deleted": [], "cleared": False})
+        if request.url.path == "/api/interrupt":
+            return httpx.Response(200)
+        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_in_progress.json"))
+
+    return handler
+
+
+def test_it_refuses_to_interrupt_all_running_v1_jobs() -> None:
+    calls: list[str] = []
+    c = client(running_v1(calls))
+    with pytest.raises(Unsupported, match="all of this account's running jobs"):
+        c.call(c.cancel, V1_ID)
+    assert "POST /api/interrupt" not in calls
+
+
+def test_it_interrupts_when_the_config_allows() -> None:
+    calls: list[str] = []
+    c = client(running_v1(calls), allow_global_interrupt=True)
+    c.call(c.cancel, V1_ID)
+    assert calls == ["POST /api/queue", f"GET /api/jobs/{V1_ID}", "POST /api/interrupt"]
+
+
+def test_it_does_nothing_to_cancel_a_finished_v1_job() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/queue":
+            return httpx.Response(200, json={"deleted": [], "cleared": False})
+        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+
+    c = client(handler)
+    assert c.call(c.cancel, V1_ID) is None
+
+
+def view_output(url: str) -> OutputRef:
+    return OutputRef(key="k", filename="probe_00001_.png", kind=OutputKind.IMAGE, url=url)
+
+
+def test_it_sends_the_key_only_to_its_own_host() -> None:
+    c = client(lambda request: httpx.Response(500))
+    own = c.download_request(view_output(f"{BASE}/api/view?filename=a.png&subfolder=&type=output"))
+    assert own.headers["X-API-Key"] == KEY
+    other = c.download_request(view_output("https://storage.googleapis.com/b/o?X-Goog-Signature=s"))
+    assert "X-API-Key" not in other.headers
+
+
+def test_it_resolves_a_view_url_to_the_signed_location() -> None:
+    signed = "https://storage.googleapis.com/bucket/obj?X-Goog-Signature=abc"
+    url = f"{BASE}/api/view?filename=probe_00001_.png&subfolder=&type=output"
+    c = client(answer("GET", url, b"", 302, Location=signed))
+    assert c.call(c.resolve_download, view_output(url)) == signed
+
+
+def test_it_does_not_resolve_foreign_urls() -> None:
+    c = client(lambda request: pytest.fail("no request may be sent"))
+    signed = "https://storage.googleapis.com/bucket/obj?X-Goog-Signature=abc"
+    assert c.call(c.resolve_download, view_output(signed)) == signed
+
+
+def test_it_checks_the_v1_key() -> None:
+    c = client(answer("GET", f"{BASE}/api/jobs?limit=1", fixture("comfy-cloud/jobs_list.json")))
+    assert "accepted" in c.call(c.check)
+
+
+# -- v2 ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("queued", RunStatus.QUEUED),
+        ("running", RunStatus.RUNNING),
+        ("succeeded", RunStatus.SUCCEEDED),
+        ("failed", RunStatus.FAILED),
+        ("canceled", RunStatus.CANCELLED),
+    ],
+)
+def test_it_maps_every_v2_job_fixture(name: str, status: RunStatus) -> None:
+    snapshot = fetch_v2(fixture(f"comfy-cloud/v2_job_{name}.json"))
+    assert snapshot.status == status
+    assert snapshot.provider_status == name
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ("expired", RunStatus.TIMED_OUT),
+        ("canceling", RunStatus.RUNNING),
+        ("cancelled", RunStatus.CANCELLED),
+        ("hibernating", RunStatus.RUNNING),
+    ],
+)
+def test_it_maps_the_other_v2_strings(raw: str, status: RunStatus) -> None:
+    snapshot = fetch_v2({**fixture("comfy-cloud/v2_job_running.json"), "status": raw})
+    assert snapshot.status == status
+    assert snapshot.provider_status == raw
+
+
+def test_it_explains_an_expired_v2_job() -> None:
+    snapshot = fetch_v2({**fixture("comfy-cloud/v2_job_queued.json"), "status": "expired"})
+    assert "expired" in snapshot.error.message
+
+
+def test_it_reads_v2_queue_progress_and_timestamps() -> None:
+    queued = fetch_v2(fixture("comfy-cloud/v2_job_queued.json"))
+    assert queued.queue_position == 2
+    assert queued.progress is None
+    done = fetch_v2(fixture("comfy-cloud/v2_job_succeeded.json"))
+    assert done.created == datetime(2026, 8, 20, 10, 0, tzinfo=UTC)
+    assert (done.started - done.queued).total_seconds() == 9
+    assert (done.finished - done.started).total_seconds() == 2
+    running = fetch_v2(fixture("comfy-cloud/v2_job_running.json"))
+    assert running.progress == pytest.approx(0.42)
+    assert running.live_status == "SaveImage"
+
+
+def test_it_reads_v2_outputs_with_expiry() -> None:
+    body = fixture("comfy-cloud/v2_job_succeeded.json")
+    (output,) = fetch_v2(body).outputs
+    assert output.filename == "probe_00001_.png"
+    assert output.kind == OutputKind.IMAGE
+    assert output.url == body["outputs"][0]["url"]
+    assert output.url_expires == datetime(2026, 8, 20, 11, 0, 11, tzinfo=UTC)
+    assert (output.node_id, output.size_bytes, output.content_type) == ("2", 1848, "image/png")
+    assert output.key == "9f8a1c0d-2b3e-4f56-8a7b-1c2d3e4f5a6b"
+
+
+def test_it_reads_the_v2_job_error() -> None:
+    error = fetch_v2(fixture("comfy-cloud/v2_job_failed.json")).error
+    assert error.message == "Example failure message"
+    assert (error.node_id, error.node_type, error.exception_type) == ("2", "SaveImage", "node_execution_error")
+
+
+def test_it_returns_unknown_for_a_v2_404() -> None:
+    body = {"error": {"code": "not_found", "message": "Job not found"}}
+    assert fetch_v2(body, 404).status == RunStatus.UNKNOWN
+
+
+def test_it_reads_the_v2_error_envelope_and_retry_after() -> None:
+    error = raises(lambda: fetch_v2(fixture("comfy-cloud/v2_error_queue_full_429.json"), 429, **{"Retry-After": "30"}))
+    assert error.retry_after == 30
+    assert "Queue is full" in error.message
+    assert not error.permanent
+
+
+def test_it_submits_a_v2_job_with_an_idempotency_key() -> None:
+    request_body = fixture("comfy-cloud/v2_submit_request.json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/v2/jobs")
+        assert_auth(request, "v2")
+        assert request.headers["Idempotency-Key"] == "idem-1"
+        assert json.loads(request.content) == request_body
+        return httpx.Response(201, json=fixture("comfy-cloud/v2_job_queued.json"))
+
+    c = client(handler, api="v2")
+    assert c.call(c.submit, request_body["workflow"], {}, {"idempotency_key": "idem-1"}) == V2_ID
+
+
+def test_it_names_nodes_in_a_v2_invalid_workflow() -> None:
+    c = client(
+        lambda request: httpx.Response(422, json=fixture("comfy-cloud/v2_error_invalid_workflow_422.json")), "v2"
+    )
+    error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
+    assert error.permanent
+    assert "required input 'model' is not connected" in error.message
+    assert "node 12: missing_input: model" in error.message
+
+
+def test_it_cancels_a_v2_job() -> None:
+    url = f"{BASE}/api/v2/jobs/{V2_ID}/cancel"
+    c = client(answer("POST", url, fixture("comfy-cloud/v2_job_canceled.json"), api="v2"), api="v2")
+    assert c.call(c.cancel, V2_ID) is None
+
+
+def test_it_fetches_many_v2_jobs_one_by_one() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(200, json={**fixture("comfy-cloud/v2_job_running.json"), "id": job_id})
+
+    c = client(handler, api="v2")
+    assert not c.has_list_call
+    results = c.call(c.fetch_many, ["a", "b"])
+    assert sorted(seen) == ["/api/v2/jobs/a", "/api/v2/jobs/b"]
+    assert {k: v.status for k, v in results.items()} == {"a": RunStatus.RUNNING, "b": RunStatus.RUNNING}
+
+
+def test_it_refuses_an_unknown_api_version() -> None:
+    with pytest.raises(ProviderError, match="v1"):
+        ComfyCloudClient(BASE, {"api_key": KEY}, {"api": "v3"})
