@@ -8,6 +8,7 @@ bounded-concurrency fetch.
 
 from __future__ import annotations
 
+import mimetypes
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -156,6 +157,7 @@ class AwsEsdClient(ProviderClient):
                     filename=filename,
                     kind=guess_kind(filename),
                     url=url,
+                    content_type=mimetypes.guess_type(filename)[0],
                     url_expires=presigned_expiry(url, fetched, PRESIGNED_TTL),
                 ))
         return tuple(refs.values())

@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import hmac
 import json
+import mimetypes
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -255,6 +256,7 @@ class SpeedPixClient(ProviderClient):
                 filename = filename_from_url(url)
                 refs.setdefault(f"images/{filename}", OutputRef(
                     key=f"images/{filename}", filename=filename, kind=guess_kind(filename, "images"), url=url,
+                    content_type=mimetypes.guess_type(filename)[0],
                     url_expires=presigned_expiry(url),  # lifetime undocumented: only what the URL says
                 ))
         return tuple(refs.values())
@@ -330,6 +332,7 @@ def _field_output(key: str, item: Any) -> OutputRef | None:
         filename=filename,
         kind=guess_kind(filename, item.get("type") if isinstance(item.get("type"), str) else None),
         url=url,
+        content_type=mimetypes.guess_type(filename)[0],
         url_expires=presigned_expiry(url),
         width=item["width"] if isinstance(item.get("width"), int) else None,
         height=item["height"] if isinstance(item.get("height"), int) else None,
