@@ -22,25 +22,28 @@ def all_secret_keys() -> list[str]:
     return keys
 
 
-class CredentialForm(forms.ModelForm):
+def secret_form_fields() -> dict[str, forms.Field]:
+    """One write-only field per secret key any kind uses (declared, so the admin knows them)."""
+    by_kind = secret_keys_by_kind()
+    fields = {}
+    for key in all_secret_keys():
+        kinds = ", ".join(kind for kind, names in by_kind.items() if key in names)
+        fields[f"secret_{key}"] = forms.CharField(
+            label=f"Secret: {key}",
+            required=False,
+            strip=True,
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            help_text=f"Used by: {kinds}. Leave blank to keep the stored value.",
+        )
+    return fields
+
+
+class CredentialFormBase(forms.ModelForm):
     """Secret values are write-only: never rendered back; blank keeps the stored value."""
 
     class Meta:
         model = Credential
         fields = ["provider", "name", "is_active"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        by_kind = secret_keys_by_kind()
-        for key in all_secret_keys():
-            kinds = ", ".join(kind for kind, names in by_kind.items() if key in names)
-            self.fields[f"secret_{key}"] = forms.CharField(
-                label=f"Secret: {key}",
-                required=False,
-                strip=True,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-                help_text=f"Used by: {kinds}. Leave blank to keep the stored value.",
-            )
 
     def clean(self):
         cleaned = super().clean()
@@ -68,6 +71,9 @@ class CredentialForm(forms.ModelForm):
             missing = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             raise forms.ValidationError(f"{provider.kind_label} needs: {', '.join(missing)}.") from None
         return cleaned
+
+
+CredentialForm = type("CredentialForm", (CredentialFormBase,), secret_form_fields())
 
 
 @admin.action(description="Test connection")

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from providers.clients.http import DEFAULT_MAX_BODY_BYTES, make_http_client
+from providers.clients.http import DEFAULT_MAX_BODY_BYTES, is_connect_failure, make_http_client
 
 T = TypeVar("T")
 
@@ -152,6 +152,11 @@ class SecretModel(BaseModel):
     """Base for each kind's credential secret schema (Credential.secret is validated against it)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    def __repr_args__(self):  # type: ignore[override]
+        # repr()/str() end up in logs and tracebacks: never show the values.
+        for name, value in super().__repr_args__():
+            yield name, ("***" if value else value)
 
     def hint(self) -> str:
         """A masked hint that is safe to show: the last 4 characters of the longest value."""
@@ -434,7 +439,9 @@ class ProviderClient:
         try:
             request = self.http.build_request(method, url, **kwargs)
             response = await self.http.send(request, stream=True)
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
+            if is_connect_failure(exc):
+                raise ProviderError(f"{what} failed: {_describe_transport_error(httpx.ConnectError(''))}.") from None
             raise ProviderError(f"{what} timed out after {self.options.timeout:g} s.") from None
         except httpx.HTTPError as exc:
             raise ProviderError(f"{what} failed: {_describe_transport_error(exc)}.") from None

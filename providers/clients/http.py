@@ -7,6 +7,7 @@ Tests pass `transport=httpx.MockTransport(handler)`: the one seam where HTTP is 
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -36,3 +37,10 @@ def make_http_client(
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """httpx-aiohttp 0.2 maps "connection refused" to httpx.ConnectTimeout (its exception table
+    matches aiohttp's ClientConnectionError first); look at the cause to tell the two apart."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, aiohttp.ServerTimeoutError)
