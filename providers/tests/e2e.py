@@ -38,10 +38,12 @@ def assert_fault_is_a_provider_error(fake, cls: type[ProviderClient], external_i
     assert client.call(client.fetch, external_id).status is not RunStatus.UNKNOWN
 
 
-def assert_stale_answers_the_earlier_status(fake, cls: type[ProviderClient], external_id: str) -> None:
+def assert_stale_answers_the_earlier_status(
+    fake, cls: type[ProviderClient], external_id: str, earlier: RunStatus = RunStatus.RUNNING
+) -> None:
     forced(fake, cls.kind, external_id, S.RUNNING, S.SUCCEEDED)
     client = cls(fake.base_url(cls.kind), fake.secret(cls.kind))
     fake.set_faults(mode="stale", only_kind=cls.kind)
-    assert client.call(client.fetch, external_id).status is RunStatus.RUNNING
+    assert client.call(client.fetch, external_id).status is earlier
     fake.set_faults()
     assert client.call(client.fetch, external_id).status is RunStatus.SUCCEEDED

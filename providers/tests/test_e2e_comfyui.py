@@ -9,8 +9,13 @@ from providers.clients.comfyui import ComfyUIClient
 from providers.fake import state as S
 from providers.fake.files import output_seed
 from providers.fake.png import png_bytes
-from providers.tests.e2e import FAULTS, assert_fault_is_a_provider_error, assert_stale_answers_the_earlier_status, \
-    download, forced
+from providers.tests.e2e import (
+    FAULTS,
+    assert_fault_is_a_provider_error,
+    assert_stale_answers_the_earlier_status,
+    download,
+    forced,
+)
 from providers.tests.shared import recorded
 
 KIND = "comfyui"
