@@ -1,0 +1,49 @@
+"""Helpers for the end-to-end tests: real loopback HTTP against the fake provider server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from providers.clients.base import ClientOptions, OutputRef, ProviderClient, ProviderError, RunStatus
+from providers.fake import state as S
+
+FAULTS = ["5xx", "429", "malformed", "truncated", "html", "stall", "huge"]
+
+
+async def download(client: ProviderClient, output: OutputRef) -> bytes:
+    response = await client.http.send(client.download_request(output))
+    assert response.status_code == 200, response.text[:200]
+    return response.content
+
+
+def forced(fake, kind: str, external_id: str, *phases: str) -> None:
+    """Move a run along without sleeping: each phase entered a millisecond after the previous one."""
+    run = fake.state.get(kind, external_id)
+    start = time.time() - len(phases) * 0.001
+    for index, phase in enumerate(phases):
+        run.force(phase, at=start + index * 0.001)
+
+
+def assert_fault_is_a_provider_error(fake, cls: type[ProviderClient], external_id: str, mode: str) -> None:
+    fake.set_faults(mode=mode, remaining=1, stall_seconds=2, only_kind=cls.kind)
+    client = cls(fake.base_url(cls.kind), fake.secret(cls.kind), options=ClientOptions(timeout=0.5))
+    with pytest.raises(ProviderError) as caught:
+        client.call(client.fetch, external_id)
+    assert caught.value.message and not caught.value.auth_failed
+    if mode == "429":
+        assert caught.value.retry_after == 2
+    # The fault is spent: the next poll works.
+    assert client.call(client.fetch, external_id).status is not RunStatus.UNKNOWN
+
+
+def assert_stale_answers_the_earlier_status(
+    fake, cls: type[ProviderClient], external_id: str, earlier: RunStatus = RunStatus.RUNNING
+) -> None:
+    forced(fake, cls.kind, external_id, S.RUNNING, S.SUCCEEDED)
+    client = cls(fake.base_url(cls.kind), fake.secret(cls.kind))
+    fake.set_faults(mode="stale", only_kind=cls.kind)
+    assert client.call(client.fetch, external_id).status is earlier
+    fake.set_faults()
+    assert client.call(client.fetch, external_id).status is RunStatus.SUCCEEDED

@@ -1,0 +1,111 @@
+"""ComfyUI client against the fake ComfyUI over real loopback HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from providers.clients.base import ProviderError, RunStatus
+from providers.clients.comfyui import ComfyUIClient
+from providers.fake import state as S
+from providers.fake.files import output_seed
+from providers.fake.png import png_bytes
+from providers.tests.e2e import (
+    FAULTS,
+    assert_fault_is_a_provider_error,
+    assert_stale_answers_the_earlier_status,
+    download,
+    forced,
+)
+from providers.tests.shared import recorded
+
+KIND = "comfyui"
+
+
+def make(fake, secret: dict | None = None) -> ComfyUIClient:
+    return ComfyUIClient(fake.base_url(KIND), fake.secret(KIND) if secret is None else secret)
+
+
+def submit(fake, workflow: dict | None = None) -> tuple[ComfyUIClient, str]:
+    client = make(fake)
+    return client, client.call(client.submit, workflow or recorded("workflow_minimal.json"), {}, {})
+
+
+def test_it_follows_a_run_to_success_and_downloads_real_pngs(fake):
+    client, external_id = submit(fake)
+    assert client.call(client.fetch, external_id).status is RunStatus.QUEUED
+    forced(fake, KIND, external_id, S.RUNNING)
+    assert client.call(client.fetch, external_id).status is RunStatus.RUNNING
+    forced(fake, KIND, external_id, S.SUCCEEDED)
+    snap = client.call(client.fetch, external_id)
+    assert snap.status is RunStatus.SUCCEEDED and snap.started <= snap.finished
+    [output] = snap.outputs
+    data = client.call(download, client, output)
+    assert data.startswith(b"\x89PNG") and data == png_bytes(output_seed(KIND, external_id, output.filename))
+
+
+def test_it_reports_a_failing_node(fake):
+    workflow = {"1": {"class_type": "EmptyImage", "inputs": {}}, "5": {"class_type": "FakeFail", "inputs": {}}}
+    client, external_id = submit(fake, workflow)
+    forced(fake, KIND, external_id, S.RUNNING, S.FAILED)
+    snap = client.call(client.fetch, external_id)
+    assert snap.status is RunStatus.FAILED
+    assert (snap.error.node_id, snap.error.node_type) == ("5", "FakeFail") and "CUDA" in snap.error.message
+    assert "execution.py" in snap.error.traceback
+
+
+def test_it_rejects_an_unknown_node_class(fake):
+    client = make(fake)
+    with pytest.raises(ProviderError, match="NoSuchNode") as caught:
+        client.call(client.submit, {"1": {"class_type": "NoSuchNode", "inputs": {}}}, {}, {})
+    assert caught.value.permanent and not fake.state.of_kind(KIND)
+
+
+@pytest.mark.parametrize("phase", [S.QUEUED, S.RUNNING])
+def test_it_cancels_pending_and_running_prompts(fake, phase):
+    client, external_id = submit(fake)
+    forced(fake, KIND, external_id, phase)
+    client.call(client.cancel, external_id)
+    assert client.call(client.fetch, external_id).status is RunStatus.CANCELLED
+
+
+def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown(fake):
+    client, external_id = submit(fake)
+    forced(fake, KIND, external_id, S.VANISHED)
+    snapshots = client.call(client.fetch_many, [external_id, "00000000-0000-4000-8000-000000000000"])
+    assert {s.status for s in snapshots.values()} == {RunStatus.UNKNOWN}
+
+
+def test_it_fetches_many_runs_in_every_state(fake):
+    client = make(fake)
+    ids = {phase: [fake.add_run(KIND, script=((0, phase),), workflow={}).external_id for _ in range(count)]
+           for phase, count in ((S.QUEUED, 3), (S.RUNNING, 1), (S.SUCCEEDED, 6))}
+    fake.state.requests.clear()
+    result = client.call(client.fetch_many, [i for group in ids.values() for i in group])
+    assert [result[i].status for i in ids[S.QUEUED]] == [RunStatus.QUEUED] * 3
+    assert sorted(result[i].queue_position for i in ids[S.QUEUED]) == [0, 1, 2]
+    assert {result[i].status for i in ids[S.SUCCEEDED]} == {RunStatus.SUCCEEDED}
+    assert len(fake.state.requests) == 2  # /queue + /history?max_items
+
+
+def test_it_flags_a_wrong_proxy_secret(fake):
+    fake.state.secrets[KIND] = {"header": "X-Proxy-Token", "value": "right"}
+    try:
+        client = make(fake, {"header": "X-Proxy-Token", "value": "wrong"})
+        with pytest.raises(ProviderError) as caught:
+            client.call(client.check)
+        assert caught.value.auth_failed
+        right = make(fake, {"header": "X-Proxy-Token", "value": "right"})
+        assert "ComfyUI" in right.call(right.check)
+    finally:
+        fake.state.secrets[KIND] = {}
+
+
+@pytest.mark.parametrize("mode", FAULTS)
+def test_it_survives_fault(fake, mode):
+    run = fake.add_run(KIND, script=((0, S.SUCCEEDED),), workflow={})
+    assert_fault_is_a_provider_error(fake, ComfyUIClient, run.external_id, mode)
+
+
+def test_it_shows_a_stale_replicas_earlier_status(fake):
+    run = fake.add_run(KIND, script=((0, S.QUEUED),), workflow={})
+    assert_stale_answers_the_earlier_status(fake, ComfyUIClient, run.external_id)
