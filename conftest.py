@@ -73,7 +73,9 @@ def make_provider(db):
     from providers.models import Credential, Provider
 
     def make(org, name="Deploy", kind="comfydeploy", base_url="", secret=None, config=None):
-        provider = Provider.objects.create(organization=org, name=name, kind=kind, base_url=base_url, config=config or {})
+        provider = Provider.objects.create(
+            organization=org, name=name, kind=kind, base_url=base_url, config=config or {}
+        )
         credential = Credential(provider=provider, name="default")
         credential.set_secret(secret if secret is not None else {"token": "cd-secret-token-1234"})
         credential.save()

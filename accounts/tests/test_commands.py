@@ -81,12 +81,21 @@ def test_add_member_adds_and_changes_roles(acme):
 
 def test_add_provider_stores_an_encrypted_credential(acme):
     code = run(
-        "add_provider", "acme", "Deploy", "--kind", "comfydeploy", "--secret", "token=cd-tok-9876",
-        "--config", "deployment_id=dep-1",
+        "add_provider",
+        "acme",
+        "Deploy",
+        "--kind",
+        "comfydeploy",
+        "--secret",
+        "token=cd-tok-9876",
+        "--config",
+        "deployment_id=dep-1",
     )
     provider = Provider.objects.get(code=code)
     assert (provider.kind, provider.config, provider.effective_base_url) == (
-        "comfydeploy", {"deployment_id": "dep-1"}, "https://api.comfydeploy.com/api",
+        "comfydeploy",
+        {"deployment_id": "dep-1"},
+        "https://api.comfydeploy.com/api",
     )
     assert provider.credentials.get().plain_secret() == {"token": "cd-tok-9876"}
 
@@ -148,8 +157,12 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_a_bad_encryption_key_is_one_clear_line_without_a_traceback(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, "COMFYTRACK_ENCRYPTION_KEYS": "not-a-key",
-           "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "x" * 50,
+        "COMFYTRACK_ENCRYPTION_KEYS": "not-a-key",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+    }
     result = manage("sync_runs", "--once", env=env)
     assert result.returncode != 0
     assert "key 1 of 1 is not a valid Fernet key" in result.stderr
@@ -164,8 +177,12 @@ def test_a_missing_secret_key_with_debug_off_refuses_to_start(tmp_path):
 
 
 def test_bad_command_input_prints_one_line(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "DEBUG": "true", "COMFYTRACK_DATA_DIR": str(tmp_path),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "true",
+        "COMFYTRACK_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+    }
     assert manage("migrate", "-v", "0", env=env).returncode == 0
     result = manage("add_provider", "nope", "X", "--kind", "comfyui", env=env)
     assert result.returncode == 1

@@ -152,14 +152,17 @@ class AwsEsdClient(ProviderClient):
                     continue
                 filename = filename_from_url(url)
                 key = f"{group}/{_object_path(url, execute.prompt_id) or filename}"
-                refs.setdefault(key, OutputRef(
-                    key=key,
-                    filename=filename,
-                    kind=guess_kind(filename),
-                    url=url,
-                    content_type=mimetypes.guess_type(filename)[0],
-                    url_expires=presigned_expiry(url, fetched, PRESIGNED_TTL),
-                ))
+                refs.setdefault(
+                    key,
+                    OutputRef(
+                        key=key,
+                        filename=filename,
+                        kind=guess_kind(filename),
+                        url=url,
+                        content_type=mimetypes.guess_type(filename)[0],
+                        url_expires=presigned_expiry(url, fetched, PRESIGNED_TTL),
+                    ),
+                )
         return tuple(refs.values())
 
     async def cancel(self, external_id: str) -> None:

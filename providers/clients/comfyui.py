@@ -327,7 +327,11 @@ def _queue_number(item: list[Any]) -> float:
 def _queue_snapshot(item: list[Any], status: RunStatus, raw: str, position: int | None) -> RunSnapshot:
     created = parse_timestamp(_extra_data(item).get("create_time"))  # recent ComfyUI only
     return RunSnapshot(
-        external_id=item[1], status=status, provider_status=raw, created=created, queued=created,
+        external_id=item[1],
+        status=status,
+        provider_status=raw,
+        created=created,
+        queued=created,
         queue_position=position,
     )
 
@@ -405,8 +409,9 @@ def _node_error_text(node: dict[str, Any]) -> str:
 def check_api_workflow(workflow: Any, label: str) -> dict[str, Any]:
     """ComfyUI runs the API format `{node_id: {class_type, inputs}}`; the UI format (nodes + links) fails late."""
     if not isinstance(workflow, dict) or not workflow:
-        raise ProviderError(f"{label} needs a workflow in API format ({{node_id: {{class_type, inputs}}}}).",
-                            permanent=True)
+        raise ProviderError(
+            f"{label} needs a workflow in API format ({{node_id: {{class_type, inputs}}}}).", permanent=True
+        )
     if isinstance(workflow.get("nodes"), list) and "links" in workflow:
         raise ProviderError(
             f"{label} needs the workflow in API format; this is the UI format (use “Export (API)”).", permanent=True

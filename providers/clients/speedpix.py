@@ -135,23 +135,26 @@ class SpeedPixClient(ProviderClient):
         }
         if body:
             headers["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 — the protocol's choice
-        string_to_sign = "\n".join([
-            "POST",
-            JSON_TYPE,
-            headers.get("content-md5", ""),
-            JSON_TYPE,
-            headers["date"],
-            f"x-ca-key:{headers['x-ca-key']}",
-            f"x-ca-nonce:{headers['x-ca-nonce']}",
-            "x-ca-signature-method:HmacSHA256",
-            f"x-ca-timestamp:{headers['x-ca-timestamp']}",
-            path,
-        ])
+        string_to_sign = "\n".join(
+            [
+                "POST",
+                JSON_TYPE,
+                headers.get("content-md5", ""),
+                JSON_TYPE,
+                headers["date"],
+                f"x-ca-key:{headers['x-ca-key']}",
+                f"x-ca-nonce:{headers['x-ca-nonce']}",
+                "x-ca-signature-method:HmacSHA256",
+                f"x-ca-timestamp:{headers['x-ca-timestamp']}",
+                path,
+            ]
+        )
         digest = hmac.new(secret.app_secret.encode(), string_to_sign.encode(), hashlib.sha256).digest()
         headers["x-ca-signature"] = base64.b64encode(digest).decode()
         return headers
 
-    async def post(self, path: str, body: Mapping[str, Any], extra_headers: Mapping[str, str] | None = None
+    async def post(
+        self, path: str, body: Mapping[str, Any], extra_headers: Mapping[str, str] | None = None
     ) -> Envelope:
         """One signed POST; the path signed is the one the gateway sees (base URL path included)."""
         content = gateway_body(body)
@@ -254,11 +257,17 @@ class SpeedPixClient(ProviderClient):
                     continue
                 seen_paths.add(httpx.URL(url).path)
                 filename = filename_from_url(url)
-                refs.setdefault(f"images/{filename}", OutputRef(
-                    key=f"images/{filename}", filename=filename, kind=guess_kind(filename, "images"), url=url,
-                    content_type=mimetypes.guess_type(filename)[0],
-                    url_expires=presigned_expiry(url),  # lifetime undocumented: only what the URL says
-                ))
+                refs.setdefault(
+                    f"images/{filename}",
+                    OutputRef(
+                        key=f"images/{filename}",
+                        filename=filename,
+                        kind=guess_kind(filename, "images"),
+                        url=url,
+                        content_type=mimetypes.guess_type(filename)[0],
+                        url_expires=presigned_expiry(url),  # lifetime undocumented: only what the URL says
+                    ),
+                )
         return tuple(refs.values())
 
     async def cancel(self, external_id: str) -> None:
@@ -272,8 +281,9 @@ class SpeedPixClient(ProviderClient):
         proves the AppKey/AppSecret pair works. It starts nothing and costs nothing."""
         envelope = await self.post("/scc/comfy_get_progress", {"taskId": "comfytrack-credential-check"})
         if envelope.status != GATEWAY_OK and _AUTH.search(_codes(envelope)):
-            raise ProviderError(f"{self.label} refused the credential: {_codes(envelope)}.", permanent=True,
-                                auth_failed=True)
+            raise ProviderError(
+                f"{self.label} refused the credential: {_codes(envelope)}.", permanent=True, auth_failed=True
+            )
         return f"{self.label} accepted the AppKey signature."
 
     # -- errors --------------------------------------------------------------------------------
@@ -298,10 +308,16 @@ class SpeedPixClient(ProviderClient):
         message = (message or "").split("Server StringToSign", 1)[0].strip(" ,") or "no message"
         text = f"{what} was refused by the API gateway ({response.status_code} {code or ''}): {message}"
         if _AUTH.search(message) or response.status_code in (401, 403):
-            return ProviderError(f"{text}. Check the AppKey and AppSecret.", permanent=True, auth_failed=True,
-                                 status_code=response.status_code)
-        return super().status_error(response, what) if response.status_code >= 429 else ProviderError(
-            text, permanent=True, status_code=response.status_code
+            return ProviderError(
+                f"{text}. Check the AppKey and AppSecret.",
+                permanent=True,
+                auth_failed=True,
+                status_code=response.status_code,
+            )
+        return (
+            super().status_error(response, what)
+            if response.status_code >= 429
+            else ProviderError(text, permanent=True, status_code=response.status_code)
         )
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from providers.fake import state as S
 from providers.fake.files import file_url
 from providers.fake.server import STATE_KEY
-from providers.fake.state import FakeRun, script_for_workflow
+from providers.fake.state import FakeRun, is_stale, script_for_workflow
 
 KIND = "aws_esd"
 _REQUIRED = ("prompt_id", "prompt", "need_sync", "endpoint_name")
@@ -45,8 +45,7 @@ def _gateway_error(status: int, message: str) -> web.Response:
 
 
 def _envelope(status: int, data: Any, message: str) -> web.Response:
-    return web.json_response({"statusCode": status, "debug": _DEBUG, "data": data, "message": message},
-                             status=status)
+    return web.json_response({"statusCode": status, "debug": _DEBUG, "data": data, "message": message}, status=status)
 
 
 def _naive_iso(at: float | None) -> str | None:
@@ -69,8 +68,13 @@ async def post_execute(request: web.Request) -> web.Response:
         message = f"[object has missing required properties ([{quoted}])]"
         return web.json_response({"statusCode": 400, "message": message, "requestId": str(uuid.uuid4())}, status=400)
     workflow = body["prompt"] if isinstance(body["prompt"], dict) else {}
-    run = state.add_run(KIND, str(body["prompt_id"]), script=script_for_workflow(workflow, state.default_script),
-                        workflow=workflow, inputs={"endpoint_name": body["endpoint_name"]})
+    run = state.add_run(
+        KIND,
+        str(body["prompt_id"]),
+        script=script_for_workflow(workflow, state.default_script),
+        workflow=workflow,
+        inputs={"endpoint_name": body["endpoint_name"]},
+    )
     return _envelope(201, _item(request, run, summary=True), "Created")
 
 
@@ -93,7 +97,7 @@ async def list_executes(request: web.Request) -> web.Response:
 
 
 def _item(request: web.Request, run: FakeRun, summary: bool = False) -> dict[str, Any]:
-    phase = run.previous_phase() if request.get("stale") else run.phase()
+    phase = run.previous_phase() if is_stale(request) else run.phase()
     status = {S.QUEUED: "created", S.RUNNING: "created", S.SUCCEEDED: "success"}.get(phase, "failed")
     done = status != "created"
     files = [file_url(request, KIND, run.external_id, name, ttl=3600) for name in run.output_names()]
@@ -112,8 +116,17 @@ def _item(request: web.Request, run: FakeRun, summary: bool = False) -> dict[str
         "message": _message(run, phase) if status == "failed" else None,
     }
     if not summary:
-        item.update({"inference_type": "Async", "prompt_params": {"prompt": str(run.workflow)}, "sagemaker_raw": {},
-                     "multi_async": False, "batch_id": "", "workflow": None, "instance_id": None})
+        item.update(
+            {
+                "inference_type": "Async",
+                "prompt_params": {"prompt": str(run.workflow)},
+                "sagemaker_raw": {},
+                "multi_async": False,
+                "batch_id": "",
+                "workflow": None,
+                "instance_id": None,
+            }
+        )
     return item
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from providers.fake import files, state
 from providers.fake.comfydeploy import as_of
 from providers.fake.png import png_bytes
-from providers.fake.state import FakeRun, FakeState, script_for_workflow
+from providers.fake.state import FakeRun, FakeState, is_stale, script_for_workflow
 
 KIND = "comfycloud"
 STATE = web.AppKey("comfycloud_state", FakeState)
@@ -71,7 +71,7 @@ def v2_error(status: int, code: str, message: str, details: Any = None) -> web.R
 
 
 def rendered(request: web.Request, run: FakeRun) -> tuple[str, float]:
-    stale = bool(request.get("stale"))
+    stale = bool(is_stale(request))
     return (run.previous_phase() if stale else run.phase()), as_of(run, stale)
 
 

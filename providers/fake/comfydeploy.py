@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from providers.fake import files, state
-from providers.fake.state import FakeRun, FakeState, script_for_workflow
+from providers.fake.state import FakeRun, FakeState, is_stale, script_for_workflow
 
 KIND = "comfydeploy"
 STATUS = {
@@ -81,7 +81,7 @@ async def get_run(request: web.Request) -> web.Response:
     run = request.app[STATE].get(KIND, request.match_info["run_id"])
     if run is None:
         return web.json_response({"detail": "Run not found"}, status=404)
-    stale = bool(request.get("stale"))
+    stale = bool(is_stale(request))
     phase = run.previous_phase() if stale else run.phase()
     return web.json_response(render_run(request, run, phase, as_of(run, stale)))
 

@@ -22,7 +22,7 @@ from providers.fake import state as S
 from providers.fake.files import output_seed
 from providers.fake.png import png_bytes
 from providers.fake.server import STATE_KEY
-from providers.fake.state import FakeRun, FakeState, script_for_workflow
+from providers.fake.state import FakeRun, FakeState, is_stale, script_for_workflow
 
 KIND = "comfyui"
 _CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -50,12 +50,14 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def _phase(request: web.Request, run: FakeRun) -> str:
-    return run.previous_phase() if request.get("stale") else run.phase()
+    return run.previous_phase() if is_stale(request) else run.phase()
 
 
 def _error(kind: str, message: str, details: str = "", node_errors: dict[str, Any] | None = None) -> web.Response:
-    body = {"error": {"type": kind, "message": message, "details": details, "extra_info": {}},
-            "node_errors": node_errors or {}}
+    body = {
+        "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+        "node_errors": node_errors or {},
+    }
     return web.json_response(body, status=400)
 
 
@@ -75,18 +77,28 @@ async def post_prompt(request: web.Request) -> web.Response:
         class_type = node.get("class_type") if isinstance(node, dict) else None
         if class_type == "NoSuchNode" or not class_type:
             # recorded-comfyui/post_prompt_unknown_node.json
-            return _error("invalid_prompt", f"Cannot execute because node {class_type} does not exist.",
-                          f"Node ID '#{node_id}'")
+            return _error(
+                "invalid_prompt", f"Cannot execute because node {class_type} does not exist.", f"Node ID '#{node_id}'"
+            )
     prompt_id = body.get("prompt_id") or str(uuid.uuid4())
     if not isinstance(prompt_id, str) or not _CANONICAL_UUID.match(prompt_id):
-        return _error("invalid_prompt_id", "prompt_id must be a valid UUID",
-                      "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
-                      "omit it to let the server generate one")
-    run = state.add_run(KIND, prompt_id, script=script_for_workflow(prompt, state.default_script),
-                        workflow=prompt, error=_fail_error(prompt))
+        return _error(
+            "invalid_prompt_id",
+            "prompt_id must be a valid UUID",
+            "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
+            "omit it to let the server generate one",
+        )
+    run = state.add_run(
+        KIND,
+        prompt_id,
+        script=script_for_workflow(prompt, state.default_script),
+        workflow=prompt,
+        error=_fail_error(prompt),
+    )
     run.inputs = {"client_id": body.get("client_id")}
-    return web.json_response({"prompt_id": run.external_id, "number": _numbers(state)[run.external_id],
-                              "node_errors": {}})
+    return web.json_response(
+        {"prompt_id": run.external_id, "number": _numbers(state)[run.external_id], "node_errors": {}}
+    )
 
 
 def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,9 +123,13 @@ async def get_queue(request: web.Request) -> web.Response:
     for run in state.of_kind(KIND):
         phase = _phase(request, run)
         if phase in (S.RUNNING, S.QUEUED):
-            item = [numbers[run.external_id], run.external_id, run.workflow,
-                    {"client_id": run.inputs.get("client_id"), "create_time": int(run.created * 1000)},
-                    _output_nodes(run)]
+            item = [
+                numbers[run.external_id],
+                run.external_id,
+                run.workflow,
+                {"client_id": run.inputs.get("client_id"), "create_time": int(run.created * 1000)},
+                _output_nodes(run),
+            ]
             (running if phase == S.RUNNING else pending).append(item)
     # ComfyUI answers the pending heap as-is; reversing keeps clients honest about sorting by number.
     return web.json_response({"queue_running": running, "queue_pending": pending[::-1]})
@@ -199,12 +215,27 @@ def _messages(run: FakeRun, phase: str) -> list[list[Any]]:
     if phase == S.SUCCEEDED:
         messages.append(["execution_success", {**base, "timestamp": ms(finished)}])
     elif phase == S.CANCELLED:
-        messages.append(["execution_interrupted", {**base, "node_id": "2", "node_type": "SaveImage",
-                                                   "executed": [], "timestamp": ms(finished)}])
+        messages.append(
+            [
+                "execution_interrupted",
+                {**base, "node_id": "2", "node_type": "SaveImage", "executed": [], "timestamp": ms(finished)},
+            ]
+        )
     else:  # failed, timed out (ComfyUI has no timeout of its own: it shows up as an error)
         error = run.error or S.default_error()
-        messages.append(["execution_error", {**base, **error, "executed": [], "current_inputs": {},
-                                             "current_outputs": [], "timestamp": ms(finished)}])
+        messages.append(
+            [
+                "execution_error",
+                {
+                    **base,
+                    **error,
+                    "executed": [],
+                    "current_inputs": {},
+                    "current_outputs": [],
+                    "timestamp": ms(finished),
+                },
+            ]
+        )
     return messages
 
 
@@ -232,7 +263,14 @@ async def get_view(request: web.Request) -> web.Response:
 
 
 async def get_system_stats(request: web.Request) -> web.Response:
-    return web.json_response({
-        "system": {"os": "posix", "comfyui_version": "0.3.64-fake", "python_version": "3.12", "embedded_python": False},
-        "devices": [{"name": "cpu", "type": "cpu", "index": None}],
-    })
+    return web.json_response(
+        {
+            "system": {
+                "os": "posix",
+                "comfyui_version": "0.3.64-fake",
+                "python_version": "3.12",
+                "embedded_python": False,
+            },
+            "devices": [{"name": "cpu", "type": "cpu", "index": None}],
+        }
+    )

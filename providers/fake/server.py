@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from providers.fake import files
-from providers.fake.state import FakeState, Faults
+from providers.fake.state import STALE, FakeState, Faults
 
 # kind -> (module under providers.fake, path prefix of the provider's documented base URL)
 KINDS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,7 @@ async def faults_middleware(request: web.Request, handler: Any) -> web.StreamRes
     if mode == "stall":
         await asyncio.sleep(faults.stall_seconds)
     if mode == "stale":
-        request["stale"] = True
+        request[STALE] = True
     response = await handler(request)
     if mode in ("malformed", "truncated", "huge") and isinstance(response, web.Response) and response.body:
         body = bytes(response.body)

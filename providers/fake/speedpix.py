@@ -26,7 +26,7 @@ from aiohttp import web
 from providers.fake import state as S
 from providers.fake.files import file_url
 from providers.fake.server import STATE_KEY
-from providers.fake.state import FakeRun, script_for_workflow
+from providers.fake.state import FakeRun, is_stale, script_for_workflow
 
 KIND = "speedpix"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -43,16 +43,23 @@ def setup(app: web.Application, state: object) -> None:
 
 
 def _gateway_error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(status=status, headers={"X-Ca-Error-Code": code, "X-Ca-Error-Message": message,
-                                                "X-Ca-Request-Id": str(uuid.uuid4())})
+    return web.Response(
+        status=status,
+        headers={"X-Ca-Error-Code": code, "X-Ca-Error-Message": message, "X-Ca-Request-Id": str(uuid.uuid4())},
+    )
 
 
 def string_to_sign(request: web.Request, content_md5: str) -> str:
     """Server side of the digest: method, Accept, Content-MD5, Content-Type, Date, the signed x-ca-*
     headers sorted by name, then the path (no query)."""
     names = sorted(h.strip().lower() for h in request.headers.get("x-ca-signature-headers", "").split(",") if h.strip())
-    lines = [request.method, request.headers.get("Accept", ""), content_md5, request.headers.get("Content-Type", ""),
-             request.headers.get("date", "")]
+    lines = [
+        request.method,
+        request.headers.get("Accept", ""),
+        content_md5,
+        request.headers.get("Content-Type", ""),
+        request.headers.get("date", ""),
+    ]
     lines += [f"{name}:{request.headers.get(name, '')}" for name in names]
     lines.append(request.path)
     return "\n".join(lines)
@@ -70,9 +77,10 @@ async def _gateway(request: web.Request, handler: Any) -> web.StreamResponse:
     content_md5 = request.headers.get("content-md5", "")
     if body and content_md5 != base64.b64encode(hashlib.md5(body).digest()).decode():  # noqa: S324 — the protocol's
         return _gateway_error(400, "A400IC", "Invalid Content-MD5")
-    if not request.headers["x-ca-timestamp"].isdigit() or abs(
-        int(request.headers["x-ca-timestamp"]) - time.time() * 1000
-    ) > _MAX_SKEW_MS:
+    if (
+        not request.headers["x-ca-timestamp"].isdigit()
+        or abs(int(request.headers["x-ca-timestamp"]) - time.time() * 1000) > _MAX_SKEW_MS
+    ):
         return _gateway_error(400, "A400IT", "Invalid Timestamp")
     signed = set(request.headers.get("x-ca-signature-headers", "").replace(" ", "").lower().split(","))
     if not set(_SIGNED) <= signed:
@@ -91,8 +99,16 @@ def _ok(data: Any) -> web.Response:
 
 
 def _fail(err_code: str, err_message: str, sub_code: str, sub_message: str) -> web.Response:
-    return web.json_response({"status": 20, "apiInvokeId": f"i_{uuid.uuid4().hex[:24]}", "errCode": err_code,
-                              "errMessage": err_message, "subErrCode": sub_code, "subErrMessage": sub_message})
+    return web.json_response(
+        {
+            "status": 20,
+            "apiInvokeId": f"i_{uuid.uuid4().hex[:24]}",
+            "errCode": err_code,
+            "errMessage": err_message,
+            "subErrCode": sub_code,
+            "subErrMessage": sub_message,
+        }
+    )
 
 
 def _not_found(task_id: Any) -> web.Response:
@@ -107,7 +123,7 @@ async def _task(request: web.Request) -> tuple[FakeRun | None, Any]:
 
 
 def _status(request: web.Request, run: FakeRun) -> str:
-    phase = run.previous_phase() if request.get("stale") else run.phase()
+    phase = run.previous_phase() if is_stale(request) else run.phase()
     return {S.QUEUED: "waiting", S.RUNNING: "running", S.SUCCEEDED: "succeeded", S.CANCELLED: "canceled"}.get(
         phase, "failed"
     )
@@ -121,9 +137,14 @@ async def comfy_prompt(request: web.Request) -> web.Response:
         return _fail("InvalidParameter", "invalid parameter", "MissingParameter", "workflow_id and alias_id required")
     script = script_for_workflow({"1": {"class_type": workflow_id}}, state.default_script)
     error = {**S.default_error(), "node_id": "1", "node_type": "FakeFail"} if workflow_id == "FakeFail" else None
-    run = state.add_run(KIND, uuid.uuid4().hex, script=script, error=error,
-                        workflow={"workflow_id": workflow_id, "alias_id": body.get("alias_id")},
-                        inputs=body.get("inputs") or {})
+    run = state.add_run(
+        KIND,
+        uuid.uuid4().hex,
+        script=script,
+        error=error,
+        workflow={"workflow_id": workflow_id, "alias_id": body.get("alias_id")},
+        inputs=body.get("inputs") or {},
+    )
     return _ok({"taskId": run.external_id, "status": "waiting", "estimatedDurationInSeconds": 1.5})
 
 
@@ -143,15 +164,37 @@ async def comfy_get_result(request: web.Request) -> web.Response:
     status = _status(request, run)
     if status == "failed":
         error = run.error or S.default_error()
-        return _fail("TASK_FAILED", "task failed", str(error["exception_type"]),
-                     f"{error['node_type']} (node {error['node_id']}): {error['exception_message']}")
+        return _fail(
+            "TASK_FAILED",
+            "task failed",
+            str(error["exception_type"]),
+            f"{error['node_type']} (node {error['node_id']}): {error['exception_message']}",
+        )
     data: dict[str, Any] = {"status": status, "taskId": run.external_id}
     if status == "succeeded":
         begin, end = run.entered(S.RUNNING) or run.created, run.finished_at() or time.time()
         urls = [file_url(request, KIND, run.external_id, name, ttl=3600) for name in run.output_names()]
-        data.update({"taskDuration": int((end - begin) * 1000), "taskBeginTime": int(begin * 1000),
-                     "taskEndTime": int(end * 1000), "images": urls})
+        data.update(
+            {
+                "taskDuration": int((end - begin) * 1000),
+                "taskBeginTime": int(begin * 1000),
+                "taskEndTime": int(end * 1000),
+                "images": urls,
+            }
+        )
         # The docs' custom output field: the same file again, with metadata.
-        data["result"] = {"poster": {"url": urls[0], "type": "image", "filename": run.output_names()[0],
-                                     "format": "png", "width": 64, "height": 64}} if urls else {}
+        data["result"] = (
+            {
+                "poster": {
+                    "url": urls[0],
+                    "type": "image",
+                    "filename": run.output_names()[0],
+                    "format": "png",
+                    "width": 64,
+                    "height": 64,
+                }
+            }
+            if urls
+            else {}
+        )
     return _ok(data)

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 # Generic phases; each provider module renders them in its own vocabulary.
 QUEUED = "queued"
 RUNNING = "running"
@@ -17,6 +19,14 @@ TIMED_OUT = "timed_out"
 # The provider forgot the run (ComfyUI restarted, history trimmed, record deleted): 404 / absent.
 VANISHED = "vanished"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, VANISHED})
+
+# Set by the fault middleware: render the run as a stale replica would (its previous phase).
+STALE = web.RequestKey("stale", bool)
+
+
+def is_stale(request: web.Request) -> bool:
+    return request.get(STALE, False)
+
 
 DEFAULT_SCRIPT: tuple[tuple[float, str], ...] = ((0.0, QUEUED), (0.5, RUNNING), (1.5, SUCCEEDED))
 

@@ -52,8 +52,12 @@ def body_of(request: httpx.Request) -> Any:
 
 # Bad answers every client must turn into a ProviderError: (name, response, extra assertions).
 BAD_RESPONSES: list[tuple[str, httpx.Response]] = [
-    ("html", httpx.Response(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-                            headers={"content-type": "text/html"})),
+    (
+        "html",
+        httpx.Response(
+            502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", headers={"content-type": "text/html"}
+        ),
+    ),
     ("malformed", httpx.Response(200, content=b"{'status': not json")),
     ("truncated", httpx.Response(200, content=b'{"status": 10, "data": {"sta')),
     ("html-200", httpx.Response(200, text="<!doctype html><title>Login</title>")),

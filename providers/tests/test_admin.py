@@ -103,9 +103,7 @@ def test_the_test_connection_action_reports_failure_without_secrets(alice_client
 def test_api_keys_added_in_the_admin_are_shown_once(alice_client, org):
     from accounts.models import ApiKey
 
-    page = alice_client.post(
-        reverse("admin:accounts_apikey_add"), {"organization": org.pk, "name": "bot"}, follow=True
-    )
+    page = alice_client.post(reverse("admin:accounts_apikey_add"), {"organization": org.pk, "name": "bot"}, follow=True)
     key = ApiKey.objects.get()
     plain = page.text.split("will not be shown again: ")[1].split("<")[0].strip()
     assert ApiKey.objects.authenticate(plain) == key

@@ -64,8 +64,10 @@ def test_it_needs_an_endpoint_name():
 
 
 def test_it_reports_gateway_validation_errors_on_submit():
-    c, _ = client({("POST", "/prod/executes"): (400, fixture("aws-esd/gateway_error_400_validation.json"))},
-                  {"endpoint_name": "e"})
+    c, _ = client(
+        {("POST", "/prod/executes"): (400, fixture("aws-esd/gateway_error_400_validation.json"))},
+        {"endpoint_name": "e"},
+    )
     with pytest.raises(ProviderError, match="need_sync") as caught:
         c.call(c.submit, recorded("workflow_minimal.json"), {}, {})
     assert caught.value.permanent and caught.value.status_code == 400
@@ -136,8 +138,9 @@ def test_it_flags_refused_keys(status):
 
 
 def test_it_honours_retry_after_on_429():
-    c, _ = client({("GET", PATH): httpx.Response(429, json={"message": "Too Many Requests"},
-                                                headers={"Retry-After": "12"})})
+    c, _ = client(
+        {("GET", PATH): httpx.Response(429, json={"message": "Too Many Requests"}, headers={"Retry-After": "12"})}
+    )
     with pytest.raises(ProviderError) as caught:
         c.call(c.fetch, RUN_ID)
     assert caught.value.retry_after == 12 and not caught.value.permanent

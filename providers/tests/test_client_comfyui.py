@@ -61,8 +61,15 @@ def test_it_uses_the_servers_id_when_an_old_comfyui_ignores_ours():
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("post_prompt_validation_error.json",
-         ["Prompt outputs failed validation", "Node 1 (LoadImage)", "Custom validation failed", "does_not_exist.png"]),
+        (
+            "post_prompt_validation_error.json",
+            [
+                "Prompt outputs failed validation",
+                "Node 1 (LoadImage)",
+                "Custom validation failed",
+                "does_not_exist.png",
+            ],
+        ),
         ("post_prompt_unknown_node.json", ["NoSuchNode does not exist", "#1"]),
         ("post_prompt_no_output.json", ["Prompt has no outputs"]),
     ],
@@ -102,8 +109,12 @@ def test_it_maps_a_recorded_success():
     assert snap.started == ms(1796059904983) and snap.finished == ms(1796059904987)
     assert snap.started.tzinfo is UTC and snap.created is None  # 0.3.64 has no create_time
     [out] = snap.outputs
-    assert (out.filename, out.kind, out.node_id, out.content_type) == ("peer_min_00001_.png", OutputKind.IMAGE, "2",
-                                                                       "image/png")
+    assert (out.filename, out.kind, out.node_id, out.content_type) == (
+        "peer_min_00001_.png",
+        OutputKind.IMAGE,
+        "2",
+        "image/png",
+    )
     assert out.url == f"{BASE}/view?filename=peer_min_00001_.png&subfolder=&type=output"
     assert len(r.requests) == 1
 
@@ -131,8 +142,11 @@ def test_it_maps_a_recorded_node_error():
 
 @pytest.mark.parametrize("source", ["recorded", "fixture"])
 def test_it_maps_an_interrupt_to_cancelled(source):
-    body = recorded("history_interrupted.json") if source == "recorded" else fixture(
-        "comfyui-oss/history_interrupted.json")
+    body = (
+        recorded("history_interrupted.json")
+        if source == "recorded"
+        else fixture("comfyui-oss/history_interrupted.json")
+    )
     external_id = next(iter(body))
     c = client(router({("GET", f"/history/{external_id}"): (200, body)}))
     snap = c.call(c.fetch, external_id)
@@ -143,8 +157,18 @@ def test_it_maps_an_interrupt_to_cancelled(source):
 def test_it_collects_every_file_output_and_skips_the_rest():
     entry = next(iter(fixture("comfyui-oss/history_success.json").values()))
     entry["outputs"] = {
-        "2": {"images": [{"filename": "a.png", "subfolder": "s 1", "type": "output", "width": 64, "height": 32,
-                          "extra": "media metadata"}]},
+        "2": {
+            "images": [
+                {
+                    "filename": "a.png",
+                    "subfolder": "s 1",
+                    "type": "output",
+                    "width": 64,
+                    "height": 32,
+                    "extra": "media metadata",
+                }
+            ]
+        },
         "3": {"images": [{"filename": "a.png", "subfolder": "", "type": "temp"}], "animated": [False]},
         "4": {"gifs": [{"filename": "clip.webp", "subfolder": "", "type": "output", "format": "image/webp"}]},
         "5": {"video": [{"filename": "v.mp4", "subfolder": "", "type": "output"}]},
@@ -154,14 +178,28 @@ def test_it_collects_every_file_output_and_skips_the_rest():
     }
     c = client(router({("GET", "/history/x"): (200, {"x": entry})}))
     outputs = {o.key: o for o in c.call(c.fetch, "x").outputs}
-    assert set(outputs) == {"2/output/s 1/a.png", "3/temp/a.png", "4/output/clip.webp", "5/output/v.mp4",
-                            "6/output/s.flac", "7/output/m.glb", "8/output/notes.txt"}
+    assert set(outputs) == {
+        "2/output/s 1/a.png",
+        "3/temp/a.png",
+        "4/output/clip.webp",
+        "5/output/v.mp4",
+        "6/output/s.flac",
+        "7/output/m.glb",
+        "8/output/notes.txt",
+    }
     assert outputs["2/output/s 1/a.png"].url == f"{BASE}/view?filename=a.png&subfolder=s+1&type=output"
     assert (outputs["2/output/s 1/a.png"].width, outputs["2/output/s 1/a.png"].height) == (64, 32)
     assert outputs["3/temp/a.png"].url.endswith("type=temp")
     kinds = {key.split("/")[0]: o.kind for key, o in outputs.items()}
-    assert kinds == {"2": OutputKind.IMAGE, "3": OutputKind.IMAGE, "4": OutputKind.VIDEO, "5": OutputKind.VIDEO,
-                     "6": OutputKind.AUDIO, "7": OutputKind.MESH, "8": OutputKind.TEXT}
+    assert kinds == {
+        "2": OutputKind.IMAGE,
+        "3": OutputKind.IMAGE,
+        "4": OutputKind.VIDEO,
+        "5": OutputKind.VIDEO,
+        "6": OutputKind.AUDIO,
+        "7": OutputKind.MESH,
+        "8": OutputKind.TEXT,
+    }
 
 
 def test_it_treats_an_unknown_status_str_as_in_flight():
@@ -175,10 +213,13 @@ def test_it_treats_an_unknown_status_str_as_in_flight():
 # -- fetch: queue and unknown ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("external_id", "status", "raw", "position"), [
-    (QUEUED_ID, RunStatus.QUEUED, "queue_pending", 0),
-    (RUNNING_ID, RunStatus.RUNNING, "queue_running", None),
-])
+@pytest.mark.parametrize(
+    ("external_id", "status", "raw", "position"),
+    [
+        (QUEUED_ID, RunStatus.QUEUED, "queue_pending", 0),
+        (RUNNING_ID, RunStatus.RUNNING, "queue_running", None),
+    ],
+)
 def test_it_finds_queued_and_running_prompts_in_the_queue(external_id, status, raw, position):
     r = router({("GET", f"/history/{external_id}"): (200, {}), ("GET", "/queue"): (200, recorded("queue.json"))})
     c = client(r)
@@ -187,18 +228,29 @@ def test_it_finds_queued_and_running_prompts_in_the_queue(external_id, status, r
 
 
 def test_it_orders_the_pending_heap_by_number():
-    queue = {"queue_running": [], "queue_pending": [[9, "b", {}, {}, []], [4, "a", {}, {"create_time": 1763630102123},
-                                                                                []], [12, "c", {}, {}, []]]}
-    c = client(router({("GET", "/history/c"): (200, {}), ("GET", "/queue"): (200, queue),
-                       ("GET", "/history/a"): (200, {})}))
+    queue = {
+        "queue_running": [],
+        "queue_pending": [
+            [9, "b", {}, {}, []],
+            [4, "a", {}, {"create_time": 1763630102123}, []],
+            [12, "c", {}, {}, []],
+        ],
+    }
+    c = client(
+        router({("GET", "/history/c"): (200, {}), ("GET", "/queue"): (200, queue), ("GET", "/history/a"): (200, {})})
+    )
     assert c.call(c.fetch, "c").queue_position == 2
     snap = c.call(c.fetch, "a")
     assert snap.queue_position == 0 and snap.created == ms(1763630102123)
 
 
 def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown():
-    r = router({("GET", "/history/gone"): (200, fixture("comfyui-oss/history_unknown_or_not_finished.json")),
-                ("GET", "/queue"): (200, recorded("queue_idle.json"))})
+    r = router(
+        {
+            ("GET", "/history/gone"): (200, fixture("comfyui-oss/history_unknown_or_not_finished.json")),
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+        }
+    )
     c = client(r)
     snap = c.call(c.fetch, "gone")
     assert (snap.status, snap.provider_status) == (RunStatus.UNKNOWN, "not_found")
@@ -207,8 +259,12 @@ def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown():
 
 
 def test_it_sees_a_run_that_finished_between_history_and_queue():
-    r = router({("GET", f"/history/{OK_ID}"): [(200, {}), (200, recorded("history_success.json"))],
-                ("GET", "/queue"): (200, recorded("queue_idle.json"))})
+    r = router(
+        {
+            ("GET", f"/history/{OK_ID}"): [(200, {}), (200, recorded("history_success.json"))],
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+        }
+    )
     c = client(r)
     assert c.call(c.fetch, OK_ID).status is RunStatus.SUCCEEDED
 
@@ -218,8 +274,13 @@ def test_it_sees_a_run_that_finished_between_history_and_queue():
 
 def test_it_fetches_many_with_one_queue_and_one_history_list_call():
     done = {f"done-{i}": next(iter(recorded("history_success.json").values())) for i in range(6)}
-    r = router({("GET", "/queue"): (200, recorded("queue.json")), ("GET", "/history"): (200, done),
-                ("GET", "/history/old"): (200, {})})
+    r = router(
+        {
+            ("GET", "/queue"): (200, recorded("queue.json")),
+            ("GET", "/history"): (200, done),
+            ("GET", "/history/old"): (200, {}),
+        }
+    )
     c = client(r)
     ids = [QUEUED_ID, RUNNING_ID, *done, "old"]
     result = c.call(c.fetch_many, ids)
@@ -233,8 +294,12 @@ def test_it_fetches_many_with_one_queue_and_one_history_list_call():
 
 
 def test_it_fetches_a_few_finished_runs_one_by_one():
-    r = router({("GET", "/queue"): (200, recorded("queue_idle.json")),
-                ("GET", f"/history/{OK_ID}"): (200, recorded("history_success.json"))})
+    r = router(
+        {
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+            ("GET", f"/history/{OK_ID}"): (200, recorded("history_success.json")),
+        }
+    )
     c = client(r)
     result = c.call(c.fetch_many, [OK_ID])
     assert result[OK_ID].status is RunStatus.SUCCEEDED and len(r.requests) == 2
@@ -250,9 +315,15 @@ def test_it_gives_every_id_the_error_when_the_queue_call_fails():
 
 
 def test_it_cancels_a_pending_prompt_by_deleting_it():
-    r = router({("GET", "/queue"): [(200, fixture("comfyui-oss/queue_pending.json")),
-                                    (200, fixture("comfyui-oss/queue_empty.json"))],
-                ("POST", "/queue"): httpx.Response(200)})
+    r = router(
+        {
+            ("GET", "/queue"): [
+                (200, fixture("comfyui-oss/queue_pending.json")),
+                (200, fixture("comfyui-oss/queue_empty.json")),
+            ],
+            ("POST", "/queue"): httpx.Response(200),
+        }
+    )
     c = client(r)
     c.call(c.cancel, FIX_ID)
     assert body_of(r.calls("POST", "/queue")[0]) == fixture("comfyui-oss/queue_delete_request.json")
@@ -260,8 +331,12 @@ def test_it_cancels_a_pending_prompt_by_deleting_it():
 
 
 def test_it_interrupts_a_running_prompt_by_id():
-    r = router({("GET", "/queue"): (200, fixture("comfyui-oss/queue_running.json")),
-                ("POST", "/interrupt"): httpx.Response(200)})
+    r = router(
+        {
+            ("GET", "/queue"): (200, fixture("comfyui-oss/queue_running.json")),
+            ("POST", "/interrupt"): httpx.Response(200),
+        }
+    )
     c = client(r)
     c.call(c.cancel, FIX_ID)
     assert body_of(r.calls("POST", "/interrupt")[0]) == fixture("comfyui-oss/interrupt_request.json")
@@ -306,12 +381,15 @@ def test_it_refuses_an_oversized_body():
         c.call(c.fetch, OK_ID)
 
 
-@pytest.mark.parametrize("body", [
-    [1, 2],
-    {"x": "not an entry"},
-    {"x": {"status": "success"}},
-    {"x": {"outputs": [], "status": {}}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2],
+        {"x": "not an entry"},
+        {"x": {"status": "success"}},
+        {"x": {"outputs": [], "status": {}}},
+    ],
+)
 def test_it_turns_missing_or_mistyped_fields_into_provider_errors(body):
     c = client(router({("GET", "/history/x"): (200, body)}))
     with pytest.raises(ProviderError, match="ComfyUI"):

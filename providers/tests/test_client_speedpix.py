@@ -27,8 +27,15 @@ PROGRESS, RESULT, PROMPT = "/scc/comfy_get_progress", "/scc/comfy_get_result", "
 
 def client(routes: dict, config: dict | None = None, **options: object) -> tuple[SpeedPixClient, Router]:
     router = Router(routes, headers={"x-ca-key": "204912345"})
-    c = SpeedPixClient(None, SECRET, config, transport=router.transport, options=ClientOptions(**options),
-                       clock=lambda: NOW, nonce=lambda: NONCE)
+    c = SpeedPixClient(
+        None,
+        SECRET,
+        config,
+        transport=router.transport,
+        options=ClientOptions(**options),
+        clock=lambda: NOW,
+        nonce=lambda: NONCE,
+    )
     return c, router
 
 
@@ -36,12 +43,26 @@ def expected_signature(path: str, body: bytes) -> dict[str, str]:
     """The documented algorithm, written out independently of the client."""
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 — the protocol's choice
     date = "Tue, 17 Jun 2025 08:00:00 GMT+00:00"
-    lines = ["POST", "application/json; charset=utf-8", md5, "application/json; charset=utf-8", date,
-             "x-ca-key:204912345", f"x-ca-nonce:{NONCE}", "x-ca-signature-method:HmacSHA256",
-             "x-ca-timestamp:1750147200000", path]
+    lines = [
+        "POST",
+        "application/json; charset=utf-8",
+        md5,
+        "application/json; charset=utf-8",
+        date,
+        "x-ca-key:204912345",
+        f"x-ca-nonce:{NONCE}",
+        "x-ca-signature-method:HmacSHA256",
+        "x-ca-timestamp:1750147200000",
+        path,
+    ]
     digest = hmac.new(b"s3cr3t-app-secret-value", "\n".join(lines).encode(), hashlib.sha256).digest()
-    return {"content-md5": md5, "date": date, "x-ca-timestamp": "1750147200000", "x-ca-nonce": NONCE,
-            "x-ca-signature": base64.b64encode(digest).decode()}
+    return {
+        "content-md5": md5,
+        "date": date,
+        "x-ca-timestamp": "1750147200000",
+        "x-ca-nonce": NONCE,
+        "x-ca-signature": base64.b64encode(digest).decode(),
+    }
 
 
 def test_it_signs_requests_as_documented():
@@ -55,8 +76,11 @@ def test_it_signs_requests_as_documented():
     inputs = {"prompt": "一只猫", "steps": 20}
     assert c.call(c.submit, {}, inputs, {}) == TASK
     request = seen[0]
-    body = json.dumps({"workflow_id": "wf-EXAMPLE-0001", "alias_id": "main", "inputs": inputs},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    body = json.dumps(
+        {"workflow_id": "wf-EXAMPLE-0001", "alias_id": "main", "inputs": inputs},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
     assert request.content == body  # byte-identical to what was MD5'd, non-ASCII kept as UTF-8
     for name, value in expected_signature(PROMPT, body).items():
         assert request.headers[name] == value, name
@@ -74,8 +98,7 @@ def test_it_signs_the_path_the_gateway_sees_under_a_prefixed_base_url():
         return httpx.Response(200, json=fixture("aliyun-speedpix/comfy_get_progress_waiting.json"))
 
     router = Router({("POST", f"/gw{PROGRESS}"): answer})
-    c = SpeedPixClient("https://gw.test/gw", SECRET, transport=router.transport, clock=lambda: NOW,
-                       nonce=lambda: NONCE)
+    c = SpeedPixClient("https://gw.test/gw", SECRET, transport=router.transport, clock=lambda: NOW, nonce=lambda: NONCE)
     c.call(c.fetch, TASK)
     body = json.dumps({"taskId": TASK}, separators=(",", ":")).encode()
     assert seen[0].headers["x-ca-signature"] == expected_signature(f"/gw{PROGRESS}", body)["x-ca-signature"]
@@ -84,8 +107,12 @@ def test_it_signs_the_path_the_gateway_sees_under_a_prefixed_base_url():
 def test_it_submits_version_ids_and_options():
     c, r = client({("POST", PROMPT): (200, fixture("aliyun-speedpix/comfy_prompt_response.json"))})
     c.call(c.submit, {}, {"a": 1}, {"workflow_id": "wf", "version_id": "v3", "randomise_seeds": True})
-    assert body_of(r.requests[0]) == {"workflow_id": "wf", "version_id": "v3", "inputs": {"a": 1},
-                                      "randomise_seeds": True}
+    assert body_of(r.requests[0]) == {
+        "workflow_id": "wf",
+        "version_id": "v3",
+        "inputs": {"a": 1},
+        "randomise_seeds": True,
+    }
 
 
 def test_it_needs_a_workflow_id():
@@ -112,10 +139,13 @@ def test_it_treats_a_busy_gateway_as_transient():
     assert not caught.value.permanent
 
 
-@pytest.mark.parametrize(("name", "status", "progress"), [
-    ("waiting", RunStatus.QUEUED, None),
-    ("running", RunStatus.RUNNING, 0.45),
-])
+@pytest.mark.parametrize(
+    ("name", "status", "progress"),
+    [
+        ("waiting", RunStatus.QUEUED, None),
+        ("running", RunStatus.RUNNING, 0.45),
+    ],
+)
 def test_it_maps_in_flight_progress(name, status, progress):
     c, r = client({("POST", PROGRESS): (200, fixture(f"aliyun-speedpix/comfy_get_progress_{name}.json"))})
     snap = c.call(c.fetch, TASK)
@@ -132,15 +162,24 @@ def test_it_reads_progress_above_one_as_percent(value, expected):
 
 
 def test_it_fetches_the_result_of_a_succeeded_task():
-    c, r = client({("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_succeeded.json")),
-                   ("POST", RESULT): (200, fixture("aliyun-speedpix/comfy_get_result_succeeded.json"))})
+    c, r = client(
+        {
+            ("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_succeeded.json")),
+            ("POST", RESULT): (200, fixture("aliyun-speedpix/comfy_get_result_succeeded.json")),
+        }
+    )
     snap = c.call(c.fetch, TASK)
     assert (snap.status, snap.provider_status, snap.progress) == (RunStatus.SUCCEEDED, "succeeded", 1.0)
     assert snap.started == datetime(2025, 6, 17, 7, 46, 40, 123000, tzinfo=UTC)
     assert (snap.finished - snap.started).total_seconds() == 8.123
     [out] = snap.outputs  # `images` repeats the `poster` field's file: listed once, with its metadata
     assert (out.key, out.filename, out.kind, out.width, out.height) == (
-        "result/poster", f"{TASK}_00000_.webp", OutputKind.IMAGE, 472, 708)
+        "result/poster",
+        f"{TASK}_00000_.webp",
+        OutputKind.IMAGE,
+        472,
+        708,
+    )
     assert out.url_expires == datetime.fromtimestamp(1750150000, UTC)
     assert body_of(r.calls("POST", RESULT)[0]) == fixture("aliyun-speedpix/comfy_get_result_request.json")
 
@@ -149,24 +188,34 @@ def test_it_lists_default_images_without_custom_fields():
     body = fixture("aliyun-speedpix/comfy_get_result_succeeded.json")
     body["data"]["result"] = {"caption": "a cat", "count": 2}
     body["data"]["images"].append("https://b.oss.aliyuncs.com/out/second.png")
-    c, _ = client({("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_succeeded.json")),
-                   ("POST", RESULT): (200, body)})
+    c, _ = client(
+        {
+            ("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_succeeded.json")),
+            ("POST", RESULT): (200, body),
+        }
+    )
     outputs = c.call(c.fetch, TASK).outputs
     assert [o.key for o in outputs] == [f"images/{TASK}_00000_.webp", "images/second.png"]
     assert outputs[1].url_expires is None  # lifetime undocumented and not in the URL
 
 
 def test_it_maps_a_failed_result_envelope_to_failed_with_codes():
-    c, _ = client({("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_failed.json")),
-                   ("POST", RESULT): (200, fixture("aliyun-speedpix/comfy_get_result_failed.json"))})
+    c, _ = client(
+        {
+            ("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_failed.json")),
+            ("POST", RESULT): (200, fixture("aliyun-speedpix/comfy_get_result_failed.json")),
+        }
+    )
     snap = c.call(c.fetch, TASK)
     assert (snap.status, snap.provider_status) == (RunStatus.FAILED, "failed")
     assert "EXAMPLE_SERVICE_ERR" in snap.error.message and "example task failure message" in snap.error.message
     assert "EXAMPLE_GATEWAY_ERR" in snap.error.message
 
 
-@pytest.mark.parametrize(("raw", "status"), [("canceled", RunStatus.CANCELLED), ("cancelled", RunStatus.CANCELLED),
-                                             ("preparing", RunStatus.RUNNING)])
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [("canceled", RunStatus.CANCELLED), ("cancelled", RunStatus.CANCELLED), ("preparing", RunStatus.RUNNING)],
+)
 def test_it_maps_sdk_only_and_unknown_statuses(raw, status):
     body = fixture("aliyun-speedpix/comfy_get_progress_running.json")
     body["data"]["status"] = raw
@@ -228,8 +277,10 @@ def test_it_turns_bad_answers_into_provider_errors(name, response):
 
 
 def test_it_refuses_an_oversized_body():
-    c, _ = client({("POST", PROGRESS): (200, {"status": 10, "data": {"status": "running", "message": "x" * 5000}})},
-                  max_body_bytes=1000)
+    c, _ = client(
+        {("POST", PROGRESS): (200, {"status": 10, "data": {"status": "running", "message": "x" * 5000}})},
+        max_body_bytes=1000,
+    )
     with pytest.raises(ProviderError, match="bytes"):
         c.call(c.fetch, TASK)
 

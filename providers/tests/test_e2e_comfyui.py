@@ -77,8 +77,10 @@ def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown(fake):
 
 def test_it_fetches_many_runs_in_every_state(fake):
     client = make(fake)
-    ids = {phase: [fake.add_run(KIND, script=((0, phase),), workflow={}).external_id for _ in range(count)]
-           for phase, count in ((S.QUEUED, 3), (S.RUNNING, 1), (S.SUCCEEDED, 6))}
+    ids = {
+        phase: [fake.add_run(KIND, script=((0, phase),), workflow={}).external_id for _ in range(count)]
+        for phase, count in ((S.QUEUED, 3), (S.RUNNING, 1), (S.SUCCEEDED, 6))
+    }
     fake.state.requests.clear()
     result = client.call(client.fetch_many, [i for group in ids.values() for i in group])
     assert [result[i].status for i in ids[S.QUEUED]] == [RunStatus.QUEUED] * 3

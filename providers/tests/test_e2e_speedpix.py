@@ -61,10 +61,13 @@ def test_it_reports_an_unknown_task_as_unknown(fake):
     assert client.call(client.fetch, "0" * 32).status is RunStatus.UNKNOWN
 
 
-@pytest.mark.parametrize("secret", [
-    {"app_key": "sp-fake-app-key", "app_secret": "wrong-secret"},
-    {"app_key": "someone-else", "app_secret": "sp-fake-app-secret"},
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        {"app_key": "sp-fake-app-key", "app_secret": "wrong-secret"},
+        {"app_key": "someone-else", "app_secret": "sp-fake-app-secret"},
+    ],
+)
 def test_it_flags_a_wrong_key_or_secret(fake, secret):
     client = make(fake, secret)
     with pytest.raises(ProviderError) as caught:
