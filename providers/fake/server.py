@@ -91,8 +91,12 @@ def make_app(state: FakeState | None = None) -> web.Application:
     app.router.add_post("/_fake/runs/{kind}/{external_id}/force", control_force)
     app.router.add_post("/_fake/faults", control_faults)
     app.router.add_post("/_fake/reset", control_reset)
-    app.router.add_get("/_fake/health", lambda request: web.json_response({"ok": True}))
+    app.router.add_get("/_fake/health", control_health)
     return app
+
+
+async def control_health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
 
 
 async def control_add_runs(request: web.Request) -> web.Response:
