@@ -108,3 +108,29 @@ def test_api_keys_added_in_the_admin_are_shown_once(alice_client, org):
     plain = page.text.split("will not be shown again: ")[1].split("<")[0].strip()
     assert ApiKey.objects.authenticate(plain) == key
     assert plain not in alice_client.get(change_url(key)).text
+
+
+@pytest.mark.parametrize("kind", ["comfydeploy", "comfycloud", "comfyui", "aws_esd", "speedpix"])
+def test_the_test_connection_action_checks_the_real_api(alice_client, org, make_provider, fake, kind):
+    good = make_provider(org, name=f"{kind} ok", kind=kind, base_url=fake.base_url(kind), secret=fake.secret(kind))
+    url = reverse("admin:providers_credential_changelist")
+    credential = good.credentials.get()
+    page = alice_client.post(
+        url, {"action": "check_connection_action", "_selected_action": [credential.pk]}, follow=True
+    )
+    assert 'class="success"' in page.text
+    credential.refresh_from_db()
+    assert credential.last_ok is not None and credential.failing_since is None
+
+
+def test_a_refused_credential_is_flagged_failing_without_leaking_it(alice_client, org, make_provider, fake):
+    bad = make_provider(org, name="bad", base_url=fake.base_url("comfydeploy"), secret={"token": "wrong-token-0000"})
+    credential = bad.credentials.get()
+    page = alice_client.post(
+        reverse("admin:providers_credential_changelist"),
+        {"action": "check_connection_action", "_selected_action": [credential.pk]},
+        follow=True,
+    )
+    assert "check the credential" in page.text and "wrong-token-0000" not in page.text
+    credential.refresh_from_db()
+    assert credential.failing_since is not None and "wrong-token-0000" not in credential.last_error
