@@ -239,3 +239,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Output archive (runs.archive, runs.safe_http) ---------------------------------------------
+# Provider output URLs are untrusted: private/loopback targets are refused unless they are the
+# provider's own base URL host:port or listed here ("host" or "host:port", comma-separated).
+COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS", [])
+COMFYTRACK_ARCHIVE_MAX_BYTES = envint("COMFYTRACK_ARCHIVE_MAX_BYTES", 200 * 1024 * 1024)
+# Total seconds per output download, redirects included.
+COMFYTRACK_ARCHIVE_TIMEOUT = envint("COMFYTRACK_ARCHIVE_TIMEOUT", 60)
+COMFYTRACK_ARCHIVE_CONCURRENCY = envint("COMFYTRACK_ARCHIVE_CONCURRENCY", 8)

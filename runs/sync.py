@@ -26,6 +26,7 @@ from django.utils import timezone
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.crypto import SecretUnreadable
 from providers.models import Credential
+from runs.archive import archive_due_outputs
 from runs.models import IN_FLIGHT, EventSource, Run, Status
 
 logger = logging.getLogger("runs.sync")
@@ -48,6 +49,7 @@ class SweepStats:
     lost: int = 0
     timed_out: int = 0
     batches: int = 0
+    archived: int = 0
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def summary(self) -> str:
@@ -76,6 +78,8 @@ def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seco
             apply_result(run, results.get(run.pk), stats)
         if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
             break
+    # Outputs of runs that just finished are due now, not at `start`: archive with the current time.
+    stats.archived = archive_due_outputs()
     return stats
 
 

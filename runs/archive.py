@@ -1,0 +1,337 @@
+"""The output archive: copy every run output into Django storage before the provider's link expires.
+
+1. `claim_due_outputs` leases a batch of unarchived, due outputs (`FOR UPDATE SKIP LOCKED` on
+   PostgreSQL) by pushing `next_archive_after` forward, in one short transaction.
+2. `download_batch` groups them by provider + credential and downloads them concurrently on one
+   event loop, outside any transaction, through `runs.safe_http` (provider URLs are untrusted).
+3. `store_result` writes each file, its checksum, sniffed type, dimensions and thumbnail, then marks
+   the output archived with a conditional UPDATE (`archived IS NULL`), so an output is never
+   archived twice. Failures back off exponentially; one bad output never stalls the batch.
+
+Plain module, no django-q2 imports: `runs.sync.sync_due_runs` calls `archive_due_outputs` at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from providers.clients.base import OutputKind, OutputRef
+from runs.models import RunOutput
+from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
+
+logger = logging.getLogger("runs.archive")
+
+BATCH_SIZE = 200
+THUMBNAIL_SIZE = 320
+# A 403/404/410 after the link's expiry means it is gone; a few retries cover clock skew and a
+# sync that re-signs the URL meanwhile, then we stop.
+EXPIRED_GIVE_UP_AFTER = 3
+EXPIRED_MESSAGE = "The provider link expired before it could be archived."
+MAX_ATTEMPTS = 10
+MAX_BACKOFF = timedelta(hours=6)
+CRASH_DELAY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    content_type: str
+    extension: str
+    width: int | None = None
+    height: int | None = None
+
+
+def archive_due_outputs(limit: int = BATCH_SIZE, now: datetime | None = None) -> int:
+    """Archive up to `limit` due outputs; returns how many were archived. Never raises."""
+    try:
+        outputs = claim_due_outputs(limit, now=now)
+        if not outputs:
+            return 0
+        results = download_batch(outputs)
+    except Exception:
+        logger.exception("output archive batch failed")
+        return 0
+    archived = 0
+    for output in outputs:
+        archived += store_result(output, results.get(output.pk))
+    return archived
+
+
+def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput]:
+    """Lease up to `limit` due outputs: two workers never download the same output while its lease lasts."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = (
+            RunOutput.objects.filter(archived=None, next_archive_after__lte=now)
+            .exclude(provider_url="")
+            .order_by("next_archive_after")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if ids:
+            RunOutput.objects.filter(pk__in=ids).update(next_archive_after=now + lease(len(ids)))
+    return list(RunOutput.objects.filter(pk__in=ids).select_related("run__provider", "run__credential"))
+
+
+def lease(count: int) -> timedelta:
+    """Long enough for the whole batch at the configured concurrency, so nobody else claims it mid-way."""
+    waves = math.ceil(count / _concurrency())
+    return timedelta(seconds=max(600.0, waves * _deadline() + 60.0))
+
+
+# -- downloading -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    guard: HostGuard
+    requests: dict[int, httpx.Request]
+
+
+def download_batch(outputs: list[RunOutput]) -> dict[int, Downloaded | DownloadError]:
+    """Download every output of the batch; one event loop, bounded concurrency, no ORM inside."""
+    by_account: dict[tuple[int, int | None], list[RunOutput]] = defaultdict(list)
+    for output in outputs:
+        by_account[(output.run.provider_id, output.run.credential_id)].append(output)
+    groups = [_plan_group(group) for group in by_account.values()]
+    return asyncio.run(_download_groups(groups))
+
+
+def _plan_group(outputs: list[RunOutput]) -> _Group:
+    """The guard and first request per output. Auth headers come from the provider's client, own host only."""
+    run = outputs[0].run
+    allowed = getattr(settings, "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS", [])
+    try:
+        client = run.provider.client(run.credential)
+    except Exception as exc:
+        # No usable client (unreadable secret, unknown kind): signed URLs still work without auth.
+        logger.warning("archive: no client for provider %s (%s); downloading without auth", run.provider.code, exc)
+        guard = HostGuard.for_base_url(run.provider.base_url or None, allowed)
+        return _Group(guard, {o.pk: httpx.Request("GET", o.provider_url) for o in outputs})
+    guard = HostGuard.for_base_url(client.base_url, allowed)
+    return _Group(guard, {o.pk: client.download_request(_output_ref(o)) for o in outputs})
+
+
+def _output_ref(output: RunOutput) -> OutputRef:
+    kind = OutputKind(output.kind) if output.kind in OutputKind._value2member_map_ else OutputKind.FILE
+    return OutputRef(
+        key=output.key,
+        filename=output.filename,
+        kind=kind,
+        url=output.provider_url,
+        node_id=output.node_id or None,
+        url_expires=output.provider_url_expires,
+    )
+
+
+async def _download_groups(groups: list[_Group]) -> dict[int, Downloaded | DownloadError]:
+    limit = asyncio.Semaphore(_concurrency())
+    results: dict[int, Downloaded | DownloadError] = {}
+
+    async def one(downloader: SafeDownloader, pk: int, request: httpx.Request) -> None:
+        async with limit:
+            try:
+                results[pk] = await downloader.download(request)
+            except DownloadError as exc:
+                results[pk] = exc
+            except Exception as exc:
+                logger.exception("archive: unexpected error downloading output %s", pk)
+                results[pk] = DownloadError(f"Unexpected error while downloading: {type(exc).__name__}.")
+
+    async def group_task(group: _Group) -> None:
+        async with SafeDownloader(
+            group.guard, max_bytes=_max_bytes(), deadline=_deadline(), max_connections=_concurrency()
+        ) as downloader:
+            await asyncio.gather(*(one(downloader, pk, req) for pk, req in group.requests.items()))
+
+    await asyncio.gather(*(group_task(g) for g in groups))
+    return results
+
+
+# -- storing -----------------------------------------------------------------------------------
+
+
+def store_result(output: RunOutput, result: Downloaded | DownloadError | None) -> int:
+    """Record one download (1 if archived, else 0); never raises (crash guard)."""
+    now = timezone.now()
+    try:
+        if isinstance(result, Downloaded):
+            return _store_file(output, result, now)
+        _record_failure(output, result or DownloadError("The download did not run."), now)
+    except Exception:
+        logger.exception("archive of output %s failed", output.code)
+        RunOutput.objects.filter(pk=output.pk, archived=None).update(
+            archive_attempts=output.archive_attempts + 1,
+            archive_error="Internal error while archiving.",
+            next_archive_after=now + CRASH_DELAY,
+        )
+    finally:
+        if isinstance(result, Downloaded) and os.path.exists(result.path):
+            os.unlink(result.path)
+    return 0
+
+
+def _store_file(output: RunOutput, result: Downloaded, now: datetime) -> int:
+    """Save the file and thumbnail, then flip `archived` only if nobody else did (else remove ours)."""
+    sniffed = sniff(result.path, result.header_content_type)
+    name = f"{output.code}{sniffed.extension}"  # never the provider's filename: no path tricks
+    file_field, thumb_field = output.file, output.thumbnail
+    with open(result.path, "rb") as body:
+        file_field.save(name, File(body), save=False)
+    thumbnail = make_thumbnail(result.path) if sniffed.width else None
+    if thumbnail is not None:
+        thumb_field.save(f"{output.code}{thumbnail[1]}", ContentFile(thumbnail[0]), save=False)
+    updated = RunOutput.objects.filter(pk=output.pk, archived=None).update(
+        file=file_field.name,
+        thumbnail=thumb_field.name or "",
+        sha256=result.sha256,
+        size_bytes=result.size,
+        content_type=sniffed.content_type,
+        width=sniffed.width or output.width,
+        height=sniffed.height or output.height,
+        archived=now,
+        archive_error="",
+        next_archive_after=None,
+    )
+    if updated != 1:
+        # Another worker archived it after our lease ran out: keep theirs, drop our copy.
+        _delete_quietly(file_field.storage, file_field.name)
+        if thumbnail is not None:
+            _delete_quietly(thumb_field.storage, thumb_field.name)
+        return 0
+    return 1
+
+
+def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> None:
+    attempts = output.archive_attempts + 1
+    message, next_try = error.message, now + backoff(attempts, output.provider_url_expires, now)
+    expires = output.provider_url_expires
+    link_gone = error.status_code in (403, 404, 410) and (expires is None or expires <= now)
+    if link_gone:
+        message = f"{EXPIRED_MESSAGE} ({error.message})"
+        if attempts >= EXPIRED_GIVE_UP_AFTER:
+            next_try = None
+    elif error.permanent or attempts >= MAX_ATTEMPTS:
+        # Refused (SSRF), too large or a 4xx: retrying the same URL will not help.
+        message = f"{message} Gave up after {attempts} attempt(s)."
+        next_try = None
+    RunOutput.objects.filter(pk=output.pk, archived=None).update(
+        archive_attempts=attempts, archive_error=message[:2000], next_archive_after=next_try
+    )
+
+
+def backoff(attempts: int, expires: datetime | None = None, now: datetime | None = None) -> timedelta:
+    """Exponential back-off with jitter (1 min · 2^n, at most 6 h), but try once more before a known expiry."""
+    ceiling = min(60.0 * 2 ** min(attempts - 1, 12), MAX_BACKOFF.total_seconds())
+    delay = timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+    if expires is not None and now is not None and expires - timedelta(seconds=30) > now:
+        delay = min(delay, max(expires - now - timedelta(seconds=30), timedelta(seconds=10)))
+    return delay
+
+
+def _delete_quietly(storage, name: str) -> None:
+    try:
+        storage.delete(name)
+    except Exception:
+        logger.warning("archive: could not delete duplicate %s", name)
+
+
+# -- content ------------------------------------------------------------------------------------
+
+# Magic numbers for the non-image outputs ComfyUI workflows produce (Pillow handles images).
+_SIGNATURES: tuple[tuple[int, bytes, str, str], ...] = (
+    (4, b"ftypqt", "video/quicktime", ".mov"),
+    (4, b"ftyp", "video/mp4", ".mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm", ".webm"),
+    (0, b"OggS", "audio/ogg", ".ogg"),
+    (0, b"fLaC", "audio/flac", ".flac"),
+    (0, b"ID3", "audio/mpeg", ".mp3"),
+    (0, b"glTF", "model/gltf-binary", ".glb"),
+    (0, b"%PDF-", "application/pdf", ".pdf"),
+    (0, b"PK\x03\x04", "application/zip", ".zip"),
+)
+_IMAGE_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
+
+
+def sniff(path: str, header_type: str = "") -> Sniffed:
+    """Content type from the bytes, not the provider's header (which may lie or be missing)."""
+    image = _sniff_image(path)
+    if image is not None:
+        return image
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"AVI "):
+        return Sniffed("audio/wav", ".wav") if head[8:12] == b"WAVE" else Sniffed("video/x-msvideo", ".avi")
+    for offset, magic, content_type, extension in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return Sniffed(content_type, extension)
+    if _is_text(head):
+        is_json = head.lstrip()[:1] in (b"{", b"[")
+        return Sniffed("application/json", ".json") if is_json else Sniffed("text/plain", ".txt")
+    return Sniffed("application/octet-stream", ".bin")
+
+
+def _sniff_image(path: str) -> Sniffed | None:
+    # Only the formats we can thumbnail and browsers can show; Image.open reads the header only.
+    try:
+        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as image:
+            fmt = image.format or ""
+            return Sniffed(image.get_format_mimetype() or f"image/{fmt.lower()}", _IMAGE_EXTENSIONS[fmt], *image.size)
+    except (UnidentifiedImageError, OSError, ValueError, KeyError, Image.DecompressionBombError):
+        return None
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 4 KiB boundary is still text.
+        return exc.start >= len(head) - 3
+    return True
+
+
+def make_thumbnail(path: str) -> tuple[bytes, str] | None:
+    """A WebP at most THUMBNAIL_SIZE px on its longest side; None if the image won't decode."""
+    try:
+        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as image:
+            image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at reduced size
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+            buffer = io.BytesIO()
+            image.save(buffer, format="WEBP", quality=80)
+            return buffer.getvalue(), ".webp"
+    except Exception:
+        # Truncated or hostile image data (incl. decompression bombs): archive the file without a thumbnail.
+        logger.warning("archive: could not make a thumbnail for %s", os.path.basename(path), exc_info=True)
+        return None
+
+
+def _max_bytes() -> int:
+    return int(getattr(settings, "COMFYTRACK_ARCHIVE_MAX_BYTES", 200 * 1024 * 1024))
+
+
+def _deadline() -> float:
+    return float(getattr(settings, "COMFYTRACK_ARCHIVE_TIMEOUT", 60))
+
+
+def _concurrency() -> int:
+    return max(1, int(getattr(settings, "COMFYTRACK_ARCHIVE_CONCURRENCY", 8)))
