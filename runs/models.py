@@ -258,7 +258,12 @@ class Run(models.Model):
             elif ref.url != current.provider_url:
                 current.provider_url = ref.url[:2000]
                 current.provider_url_expires = ref.url_expires
-                current.save(update_fields=["provider_url", "provider_url_expires"])
+                fields = ["provider_url", "provider_url_expires"]
+                if current.archived is None:
+                    # A freshly signed link deserves a fresh try, even after the archive gave up on the old one.
+                    current.next_archive_after, current.archive_attempts = timezone.now(), 0
+                    fields += ["next_archive_after", "archive_attempts"]
+                current.save(update_fields=fields)
         if created:
             Run.objects.filter(pk=self.pk).update(n_outputs=F("n_outputs") + created)
             self.n_outputs += created

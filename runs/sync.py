@@ -55,7 +55,7 @@ class SweepStats:
     def summary(self) -> str:
         return (
             f"Synced {self.claimed} run(s) in {self.batches} batch(es): {self.changed} status change(s), "
-            f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost"
+            f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost, {self.archived} output(s) archived"
         )
 
 
@@ -79,7 +79,10 @@ def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seco
         if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
             break
     # Outputs of runs that just finished are due now, not at `start`: archive with the current time.
-    stats.archived = archive_due_outputs()
+    cutoff = timezone.now()
+    while archived := archive_due_outputs(now=cutoff):
+        # Every batch that archived something may have left more behind; stop on an empty or all-failed one.
+        stats.archived += archived
     return stats
 
 

@@ -112,3 +112,15 @@ def test_mark_records_a_reconciler_decision_with_its_reason(run):
     assert run.status == Status.LOST
     assert run.error["message"] == "Deploy no longer knows this run."
     assert run.events.get().source == "reconciler"
+
+
+def test_a_resigned_link_gives_an_abandoned_archive_a_fresh_try(run):
+    old = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=1")
+    run.apply(snap(RunStatus.RUNNING, outputs=(old,)), EventSource.POLL)
+    output = run.outputs.get()
+    output.next_archive_after, output.archive_attempts = None, 3
+    output.save()
+    new = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=2")
+    run.apply(snap(RunStatus.RUNNING, outputs=(new,)), EventSource.POLL)
+    output.refresh_from_db()
+    assert (output.archive_attempts, output.next_archive_after is not None) == (0, True)
