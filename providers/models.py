@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,14 @@ from providers.crypto import EncryptedJSONField, SecretUnreadable, UnreadableSec
 
 if TYPE_CHECKING:
     from providers.clients.base import ProviderClient, SecretModel
+
+
+_NO_TOKEN = "0" * 64
+
+
+def hash_webhook_token(token: str) -> str:
+    # Tokens are 256 random bits, so a plain SHA-256 is enough (no salt or stretching needed).
+    return hashlib.sha256(str(token).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Provider(models.Model):
@@ -35,6 +46,8 @@ class Provider(models.Model):
     )
     is_active = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now, editable=False)
+    # SHA-256 of the inbound webhook token (ComfyDeploy); the token itself is shown once and never stored.
+    webhook_token_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["organization", "name"]
@@ -62,6 +75,18 @@ class Provider(models.Model):
             raise ValidationError({"base_url": f"{self.kind_label} has no public endpoint: enter its base URL."})
         if not isinstance(self.config, dict):
             raise ValidationError({"config": "Must be a JSON object."})
+
+    def issue_webhook_token(self) -> str:
+        """A new inbound webhook token (replacing any previous one). Returned once; only its hash is kept."""
+        token = secrets.token_urlsafe(32)
+        self.webhook_token_hash = hash_webhook_token(token)
+        Provider.objects.filter(pk=self.pk).update(webhook_token_hash=self.webhook_token_hash)
+        return token
+
+    def check_webhook_token(self, token: str) -> bool:
+        """Constant-time comparison; False when no token was ever issued."""
+        expected = self.webhook_token_hash or _NO_TOKEN
+        return hmac.compare_digest(hash_webhook_token(token), expected) and bool(self.webhook_token_hash)
 
     def client(self, credential: Credential | None = None, **kwargs: Any) -> ProviderClient:
         """A client for this provider, authenticated with `credential` (or the first active one)."""

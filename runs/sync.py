@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from providers.clients.base import ProviderError, RunSnapshot, RunStatus
+from providers.clients.base import ClientOptions, ProviderError, RunSnapshot, RunStatus
 from providers.crypto import SecretUnreadable
 from providers.models import Credential
 from runs.archive import archive_due_outputs
@@ -51,6 +51,8 @@ class SweepStats:
     batches: int = 0
     archived: int = 0
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Credentials already flagged in this sweep: one failing batch counts once towards the breaker.
+    flagged: set[int] = field(default_factory=set)
 
     def summary(self) -> str:
         return (
@@ -75,7 +77,7 @@ def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seco
         stats.claimed += len(runs)
         results = fetch_batch(runs)
         for run in runs:
-            apply_result(run, results.get(run.pk), stats)
+            apply_result(run, results.get(run.pk), stats, now=now)
         if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
             break
     # Outputs of runs that just finished are due now, not at `start`: archive with the current time.
@@ -113,7 +115,8 @@ def fetch_batch(runs: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
     clients, results = [], {}
     for group in groups.values():
         try:
-            clients.append((group[0].provider.client(group[0].credential), group))
+            provider = group[0].provider
+            clients.append((provider.client(group[0].credential, options=client_options(provider)), group))
         except (ProviderError, SecretUnreadable) as exc:
             error = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), permanent=True, auth_failed=True)
             results.update({run.pk: error for run in group})
@@ -143,9 +146,14 @@ async def _fetch_groups(clients: list) -> dict[int, RunSnapshot | ProviderError]
     return merged
 
 
-def apply_result(run: Run, result: RunSnapshot | ProviderError | None, stats: SweepStats) -> None:
-    """Apply one answer and schedule the next poll; never raises (crash guard, STYLE.md rule 15)."""
-    now = timezone.now()
+def apply_result(
+    run: Run, result: RunSnapshot | ProviderError | None, stats: SweepStats, now: datetime | None = None
+) -> None:
+    """Apply one answer and schedule the next poll; never raises (crash guard, STYLE.md rule 15).
+
+    `now` defaults to the current time; sweeps run with an explicit `now` (tests, replays) use it throughout.
+    """
+    now = now or timezone.now()
     try:
         if isinstance(result, RunSnapshot):
             _apply_snapshot(run, result, stats, now)
@@ -180,7 +188,11 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
 def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetime) -> None:
     stats.errors += 1
     failures = run.sync_failures + 1
-    if run.credential and (error.auth_failed or error.retry_after):
+    # Auth failures, Retry-After and transient errors (5xx, bad bodies, timeouts) count against the
+    # credential's circuit breaker; a permanent per-run error (e.g. a 400 for one id) does not.
+    counts = error.auth_failed or error.retry_after or not error.permanent
+    if run.credential and counts and run.credential_id not in stats.flagged:
+        stats.flagged.add(run.credential_id)
         _flag_credential(run.credential, error, now)
     delay = backoff(failures, error.retry_after)
     _finish(run, now, error=error.message[:2000], failures=failures, delay=delay)
@@ -215,6 +227,8 @@ def _enforce_time_limit(run: Run, stats: SweepStats, now: datetime) -> None:
         reason = f"Still {run.status} after {hours:g} h: comfytrack gave up waiting (limit for {run.provider.name})."
         if run.mark(Status.TIMED_OUT, EventSource.RECONCILER, reason, now=now):
             stats.timed_out += 1
+            Run.objects.filter(pk=run.pk).update(next_sync_after=None)
+            run.next_sync_after = None
 
 
 def cadence(run: Run, now: datetime) -> timedelta:
@@ -232,6 +246,18 @@ def backoff(failures: int, retry_after: float | None = None) -> timedelta:
     ceiling = min(5.0 * 2 ** min(failures, 10), MAX_BACKOFF.total_seconds())
     seconds = random.uniform(ceiling / 2, ceiling)
     return timedelta(seconds=max(seconds, retry_after or 0.0))
+
+
+def client_options(provider) -> ClientOptions:
+    """Per-provider HTTP options: `config["timeout_seconds"]` shortens (or lengthens) the request timeout."""
+    options = ClientOptions()
+    value = (provider.config or {}).get("timeout_seconds")
+    try:
+        if value is not None and float(value) > 0:
+            options.timeout = min(float(value), 120.0)
+    except (TypeError, ValueError):
+        pass
+    return options
 
 
 def lost_after(run: Run) -> timedelta:

@@ -1,0 +1,207 @@
+"""Sync engine throughput against the in-process fake provider server (a script, not a test).
+
+    python bench/sync_throughput.py [--n 10000] [--kind comfydeploy] [--latency-ms 20] [--baseline 500]
+
+Database: DATABASE_URL if set (use a dedicated database, e.g. postgres://postgres@127.0.0.1:5432/ct_bench;
+it is created if missing and its comfytrack tables are migrated), else a throwaway SQLite file.
+Every run finishes at once on the fake; the engine sweeps until all are terminal. Prints runs/s, SQL
+statements per run and peak RSS, then a naive baseline (one sequential GET per run, as provider SDKs
+do) on a sample, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        path = Path(tempfile.gettempdir()) / "comfytrack-bench.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.environ["DATABASE_URL"] = url = f"sqlite:///{path}"
+    elif url.startswith("postgres"):
+        ensure_postgres_database(url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfytrack.test_settings")
+    os.environ.setdefault("CONN_MAX_AGE", "0")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url.split("@")[-1]
+
+
+def ensure_postgres_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    name = name.split("?")[0]
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="runs to sync (default 10,000)")
+    parser.add_argument("--kind", default="comfydeploy", help="comfydeploy (per-run GET), comfyui/comfycloud (list)")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--baseline", type=int, default=500, help="runs polled by the naive baseline")
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="PostgreSQL: SET synchronous_commit TO off for this session (shows the share of WAL flushes)",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the engine part, print the top entries")
+    args = parser.parse_args()
+
+    where = setup_django()
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import Organization
+    from providers.fake import FakeProviderServer
+    from providers.fake import state as S
+    from providers.models import Credential, Provider
+    from runs.models import Run
+    from runs.sync import sync_due_runs
+
+    with FakeProviderServer() as fake:
+        fake.state.record_requests = False
+        fake.set_faults(latency_ms=args.latency_ms)
+        Run.objects.filter(organization__slug="bench").delete()
+        Provider.objects.filter(organization__slug="bench").delete()
+        org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+        provider = Provider.objects.create(
+            organization=org, name=f"bench-{args.kind}", kind=args.kind, base_url=fake.base_url(args.kind)
+        )
+        credential = Credential(provider=provider, name="default")
+        credential.set_secret(fake.secret(args.kind))
+        credential.save()
+
+        ids = [fake.add_run(args.kind, script=((0.0, S.SUCCEEDED),)).external_id for _ in range(args.n)]
+        now = timezone.now()
+        Run.objects.bulk_create(
+            [
+                Run(organization=org, provider=provider, credential=credential, external_id=i, next_sync_after=now)
+                for i in ids
+            ],
+            batch_size=1000,
+        )
+        print(
+            f"database {connection.vendor} ({where}); kind {args.kind}; {args.n:,} runs; "
+            f"fake latency {args.latency_ms:g} ms"
+        )
+
+        if args.async_commit and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
+            print("          (synchronous_commit off for this session)")
+
+        # (a) the engine
+        counter = QueryCounter()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        started = time.perf_counter()
+        sweeps = 0
+        with connection.execute_wrapper(counter):
+            while Run.objects.filter(provider=provider).in_flight().exists():
+                stats = sync_due_runs()
+                sweeps += 1
+                if not stats.claimed:
+                    time.sleep(0.05)
+                if sweeps > 1000:
+                    raise SystemExit("gave up: runs did not finish")
+        elapsed = time.perf_counter() - started
+        if profiler:
+            profiler.disable()
+        done = Run.objects.filter(provider=provider, status="succeeded").count()
+        engine_rate = done / elapsed
+        print(
+            f"engine:   {done:,} runs terminal in {elapsed:.2f} s over {sweeps} sweep(s) -> {engine_rate:,.0f} runs/s"
+        )
+        print(
+            f"          {counter.count / max(done, 1):.1f} SQL statements per run ({counter.count:,} in all); "
+            f"peak RSS {peak_rss_mb():.0f} MB"
+        )
+
+        # (b) naive baseline: one sequential GET per run
+        sample = ids[: min(args.baseline, len(ids))]
+        started = time.perf_counter()
+        polled = naive_baseline(provider, credential, sample)
+        base_elapsed = time.perf_counter() - started
+        base_rate = polled / base_elapsed
+        print(
+            f"baseline: {polled:,} sequential GETs in {base_elapsed:.2f} s -> {base_rate:,.0f} runs/s "
+            f"(HTTP + parse only, no database writes)"
+        )
+        print(f"ratio:    engine / baseline = {engine_rate / base_rate:.1f}x")
+        Run.objects.filter(provider=provider).delete()
+        provider.delete()
+
+        if profiler:
+            import pstats
+
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+
+
+def naive_baseline(provider, credential, external_ids: list[str]) -> int:
+    """What a provider SDK does: one blocking GET per run, one after the other."""
+    import httpx
+
+    secret = credential.plain_secret()
+    base = provider.effective_base_url
+    paths = {"comfydeploy": "run/{}", "comfyui": "history/{}"}
+    if provider.kind in paths:
+        headers = {"Authorization": f"Bearer {secret['token']}"} if provider.kind == "comfydeploy" else {}
+        with httpx.Client(base_url=base, headers=headers, timeout=15) as http:
+            for external_id in external_ids:
+                response = http.get(paths[provider.kind].format(external_id))
+                response.raise_for_status()
+                response.json()
+        return len(external_ids)
+
+    # Other kinds: the kind's own client, awaited one run at a time (same parsing as the engine).
+    client = provider.client(credential)
+
+    async def sequential() -> None:
+        async with client:
+            for external_id in external_ids:
+                await client.fetch(external_id)
+
+    asyncio.run(sequential())
+    return len(external_ids)
+
+
+if __name__ == "__main__":
+    main()

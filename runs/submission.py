@@ -1,0 +1,94 @@
+"""Submitting new runs to a provider (dashboard and API).
+
+1. Record the run first (`pending`, no external id yet), so a request is never lost.
+2. Call the provider outside any transaction (STYLE.md rule 12: claim, work, apply).
+3. Store the provider's id and make the run due at once; a refused or failed submission becomes a
+   `failed` run carrying the provider's message (never a 500, never a silent drop).
+
+Idempotent: the same (organization, idempotency_key) returns the same run, whoever submitted first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from providers.clients.base import ProviderError
+from providers.crypto import SecretUnreadable
+from providers.models import Provider
+from runs.models import EventSource, Origin, Run, Status
+from runs.sync import client_options
+
+logger = logging.getLogger("runs.submission")
+
+SUBMIT_ORIGINS = (Origin.DASHBOARD, Origin.API, Origin.RETRY, Origin.DEMO)
+
+
+def submit_run(
+    provider: Provider,
+    workflow: dict[str, Any],
+    inputs: dict[str, Any] | None = None,
+    *,
+    origin: str,
+    created_by=None,
+    idempotency_key: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Run:
+    """Submit `workflow` with `inputs` to `provider`; returns the run (pending and due, or failed)."""
+    if origin not in SUBMIT_ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(SUBMIT_ORIGINS)}, not {origin!r}")
+    key = (idempotency_key or "").strip()[:200] or None
+    if key is not None:
+        existing = Run.objects.filter(organization_id=provider.organization_id, idempotency_key=key).first()
+        if existing is not None:
+            return existing
+    credential = provider.credentials.filter(is_active=True).first()
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                organization_id=provider.organization_id,
+                provider=provider,
+                credential=credential,
+                workflow=workflow or {},
+                inputs=inputs or {},
+                origin=origin,
+                created_by=created_by,
+                idempotency_key=key,
+                # Not due until the provider has given it an id (the sweep skips runs without one anyway).
+                next_sync_after=None,
+            )
+    except IntegrityError:
+        # The same key submitted concurrently: the first one wins and is the answer for both.
+        return Run.objects.get(organization_id=provider.organization_id, idempotency_key=key)
+
+    options = dict(options or {})
+    if key is not None:
+        options.setdefault("idempotency_key", key)  # providers that support it dedupe on their side too
+    try:
+        client = provider.client(credential, options=client_options(provider))
+        external_id = client.call(client.submit, workflow or {}, inputs or {}, options)
+    except (ProviderError, SecretUnreadable) as exc:
+        return _failed(run, f"{provider.name} did not accept the run: {exc}")
+    except Exception:
+        logger.exception("submission of run %s to %s failed", run.code, provider.name)
+        return _failed(run, f"Unexpected error while submitting to {provider.name}; the run was not started.")
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            Run.objects.filter(pk=run.pk).update(external_id=external_id[:200], next_sync_after=now)
+    except IntegrityError:
+        # Someone tracked the provider's id in the meantime: that run follows it; this record says why.
+        return _failed(run, f"{provider.name} answered with run id {external_id!r}, which is already tracked.")
+    run.external_id, run.next_sync_after = external_id[:200], now
+    return run
+
+
+def _failed(run: Run, message: str) -> Run:
+    run.mark(Status.FAILED, EventSource.API, message)
+    Run.objects.filter(pk=run.pk).update(next_sync_after=None)
+    run.next_sync_after = None
+    return run

@@ -1,0 +1,43 @@
+"""Inbound provider webhooks (DESIGN.md "Sync engine": applied immediately and idempotently).
+
+ComfyDeploy posts `run.updated` / `run.output` events to `/api/v1/hooks/comfydeploy/{provider}/{token}`.
+The token is per provider (only its hash is stored). An event goes through `Run.apply` like a poll,
+so duplicates and out-of-order deliveries are harmless; the run is also made due so the poller
+confirms what the webhook said.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from providers.clients.base import ProviderError
+from providers.clients.comfydeploy import parse_webhook
+from providers.models import Provider
+from runs.models import EventSource, Run
+
+
+class WebhookRejected(Exception):
+    """The delivery is refused: `status` is the HTTP answer (404 bad provider/token, 400 bad body)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def apply_comfydeploy_webhook(provider: Provider, token: str, payload: Any) -> Run | None:
+    """Apply one ComfyDeploy webhook body; returns the run, or None when the run is not tracked here."""
+    if provider.kind != "comfydeploy" or not provider.is_active or not provider.check_webhook_token(token):
+        raise WebhookRejected("Not found.", 404)
+    try:
+        snapshot = parse_webhook(payload)
+    except ProviderError as exc:
+        raise WebhookRejected(exc.message, 400) from None
+    run = Run.objects.filter(provider=provider, external_id=snapshot.external_id).first()
+    if run is None:
+        return None
+    run.apply(snapshot, EventSource.WEBHOOK)
+    if not run.is_finished:
+        run.push_next_sync(timedelta(0))  # due now: the poller confirms (and fills in timestamps)
+    return run
