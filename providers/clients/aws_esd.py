@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from providers.clients.base import (
     OutputRef,
     ProviderClient,
     ProviderError,
+    RemoteModel,
     RunError,
     RunSnapshot,
     RunStatus,
@@ -42,17 +43,15 @@ class AwsEsdSecret(SecretModel):
     username: str = Field(default="api", min_length=1)
 
 
-class Envelope(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Envelope(RemoteModel):
     statusCode: int | None = None  # the provider's field name
     data: Any = None
     message: str | None = None
 
 
-class Execute(BaseModel):
+class Execute(RemoteModel):
     """One ComfyExecuteTable item (only the fields we read; the Lambda returns the whole row)."""
 
-    model_config = ConfigDict(extra="ignore")
     prompt_id: str | None = None
     status: str
     create_time: str | None = None

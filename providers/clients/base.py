@@ -148,6 +148,12 @@ class Unsupported(ProviderError):
         super().__init__(message, permanent=True)
 
 
+class RemoteModel(BaseModel):
+    """Base for validating provider JSON: tolerant of keys we don't know (providers add them between versions)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class SecretModel(BaseModel):
     """Base for each kind's credential secret schema (Credential.secret is validated against it)."""
 

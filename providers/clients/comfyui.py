@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from providers.clients.base import (
     OutputRef,
     ProviderClient,
     ProviderError,
+    RemoteModel,
     RunError,
     RunSnapshot,
     RunStatus,
@@ -61,30 +62,26 @@ class ComfyUISecret(SecretModel):
 # -- remote shapes (tolerant: ComfyUI adds keys between versions) ------------------------------
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class HistoryStatus(_Loose):
+class HistoryStatus(RemoteModel):
     status_str: str | None = None
     completed: bool | None = None
     messages: list[Any] = Field(default_factory=list)
 
 
-class HistoryEntry(_Loose):
+class HistoryEntry(RemoteModel):
     # prompt = [number, prompt_id, prompt, extra_data, outputs_to_execute]
     prompt: list[Any] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: HistoryStatus | None = None
 
 
-class QueueBody(_Loose):
+class QueueBody(RemoteModel):
     # Each item is [number, prompt_id, prompt, extra_data, outputs_to_execute] (sensitive keys removed).
     queue_running: list[Any] = Field(default_factory=list)
     queue_pending: list[Any] = Field(default_factory=list)
 
 
-class PromptAccepted(_Loose):
+class PromptAccepted(RemoteModel):
     prompt_id: str
     number: int | None = None
 

@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from providers.clients.base import (
     ClientOptions,
     OutputRef,
     ProviderClient,
     ProviderError,
+    RemoteModel,
     RunError,
     RunSnapshot,
     RunStatus,
@@ -62,8 +63,7 @@ class SpeedPixSecret(SecretModel):
     app_secret: str = Field(min_length=1)
 
 
-class Envelope(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Envelope(RemoteModel):
     status: int | None = None
     errCode: str | None = None  # camelCase: the gateway's field names
     errMessage: str | None = None
@@ -72,15 +72,13 @@ class Envelope(BaseModel):
     data: Any = None
 
 
-class Progress(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Progress(RemoteModel):
     status: str
     progress: float | None = None
     message: str | None = None
 
 
-class Result(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Result(RemoteModel):
     status: str
     taskBeginTime: int | float | str | None = None
     taskEndTime: int | float | str | None = None
