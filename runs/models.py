@@ -108,6 +108,8 @@ class Run(models.Model):
     # First time the provider said it did not know this run (the grace period for `lost` starts here).
     unknown_since = models.DateTimeField(null=True, blank=True, editable=False)
     n_outputs = models.PositiveIntegerField(default=0, editable=False)
+    # Set when comfytrack asked the provider to cancel: a run that then vanishes was cancelled, not lost.
+    cancel_requested = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = RunQuerySet.as_manager()
 

@@ -36,6 +36,7 @@ def submit_run(
     created_by=None,
     idempotency_key: str | None = None,
     options: dict[str, Any] | None = None,
+    retry_of: Run | None = None,
 ) -> Run:
     """Submit `workflow` with `inputs` to `provider`; returns the run (pending and due, or failed)."""
     if origin not in SUBMIT_ORIGINS:
@@ -57,6 +58,7 @@ def submit_run(
                 origin=origin,
                 created_by=created_by,
                 idempotency_key=key,
+                retry_of=retry_of,
                 # Not due until the provider has given it an id (the sweep skips runs without one anyway).
                 next_sync_after=None,
             )

@@ -170,7 +170,12 @@ def apply_result(
 def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: datetime) -> None:
     if snapshot.status == RunStatus.UNKNOWN:
         unknown_since = run.unknown_since or now
-        if now - unknown_since >= lost_after(run):
+        if run.cancel_requested:
+            # DESIGN.md: a pending ComfyUI prompt we deleted from the queue leaves no history: cancelled.
+            reason = "Cancelled from comfytrack; the provider removed it from its queue."
+            if run.mark(Status.CANCELLED, EventSource.RECONCILER, reason, now=now):
+                stats.changed += 1
+        elif now - unknown_since >= lost_after(run):
             if run.mark(Status.LOST, EventSource.RECONCILER, f"{run.provider.name} no longer knows this run.", now=now):
                 stats.lost += 1
         else:
