@@ -108,13 +108,15 @@ class Run(models.Model):
     # First time the provider said it did not know this run (the grace period for `lost` starts here).
     unknown_since = models.DateTimeField(null=True, blank=True, editable=False)
     n_outputs = models.PositiveIntegerField(default=0, editable=False)
+    # Lower-cased external id, key input values and node types: what free-text search matches (runs.workflow).
+    search_text = models.TextField(blank=True, editable=False)
     # Set when comfytrack asked the provider to cancel: a run that then vanishes was cancelled, not lost.
     cancel_requested = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = RunQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created", "-id"]
+        ordering = ["-created", "-code"]
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "external_id"],
@@ -143,13 +145,24 @@ class Run(models.Model):
                 condition=Q(status__in=["pending", "queued", "running"]),
             ),
             # The dashboard's and API's run lists (newest first, per organization, with filters).
-            models.Index(fields=["organization", "-created", "-id"], name="runs_run_org_created"),
-            models.Index(fields=["organization", "status", "-created", "-id"], name="runs_run_org_status"),
-            models.Index(fields=["organization", "provider", "-created", "-id"], name="runs_run_org_provider"),
+            # Keyset pagination orders by (created, code): code, not id, because cursors leave the server.
+            models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),
+            models.Index(fields=["organization", "status", "-created", "-code"], name="runs_run_org_status"),
+            models.Index(fields=["organization", "provider", "-created", "-code"], name="runs_run_org_provider"),
         ]
 
     def __str__(self) -> str:
         return f"{self.provider.name}:{self.external_id or self.code}"
+
+    def save(self, *args, **kwargs) -> None:
+        from runs.workflow import search_text
+
+        text = search_text(self.external_id, self.workflow, self.inputs)
+        if text != self.search_text:
+            self.search_text = text
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "search_text"}
+        super().save(*args, **kwargs)
 
     # -- derived -----------------------------------------------------------------------------
 

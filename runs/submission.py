@@ -81,11 +81,12 @@ def submit_run(
     now = timezone.now()
     try:
         with transaction.atomic():
-            Run.objects.filter(pk=run.pk).update(external_id=external_id[:200], next_sync_after=now)
+            run.external_id, run.next_sync_after = external_id[:200], now
+            run.save(update_fields=["external_id", "next_sync_after"])  # save() also refreshes search_text
     except IntegrityError:
         # Someone tracked the provider's id in the meantime: that run follows it; this record says why.
+        run.external_id, run.next_sync_after = "", None
         return _failed(run, f"{provider.name} answered with run id {external_id!r}, which is already tracked.")
-    run.external_id, run.next_sync_after = external_id[:200], now
     return run
 
 

@@ -1,0 +1,178 @@
+"""Run list filters and keyset (cursor) pagination, shared by the dashboard and the JSON API.
+
+Bad filter values become readable error messages, never exceptions; cursors are opaque and carry
+(created, code), so pages stay stable while new runs arrive and no integer id leaves the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from providers.models import Provider
+from runs.models import Origin, Run, Status
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+# Shortcut filter: every way a run can end badly.
+PROBLEM_STATUSES = ("failed", "timed_out", "lost")
+
+
+@dataclass
+class RunFilters:
+    statuses: list[str] = field(default_factory=list)
+    providers: list[Provider] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
+    q: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.statuses or self.providers or self.origins or self.q or self.created_after or self.created_before
+        )
+
+
+def _values(params: Mapping[str, Any], name: str) -> list[str]:
+    """Repeated (?status=a&status=b) and comma-separated (?status=a,b) values alike."""
+    raw = params.getlist(name) if hasattr(params, "getlist") else params.get(name) or []
+    if isinstance(raw, str):
+        raw = [raw]
+    return [part.strip() for item in raw for part in str(item).split(",") if part.strip()]
+
+
+def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
+    """Read filters from query parameters; unknown values are reported in `errors` and ignored."""
+    filters = RunFilters()
+    for value in _values(params, "status"):
+        if value == "problems":
+            filters.statuses += [s for s in PROBLEM_STATUSES if s not in filters.statuses]
+        elif value in Status.values:
+            filters.statuses.append(value)
+        else:
+            filters.errors.append(f"Unknown status {value!r} (use {', '.join(Status.values)}).")
+    for value in _values(params, "origin"):
+        if value in Origin.values:
+            filters.origins.append(value)
+        else:
+            filters.errors.append(f"Unknown origin {value!r}.")
+    filters.providers = _providers(_values(params, "provider"), organization, filters.errors)
+    filters.q = str(params.get("q") or "").strip()[:200]
+    filters.created_after = _moment(params.get("created_after"), "created_after", filters.errors, end=False)
+    filters.created_before = _moment(params.get("created_before"), "created_before", filters.errors, end=True)
+    return filters
+
+
+def _providers(values: list[str], organization, errors: list[str]) -> list[Provider]:
+    """Providers by code or name, only within the organization (another org's provider is "unknown")."""
+    found = []
+    scoped = Provider.objects.filter(organization=organization)
+    for value in values:
+        try:
+            match = scoped.filter(Q(code=uuid.UUID(value)) | Q(name=value)).first()
+        except ValueError:
+            match = scoped.filter(name=value).first()
+        if match is None:
+            errors.append(f"Unknown provider {value!r}.")
+        elif match not in found:
+            found.append(match)
+    return found
+
+
+def _moment(value: Any, name: str, errors: list[str], *, end: bool) -> datetime | None:
+    """An ISO datetime or a date (a date means its start, or its end for `created_before`)."""
+    if not value:
+        return None
+    text = str(value).strip()
+    try:
+        moment = parse_datetime(text)
+        if moment is None:
+            day = parse_date(text)
+            if day is None:
+                raise ValueError
+            moment = datetime.combine(day, time.max if end else time.min)
+    except ValueError:
+        errors.append(f"{name} must be a date (2026-11-30) or an ISO datetime, not {text[:40]!r}.")
+        return None
+    return timezone.make_aware(moment, timezone.UTC) if timezone.is_naive(moment) else moment
+
+
+def filter_runs(queryset: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
+    if filters.statuses:
+        queryset = queryset.filter(status__in=filters.statuses)
+    if filters.providers:
+        queryset = queryset.filter(provider__in=filters.providers)
+    if filters.origins:
+        queryset = queryset.filter(origin__in=filters.origins)
+    if filters.created_after:
+        queryset = queryset.filter(created__gte=filters.created_after)
+    if filters.created_before:
+        queryset = queryset.filter(created__lte=filters.created_before)
+    if filters.q:
+        for word in filters.q.lower().split()[:8]:
+            queryset = queryset.filter(search_text__contains=word)
+    return queryset
+
+
+# -- cursor pagination -----------------------------------------------------------------------------
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(run: Run) -> str:
+    raw = f"{run.created.isoformat()}|{run.code}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_text, code_text = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        created = datetime.fromisoformat(created_text)
+        if created.tzinfo is None:
+            raise ValueError
+        return created, uuid.UUID(code_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("The cursor is not valid: start again from the first page.") from None
+
+
+def parse_limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
+    """A page size in 1..MAX_LIMIT (raises ValueError with a message)."""
+    if value in (None, ""):
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}.") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return limit
+
+
+def paginate(queryset: QuerySet[Run], cursor: str | None, limit: int) -> tuple[list[Run], str | None]:
+    """One page, newest first, after `cursor`; returns (runs, next_cursor or None on the last page)."""
+    queryset = queryset.order_by("-created", "-code")
+    if cursor:
+        created, code = decode_cursor(cursor)
+        queryset = queryset.filter(Q(created__lt=created) | Q(created=created, code__lt=code))
+    page = list(queryset[: limit + 1])
+    if len(page) > limit:
+        return page[:limit], encode_cursor(page[limit - 1])
+    return page, None
+
+
+def start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.UTC)

@@ -1,0 +1,121 @@
+"""Organization statistics over a window: counts, success rate, queue/run time percentiles, failure reasons.
+
+Shared by the dashboard's stats page and `GET /api/v1/stats`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from runs.models import TERMINAL, Run, Status
+
+MAX_WINDOW_DAYS = 366
+
+
+@dataclass
+class ProviderStats:
+    code: str
+    name: str
+    kind: str
+    total: int = 0
+    succeeded: int = 0
+    finished: int = 0
+    queue_p50: float | None = None
+    queue_p95: float | None = None
+    run_p50: float | None = None
+    run_p95: float | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return round(self.succeeded / self.finished, 4) if self.finished else None
+
+
+@dataclass
+class Stats:
+    since: datetime
+    until: datetime
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    providers: list[ProviderStats] = field(default_factory=list)
+    per_day: list[tuple[date, dict[str, int]]] = field(default_factory=list)
+    top_failures: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in TERMINAL)
+
+    @property
+    def success_rate(self) -> float | None:
+        return round(self.by_status.get(Status.SUCCEEDED, 0) / self.finished, 4) if self.finished else None
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, round(fraction * len(values) + 0.5) - 1))
+    return round(values[index], 3)
+
+
+def compute_stats(runs: QuerySet[Run], since: datetime, until: datetime | None = None) -> Stats:
+    """Statistics for `runs` (already scoped to an organization) created in [since, until]."""
+    until = until or timezone.now()
+    window = runs.filter(created__gte=since, created__lte=until)
+    stats = Stats(since=since, until=until)
+    stats.by_status = dict(window.values_list("status").annotate(n=Count("id")).order_by())
+    stats.total = sum(stats.by_status.values())
+    stats.per_day = _per_day(window)
+    stats.providers = _per_provider(window)
+    stats.top_failures = _top_failures(window)
+    return stats
+
+
+def _per_day(window: QuerySet[Run]) -> list[tuple[date, dict[str, int]]]:
+    days: dict[date, dict[str, int]] = defaultdict(dict)
+    rows = window.annotate(day=TruncDate("created")).values_list("day", "status").annotate(n=Count("id")).order_by()
+    for day, status, n in rows:
+        days[day][status] = n
+    return sorted(days.items())
+
+
+def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
+    by_provider: dict[int, ProviderStats] = {}
+    counts = window.values_list("provider_id", "provider__code", "provider__name", "provider__kind", "status")
+    for provider_id, code, name, kind, status, n in counts.annotate(n=Count("id")).order_by():
+        entry = by_provider.setdefault(provider_id, ProviderStats(str(code), name, kind))
+        entry.total += n
+        entry.finished += n if status in TERMINAL else 0
+        entry.succeeded += n if status == Status.SUCCEEDED else 0
+    durations: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    timed = window.exclude(started=None).values_list("provider_id", "created", "queued", "started", "finished")
+    for provider_id, created, queued, started, finished in timed.iterator(chunk_size=2000):
+        queue_list, run_list = durations[provider_id]
+        queue_list.append(max((started - (queued or created)).total_seconds(), 0.0))
+        if finished:
+            run_list.append(max((finished - started).total_seconds(), 0.0))
+    for provider_id, (queue_list, run_list) in durations.items():
+        entry = by_provider[provider_id]
+        queue_list.sort()
+        run_list.sort()
+        entry.queue_p50, entry.queue_p95 = percentile(queue_list, 0.5), percentile(queue_list, 0.95)
+        entry.run_p50, entry.run_p95 = percentile(run_list, 0.5), percentile(run_list, 0.95)
+    return sorted(by_provider.values(), key=lambda p: p.name)
+
+
+def _top_failures(window: QuerySet[Run], limit: int = 5) -> list[tuple[str, int]]:
+    reasons: Counter[str] = Counter()
+    failed = window.filter(status__in=[Status.FAILED, Status.TIMED_OUT, Status.LOST]).values_list("error", flat=True)
+    for error in failed.iterator(chunk_size=2000):
+        message = (error or {}).get("message") or "(no message)"
+        reasons[message.splitlines()[0][:160]] += 1
+    return reasons.most_common(limit)
+
+
+def window_from_days(days: int) -> datetime:
+    return timezone.now() - timedelta(days=min(max(days, 1), MAX_WINDOW_DAYS))

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.http import QueryDict
+from django.utils import timezone
+
+from runs.models import Run, Status
+from runs.queries import BadCursor, decode_cursor, filter_runs, paginate, parse_filters, parse_limit
+from runs.stats import compute_stats, percentile
+
+WORKFLOW = {
+    "3": {"class_type": "KSampler", "inputs": {"seed": 424242, "steps": 20, "model": ["4", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl_base.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "A Red Fox in snow", "clip": ["4", 1]}},
+}
+
+
+def runs_of(org):
+    return Run.objects.filter(organization=org)
+
+
+def test_it_filters_by_several_statuses_provider_and_problems(org, provider, make_provider, make_run):
+    other = make_provider(org, name="Other")
+    make_run(provider, status=Status.FAILED)
+    make_run(provider, status=Status.SUCCEEDED)
+    make_run(other, status=Status.LOST)
+    filters = parse_filters(QueryDict("status=problems"), org)
+    assert sorted(filter_runs(runs_of(org), filters).values_list("status", flat=True)) == ["failed", "lost"]
+    filters = parse_filters(QueryDict("status=failed,succeeded&provider=Deploy"), org)
+    assert filter_runs(runs_of(org), filters).count() == 2
+    filters = parse_filters(QueryDict(f"provider={other.code}"), org)
+    assert list(filter_runs(runs_of(org), filters).values_list("status", flat=True)) == ["lost"]
+
+
+def test_it_reports_bad_filters_instead_of_failing(org, other_org, make_provider):
+    theirs = make_provider(other_org, name="Theirs")
+    filters = parse_filters(QueryDict(f"status=bogus&provider={theirs.code}&created_after=yesterday&origin=x"), org)
+    assert len(filters.errors) == 4
+    assert not filters.providers and not filters.statuses and filters.created_after is None
+
+
+def test_it_searches_external_id_prompt_seed_and_checkpoint(provider, make_run, org):
+    make_run(provider, "job-abc", workflow=WORKFLOW)
+    make_run(provider, "job-xyz", workflow={})
+    for q in ("red fox", "424242", "sdxl_base", "JOB-ABC", "ksampler"):
+        found = filter_runs(runs_of(org), parse_filters({"q": q}, org))
+        assert list(found.values_list("external_id", flat=True)) == ["job-abc"], q
+
+
+def test_cursor_pages_have_no_duplicates_or_gaps_while_runs_arrive(provider, make_run, org):
+    base = timezone.now() - timedelta(hours=1)
+    for i in range(7):
+        make_run(provider, f"r{i}", created=base + timedelta(seconds=i // 2))  # ties on created
+    seen, cursor = [], None
+    while True:
+        page, cursor = paginate(runs_of(org), cursor, 3)
+        seen += [r.external_id for r in page]
+        make_run(provider)  # a newer run arriving between pages must not shift them
+        if cursor is None:
+            break
+    assert sorted(seen[:7]) == [f"r{i}" for i in range(7)] and len(set(seen)) == len(seen)
+
+
+def test_bad_cursors_and_limits_are_clear_errors():
+    for cursor in ("nonsense", "", "Zm9v"):
+        with pytest.raises(BadCursor):
+            decode_cursor(cursor)
+    for limit in ("0", "201", "ten"):
+        with pytest.raises(ValueError, match="from 1 to 200"):
+            parse_limit(limit)
+    assert parse_limit(None) == 50
+
+
+def test_stats_count_rates_and_percentiles(org, provider, make_run):
+    now = timezone.now()
+    for seconds in (10, 20, 30, 40):
+        make_run(
+            provider,
+            status=Status.SUCCEEDED,
+            created=now - timedelta(minutes=5),
+            started=now - timedelta(minutes=5) + timedelta(seconds=2),
+            finished=now - timedelta(minutes=5) + timedelta(seconds=2 + seconds),
+        )
+    make_run(provider, status=Status.FAILED, error={"message": "CUDA out of memory"})
+    make_run(provider, status=Status.RUNNING)
+    stats = compute_stats(runs_of(org), now - timedelta(days=1))
+    assert (stats.total, stats.finished, stats.success_rate) == (6, 5, 0.8)
+    entry = stats.providers[0]
+    assert (entry.queue_p50, entry.run_p50, entry.run_p95) == (2.0, 20.0, 40.0)
+    assert stats.top_failures == [("CUDA out of memory", 1)]
+    assert percentile([], 0.5) is None

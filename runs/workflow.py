@@ -1,0 +1,80 @@
+"""Reading an API-format ComfyUI workflow: its nodes and the inputs people search and look for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Inputs that tell runs apart: prompts, seeds, models, sampling settings.
+KEY_INPUTS = (
+    "text",
+    "prompt",
+    "positive",
+    "negative",
+    "seed",
+    "noise_seed",
+    "ckpt_name",
+    "unet_name",
+    "lora_name",
+    "vae_name",
+    "steps",
+    "cfg",
+    "sampler_name",
+    "scheduler",
+    "denoise",
+    "width",
+    "height",
+)
+SEARCH_TEXT_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    node_id: str
+    class_type: str
+    title: str
+    key_inputs: dict[str, Any]
+
+
+def nodes(workflow: Any) -> list[NodeSummary]:
+    """The workflow's nodes in id order, each with its key literal inputs (links to other nodes left out)."""
+    if not isinstance(workflow, dict):
+        return []
+    result = []
+    for node_id in sorted(workflow, key=_node_order):
+        node = workflow[node_id]
+        if not isinstance(node, dict):
+            continue
+        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        key_inputs = {k: v for k, v in inputs.items() if k in KEY_INPUTS and isinstance(v, str | int | float)}
+        meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
+        class_type = str(node.get("class_type", "?"))
+        result.append(NodeSummary(str(node_id), class_type, str(meta.get("title") or class_type), key_inputs))
+    return result
+
+
+def key_values(workflow: Any, inputs: Any) -> dict[str, Any]:
+    """The first value of each key input across the workflow, overridden by the run's inputs."""
+    values: dict[str, Any] = {}
+    for node in nodes(workflow):
+        for key, value in node.key_inputs.items():
+            values.setdefault(key, value)
+    if isinstance(inputs, dict):
+        for key, value in inputs.items():
+            name = str(key).rsplit(".", 1)[-1]
+            if isinstance(value, str | int | float) and (name in KEY_INPUTS or "." not in str(key)):
+                values[name] = value
+    return values
+
+
+def search_text(external_id: str, workflow: Any, inputs: Any) -> str:
+    """What free-text search looks at: the external id plus key input values and node types."""
+    parts = [external_id]
+    parts += [str(v) for v in key_values(workflow, inputs).values()]
+    parts += sorted({node.class_type for node in nodes(workflow)})
+    return " ".join(p for p in parts if p)[:SEARCH_TEXT_LIMIT].lower()
+
+
+def _node_order(node_id: Any) -> tuple[int, str]:
+    text = str(node_id)
+    return (int(text), text) if text.isdigit() else (10**9, text)
