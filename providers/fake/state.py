@@ -190,6 +190,7 @@ class FakeState:
         self.runs.clear()
         self.faults = Faults()
         self.requests.clear()
+        self.default_script = DEFAULT_SCRIPT
 
 
 def default_error() -> dict[str, Any]:
