@@ -216,7 +216,7 @@ PROVIDER_HTTP_TIMEOUT = float(os.environ.get("PROVIDER_HTTP_TIMEOUT", "15"))
 # (next_sync_after), so the broker never re-runs a task: max_attempts=1, ack_failures=True.
 Q_CLUSTER = {
     "name": "comfytrack",
-    "workers": envint("COMFYTRACK_Q_WORKERS", 2),
+    "workers": envint("COMFYTRACK_Q_WORKERS", 4),  # the sync and archive loops each hold one
     "timeout": 120,
     "retry": 300,
     "max_attempts": 1,

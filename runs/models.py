@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import models, transaction
+from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -185,48 +185,19 @@ class Run(models.Model):
 
     # -- the one place status changes ---------------------------------------------------------
 
-    def apply(self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None) -> bool:
-        """Apply what the provider says. Returns True if the status changed.
+    def apply(
+        self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None, extra: dict | None = None
+    ) -> bool:
+        """Apply what the provider says; returns True if the status changed (rules in runs.applying).
 
-        1. Ignore UNKNOWN (the sync engine decides about `lost`) and any backwards move.
-        2. Conditional UPDATE on the status we read: if another worker changed it first, re-read and stop.
-        3. Record a RunEvent for the status change and upsert the outputs, in the same transaction.
+        A terminal status never changes; a stale earlier status is ignored; a lost race re-reads the run.
         """
-        now = now or timezone.now()
-        new_status = snapshot.status
-        if new_status == RunStatus.UNKNOWN:
-            return False
-        new_status = Status(new_status.value)
-        changes = self._snapshot_fields(snapshot, new_status, now)
-        old_status = self.status
-        status_changes = new_status != old_status and allowed_transition(old_status, new_status)
-        if not status_changes:
-            # Details (progress, live status, outputs) of an unchanged in-flight status still count.
-            if self.is_finished or new_status != old_status:
-                changes = {}
-            changes.pop("status", None)
-        with transaction.atomic():
-            if changes:
-                updated = Run.objects.filter(pk=self.pk, status=old_status).update(**changes)
-                if updated != 1:
-                    self.refresh_from_db()
-                    return False
-                for name, value in changes.items():
-                    setattr(self, name, value)
-            if status_changes:
-                RunEvent.objects.create(
-                    run=self,
-                    source=source,
-                    from_status=old_status,
-                    to_status=new_status,
-                    provider_status=snapshot.provider_status[:100],
-                    detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
-                )
-            if snapshot.outputs and (status_changes or old_status == new_status):
-                self.record_outputs(snapshot.outputs)
-        return status_changes
+        from runs.applying import apply_many
 
-    def _snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
+        return apply_many([(self, snapshot, extra)], source, now)[0]
+
+    def snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
+        """The column values a snapshot implies for this run (timestamps only ever fill in)."""
         fields: dict = {
             "status": status,
             "provider_status": (snapshot.provider_status or "")[:100],
@@ -263,26 +234,9 @@ class Run(models.Model):
 
     def record_outputs(self, outputs: tuple[OutputRef, ...] | list[OutputRef]) -> int:
         """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed)."""
-        existing = {o.key: o for o in self.outputs.all()}
-        created = 0
-        for ref in outputs:
-            current = existing.get(ref.key)
-            if current is None:
-                RunOutput.objects.create(run=self, **RunOutput.fields_from_ref(ref))
-                created += 1
-            elif ref.url != current.provider_url:
-                current.provider_url = ref.url[:2000]
-                current.provider_url_expires = ref.url_expires
-                fields = ["provider_url", "provider_url_expires"]
-                if current.archived is None:
-                    # A freshly signed link deserves a fresh try, even after the archive gave up on the old one.
-                    current.next_archive_after, current.archive_attempts = timezone.now(), 0
-                    fields += ["next_archive_after", "archive_attempts"]
-                current.save(update_fields=fields)
-        if created:
-            Run.objects.filter(pk=self.pk).update(n_outputs=F("n_outputs") + created)
-            self.n_outputs += created
-        return created
+        from runs.applying import record_outputs_many
+
+        return record_outputs_many([(self, outputs)])
 
     def mark(self, status: Status, source: str, reason: str, *, now: datetime | None = None) -> bool:
         """A status decided here rather than by the provider (timed_out, lost, cancelled by us, failed submit)."""
@@ -358,6 +312,16 @@ class RunOutput(models.Model):
             "height": ref.height,
             "size_bytes": ref.size_bytes,
         }
+
+    def refresh_url(self, ref: OutputRef) -> None:
+        self.provider_url = ref.url[:2000]
+        self.provider_url_expires = ref.url_expires
+        fields = ["provider_url", "provider_url_expires"]
+        if self.archived is None:
+            # A freshly signed link deserves a fresh try, even after the archive gave up on the old one.
+            self.next_archive_after, self.archive_attempts = timezone.now(), 0
+            fields += ["next_archive_after", "archive_attempts"]
+        self.save(update_fields=fields)
 
     @property
     def is_archived(self) -> bool:

@@ -301,7 +301,7 @@ def error_excerpt(response: httpx.Response, limit: int = 200) -> str:
 class ClientOptions:
     timeout: float = 15.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    fetch_concurrency: int = 32
+    fetch_concurrency: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
 
