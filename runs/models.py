@@ -144,6 +144,10 @@ class Run(models.Model):
                 name="runs_run_due",
                 condition=Q(status__in=["pending", "queued", "running"]),
             ),
+            # Used by runs.sync.reconcile_stale_submissions: submissions that never got a provider id.
+            models.Index(
+                fields=["created"], name="runs_run_unsubmitted", condition=Q(status="pending", external_id="")
+            ),
             # The dashboard's and API's run lists (newest first, per organization, with filters).
             # Keyset pagination orders by (created, code): code, not id, because cursors leave the server.
             models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),

@@ -40,6 +40,8 @@ DEFAULT_LOST_AFTER = timedelta(minutes=10)
 DEFAULT_MAX_RUN_TIME = timedelta(hours=24)
 MAX_BACKOFF = timedelta(minutes=15)
 CRASH_DELAY = timedelta(minutes=5)
+# A submission takes seconds; one still without a provider id after this never completed.
+STALE_SUBMISSION = timedelta(minutes=10)
 
 
 @dataclass
@@ -73,6 +75,7 @@ def sync_due_runs(
     """
     start = now or timezone.now()
     stats = SweepStats()
+    stats.lost += reconcile_stale_submissions(start)
     clock = timezone.now()
     while True:
         runs = claim_due_runs(limit, now=start)
@@ -102,6 +105,17 @@ def archive_all_due_outputs() -> int:
         # Every batch that archived something may have left more behind; stop on an empty or all-failed one.
         total += archived
     return total
+
+
+def reconcile_stale_submissions(now: datetime) -> int:
+    """Runs whose submission never finished (the submitting process died between recording the run
+    and hearing back from the provider) have no provider id to poll: after a while they are `lost`."""
+    stale = Run.objects.filter(status=Status.PENDING, external_id="", created__lt=now - STALE_SUBMISSION)
+    reason = (
+        "The submission never completed (comfytrack stopped while sending it), so there is no provider id "
+        "to follow; the run may or may not have started on the provider."
+    )
+    return sum(run.mark(Status.LOST, EventSource.RECONCILER, reason, now=now) for run in stale[:100])
 
 
 def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
