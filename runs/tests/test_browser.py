@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.servers.basehttp import ThreadedWSGIServer
+from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
 from providers.fake.png import png_bytes
@@ -32,6 +36,25 @@ pytestmark = [
 # The live server runs in a thread; Playwright's sync API runs an event loop in this one.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+
+class _OneAppCallAtATime(ThreadedWSGIServer):
+    """Threaded (Chromium keeps connections alive) but runs one Django request at a time."""
+
+    lock = threading.Lock()
+
+    def set_app(self, application):
+        def serial(environ, start_response):
+            with self.lock:
+                return application(environ, start_response)
+
+        super().set_app(serial)
+
+
+if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The in-memory SQLite test database is one connection shared by the live server's threads:
+    # parallel requests (a gallery's thumbnails) would use it concurrently. Serve one at a time.
+    LiveServerThread.server_class = _OneAppCallAtATime
+
 WORKFLOW = {
     "3": {"class_type": "KSampler", "inputs": {"seed": 1234, "steps": 25, "model": ["4", 0]}},
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl_base_1.0.safetensors"}},
@@ -39,7 +62,9 @@ WORKFLOW = {
 }
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread until it exits, and the
+# rest of the suite calls asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
