@@ -11,7 +11,6 @@ per page. Each --runs value reseeds up to that total (runs are added, never dele
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
