@@ -206,7 +206,10 @@ def paginate_outputs(queryset, cursor: str | None, limit: int):
     queryset = queryset.order_by("-created", "-code")
     if cursor:
         created, code = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created__lt=created) | Q(created=created, code__lt=code))
+        # The redundant `created__lte` gives the planner an index range; the OR alone makes it scan.
+        queryset = queryset.filter(created__lte=created).filter(
+            Q(created__lt=created) | Q(created=created, code__lt=code)
+        )
     page = list(queryset[: limit + 1])
     if len(page) > limit:
         return page[:limit], encode_cursor(page[limit - 1])
