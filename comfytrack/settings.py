@@ -248,3 +248,10 @@ COMFYTRACK_ARCHIVE_MAX_BYTES = envint("COMFYTRACK_ARCHIVE_MAX_BYTES", 200 * 1024
 # Total seconds per output download, redirects included.
 COMFYTRACK_ARCHIVE_TIMEOUT = envint("COMFYTRACK_ARCHIVE_TIMEOUT", 60)
 COMFYTRACK_ARCHIVE_CONCURRENCY = envint("COMFYTRACK_ARCHIVE_CONCURRENCY", 8)
+
+# --- Dashboard (runs.views, runs.demo) ---------------------------------------------------------
+# Seconds between htmx polls of unfinished runs on the runs list and run pages.
+COMFYTRACK_POLL_SECONDS = envint("COMFYTRACK_POLL_SECONDS", 5)
+# The out-of-the-box demo (`make run`): a Simulator provider, a Demo organization and a trickle of
+# demo runs. On with DEBUG, off otherwise; set COMFYTRACK_DEMO=false to turn it off locally.
+COMFYTRACK_DEMO = envbool("COMFYTRACK_DEMO", DEBUG)
