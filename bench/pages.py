@@ -134,9 +134,10 @@ def _copy_postgres(rows, outputs) -> None:
             for row in outputs:
                 copy.write_row(row)
         cursor.execute(
-            "INSERT INTO runs_runoutput (code, run_id, key, node_id, kind, filename, content_type, provider_url, "
-            "file, thumbnail, sha256, archive_error, archive_attempts, created) "
-            "SELECT o.code, r.id, o.key, '9', 'image', o.filename, 'image/png', '', '', '', '', '', 0, o.created "
+            "INSERT INTO runs_runoutput (code, run_id, organization_id, key, node_id, kind, filename, content_type, "
+            "provider_url, file, thumbnail, sha256, archive_error, archive_attempts, created) "
+            "SELECT o.code, r.id, r.organization_id, o.key, '9', 'image', o.filename, 'image/png', '', '', '', '', "
+            "'', 0, o.created "
             "FROM bench_out o JOIN runs_run r ON r.code = o.run_code"
         )
         cursor.execute("DROP TABLE bench_out")
@@ -162,9 +163,19 @@ def _bulk_create(rows, outputs) -> None:
             )
             for c, o, p, e, s, err, cr, t in chunk
         )
-    ids = dict(Run.objects.filter(code__in=[o[1] for o in outputs]).values_list("code", "id"))
+    ids = {
+        code: (pk, org)
+        for code, pk, org in Run.objects.filter(code__in=[o[1] for o in outputs]).values_list(
+            "code", "id", "organization_id"
+        )
+    }
     RunOutput.objects.bulk_create(
-        (RunOutput(code=c, run_id=ids[rc], key=k, kind="image", filename=f, created=cr) for c, rc, k, f, cr in outputs),
+        (
+            RunOutput(
+                code=c, run_id=ids[rc][0], organization_id=ids[rc][1], key=k, kind="image", filename=f, created=cr
+            )
+            for c, rc, k, f, cr in outputs
+        ),
         batch_size=5000,
     )
 

@@ -175,7 +175,7 @@ def record_outputs_many(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> int:
         for ref in {ref.key[:500]: ref for ref in refs}.values():
             current = existing[run.pk].get(ref.key[:500])
             if current is None:
-                new.append(RunOutput(run=run, **RunOutput.fields_from_ref(ref)))
+                new.append(RunOutput(run=run, organization_id=run.organization_id, **RunOutput.fields_from_ref(ref)))
                 new_per_run[run.pk] += 1
             elif ref.url[:2000] != current.provider_url:
                 current.refresh_url(ref)

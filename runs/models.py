@@ -269,6 +269,9 @@ class RunOutput(models.Model):
 
     code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
     run = models.ForeignKey(Run, models.CASCADE, related_name="outputs")
+    # The run's organization, copied so the gallery (newest outputs of one organization) is a single
+    # index range scan instead of a join over every output.
+    organization = models.ForeignKey(Organization, models.CASCADE, related_name="+", editable=False)
     key = models.CharField(max_length=500, help_text="The provider's identity for this output.")
     node_id = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILE)
@@ -297,10 +300,17 @@ class RunOutput(models.Model):
             # Used by runs.archive: outputs still waiting to be archived.
             models.Index(fields=["next_archive_after"], name="runs_output_to_archive", condition=Q(archived=None)),
             models.Index(fields=["run", "created"], name="runs_output_run"),
+            # The gallery: newest first per organization, keyset on (created, code).
+            models.Index(fields=["organization", "-created", "-code"], name="runs_output_gallery"),
         ]
 
     def __str__(self) -> str:
         return self.filename
+
+    def save(self, *args, **kwargs) -> None:
+        if self.organization_id is None and self.run_id is not None:
+            self.organization_id = Run.objects.filter(pk=self.run_id).values_list("organization_id", flat=True).get()
+        super().save(*args, **kwargs)
 
     @staticmethod
     def fields_from_ref(ref: OutputRef) -> dict:

@@ -168,7 +168,7 @@ def run_retry(request, access: Access, code: uuid.UUID):
 
 @org_required
 def gallery(request, access: Access):
-    outputs = RunOutput.objects.filter(run__organization=access.organization).select_related("run__provider")
+    outputs = RunOutput.objects.filter(organization=access.organization).select_related("run__provider")
     filters = parse_filters(request.GET, access.organization)
     errors = [e for e in filters.errors if "status" not in e and "origin" not in e]
     if filters.providers:
