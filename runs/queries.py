@@ -132,8 +132,8 @@ class BadCursor(ValueError):
     pass
 
 
-def encode_cursor(run: Run) -> str:
-    raw = f"{run.created.isoformat()}|{run.code}".encode()
+def encode_cursor(row: Run) -> str:
+    raw = f"{row.created.isoformat()}|{row.code}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -162,8 +162,10 @@ def parse_limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
     return limit
 
 
-def paginate(queryset: QuerySet[Run], cursor: str | None, limit: int) -> tuple[list[Run], str | None]:
-    """One page, newest first, after `cursor`; returns (runs, next_cursor or None on the last page)."""
+def paginate(queryset: QuerySet, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """One page, newest first, after `cursor`; returns (rows, next_cursor or None on the last page).
+
+    Works for any model with `created` and `code` (runs, outputs)."""
     queryset = queryset.order_by("-created", "-code")
     if cursor:
         created, code = decode_cursor(cursor)
@@ -176,6 +178,17 @@ def paginate(queryset: QuerySet[Run], cursor: str | None, limit: int) -> tuple[l
     if len(page) > limit:
         return page[:limit], encode_cursor(page[limit - 1])
     return page, None
+
+
+def paginate_or_restart(
+    queryset: QuerySet, cursor: str | None, limit: int, errors: list[str]
+) -> tuple[list, str | None]:
+    """For pages: a bad cursor is reported in `errors` and the first page is shown instead."""
+    try:
+        return paginate(queryset, cursor, limit)
+    except BadCursor as exc:
+        errors.append(str(exc))
+        return paginate(queryset, None, limit)
 
 
 def start_of(day: date) -> datetime:

@@ -12,7 +12,6 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,7 +23,7 @@ from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
 from runs.models import EventSource, Origin, Run, RunOutput, Status
-from runs.queries import BadCursor, decode_cursor, encode_cursor, filter_runs, paginate, parse_filters, parse_limit
+from runs.queries import filter_runs, paginate_or_restart, parse_filters, parse_limit
 from runs.stats import compute_stats, window_from_days
 from runs.submission import submit_run
 
@@ -60,11 +59,7 @@ def run_list(request, access: Access):
         errors.append(str(exc))
         limit = PAGE_SIZE
     queryset = filter_runs(Run.objects.filter(organization=access.organization), filters).select_related("provider")
-    try:
-        runs, next_cursor = paginate(queryset, request.GET.get("cursor"), limit)
-    except BadCursor as exc:
-        errors.append(str(exc))
-        runs, next_cursor = paginate(queryset, None, limit)
+    runs, next_cursor = paginate_or_restart(queryset, request.GET.get("cursor"), limit, errors)
     context = {
         "access": access,
         "runs": runs,
@@ -183,11 +178,7 @@ def gallery(request, access: Access):
             outputs = outputs.filter(kind=kind)
         else:
             errors.append(f"Unknown kind {kind!r} (use {', '.join(RunOutput.Kind.values)}).")
-    try:
-        page, next_cursor = paginate_outputs(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE)
-    except BadCursor as exc:
-        errors.append(str(exc))
-        page, next_cursor = paginate_outputs(outputs, None, GALLERY_PAGE_SIZE)
+    page, next_cursor = paginate_or_restart(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE, errors)
     context = {
         "access": access,
         "outputs": page,
@@ -199,21 +190,6 @@ def gallery(request, access: Access):
         "providers": _providers(access),
     }
     return render(request, "runs/gallery.html", context)
-
-
-def paginate_outputs(queryset, cursor: str | None, limit: int):
-    """Keyset pagination for outputs on (created, code), newest first; cursors as for runs."""
-    queryset = queryset.order_by("-created", "-code")
-    if cursor:
-        created, code = decode_cursor(cursor)
-        # The redundant `created__lte` gives the planner an index range; the OR alone makes it scan.
-        queryset = queryset.filter(created__lte=created).filter(
-            Q(created__lt=created) | Q(created=created, code__lt=code)
-        )
-    page = list(queryset[: limit + 1])
-    if len(page) > limit:
-        return page[:limit], encode_cursor(page[limit - 1])
-    return page, None
 
 
 def _get_output(access: Access, code: uuid.UUID) -> RunOutput:
