@@ -248,3 +248,15 @@ COMFYTRACK_ARCHIVE_MAX_BYTES = envint("COMFYTRACK_ARCHIVE_MAX_BYTES", 200 * 1024
 # Total seconds per output download, redirects included.
 COMFYTRACK_ARCHIVE_TIMEOUT = envint("COMFYTRACK_ARCHIVE_TIMEOUT", 60)
 COMFYTRACK_ARCHIVE_CONCURRENCY = envint("COMFYTRACK_ARCHIVE_CONCURRENCY", 8)
+
+# --- JSON API and outbound webhooks (comfytrack.api, webhooks) -----------------------------------
+# Requests per API key (or signed-in user): "N/s", "N/min", "N/h", "N/day".
+COMFYTRACK_API_RATE = os.environ.get("COMFYTRACK_API_RATE", "600/min")
+# Absolute base for links we hand out (output URLs in webhooks), e.g. https://comfytrack.example.com.
+# Empty: links are root-relative paths.
+COMFYTRACK_PUBLIC_URL = os.environ.get("COMFYTRACK_PUBLIC_URL", "").rstrip("/")
+# Webhook targets get the same SSRF rules as output downloads: private/loopback hosts are refused
+# unless listed here ("host" or "host:port").
+COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS", [])
+# Seconds one delivery may take (connect + send + answer); a hanging endpoint never holds more than this.
+COMFYTRACK_WEBHOOK_TIMEOUT = envint("COMFYTRACK_WEBHOOK_TIMEOUT", 10)
