@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from providers.clients.base import RunError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
+from webhooks.emit import announce_run_change
 
 if TYPE_CHECKING:
     from providers.clients.base import OutputRef
@@ -222,8 +223,12 @@ class Run(models.Model):
                     provider_status=snapshot.provider_status[:100],
                     detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
                 )
+            new_outputs: list[RunOutput] = []
             if snapshot.outputs and (status_changes or old_status == new_status):
-                self.record_outputs(snapshot.outputs)
+                self.record_outputs(snapshot.outputs, created_outputs=new_outputs)
+            # Outbound webhooks: messages are written after this transaction commits (never before,
+            # never for a change that rolled back), and sent later by webhooks.delivery.
+            announce_run_change(self, status_changed=status_changes, new_outputs=new_outputs)
         return status_changes
 
     def _snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
@@ -261,14 +266,19 @@ class Run(models.Model):
             }
         return fields
 
-    def record_outputs(self, outputs: tuple[OutputRef, ...] | list[OutputRef]) -> int:
-        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed)."""
+    def record_outputs(
+        self, outputs: tuple[OutputRef, ...] | list[OutputRef], *, created_outputs: list[RunOutput] | None = None
+    ) -> int:
+        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed).
+        New RunOutput rows are also appended to `created_outputs` when given."""
         existing = {o.key: o for o in self.outputs.all()}
         created = 0
         for ref in outputs:
             current = existing.get(ref.key)
             if current is None:
-                RunOutput.objects.create(run=self, **RunOutput.fields_from_ref(ref))
+                output = RunOutput.objects.create(run=self, **RunOutput.fields_from_ref(ref))
+                if created_outputs is not None:
+                    created_outputs.append(output)
                 created += 1
             elif ref.url != current.provider_url:
                 current.provider_url = ref.url[:2000]
