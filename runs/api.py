@@ -202,7 +202,7 @@ def track(request: HttpRequest, payload: TrackIn):
     return Status(201 if created else 200, _json_run(run))
 
 
-@router.get("/runs/{uuid:run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
+@router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
 def get_run_detail(request: HttpRequest, run_id: UUID):
     return run_json(get_run(request, run_id, for_json=True))
 
@@ -215,7 +215,7 @@ def _act(action, *args, **kwargs) -> Run:
         raise ApiError(exc.status, exc.message, code) from None
 
 
-@router.post("/runs/{uuid:run_id}/cancel", response={200: RunOut, **errors(403, 404, 409, 502)}, summary="Cancel")
+@router.post("/runs/{run_id}/cancel", response={200: RunOut, **errors(403, 404, 409, 502)}, summary="Cancel")
 def cancel(request: HttpRequest, run_id: UUID):
     """Ask the provider to cancel the run; answers with the run as the provider then reports it."""
     return _json_run(_act(cancel_run, get_run(request, run_id)))
@@ -243,7 +243,7 @@ def _optional_body(request: HttpRequest, schema: type[Schema]) -> Schema:
 
 
 @router.post(
-    "/runs/{uuid:run_id}/retry",
+    "/runs/{run_id}/retry",
     response={201: RunOut, **errors(403, 404, 409)},
     summary="Retry",
     openapi_extra=RETRY_BODY,
@@ -258,18 +258,18 @@ def retry(request: HttpRequest, run_id: UUID):
     return Status(201, _json_run(new))
 
 
-@router.post("/runs/{uuid:run_id}/sync", response={200: RunOut, **errors(403, 404)}, summary="Sync now")
+@router.post("/runs/{run_id}/sync", response={200: RunOut, **errors(403, 404)}, summary="Sync now")
 def sync_now(request: HttpRequest, run_id: UUID):
     """Ask the provider about the run right away (instead of waiting for the next sweep)."""
     return _json_run(_act(sync_run_now, get_run(request, run_id)))
 
 
-@router.get("/runs/{uuid:run_id}/outputs", response={200: list[OutputOut], **errors(404)}, summary="A run's outputs")
+@router.get("/runs/{run_id}/outputs", response={200: list[OutputOut], **errors(404)}, summary="A run's outputs")
 def outputs(request: HttpRequest, run_id: UUID):
     return run_json(get_run(request, run_id, for_json=True))["outputs"]
 
 
-@router.get("/runs/{uuid:run_id}/events", response={200: list[EventOut], **errors(404)}, summary="Status history")
+@router.get("/runs/{run_id}/events", response={200: list[EventOut], **errors(404)}, summary="Status history")
 def events(request: HttpRequest, run_id: UUID):
     """Every status change of the run, oldest first, with where it came from (poll, webhook, api, …)."""
     run = get_run(request, run_id)
@@ -288,7 +288,7 @@ FILE_RESPONSES = {
 
 
 @router.get(
-    "/outputs/{uuid:output_id}/file",
+    "/outputs/{output_id}/file",
     response={**errors(404, 410)},
     summary="Download an output",
     openapi_extra={"responses": FILE_RESPONSES},
@@ -386,7 +386,7 @@ class HookOut(Schema):
 
 
 @router.post(
-    "/hooks/comfydeploy/{uuid:provider_id}/{token}",
+    "/hooks/comfydeploy/{provider_id}/{token}",
     auth=None,
     throttle=[],
     response={200: HookOut, 400: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut},

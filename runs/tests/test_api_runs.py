@@ -186,7 +186,8 @@ def test_it_answers_404_for_unknown_ids(client, org, key, path):
 
 def test_it_answers_422_naming_a_malformed_id(client, org, key):
     response = get(client, "/runs/not-a-uuid", key)
-    assert response.status_code in (404, 422)  # the uuid path converter never matches: Django's 404
+    assert response.status_code == 422 and response.json()["field"] == "run_id"
+    assert get(client, "/outputs/null/file", key).json()["field"] == "output_id"
 
 
 # -- list, filters, pagination -----------------------------------------------------------------------

@@ -1,0 +1,48 @@
+"""Property test: schemathesis fuzzes every operation of our own OpenAPI document, in-process (WSGI),
+with a valid API key. No 5xx, and every response matches the documented status codes, content types
+and schemas."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from comfytrack.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture
+def api_key(org, provider, make_run, settings):
+    from accounts.models import ApiKey
+
+    settings.COMFYTRACK_API_RATE = "100000/min"
+    make_run(provider)
+    return ApiKey.issue(org, "fuzz")[1]
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_it_survives_fuzzing(case, api_key):
+    case.call_and_validate(headers={"X-API-Key": api_key}, checks=CHECKS)
+
+
+def test_it_documents_every_operation():
+    operations = {(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())}
+    assert ("GET", "/api/v1/runs") in operations and ("POST", "/api/v1/runs/{run_id}/retry") in operations
+    assert len(operations) == 13
