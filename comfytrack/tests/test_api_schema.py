@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -21,7 +23,18 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def api_key(org, provider, make_run, settings):
+def in_process_requests():
+    """Like Django's test client: a request must not close the test's connection (it is inside the test
+    transaction, and Django closes connections at the end of each request it sees as stale)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def api_key(org, provider, make_run, settings, in_process_requests):
     from accounts.models import ApiKey
 
     settings.COMFYTRACK_API_RATE = "100000/min"
