@@ -241,7 +241,11 @@ def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None =
     by_pk = {d.pk: d for d in claimed}
     recorded_at = fixed_now or timezone.now()  # after the sends: the next retry counts from here
     for outcome in outcomes:
-        state = record(by_pk[outcome.delivery_pk], outcome, recorded_at)
+        try:
+            state = record(by_pk[outcome.delivery_pk], outcome, recorded_at)
+        except WebhookDelivery.NotUpdated:
+            continue  # the endpoint (and its log) was deleted while we were sending
+
         stats.delivered += state == "delivered"
         stats.failed += state in ("retrying", "failed")
         stats.deferred += state == "deferred"

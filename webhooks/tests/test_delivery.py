@@ -18,7 +18,7 @@ from providers.clients.base import OutputKind, OutputRef, RunSnapshot, RunStatus
 from runs.models import EventSource, Status
 from webhooks import signing
 from webhooks.delivery import deliver_due_webhooks
-from webhooks.models import MAX_ATTEMPTS, WebhookDelivery
+from webhooks.models import MAX_ATTEMPTS, WebhookDelivery, WebhookEndpoint
 
 # -- an independent Standard Webhooks verifier, written from the spec, sharing no code with ours --------
 
@@ -241,3 +241,20 @@ def test_the_signature_covers_the_exact_body(org):
     assert verify_standard_webhook(secret, headers, body) == {"a": 1}
     with pytest.raises(WebhookVerificationError):
         verify_standard_webhook(secret, {**headers, "webhook-id": "msg_2"}, body)
+
+
+def test_it_shrugs_off_an_endpoint_deleted_mid_send(org, receiver, make_endpoint, monkeypatch):
+    from webhooks import delivery as module
+
+    endpoint, _ = make_endpoint(org, receiver.url)
+    queue(endpoint)
+    real_claim_due = module.claim_due
+
+    def claim_then_delete(*args, **kwargs):
+        claimed = real_claim_due(*args, **kwargs)
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()  # someone deletes it from the dashboard
+        return claimed
+
+    monkeypatch.setattr(module, "claim_due", claim_then_delete)
+    stats = deliver_due_webhooks()
+    assert stats.claimed == 1 and len(receiver.requests) == 1 and not WebhookDelivery.objects.exists()
