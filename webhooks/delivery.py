@@ -200,28 +200,33 @@ def _describe(exc: httpx.HTTPError) -> str:
 
 
 def record(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> str:
-    """Write one attempt's outcome; returns "delivered", "retrying", "failed" or "deferred"."""
-    fields = ["locked_until"]
-    delivery.locked_until = None
+    """Write one attempt's outcome with one UPDATE; returns "delivered", "retrying", "failed",
+    "deferred" (not attempted this pass) or "gone" (the endpoint was deleted meanwhile)."""
+    values: dict = {"locked_until": None}
     state = "deferred"
     if outcome.attempted:
         delivery.attempt += 1
-        delivery.last_attempt = now
-        delivery.status_code = outcome.status_code
-        delivery.latency_ms = outcome.latency_ms
-        delivery.response_excerpt = outcome.excerpt
-        delivery.error = outcome.error[:2000]
-        fields += ["attempt", "last_attempt", "status_code", "latency_ms", "response_excerpt", "error"]
+        values.update(
+            attempt=delivery.attempt,
+            last_attempt=now,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            response_excerpt=outcome.excerpt,
+            error=outcome.error[:2000],
+        )
         if outcome.ok:
-            delivery.delivered, delivery.next_attempt_at, state = now, None, "delivered"
+            values.update(delivered=now, next_attempt_at=None)
+            state = "delivered"
+        elif (delay := delivery.retry_delay()) is None:
+            values.update(failed=now, next_attempt_at=None)
+            state = "failed"
         else:
-            delay = delivery.retry_delay()
-            if delay is None:
-                delivery.failed, delivery.next_attempt_at, state = now, None, "failed"
-            else:
-                delivery.next_attempt_at, state = now + delay, "retrying"
-        fields += ["delivered", "failed", "next_attempt_at"]
-    delivery.save(update_fields=fields)
+            values.update(next_attempt_at=now + delay)
+            state = "retrying"
+    if not WebhookDelivery.objects.filter(pk=delivery.pk).update(**values):
+        return "gone"
+    for name, value in values.items():
+        setattr(delivery, name, value)
     return state
 
 
@@ -241,11 +246,7 @@ def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None =
     by_pk = {d.pk: d for d in claimed}
     recorded_at = fixed_now or timezone.now()  # after the sends: the next retry counts from here
     for outcome in outcomes:
-        try:
-            state = record(by_pk[outcome.delivery_pk], outcome, recorded_at)
-        except WebhookDelivery.NotUpdated:
-            continue  # the endpoint (and its log) was deleted while we were sending
-
+        state = record(by_pk[outcome.delivery_pk], outcome, recorded_at)
         stats.delivered += state == "delivered"
         stats.failed += state in ("retrying", "failed")
         stats.deferred += state == "deferred"
