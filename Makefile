@@ -9,6 +9,7 @@ run:
 
 test:
 	@scripts/bootstrap.sh requirements-dev.txt
+	@scripts/ensure-chromium.sh
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 

@@ -10,7 +10,6 @@ operation, instead of in each handler.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -20,7 +19,8 @@ from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from ninja.utils import check_csrf
 
-from accounts.models import ApiKey, Membership, Organization
+from accounts.access import current_access
+from accounts.models import ApiKey, Organization
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_MESSAGE = "This API key is read-only; use a key with write access for this request."
@@ -75,22 +75,6 @@ class BearerAuth(HttpBearer):
         return caller_for_key(request, token)
 
 
-def session_organization(request: HttpRequest) -> tuple[Organization, str] | None:
-    """The signed-in user's current organization and role: `request.session["org"]` (an org code the
-    dashboard stores when the user switches) if they belong to it, else their first membership."""
-    memberships = Membership.objects.filter(user=request.user).select_related("organization")
-    chosen = request.session.get("org") if hasattr(request, "session") else None
-    if chosen:
-        try:
-            match = memberships.filter(organization__code=uuid.UUID(str(chosen))).first()
-        except ValueError:
-            match = None
-        if match is not None:
-            return match.organization, match.role
-    first = memberships.order_by("created", "pk").first()
-    return (first.organization, first.role) if first else None
-
-
 class SessionOrgAuth(APIKeyCookie):
     """A signed-in dashboard user. CSRF is checked only once we know there is a session user, so a
     request with a bad key and no session still gets the 401 it deserves rather than a CSRF 403."""
@@ -108,11 +92,11 @@ class SessionOrgAuth(APIKeyCookie):
     def authenticate(self, request: HttpRequest, key: str | None) -> Caller | None:
         if key is None:
             return None
-        found = session_organization(request)
-        if found is None:
+        # The dashboard's current organization (`request.session["org"]`, else the first one).
+        access = current_access(request)
+        if access is None:
             return None
-        organization, role = found
-        caller = Caller(organization, role not in Membership.WRITERS, user=request.user)
+        caller = Caller(access.organization, not access.can_write, user=request.user)
         return _refuse_read_only_writes(request, caller)
 
 

@@ -217,7 +217,7 @@ PROVIDER_HTTP_TIMEOUT = float(os.environ.get("PROVIDER_HTTP_TIMEOUT", "15"))
 # (next_sync_after), so the broker never re-runs a task: max_attempts=1, ack_failures=True.
 Q_CLUSTER = {
     "name": "comfytrack",
-    "workers": envint("COMFYTRACK_Q_WORKERS", 2),
+    "workers": envint("COMFYTRACK_Q_WORKERS", 4),  # the sync and archive loops each hold one
     "timeout": 120,
     "retry": 300,
     "max_attempts": 1,
@@ -249,6 +249,13 @@ COMFYTRACK_ARCHIVE_MAX_BYTES = envint("COMFYTRACK_ARCHIVE_MAX_BYTES", 200 * 1024
 # Total seconds per output download, redirects included.
 COMFYTRACK_ARCHIVE_TIMEOUT = envint("COMFYTRACK_ARCHIVE_TIMEOUT", 60)
 COMFYTRACK_ARCHIVE_CONCURRENCY = envint("COMFYTRACK_ARCHIVE_CONCURRENCY", 8)
+
+# --- Dashboard (runs.views, runs.demo) ---------------------------------------------------------
+# Seconds between htmx polls of unfinished runs on the runs list and run pages.
+COMFYTRACK_POLL_SECONDS = envint("COMFYTRACK_POLL_SECONDS", 5)
+# The out-of-the-box demo (`make run`): a Simulator provider, a Demo organization and a trickle of
+# demo runs. On with DEBUG, off otherwise; set COMFYTRACK_DEMO=false to turn it off locally.
+COMFYTRACK_DEMO = envbool("COMFYTRACK_DEMO", DEBUG)
 
 # --- JSON API and outbound webhooks (comfytrack.api, webhooks) -----------------------------------
 # Requests per API key (or signed-in user): "N/s", "N/min", "N/h", "N/day".

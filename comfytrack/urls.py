@@ -1,10 +1,39 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts
 from comfytrack.api import api
+from providers import views as providers
+from runs import views as runs
+
+handler403 = "runs.views.forbidden"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # JSON API (the inbound ComfyDeploy webhook lives there too: /api/v1/hooks/comfydeploy/…)
     path("api/v1/", api.urls),
+    # Dashboard
+    path("", runs.home, name="home"),
+    path("login/", accounts.login, name="login"),
+    path("logout/", accounts.logout, name="logout"),
+    path("org/", accounts.switch_org, name="switch-org"),
+    path("runs/", runs.run_list, name="run-list"),
+    path("runs/new/", runs.submit, name="run-submit"),
+    path("runs/<uuid:code>/", runs.run_detail, name="run-detail"),
+    path("runs/<uuid:code>/row/", runs.run_row, name="run-row"),
+    path("runs/<uuid:code>/live/", runs.run_live, name="run-live"),
+    path("runs/<uuid:code>/cancel/", runs.run_cancel, name="run-cancel"),
+    path("runs/<uuid:code>/retry/", runs.run_retry, name="run-retry"),
+    path("runs/<uuid:code>/sync/", runs.run_sync, name="run-sync"),
+    path("gallery/", runs.gallery, name="gallery"),
+    path("outputs/<uuid:code>/", runs.output_lightbox, name="output"),
+    path("outputs/<uuid:code>/file/", runs.output_file, name="output-file"),
+    path("outputs/<uuid:code>/thumbnail/", runs.output_thumbnail, name="output-thumbnail"),
+    path("stats/", runs.stats, name="stats"),
+    path("providers/", providers.provider_list, name="provider-list"),
+    path("providers/<uuid:code>/test/", providers.provider_test, name="provider-test"),
+    path("settings/api-keys/", accounts.api_keys, name="api-keys"),
+    path("settings/api-keys/new/", accounts.api_key_create, name="api-key-create"),
+    path("settings/api-keys/<uuid:code>/revoke/", accounts.api_key_revoke, name="api-key-revoke"),
     path("settings/webhooks/", include("webhooks.urls")),
 ]

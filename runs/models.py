@@ -11,14 +11,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import models, transaction
+from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization
 from providers.clients.base import RunError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
-from webhooks.emit import announce_run_change
 
 if TYPE_CHECKING:
     from providers.clients.base import OutputRef
@@ -145,6 +144,10 @@ class Run(models.Model):
                 name="runs_run_due",
                 condition=Q(status__in=["pending", "queued", "running"]),
             ),
+            # Used by runs.sync.reconcile_stale_submissions: submissions that never got a provider id.
+            models.Index(
+                fields=["created"], name="runs_run_unsubmitted", condition=Q(status="pending", external_id="")
+            ),
             # The dashboard's and API's run lists (newest first, per organization, with filters).
             # Keyset pagination orders by (created, code): code, not id, because cursors leave the server.
             models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),
@@ -186,52 +189,19 @@ class Run(models.Model):
 
     # -- the one place status changes ---------------------------------------------------------
 
-    def apply(self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None) -> bool:
-        """Apply what the provider says. Returns True if the status changed.
+    def apply(
+        self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None, extra: dict | None = None
+    ) -> bool:
+        """Apply what the provider says; returns True if the status changed (rules in runs.applying).
 
-        1. Ignore UNKNOWN (the sync engine decides about `lost`) and any backwards move.
-        2. Conditional UPDATE on the status we read: if another worker changed it first, re-read and stop.
-        3. Record a RunEvent for the status change and upsert the outputs, in the same transaction.
+        A terminal status never changes; a stale earlier status is ignored; a lost race re-reads the run.
         """
-        now = now or timezone.now()
-        new_status = snapshot.status
-        if new_status == RunStatus.UNKNOWN:
-            return False
-        new_status = Status(new_status.value)
-        changes = self._snapshot_fields(snapshot, new_status, now)
-        old_status = self.status
-        status_changes = new_status != old_status and allowed_transition(old_status, new_status)
-        if not status_changes:
-            # Details (progress, live status, outputs) of an unchanged in-flight status still count.
-            if self.is_finished or new_status != old_status:
-                changes = {}
-            changes.pop("status", None)
-        with transaction.atomic():
-            if changes:
-                updated = Run.objects.filter(pk=self.pk, status=old_status).update(**changes)
-                if updated != 1:
-                    self.refresh_from_db()
-                    return False
-                for name, value in changes.items():
-                    setattr(self, name, value)
-            if status_changes:
-                RunEvent.objects.create(
-                    run=self,
-                    source=source,
-                    from_status=old_status,
-                    to_status=new_status,
-                    provider_status=snapshot.provider_status[:100],
-                    detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
-                )
-            new_outputs: list[RunOutput] = []
-            if snapshot.outputs and (status_changes or old_status == new_status):
-                self.record_outputs(snapshot.outputs, created_outputs=new_outputs)
-            # Outbound webhooks: messages are written after this transaction commits (never before,
-            # never for a change that rolled back), and sent later by webhooks.delivery.
-            announce_run_change(self, status_changed=status_changes, new_outputs=new_outputs)
-        return status_changes
+        from runs.applying import apply_many
 
-    def _snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
+        return apply_many([(self, snapshot, extra)], source, now)[0]
+
+    def snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
+        """The column values a snapshot implies for this run (timestamps only ever fill in)."""
         fields: dict = {
             "status": status,
             "provider_status": (snapshot.provider_status or "")[:100],
@@ -266,33 +236,11 @@ class Run(models.Model):
             }
         return fields
 
-    def record_outputs(
-        self, outputs: tuple[OutputRef, ...] | list[OutputRef], *, created_outputs: list[RunOutput] | None = None
-    ) -> int:
-        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed).
-        New RunOutput rows are also appended to `created_outputs` when given."""
-        existing = {o.key: o for o in self.outputs.all()}
-        created = 0
-        for ref in outputs:
-            current = existing.get(ref.key)
-            if current is None:
-                output = RunOutput.objects.create(run=self, **RunOutput.fields_from_ref(ref))
-                if created_outputs is not None:
-                    created_outputs.append(output)
-                created += 1
-            elif ref.url != current.provider_url:
-                current.provider_url = ref.url[:2000]
-                current.provider_url_expires = ref.url_expires
-                fields = ["provider_url", "provider_url_expires"]
-                if current.archived is None:
-                    # A freshly signed link deserves a fresh try, even after the archive gave up on the old one.
-                    current.next_archive_after, current.archive_attempts = timezone.now(), 0
-                    fields += ["next_archive_after", "archive_attempts"]
-                current.save(update_fields=fields)
-        if created:
-            Run.objects.filter(pk=self.pk).update(n_outputs=F("n_outputs") + created)
-            self.n_outputs += created
-        return created
+    def record_outputs(self, outputs: tuple[OutputRef, ...] | list[OutputRef]) -> int:
+        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed)."""
+        from runs.applying import record_outputs_many
+
+        return record_outputs_many([(self, outputs)])
 
     def mark(self, status: Status, source: str, reason: str, *, now: datetime | None = None) -> bool:
         """A status decided here rather than by the provider (timed_out, lost, cancelled by us, failed submit)."""
@@ -321,6 +269,9 @@ class RunOutput(models.Model):
 
     code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
     run = models.ForeignKey(Run, models.CASCADE, related_name="outputs")
+    # The run's organization, copied so the gallery (newest outputs of one organization) is a single
+    # index range scan instead of a join over every output.
+    organization = models.ForeignKey(Organization, models.CASCADE, related_name="+", editable=False)
     key = models.CharField(max_length=500, help_text="The provider's identity for this output.")
     node_id = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILE)
@@ -349,10 +300,17 @@ class RunOutput(models.Model):
             # Used by runs.archive: outputs still waiting to be archived.
             models.Index(fields=["next_archive_after"], name="runs_output_to_archive", condition=Q(archived=None)),
             models.Index(fields=["run", "created"], name="runs_output_run"),
+            # The gallery: newest first per organization, keyset on (created, code).
+            models.Index(fields=["organization", "-created", "-code"], name="runs_output_gallery"),
         ]
 
     def __str__(self) -> str:
         return self.filename
+
+    def save(self, *args, **kwargs) -> None:
+        if self.organization_id is None and self.run_id is not None:
+            self.organization_id = Run.objects.filter(pk=self.run_id).values_list("organization_id", flat=True).get()
+        super().save(*args, **kwargs)
 
     @staticmethod
     def fields_from_ref(ref: OutputRef) -> dict:
@@ -368,6 +326,16 @@ class RunOutput(models.Model):
             "height": ref.height,
             "size_bytes": ref.size_bytes,
         }
+
+    def refresh_url(self, ref: OutputRef) -> None:
+        self.provider_url = ref.url[:2000]
+        self.provider_url_expires = ref.url_expires
+        fields = ["provider_url", "provider_url_expires"]
+        if self.archived is None:
+            # A freshly signed link deserves a fresh try, even after the archive gave up on the old one.
+            self.next_archive_after, self.archive_attempts = timezone.now(), 0
+            fields += ["next_archive_after", "archive_attempts"]
+        self.save(update_fields=fields)
 
     @property
     def is_archived(self) -> bool:

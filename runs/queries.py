@@ -167,7 +167,11 @@ def paginate(queryset: QuerySet[Run], cursor: str | None, limit: int) -> tuple[l
     queryset = queryset.order_by("-created", "-code")
     if cursor:
         created, code = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created__lt=created) | Q(created=created, code__lt=code))
+        # The plain `created <= …` bound lets the (organization, created, code) index do a range scan;
+        # the OR alone would not.
+        queryset = queryset.filter(created__lte=created).filter(
+            Q(created__lt=created) | Q(created=created, code__lt=code)
+        )
     page = list(queryset[: limit + 1])
     if len(page) > limit:
         return page[:limit], encode_cursor(page[limit - 1])

@@ -4,8 +4,8 @@
    PostgreSQL) and leases them, in one short transaction.
 2. `fetch_batch` groups the runs by credential and calls each client's `fetch_many` on one event
    loop, outside any transaction.
-3. `apply_result` writes each answer through `Run.apply` (a conditional update), schedules the next
-   poll and clears the lease. One bad run never stalls the sweep (crash guard).
+3. `apply_results` writes the answers through `runs.applying.apply_many` (conditional updates, in
+   bulk), schedules the next poll and clears the lease. One bad run never stalls the sweep (crash guard).
 
 Keep this module free of django-q2 imports: django-q2 only schedules `sync_due_runs`.
 """
@@ -26,8 +26,9 @@ from django.utils import timezone
 from providers.clients.base import ClientOptions, ProviderError, RunSnapshot, RunStatus
 from providers.crypto import SecretUnreadable
 from providers.models import Credential
+from runs.applying import apply_many
 from runs.archive import archive_due_outputs
-from runs.models import IN_FLIGHT, EventSource, Run, Status
+from runs.models import IN_FLIGHT, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
 
@@ -39,6 +40,8 @@ DEFAULT_LOST_AFTER = timedelta(minutes=10)
 DEFAULT_MAX_RUN_TIME = timedelta(hours=24)
 MAX_BACKOFF = timedelta(minutes=15)
 CRASH_DELAY = timedelta(minutes=5)
+# A submission takes seconds; one still without a provider id after this never completed.
+STALE_SUBMISSION = timedelta(minutes=10)
 
 
 @dataclass
@@ -61,13 +64,18 @@ class SweepStats:
         )
 
 
-def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seconds: float | None = None) -> SweepStats:
+def sync_due_runs(
+    limit: int = BATCH_SIZE, now: datetime | None = None, max_seconds: float | None = None, *, archive: bool = True
+) -> SweepStats:
     """Sweep every run that is due now, batch after batch; returns what happened.
 
     Runs due later than the sweep's start are left for the next sweep, so the loop always ends.
+    With `archive`, outputs due for archiving are downloaded afterwards (the scheduled loop archives
+    in its own task instead, so slow downloads never delay status freshness).
     """
     start = now or timezone.now()
     stats = SweepStats()
+    stats.lost += reconcile_stale_submissions(start)
     clock = timezone.now()
     while True:
         runs = claim_due_runs(limit, now=start)
@@ -76,16 +84,38 @@ def sync_due_runs(limit: int = BATCH_SIZE, now: datetime | None = None, max_seco
         stats.batches += 1
         stats.claimed += len(runs)
         results = fetch_batch(runs)
-        for run in runs:
-            apply_result(run, results.get(run.pk), stats, now=now)
+        # One commit per batch, not two per run: the commits (WAL flushes) dominated the apply phase.
+        # Bulk writes run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls
+        # back alone.
+        with transaction.atomic():
+            apply_results(runs, results, stats, now=now)
         if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
             break
-    # Outputs of runs that just finished are due now, not at `start`: archive with the current time.
+    if archive:
+        stats.archived = archive_all_due_outputs()
+    return stats
+
+
+def archive_all_due_outputs() -> int:
+    """Archive every output due now, batch after batch."""
+    # Outputs of runs that just finished are due now, not at a sweep's start: use the current time.
     cutoff = timezone.now()
+    total = 0
     while archived := archive_due_outputs(now=cutoff):
         # Every batch that archived something may have left more behind; stop on an empty or all-failed one.
-        stats.archived += archived
-    return stats
+        total += archived
+    return total
+
+
+def reconcile_stale_submissions(now: datetime) -> int:
+    """Runs whose submission never finished (the submitting process died between recording the run
+    and hearing back from the provider) have no provider id to poll: after a while they are `lost`."""
+    stale = Run.objects.filter(status=Status.PENDING, external_id="", created__lt=now - STALE_SUBMISSION)
+    reason = (
+        "The submission never completed (comfytrack stopped while sending it), so there is no provider id "
+        "to follow; the run may or may not have started on the provider."
+    )
+    return sum(run.mark(Status.LOST, EventSource.RECONCILER, reason, now=now) for run in stale[:100])
 
 
 def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
@@ -146,6 +176,57 @@ async def _fetch_groups(clients: list) -> dict[int, RunSnapshot | ProviderError]
     return merged
 
 
+def apply_results(
+    runs: list[Run], results: dict[int, RunSnapshot | ProviderError], stats: SweepStats, now: datetime | None = None
+) -> None:
+    """Apply a batch: every plain answer through one `apply_many`, the rest (errors, UNKNOWN) run by run.
+
+    If the batch write fails as a whole, each run is applied on its own, so one bad run stalls nothing.
+    """
+    now = now or timezone.now()
+    answered = [
+        (run, result)
+        for run in runs
+        if isinstance(result := results.get(run.pk), RunSnapshot) and result.status != RunStatus.UNKNOWN
+    ]
+    done: set[int] = set()
+    if answered:
+        items = [(run, snapshot, _bookkeeping(run, snapshot, now)) for run, snapshot in answered]
+        try:
+            with transaction.atomic():
+                changed = apply_many(items, EventSource.POLL, now)
+        except Exception:
+            logger.exception("applying a batch of %d runs failed; applying them one by one", len(items))
+            for run, _ in answered:
+                run.refresh_from_db()
+        else:
+            ok_credentials: set[int] = set()
+            for (run, _), did_change in zip(answered, changed, strict=True):
+                done.add(run.pk)
+                _after_answer(run, did_change, stats, now, ok_credentials)
+    for run in runs:
+        if run.pk not in done:
+            apply_result(run, results.get(run.pk), stats, now=now)
+
+
+def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, ok_credentials: set[int]) -> None:
+    """What follows a batch-applied answer, with the same crash guard as apply_result."""
+    try:
+        with transaction.atomic():
+            stats.changed += did_change
+            stats.by_status[run.status] += 1
+            if run.last_synced != now:
+                _finish(run, now, error="", failures=0)  # the race was lost: record the attempt alone
+            credential = run.credential
+            if credential and credential.pk not in ok_credentials:
+                ok_credentials.add(credential.pk)
+                if credential.consecutive_failures or credential.failing_since:
+                    credential.mark_ok(now)
+            _enforce_time_limit(run, stats, now)
+    except Exception:
+        _crash_guard(run, now)
+
+
 def apply_result(
     run: Run, result: RunSnapshot | ProviderError | None, stats: SweepStats, now: datetime | None = None
 ) -> None:
@@ -155,16 +236,21 @@ def apply_result(
     """
     now = now or timezone.now()
     try:
-        if isinstance(result, RunSnapshot):
-            _apply_snapshot(run, result, stats, now)
-        else:
-            _apply_error(run, result or ProviderError("No answer for this run."), stats, now)
-        _enforce_time_limit(run, stats, now)
+        with transaction.atomic():
+            if isinstance(result, RunSnapshot):
+                _apply_snapshot(run, result, stats, now)
+            else:
+                _apply_error(run, result or ProviderError("No answer for this run."), stats, now)
+            _enforce_time_limit(run, stats, now)
     except Exception:
-        logger.exception("sync of run %s failed", run.code)
-        Run.objects.filter(pk=run.pk).update(
-            next_sync_after=now + CRASH_DELAY, sync_locked_until=None, last_sync_error="Internal error while syncing."
-        )
+        _crash_guard(run, now)
+
+
+def _crash_guard(run: Run, now: datetime) -> None:
+    logger.exception("sync of run %s failed", run.code)
+    Run.objects.filter(pk=run.pk).update(
+        next_sync_after=now + CRASH_DELAY, sync_locked_until=None, last_sync_error="Internal error while syncing."
+    )
 
 
 def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: datetime) -> None:
@@ -181,10 +267,12 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
         else:
             Run.objects.filter(pk=run.pk).update(unknown_since=unknown_since)
             run.unknown_since = unknown_since
-    elif run.apply(snapshot, EventSource.POLL, now=now):
+    elif run.apply(snapshot, EventSource.POLL, now=now, extra=_bookkeeping(run, snapshot, now)):
         stats.changed += 1
     stats.by_status[run.status] += 1
-    _finish(run, now, error="", failures=0)
+    if run.last_synced != now:
+        # Nothing rode along with apply (UNKNOWN, or another worker won the race): record the attempt.
+        _finish(run, now, error="", failures=0)
     credential = run.credential
     if credential and (credential.consecutive_failures or credential.failing_since):
         credential.mark_ok(now)
@@ -208,6 +296,19 @@ def _flag_credential(credential: Credential, error: ProviderError, now: datetime
     if credential.blocked_until and credential.blocked_until > now:
         return
     credential.mark_failed(error.message, permanent=error.auth_failed, retry_after=error.retry_after, now=now)
+
+
+def _bookkeeping(run: Run, snapshot: RunSnapshot, now: datetime) -> dict:
+    """The attempt's record for a successful answer, written by Run.apply in its own UPDATE (rule 14)."""
+    status = snapshot.status.value if allowed_transition(run.status, snapshot.status.value) else run.status
+    next_sync = None if status in TERMINAL else now + cadence_for(status, run.created, now)
+    return {
+        "last_synced": now,
+        "last_sync_error": "",
+        "sync_failures": 0,
+        "next_sync_after": next_sync,
+        "sync_locked_until": None,
+    }
 
 
 def _finish(run: Run, now: datetime, *, error: str, failures: int, delay: timedelta | None = None) -> None:
@@ -237,11 +338,15 @@ def _enforce_time_limit(run: Run, stats: SweepStats, now: datetime) -> None:
 
 
 def cadence(run: Run, now: datetime) -> timedelta:
+    return cadence_for(run.status, run.created, now)
+
+
+def cadence_for(status: str, created: datetime, now: datetime) -> timedelta:
     """How soon to poll again: fast while running, slower the longer a run waits in a queue."""
-    if run.status == Status.RUNNING:
+    if status == Status.RUNNING:
         seconds = 4.0
     else:
-        waited = (now - run.created).total_seconds()
+        waited = (now - created).total_seconds()
         seconds = 4.0 if waited < 120 else min(4.0 + waited / 60, 60.0)
     return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 

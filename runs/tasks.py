@@ -7,7 +7,7 @@ import time
 
 from django.db import close_old_connections
 
-from runs.sync import sync_due_runs
+from runs.sync import archive_all_due_outputs, sync_due_runs
 
 logger = logging.getLogger("runs.sync")
 
@@ -23,10 +23,23 @@ def sync_loop(seconds: float = 50.0, idle_sleep: float = 1.0) -> int:
     total = 0
     while time.monotonic() < deadline:
         close_old_connections()
-        stats = sync_due_runs(max_seconds=max(deadline - time.monotonic(), 1.0))
+        stats = sync_due_runs(max_seconds=max(deadline - time.monotonic(), 1.0), archive=False)
         total += stats.claimed
         if stats.claimed:
             logger.info(stats.summary())
         else:
+            time.sleep(idle_sleep)
+    return total
+
+
+def archive_loop(seconds: float = 50.0, idle_sleep: float = 2.0) -> int:
+    """Archive due outputs for about `seconds` (its own schedule, so downloads never delay the sweep)."""
+    deadline = time.monotonic() + seconds
+    total = 0
+    while time.monotonic() < deadline:
+        close_old_connections()
+        archived = archive_all_due_outputs()
+        total += archived
+        if not archived:
             time.sleep(idle_sleep)
     return total

@@ -13,31 +13,27 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.api_auth import session_organization
-from accounts.models import Membership
+from accounts.access import Access, current_access, org_required
 from webhooks.forms import EndpointForm
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
-def _current(request: HttpRequest, *, manage: bool = False):
-    found = session_organization(request)
-    if found is None:
-        raise Http404("You are not a member of any organization.")
-    organization, role = found
-    if manage and role not in Membership.MANAGERS:
-        raise PermissionDenied("Only owners and admins can change webhooks.")
-    return organization, role in Membership.MANAGERS
-
-
 def _get_endpoint(request: HttpRequest, code, *, manage: bool = False) -> tuple[WebhookEndpoint, bool]:
-    organization, can_manage = _current(request, manage=manage)
-    return get_object_or_404(WebhookEndpoint, organization=organization, code=code), can_manage
+    access = current_access(request)
+    if access is None:
+        raise Http404("You are not a member of any organization.")
+    endpoint = get_object_or_404(WebhookEndpoint, organization=access.organization, code=code)
+    if manage and not access.can_manage:
+        raise PermissionDenied("Only owners and admins can change webhooks.")
+    return endpoint, access.can_manage
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def endpoint_list(request: HttpRequest) -> HttpResponse:
-    organization, can_manage = _current(request, manage=request.method == "POST")
+@org_required
+def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
+    if request.method == "POST" and not access.can_manage:
+        raise PermissionDenied("Only owners and admins can change webhooks.")
+    organization, can_manage = access.organization, access.can_manage
     form = EndpointForm(request.POST or None)
     secret = created = None
     if request.method == "POST" and form.is_valid():

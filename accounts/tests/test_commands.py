@@ -187,3 +187,15 @@ def test_bad_command_input_prints_one_line(tmp_path):
     result = manage("add_provider", "nope", "X", "--kind", "comfyui", env=env)
     assert result.returncode == 1
     assert result.stderr.strip() == "CommandError: no organization 'nope' (create it with create_org)."
+
+
+def test_issue_webhook_token_prints_a_working_path_once(acme, client):
+    code = run("add_provider", "acme", "Deploy", "--kind", "comfydeploy", "--secret", "token=cd-tok-9876")
+    path = run("issue_webhook_token", "acme", "Deploy")
+    provider = Provider.objects.get(code=code)
+    token = path.rsplit("/", 1)[1]
+    assert path.startswith(f"/api/v1/hooks/comfydeploy/{code}/") and provider.check_webhook_token(token)
+    assert token not in provider.webhook_token_hash
+    fails("issue_webhook_token", "acme", "Nope", match="no provider named 'Nope'")
+    run("add_provider", "acme", "Local", "--kind", "comfyui")
+    fails("issue_webhook_token", "acme", "Local", match="sends no webhooks")

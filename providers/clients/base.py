@@ -301,7 +301,7 @@ def error_excerpt(response: httpx.Response, limit: int = 200) -> str:
 class ClientOptions:
     timeout: float = 15.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    fetch_concurrency: int = 32
+    fetch_concurrency: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -318,8 +318,9 @@ class ProviderClient:
     default_base_url: ClassVar[str | None] = None
     supports_submit: ClassVar[bool] = True
     supports_cancel: ClassVar[bool] = True
-    # True where fetch_many uses one list call rather than one request per run.
-    has_list_call: ClassVar[bool] = False
+    # True where fetch_many uses one list call rather than one request per run (configure() may
+    # change it per instance when the provider's config picks an API without one).
+    has_list_call: bool = False
 
     def __init__(
         self,
@@ -345,6 +346,10 @@ class ProviderClient:
         self.options = options or ClientOptions()
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self.configure()
+
+    def configure(self) -> None:
+        """Hook for kinds whose behaviour depends on `self.config` (validate it here; raise ProviderError)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from providers.clients.base import (
-    ClientOptions,
     OutputKind,
     OutputRef,
     ProviderClient,
@@ -156,25 +155,16 @@ class ComfyCloudClient(ProviderClient):
     label = "Comfy Cloud"
     Secret = ComfyCloudSecret
     default_base_url = "https://cloud.comfy.org"
-    has_list_call = True  # v1 only; v2 instances set it False (see __init__)
+    has_list_call = True  # v1 only; v2 instances set it False (see configure)
 
-    def __init__(
-        self,
-        base_url: str | None,
-        secret: Mapping[str, Any] | None = None,
-        config: Mapping[str, Any] | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        options: ClientOptions | None = None,
-    ) -> None:
-        super().__init__(base_url, secret, config, transport=transport, options=options)
+    def configure(self) -> None:
         try:
             self.conf = ComfyCloudConfig.model_validate(self.config)
         except ValidationError:
             raise ProviderError('Comfy Cloud config: "api" must be "v1" or "v2".', permanent=True) from None
         self.v2 = self.conf.api == "v2"
         if self.v2:
-            self.has_list_call = False  # type: ignore[misc]  # no list endpoint in v2 (openapi-v2.yaml)
+            self.has_list_call = False  # no list endpoint in v2 (openapi-v2.yaml)
 
     def auth_headers(self) -> dict[str, str]:
         if self.v2:

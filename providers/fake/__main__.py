@@ -18,6 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     state = FakeState()
     state.faults = Faults(latency_ms=args.latency_ms)
+    state.record_requests = False  # a long-running server must not keep every request in memory
     print(f"fake providers on http://{args.host}:{args.port}:", flush=True)
     for kind, (_, prefix) in KINDS.items():
         print(f"  {kind:12} http://{args.host}:{args.port}{prefix}", flush=True)

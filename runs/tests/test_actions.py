@@ -98,3 +98,22 @@ def test_a_run_we_asked_to_cancel_that_vanishes_is_cancelled_not_lost(local, fak
     fake.add_run("comfyui", "33333333-3333-4333-8333-333333333333", script=[(0, VANISHED)])
     other, _ = track_run(local, "33333333-3333-4333-8333-333333333333")
     assert sync_run_now(other).status == Status.PENDING  # unknown, within the grace period: not lost yet
+
+
+def test_a_submission_that_never_completed_becomes_lost_with_a_reason(local):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run
+    from runs.sync import sync_due_runs
+
+    old = Run.objects.create(organization=local.organization, provider=local, origin=Origin.API, next_sync_after=None)
+    fresh = Run.objects.create(organization=local.organization, provider=local, origin=Origin.API, next_sync_after=None)
+    Run.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(minutes=11))
+    assert sync_due_runs(archive=False).lost == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.status == Status.LOST and "never completed" in old.error["message"]
+    assert old.events.get().source == "reconciler"
+    assert fresh.status == Status.PENDING

@@ -124,3 +124,25 @@ def test_a_resigned_link_gives_an_abandoned_archive_a_fresh_try(run):
     run.apply(snap(RunStatus.RUNNING, outputs=(new,)), EventSource.POLL)
     output.refresh_from_db()
     assert (output.archive_attempts, output.next_archive_after is not None) == (0, True)
+
+
+def test_apply_many_writes_a_batch_and_leaves_runs_that_changed_meanwhile(provider, make_run):
+    from runs.applying import apply_many
+
+    runs = [make_run(provider) for _ in range(4)]
+    # Another worker moved runs[1] to failed after we read it.
+    Run.objects.filter(pk=runs[1].pk).update(status=Status.FAILED)
+    out = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png")
+    items = [
+        (runs[0], snap(RunStatus.SUCCEEDED, outputs=(out,), finished=T0), {"sync_failures": 0}),
+        (runs[1], snap(RunStatus.SUCCEEDED), {"sync_failures": 0}),
+        (runs[2], snap(RunStatus.RUNNING, progress=0.4, live_status="Executing KSampler"), {"sync_failures": 0}),
+        (runs[3], snap(RunStatus.UNKNOWN, raw="not_found"), None),
+    ]
+    assert apply_many(items, EventSource.POLL) == [True, False, True, False]
+    fresh = {r.pk: r for r in Run.objects.filter(pk__in=[r.pk for r in runs])}
+    assert (fresh[runs[0].pk].status, fresh[runs[0].pk].n_outputs, fresh[runs[0].pk].finished) == ("succeeded", 1, T0)
+    assert fresh[runs[1].pk].status == "failed" and runs[1].status == "failed"  # re-read, not overwritten
+    assert (fresh[runs[2].pk].status, fresh[runs[2].pk].progress) == ("running", 0.4)
+    assert fresh[runs[3].pk].status == "pending"
+    assert RunEvent.objects.filter(run__in=runs).count() == 2

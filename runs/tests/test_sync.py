@@ -15,6 +15,7 @@ from django.utils import timezone
 from providers.fake import state as S
 from providers.models import Credential
 from providers.tests.e2e import FAULTS, forced
+from runs import applying
 from runs.models import Run, RunEvent, Status
 from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, fetch_batch, sync_due_runs
 from runs.tracking import track_run
@@ -302,14 +303,15 @@ def test_it_keeps_the_sweep_alive_when_applying_one_run_crashes(org, make_provid
     provider = provider_for(org, make_provider, fake, "comfydeploy")
     _, bad = tracked(fake, provider, script=((0.0, S.RUNNING),))
     _, good = tracked(fake, provider, script=((0.0, S.RUNNING),))
-    original = Run.apply
+    original = applying.plan
 
-    def apply(self, snapshot, source, **kwargs):
-        if self.pk == bad.pk:
+    def plan(run, snapshot, now, extra):
+        if run.pk == bad.pk:
             raise RuntimeError("boom")
-        return original(self, snapshot, source, **kwargs)
+        return original(run, snapshot, now, extra)
 
-    monkeypatch.setattr(Run, "apply", apply)
+    # The batch write fails as a whole, then each run is applied alone: only the bad one is guarded.
+    monkeypatch.setattr(applying, "plan", plan)
     now = timezone.now()
     sweep(now)
     bad.refresh_from_db()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -32,7 +34,7 @@ def test_it_creates_an_endpoint_and_shows_the_secret_once(client, alice, org):
     assert secret.startswith("whsec_") and secret in response.content.decode()
     again = client.get(LIST)
     assert secret not in again.content.decode() and "hooks.example.com/ct" in again.content.decode()
-    assert "nonce" not in again.content.decode() and "<script" not in again.content.decode()  # CSP: no inline JS
+    assert not re.search(r"<script(?![^>]*\bsrc=)", again.content.decode())  # CSP: no inline scripts
 
 
 @pytest.mark.parametrize(

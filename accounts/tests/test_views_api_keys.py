@@ -1,0 +1,70 @@
+"""The API keys page: admins create (shown once), list with last use, revoke."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import ApiKey, Membership
+
+
+@pytest.mark.django_db
+def test_it_creates_a_key_and_shows_it_once(client, alice, org):
+    client.force_login(alice)
+    response = client.post("/settings/api-keys/new/", {"name": "farm", "read_only": "1"})
+    assert response.status_code == 200
+    key = ApiKey.objects.get(organization=org, name="farm")
+    assert key.read_only
+    plain = response.context["plain"]
+    assert plain.encode() in response.content and ApiKey.objects.authenticate(plain) == key
+    listing = client.get("/settings/api-keys/")
+    assert plain.encode() not in listing.content and key.prefix.encode() in listing.content
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_blank_or_duplicate_name(client, alice, org):
+    client.force_login(alice)
+    ApiKey.issue(org, "farm")
+    assert b"Give the key a name" in client.post("/settings/api-keys/new/", {"name": " "}, follow=True).content
+    assert b"already exists" in client.post("/settings/api-keys/new/", {"name": "farm"}, follow=True).content
+    assert ApiKey.objects.filter(organization=org).count() == 1
+
+
+@pytest.mark.django_db
+def test_it_revokes(client, alice, org):
+    key, _ = ApiKey.issue(org, "old")
+    client.force_login(alice)
+    assert client.post(f"/settings/api-keys/{key.code}/revoke/").status_code == 302
+    key.refresh_from_db()
+    assert key.revoked is not None
+
+
+@pytest.mark.django_db
+def test_members_and_viewers_cannot_manage_keys(client, bob, org, django_user_model):
+    key, _ = ApiKey.issue(org, "k")
+    client.force_login(bob)
+    assert client.get("/settings/api-keys/").status_code == 403
+    assert client.post("/settings/api-keys/new/", {"name": "x"}).status_code == 403
+    assert client.post(f"/settings/api-keys/{key.code}/revoke/").status_code == 403
+    member = django_user_model.objects.create_user("mia", password="password")
+    Membership.objects.create(organization=org, user=member, role="member")
+    client.force_login(member)
+    assert client.get("/settings/api-keys/").status_code == 403
+    key.refresh_from_db()
+    assert key.revoked is None
+
+
+@pytest.mark.django_db
+def test_revoke_needs_post(client, alice, org):
+    key, _ = ApiKey.issue(org, "k")
+    client.force_login(alice)
+    assert client.get(f"/settings/api-keys/{key.code}/revoke/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_it_hides_other_orgs(client, alice, charlie, org):
+    key, _ = ApiKey.issue(org, "secret-integration")
+    client.force_login(charlie)
+    assert b"secret-integration" not in client.get("/settings/api-keys/").content
+    assert client.post(f"/settings/api-keys/{key.code}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked is None

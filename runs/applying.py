@@ -1,0 +1,198 @@
+"""Applying provider snapshots to runs: one run (`Run.apply`) or a whole sweep batch (`apply_many`).
+
+Both go through `apply_many`, so there is one implementation of the rules:
+1. UNKNOWN is ignored (the sync engine decides about `lost`); so is any backwards move.
+2. Each run's changes are written with a conditional UPDATE on the status that was read: a run
+   another worker changed first is re-read and left alone. On PostgreSQL a batch is written with one
+   `UPDATE … FROM (VALUES …) … RETURNING` per shape of change, instead of one statement per run.
+3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
+
+from providers.clients.base import OutputRef, RunSnapshot, RunStatus
+from webhooks.emit import announce_run_changes
+
+if TYPE_CHECKING:
+    from runs.models import Run
+
+# Rows per bulk UPDATE statement (keeps the statement and its parameter list a sensible size).
+CHUNK = 500
+
+
+@dataclass
+class Plan:
+    run: Run
+    snapshot: RunSnapshot
+    old_status: str
+    new_status: str
+    status_changes: bool
+    changes: dict[str, Any]
+
+    @property
+    def records_outputs(self) -> bool:
+        return bool(self.snapshot.outputs) and (self.status_changes or self.old_status == self.new_status)
+
+
+def plan(run: Run, snapshot: RunSnapshot, now: datetime, extra: dict | None) -> Plan | None:
+    from runs.models import Status, allowed_transition
+
+    if snapshot.status == RunStatus.UNKNOWN:
+        return None
+    new_status = Status(snapshot.status.value)
+    changes = run.snapshot_fields(snapshot, new_status, now)
+    old_status = run.status
+    status_changes = new_status != old_status and allowed_transition(old_status, new_status)
+    if not status_changes:
+        # Details (progress, live status, outputs) of an unchanged in-flight status still count.
+        if run.is_finished or new_status != old_status:
+            changes = {}
+        changes.pop("status", None)
+    changes.update(extra or {})
+    return Plan(run, snapshot, old_status, new_status, status_changes, changes)
+
+
+def apply_many(
+    items: Sequence[tuple[Run, RunSnapshot, dict | None]], source: str, now: datetime | None = None
+) -> list[bool]:
+    """Apply each (run, snapshot, extra fields); returns, per item, whether its status changed.
+
+    `extra` fields (the sync engine's bookkeeping) ride along in the run's UPDATE; when the race is
+    lost they are not written, and the run object then shows the other worker's state.
+    """
+    from runs.models import RunEvent
+
+    now = now or timezone.now()
+    plans = [plan(run, snapshot, now, extra) for run, snapshot, extra in items]
+    results = [False] * len(plans)
+    with transaction.atomic():
+        won = conditional_update([p for p in plans if p is not None and p.changes])
+        applied: list[Plan] = []
+        for index, p in enumerate(plans):
+            if p is None:
+                continue
+            if p.changes and p.run.pk not in won:
+                p.run.refresh_from_db()
+                continue
+            for name, value in p.changes.items():
+                setattr(p.run, name, value)
+            applied.append(p)
+            results[index] = p.status_changes
+        RunEvent.objects.bulk_create([event(p, source) for p in applied if p.status_changes])
+        new_keys: dict[int, list[str]] = defaultdict(list)
+        record_outputs_many([(p.run, p.snapshot.outputs) for p in applied if p.records_outputs], new_keys=new_keys)
+        # Outbound webhooks: the messages are written once this transaction commits (never for a change
+        # that rolled back) and sent later by webhooks.delivery, outside the sweep.
+        announce_run_changes([(p.run, p.status_changes, new_keys.get(p.run.pk, [])) for p in applied])
+    return results
+
+
+def event(p: Plan, source: str):
+    from runs.models import RunEvent
+
+    snapshot = p.snapshot
+    return RunEvent(
+        run=p.run,
+        source=source,
+        from_status=p.old_status,
+        to_status=p.new_status,
+        provider_status=snapshot.provider_status[:100],
+        detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
+    )
+
+
+def conditional_update(plans: list[Plan]) -> set[int]:
+    """Write each plan's changes where the run still has the status it was read with; returns the pks written."""
+    from runs.models import Run
+
+    if connection.vendor != "postgresql":
+        # SQLite: one statement per run is cheap in-process, and it has no UPDATE … FROM (VALUES) with types.
+        return {
+            p.run.pk for p in plans if Run.objects.filter(pk=p.run.pk, status=p.old_status).update(**p.changes) == 1
+        }
+    shapes: dict[tuple[str, ...], list[Plan]] = defaultdict(list)
+    for p in plans:
+        shapes[tuple(sorted(p.changes))].append(p)
+    won: set[int] = set()
+    for names, group in shapes.items():
+        for start in range(0, len(group), CHUNK):
+            won |= _bulk_conditional_update(names, group[start : start + CHUNK])
+    return won
+
+
+def _bulk_conditional_update(names: tuple[str, ...], plans: list[Plan]) -> set[int]:
+    """PostgreSQL: UPDATE runs_run … FROM (VALUES …) WHERE id matches AND status is still the old one."""
+    from runs.models import Run
+
+    meta = Run._meta
+    fields = [meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    pk_type = meta.pk.db_type(connection)
+    status_type = meta.get_field("status").db_type(connection)
+    casts = [f"%s::{pk_type}", f"%s::{status_type}"] + [f"%s::{f.db_type(connection)}" for f in fields]
+    row = "(" + ", ".join(casts) + ")"
+    params: list[Any] = []
+    for p in plans:
+        params += [p.run.pk, p.old_status]
+        params += [f.get_db_prep_save(p.changes[f.name], connection) for f in fields]
+    columns = ", ".join(["_pk", "_old_status", *(quote(f.column) for f in fields)])
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+    # Only model metadata (quoted names, column types) is formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
+        f"FROM (VALUES {', '.join([row] * len(plans))}) AS v({columns}) "
+        f"WHERE r.{quote(meta.pk.column)} = v._pk AND r.{quote('status')} = v._old_status "
+        f"RETURNING r.{quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def record_outputs_many(
+    pairs: list[tuple[Run, Sequence[OutputRef]]], *, new_keys: dict[int, list[str]] | None = None
+) -> int:
+    """Upsert outputs by provider key for several runs; refresh re-signed URLs. Returns how many are new.
+
+    Runs known to have no outputs yet skip the read; inserts are one statement, and a duplicate from a
+    concurrent writer (webhook and poll at once) is dropped by the unique (run, key) constraint.
+    `new_keys`, when given, receives the keys of the new outputs per run pk.
+    """
+    from runs.models import Run, RunOutput
+
+    if not pairs:
+        return 0
+    existing: dict[int, dict[str, RunOutput]] = defaultdict(dict)
+    with_outputs = [run.pk for run, _ in pairs if run.n_outputs]
+    if with_outputs:
+        for output in RunOutput.objects.filter(run_id__in=with_outputs):
+            existing[output.run_id][output.key] = output
+    new: list[RunOutput] = []
+    new_per_run: dict[int, int] = defaultdict(int)
+    for run, refs in pairs:
+        for ref in {ref.key[:500]: ref for ref in refs}.values():
+            current = existing[run.pk].get(ref.key[:500])
+            if current is None:
+                new.append(RunOutput(run=run, organization_id=run.organization_id, **RunOutput.fields_from_ref(ref)))
+                new_per_run[run.pk] += 1
+                if new_keys is not None:
+                    new_keys[run.pk].append(ref.key[:500])
+            elif ref.url[:2000] != current.provider_url:
+                current.refresh_url(ref)
+    if new:
+        RunOutput.objects.bulk_create(new, ignore_conflicts=True)
+        count = RunOutput.objects.filter(run=OuterRef("pk")).order_by().values("run").annotate(n=Count("id"))
+        Run.objects.filter(pk__in=list(new_per_run)).update(n_outputs=Subquery(count.values("n")))
+        for run, _ in pairs:
+            run.n_outputs += new_per_run.pop(run.pk, 0)
+    return len(new)

@@ -1,0 +1,96 @@
+"""Gallery, lightbox and archived files served only to members of the run's organization."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from runs.models import RunOutput, Status
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+
+
+@pytest.fixture
+def output(provider, make_run):
+    run = make_run(
+        provider,
+        "gallery-run",
+        status=Status.SUCCEEDED,
+        workflow={"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue whale"}}},
+    )
+    out = RunOutput(run=run, key="k1", kind="image", filename="whale.png", content_type="image/png")
+    out.file.save("whale.png", ContentFile(PNG), save=False)
+    out.thumbnail.save("whale-thumb.png", ContentFile(PNG), save=False)
+    out.archived = timezone.now()
+    out.save()
+    return out
+
+
+def test_it_shows_outputs_as_a_grid(client, alice, output):
+    client.force_login(alice)
+    content = client.get("/gallery/").content.decode()
+    assert f"/outputs/{output.code}/thumbnail/" in content and f'hx-get="/outputs/{output.code}/"' in content
+
+
+def test_the_lightbox_shows_key_inputs_and_a_download(client, alice, output):
+    client.force_login(alice)
+    fragment = client.get(f"/outputs/{output.code}/", headers={"HX-Request": "true"}).content.decode()
+    assert fragment.lstrip().startswith("<dialog") and "a blue whale" in fragment and "?download=1" in fragment
+    page = client.get(f"/outputs/{output.code}/").content.decode()
+    assert "<html" in page and "a blue whale" in page
+
+
+def test_it_serves_files_and_thumbnails_to_members(client, bob, output):
+    client.force_login(bob)
+    response = client.get(f"/outputs/{output.code}/file/?download=1")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == PNG
+    assert "attachment" in response["Content-Disposition"]
+    assert client.get(f"/outputs/{output.code}/thumbnail/").status_code == 200
+
+
+def test_an_unarchived_output_with_an_expired_link_is_a_clear_404(client, alice, provider, make_run):
+    run = make_run(provider, status=Status.SUCCEEDED)
+    out = RunOutput.objects.create(
+        run=run,
+        key="k",
+        kind="image",
+        filename="x.png",
+        provider_url="https://example.com/x.png",
+        provider_url_expires=timezone.now() - timezone.timedelta(hours=1),
+    )
+    client.force_login(alice)
+    assert client.get(f"/outputs/{out.code}/file/").status_code == 404
+    assert b"not archived yet" in client.get("/gallery/").content
+
+
+def test_it_filters_by_kind_and_provider(client, alice, output, org, make_provider):
+    client.force_login(alice)
+    assert b"whale.png" not in client.get("/gallery/?kind=video").content
+    assert b"whale.png" in client.get("/gallery/?kind=image").content
+    other = make_provider(org, name="Other")
+    assert b"whale.png" not in client.get(f"/gallery/?provider={other.code}").content
+    bad = client.get("/gallery/?kind=hologram&cursor=%%%&created_after=soon")
+    assert bad.status_code == 200 and b"Unknown kind" in bad.content and b"cursor is not valid" in bad.content
+
+
+def test_it_paginates(client, alice, provider, make_run):
+    run = make_run(provider, status=Status.SUCCEEDED)
+    for i in range(65):
+        RunOutput.objects.create(run=run, key=f"k{i}", kind="file", filename=f"f{i}.txt")
+    client.force_login(alice)
+    first = client.get("/gallery/")
+    assert len(first.context["outputs"]) == 60 and first.context["next_cursor"]
+    second = client.get(f"/gallery/?cursor={first.context['next_cursor']}")
+    assert len(second.context["outputs"]) == 5
+
+
+def test_it_hides_other_orgs(client, charlie, output):
+    client.force_login(charlie)
+    assert b"whale.png" not in client.get("/gallery/").content
+    for url in ("/", "/file/", "/thumbnail/"):
+        assert client.get(f"/outputs/{output.code}{url}").status_code == 404
+
+
+def test_anonymous_users_get_no_files(client, output):
+    assert client.get(f"/outputs/{output.code}/file/").status_code == 302

@@ -1,0 +1,34 @@
+"""Stats page with a server-rendered SVG chart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from runs.models import Status
+
+
+def test_it_shows_stats_and_an_svg_chart(client, alice, provider, make_run):
+    now = timezone.now()
+    make_run(provider, status=Status.SUCCEEDED, started=now - timedelta(seconds=30), finished=now)
+    make_run(provider, status=Status.FAILED, error={"message": "CUDA out of memory"})
+    client.force_login(alice)
+    content = client.get("/stats/").content.decode()
+    assert "<svg" in content and 'class="s-succeeded"' in content and 'class="s-failed"' in content
+    assert "50%" in content and "CUDA out of memory" in content and provider.name in content
+    assert "<script" not in content.split("</head>")[1]
+
+
+@pytest.mark.parametrize("days", ["7", "90", "abc", "-5", "100000"])
+def test_it_accepts_any_window_parameter(client, alice, days):
+    client.force_login(alice)
+    assert client.get(f"/stats/?days={days}").status_code == 200
+
+
+def test_it_hides_other_orgs(client, charlie, provider, make_run):
+    make_run(provider, status=Status.FAILED, error={"message": "acme-only failure"})
+    client.force_login(charlie)
+    content = client.get("/stats/").content.decode()
+    assert "acme-only failure" not in content and provider.name not in content

@@ -1,0 +1,380 @@
+"""Dashboard pages for runs: list (filters, search, cursor, live rows), detail with actions,
+gallery with lightbox, submit, stats, and archived output files served to members only.
+
+Function views behind `accounts.access.org_required` (STYLE.md rule 16); every lookup is scoped
+to the current organization, so another organization's run or output is a 404.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Q
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.access import Access, org_required
+from providers.models import Provider
+from runs import workflow as wf
+from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
+from runs.charts import runs_per_day_svg
+from runs.models import EventSource, Origin, Run, RunOutput, Status
+from runs.queries import BadCursor, decode_cursor, encode_cursor, filter_runs, paginate, parse_filters, parse_limit
+from runs.stats import compute_stats, window_from_days
+from runs.submission import submit_run
+
+PAGE_SIZE = 50
+GALLERY_PAGE_SIZE = 60
+MAX_WORKFLOW_BYTES = 1_000_000
+QUICK_FILTERS = [("All", ""), ("In flight", "pending,queued,running"), ("Failed", "problems")]
+
+
+def poll_seconds() -> int:
+    return getattr(settings, "COMFYTRACK_POLL_SECONDS", 5)
+
+
+def _get_run(access: Access, code: uuid.UUID) -> Run:
+    """The run if it belongs to the current organization, else 404 (STYLE.md rule 16)."""
+    return get_object_or_404(Run.objects.select_related("provider"), organization=access.organization, code=code)
+
+
+def _providers(access: Access):
+    return Provider.objects.filter(organization=access.organization).order_by("name")
+
+
+# -- runs list ---------------------------------------------------------------------------------------
+
+
+@org_required
+def run_list(request, access: Access):
+    filters = parse_filters(request.GET, access.organization)
+    errors = list(filters.errors)
+    try:
+        limit = parse_limit(request.GET.get("limit"), PAGE_SIZE)
+    except ValueError as exc:
+        errors.append(str(exc))
+        limit = PAGE_SIZE
+    queryset = filter_runs(Run.objects.filter(organization=access.organization), filters).select_related("provider")
+    try:
+        runs, next_cursor = paginate(queryset, request.GET.get("cursor"), limit)
+    except BadCursor as exc:
+        errors.append(str(exc))
+        runs, next_cursor = paginate(queryset, None, limit)
+    context = {
+        "access": access,
+        "runs": runs,
+        "next_cursor": next_cursor,
+        "filters": filters,
+        "errors": errors,
+        "providers": _providers(access),
+        "statuses": Status.choices,
+        "origins": Origin.choices,
+        "quick_filters": QUICK_FILTERS,
+        "status_param": ",".join(request.GET.getlist("status")),
+        "poll_seconds": poll_seconds(),
+    }
+    return render(request, "runs/run_list.html", context)
+
+
+@org_required
+def run_row(request, access: Access, code: uuid.UUID):
+    """One row of the list, for htmx polling: stops polling itself once the run is finished."""
+    run = _get_run(access, code)
+    return render(request, "runs/run_list.html#run-row", {"run": run, "poll_seconds": poll_seconds()})
+
+
+# -- run detail and actions ----------------------------------------------------------------------------
+
+
+@org_required
+def run_detail(request, access: Access, code: uuid.UUID):
+    run = _get_run(access, code)
+    context = {
+        "access": access,
+        "run": run,
+        "nodes": wf.nodes(run.workflow),
+        "key_values": wf.key_values(run.workflow, run.inputs),
+        "events": run.events.all(),
+        "outputs": run.outputs.all(),
+        "retries": run.retries.only("code", "status", "created"),
+        "providers": _providers(access).filter(is_active=True),
+        "can_cancel": not run.is_finished and (not run.external_id or run.provider.client_class.supports_cancel),
+        "poll_seconds": poll_seconds(),
+    }
+    return render(request, "runs/run_detail.html", context)
+
+
+@org_required
+def run_live(request, access: Access, code: uuid.UUID):
+    """The live part of the detail page; a run that just finished reloads the page (events, outputs)."""
+    run = _get_run(access, code)
+    if run.is_finished and request.GET.get("was") != run.status:
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return render(request, "runs/run_detail.html#run-live", {"run": run, "poll_seconds": poll_seconds()})
+
+
+def _action(request, access: Access, code: uuid.UUID, do, done: str):
+    run = _get_run(access, code)
+    try:
+        result = do(run)
+    except ActionError as exc:
+        messages.error(request, exc.message)
+        return redirect("run-detail", code=run.code)
+    messages.success(request, done)
+    return redirect("run-detail", code=result.code)
+
+
+@org_required(write=True)
+@require_POST
+def run_cancel(request, access: Access, code: uuid.UUID):
+    return _action(request, access, code, lambda run: cancel_run(run, source=EventSource.API), "Cancel requested.")
+
+
+@org_required(write=True)
+@require_POST
+def run_sync(request, access: Access, code: uuid.UUID):
+    return _action(request, access, code, sync_run_now, "Synced with the provider.")
+
+
+@org_required(write=True)
+@require_POST
+def run_retry(request, access: Access, code: uuid.UUID):
+    provider = None
+    if request.POST.get("provider"):
+        try:
+            provider = _providers(access).filter(code=uuid.UUID(request.POST["provider"])).first()
+        except ValueError:
+            provider = None
+        if provider is None:
+            raise Http404("No such provider.")
+    return _action(
+        request,
+        access,
+        code,
+        lambda run: retry_run(run, provider=provider, created_by=request.user),
+        "Retry submitted: this is the new run.",
+    )
+
+
+# -- gallery and output files --------------------------------------------------------------------------
+
+
+@org_required
+def gallery(request, access: Access):
+    outputs = RunOutput.objects.filter(organization=access.organization).select_related("run__provider")
+    filters = parse_filters(request.GET, access.organization)
+    errors = [e for e in filters.errors if "status" not in e and "origin" not in e]
+    if filters.providers:
+        outputs = outputs.filter(run__provider__in=filters.providers)
+    if filters.created_after:
+        outputs = outputs.filter(created__gte=filters.created_after)
+    if filters.created_before:
+        outputs = outputs.filter(created__lte=filters.created_before)
+    kind = request.GET.get("kind", "")
+    if kind:
+        if kind in RunOutput.Kind.values:
+            outputs = outputs.filter(kind=kind)
+        else:
+            errors.append(f"Unknown kind {kind!r} (use {', '.join(RunOutput.Kind.values)}).")
+    try:
+        page, next_cursor = paginate_outputs(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE)
+    except BadCursor as exc:
+        errors.append(str(exc))
+        page, next_cursor = paginate_outputs(outputs, None, GALLERY_PAGE_SIZE)
+    context = {
+        "access": access,
+        "outputs": page,
+        "next_cursor": next_cursor,
+        "filters": filters,
+        "kind": kind,
+        "kinds": RunOutput.Kind.choices,
+        "errors": errors,
+        "providers": _providers(access),
+    }
+    return render(request, "runs/gallery.html", context)
+
+
+def paginate_outputs(queryset, cursor: str | None, limit: int):
+    """Keyset pagination for outputs on (created, code), newest first; cursors as for runs."""
+    queryset = queryset.order_by("-created", "-code")
+    if cursor:
+        created, code = decode_cursor(cursor)
+        # The redundant `created__lte` gives the planner an index range; the OR alone makes it scan.
+        queryset = queryset.filter(created__lte=created).filter(
+            Q(created__lt=created) | Q(created=created, code__lt=code)
+        )
+    page = list(queryset[: limit + 1])
+    if len(page) > limit:
+        return page[:limit], encode_cursor(page[limit - 1])
+    return page, None
+
+
+def _get_output(access: Access, code: uuid.UUID) -> RunOutput:
+    return get_object_or_404(
+        RunOutput.objects.select_related("run__provider"), run__organization=access.organization, code=code
+    )
+
+
+@org_required
+def output_lightbox(request, access: Access, code: uuid.UUID):
+    output = _get_output(access, code)
+    context = {"output": output, "key_values": wf.key_values(output.run.workflow, output.run.inputs)}
+    template = "runs/gallery.html#lightbox" if request.headers.get("HX-Request") else "runs/output.html"
+    return render(request, template, {**context, "access": access})
+
+
+@org_required
+def output_file(request, access: Access, code: uuid.UUID):
+    """The archived file (members only); before archiving, the provider's link while it is valid."""
+    output = _get_output(access, code)
+    if output.file:
+        download = request.GET.get("download") == "1"
+        return _file_response(output.file, output.filename, output.content_type, as_attachment=download)
+    if output.provider_url_valid:
+        return redirect(output.provider_url)
+    raise Http404("This output is not archived and the provider's link has expired.")
+
+
+@org_required
+def output_thumbnail(request, access: Access, code: uuid.UUID):
+    output = _get_output(access, code)
+    field = output.thumbnail or (output.file if output.kind == RunOutput.Kind.IMAGE else None)
+    if not field:
+        raise Http404("No thumbnail.")
+    return _file_response(field, output.filename, "", as_attachment=False)
+
+
+def _file_response(field, filename: str, content_type: str, *, as_attachment: bool) -> FileResponse:
+    try:
+        handle = field.open("rb")
+    except (FileNotFoundError, OSError):
+        raise Http404("The archived file is missing from storage.") from None
+    response = FileResponse(handle, as_attachment=as_attachment, filename=filename)
+    if content_type and not as_attachment and content_type.split("/")[0] in {"image", "video", "audio"}:
+        response["Content-Type"] = content_type
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# -- submit --------------------------------------------------------------------------------------------
+
+
+def _read_workflow(request) -> tuple[dict | None, dict, str | None]:
+    """(workflow, inputs, error message) from the pasted text or the uploaded file."""
+    upload = request.FILES.get("workflow_file")
+    if upload is not None:
+        if upload.size > MAX_WORKFLOW_BYTES:
+            return None, {}, f"The workflow file is over {MAX_WORKFLOW_BYTES // 1_000_000} MB."
+        raw = upload.read()
+    else:
+        raw = request.POST.get("workflow", "").encode()
+    if len(raw) > MAX_WORKFLOW_BYTES:
+        return None, {}, f"The workflow is over {MAX_WORKFLOW_BYTES // 1_000_000} MB."
+    if not raw.strip():
+        return None, {}, "Paste a workflow in API format, or choose a file."
+    try:
+        workflow = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, {}, f"The workflow is not valid JSON: {exc}."
+    problem = _workflow_problem(workflow)
+    if problem:
+        return None, {}, problem
+    inputs_text = request.POST.get("inputs", "").strip()
+    inputs = {}
+    if inputs_text:
+        try:
+            inputs = json.loads(inputs_text)
+        except ValueError as exc:
+            return None, {}, f"Inputs are not valid JSON: {exc}."
+        if not isinstance(inputs, dict):
+            return None, {}, 'Inputs must be a JSON object, e.g. {"6.text": "a cat"}.'
+    return workflow, inputs, None
+
+
+def _workflow_problem(workflow) -> str | None:
+    if not isinstance(workflow, dict) or not workflow:
+        return "The workflow must be a JSON object of nodes (ComfyUI's “Export (API)” format)."
+    if "nodes" in workflow and "links" in workflow:
+        return "This is the UI format. In ComfyUI use “Export (API)” and paste that instead."
+    for node_id, node in workflow.items():
+        if not isinstance(node, dict) or "class_type" not in node:
+            return f"Node {str(node_id)[:40]!r} has no class_type: is this an API-format workflow?"
+    return None
+
+
+@org_required(write=True)
+def submit(request, access: Access):
+    providers = _providers(access).filter(is_active=True)
+    context = {"access": access, "providers": providers, "idempotency_key": uuid.uuid4()}
+    if request.method != "POST":
+        return render(request, "runs/submit.html", context)
+    context.update(
+        workflow_text=request.POST.get("workflow", ""),
+        inputs_text=request.POST.get("inputs", ""),
+        selected=request.POST.get("provider", ""),
+    )
+    try:
+        provider = providers.filter(code=uuid.UUID(request.POST.get("provider", ""))).first()
+    except ValueError:
+        provider = None
+    workflow, inputs, error = _read_workflow(request)
+    if provider is None:
+        error = "Choose one of this organization's providers."
+    if error:
+        context["error"] = error
+        return render(request, "runs/submit.html", context, status=400)
+    key = request.POST.get("idempotency_key", "")[:100]
+    run = submit_run(
+        provider,
+        workflow,
+        inputs,
+        origin=Origin.DASHBOARD,
+        created_by=request.user,
+        # A double-clicked or re-posted form carries the same key, so it lands on the same run.
+        idempotency_key=f"dashboard:{request.user.pk}:{key}" if key else None,
+    )
+    if run.status == Status.FAILED:
+        messages.error(request, run.error.get("message", "The provider did not accept the run."))
+    else:
+        messages.success(request, f"Submitted to {provider.name}.")
+    return redirect("run-detail", code=run.code)
+
+
+# -- stats ---------------------------------------------------------------------------------------------
+
+STATS_WINDOWS = (7, 30, 90)
+
+
+@org_required
+def stats(request, access: Access):
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    days = days if days in STATS_WINDOWS else 30
+    result = compute_stats(Run.objects.filter(organization=access.organization), window_from_days(days))
+    context = {
+        "access": access,
+        "stats": result,
+        "days": days,
+        "windows": STATS_WINDOWS,
+        "chart": runs_per_day_svg(result.per_day, days=days, today=timezone.now().date()),
+        "legend": [(s, Status(s).label) for s in Status.values],
+    }
+    return render(request, "runs/stats.html", context)
+
+
+def home(request):
+    return redirect("run-list")
+
+
+def forbidden(request, exception=None):
+    return render(request, "403.html", {"message": str(exception or "")}, status=403)
