@@ -258,3 +258,23 @@ def test_it_shrugs_off_an_endpoint_deleted_mid_send(org, receiver, make_endpoint
     monkeypatch.setattr(module, "claim_due", claim_then_delete)
     stats = deliver_due_webhooks()
     assert stats.claimed == 1 and len(receiver.requests) == 1 and not WebhookDelivery.objects.exists()
+
+
+def test_the_sync_sweep_announces_changes_in_bulk(
+    org, make_provider, fake, make_endpoint, django_capture_on_commit_callbacks
+):
+    from providers.fake.state import SUCCEEDED
+    from runs.sync import sync_due_runs
+    from runs.tracking import track_run
+
+    local = make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
+    make_endpoint(org, "https://hooks.example.com/all")
+    for i in range(3):
+        fake.add_run("comfyui", f"prompt-{i}", script=[(0, SUCCEEDED)])
+        track_run(local, f"prompt-{i}")
+    with django_capture_on_commit_callbacks(execute=True):
+        sync_due_runs(archive=False)
+    succeeded = WebhookDelivery.objects.filter(event_type="run.succeeded")
+    assert succeeded.count() == 3
+    assert WebhookDelivery.objects.filter(event_type="run.output").count() >= 3
+    assert {d.payload["data"]["run"]["status"] for d in succeeded} == {"succeeded"}
