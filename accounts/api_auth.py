@@ -10,13 +10,15 @@ operation, instead of in each handler.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
-from ninja.throttling import SimpleRateThrottle
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
 from ninja.utils import check_csrf
 
 from accounts.access import current_access
@@ -100,39 +102,48 @@ class SessionOrgAuth(APIKeyCookie):
         return _refuse_read_only_writes(request, caller)
 
 
-class KeyRateThrottle(SimpleRateThrottle):
-    """Requests per API key (or session user), rate from `settings.COMFYTRACK_API_RATE` ("600/min").
+class KeyRateThrottle(BaseThrottle):
+    """Requests per API key (or session user) in fixed windows, rate from `settings.COMFYTRACK_API_RATE`
+    ("600/min"; read on every request, so operators and tests can change it without a rebuild).
 
-    Read on every request so tests and operators can change it without rebuilding the API. Backed by
-    the Django cache: a soft guard against runaway scripts, not a security control (PLATFORM.md §4)."""
+    One atomic `cache.incr` per request (O(1), unlike a per-request timestamp history), backed by the
+    Django cache: per process with the default local-memory cache, shared with Redis or Memcached. A soft
+    guard against runaway scripts, not a security control (PLATFORM.md §4)."""
 
-    scope = "api-key"
+    _PERIODS = SimpleRateThrottle._PERIODS
 
     def __init__(self) -> None:
-        super().__init__(rate=self._configured())
+        self._wait: float | None = None
 
-    @staticmethod
-    def _configured() -> str:
-        return getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min"
-
-    def get_cache_key(self, request: HttpRequest) -> str | None:
-        caller = getattr(request, "auth", None)
-        if not isinstance(caller, Caller):
-            return None  # unauthenticated routes (inbound provider webhooks) are not per-key
-        return self.cache_format % {"scope": self.scope, "ident": caller.ident}
+    def parse(self) -> tuple[int, int]:
+        rate = getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min"
+        count, _, period = rate.partition("/")
+        digits = "".join(c for c in period if c.isdigit())
+        unit = period[len(digits) :] or "s"
+        return int(count), int(digits or 1) * self._PERIODS[unit]
 
     def allow_request(self, request: HttpRequest) -> bool:
-        rate = self._configured()
-        if rate != self.rate:
-            self.rate = rate
-            self.num_requests, self.duration = self.parse_rate(rate)
-        return super().allow_request(request)
+        caller = getattr(request, "auth", None)
+        if not isinstance(caller, Caller):
+            return True  # unauthenticated routes (inbound provider webhooks) are not per-key
+        limit, duration = self.parse()
+        now = time.time()
+        window = int(now // duration)
+        key = f"api-rate:{caller.ident}:{duration}:{window}"
+        cache.add(key, 0, timeout=duration + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=duration + 1)
+            count = 1
+        if count <= limit:
+            return True
+        self._wait = max((window + 1) * duration - now, 1.0)
+        return False
 
     def wait(self) -> float:
-        # Never None: a throttled answer always carries Retry-After.
-        if not self.history:
-            return float(self.duration or 1)
-        return max(self.duration - (self.now - self.history[-1]), 1.0)
+        # Never None: a throttled answer always carries Retry-After (the end of the current window).
+        return self._wait or 1.0
 
 
 API_AUTH = [ApiKeyAuth(), BearerAuth(), SessionOrgAuth()]

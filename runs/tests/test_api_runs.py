@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.utils import timezone
@@ -143,11 +144,14 @@ def test_it_uses_the_session_org_the_dashboard_chose(client, alice, org, other_o
 
 def test_it_rate_limits_per_key_with_retry_after(client, org, key, ro_key, settings):
     settings.COMFYTRACK_API_RATE = "2/min"
-    assert [get(client, "/runs", key).status_code for _ in range(2)] == [200, 200]
-    limited = get(client, "/runs", key)
-    assert limited.status_code == 429 and limited.json()["code"] == "throttled"
-    assert 1 <= int(limited["Retry-After"]) <= 60
-    assert get(client, "/runs", ro_key).status_code == 200  # another key has its own budget
+    with time_machine.travel("2026-11-30 12:00:15Z", tick=False) as clock:
+        assert [get(client, "/runs", key).status_code for _ in range(2)] == [200, 200]
+        limited = get(client, "/runs", key)
+        assert limited.status_code == 429 and limited.json()["code"] == "throttled"
+        assert limited["Retry-After"] == "45"  # the rest of the minute
+        assert get(client, "/runs", ro_key).status_code == 200  # another key has its own budget
+        clock.shift(46)
+        assert get(client, "/runs", key).status_code == 200  # a new window
 
 
 # -- isolation ---------------------------------------------------------------------------------------
