@@ -135,7 +135,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
     os.environ["COMFYTRACK_API_RATE"] = "100000000/min"
-    os.environ.setdefault("CONN_MAX_AGE", "60")
+    # A thread per request in the stand-in server: persistent connections would pile up (one per dead
+    # thread) until PostgreSQL refuses new clients, so each request closes its own. gunicorn gets 60 s.
+    os.environ["CONN_MAX_AGE"] = "60" if shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN") else "0"
     db = setup_django()
     from accounts.models import ApiKey
     from runs.models import Run
@@ -148,7 +150,7 @@ def main() -> None:
     pids: list[int] = []
     if args.url:
         base, server = args.url.rstrip("/"), "given"
-    elif shutil.which("gunicorn"):
+    elif shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN"):
         (base, pids), server = serve_gunicorn(args.workers, args.threads), "gunicorn"
     else:
         (base, pids), server = serve_prefork(args.workers, args.threads), "pre-fork wsgiref (no gunicorn installed)"

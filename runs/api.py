@@ -19,7 +19,7 @@ from providers.models import Provider
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.models import Origin, Run, RunOutput
 from runs.queries import BadCursor, filter_runs, paginate, parse_filters
-from runs.schemas import EventOut, OutputOut, RunOut, RunPage, event_json, run_json, runs_for_api
+from runs.schemas import EventOut, OutputOut, RunOut, RunPage, event_json, json_response, run_json, runs_for_api
 from runs.stats import MAX_WINDOW_DAYS, compute_stats, window_from_days
 from runs.submission import submit_run
 from runs.tracking import track_run
@@ -165,7 +165,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
-    return {"items": [run_json(run) for run in page], "next_cursor": next_cursor}
+    return json_response({"items": [run_json(run) for run in page], "next_cursor": next_cursor})
 
 
 @router.post("/runs", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Submit a run")
@@ -204,7 +204,7 @@ def track(request: HttpRequest, payload: TrackIn):
 
 @router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
 def get_run_detail(request: HttpRequest, run_id: UUID):
-    return run_json(get_run(request, run_id, for_json=True))
+    return json_response(run_json(get_run(request, run_id, for_json=True)))
 
 
 def _act(action, *args, **kwargs) -> Run:
