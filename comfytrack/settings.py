@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "accounts",
     "providers",
     "runs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -255,3 +256,15 @@ COMFYTRACK_POLL_SECONDS = envint("COMFYTRACK_POLL_SECONDS", 5)
 # The out-of-the-box demo (`make run`): a Simulator provider, a Demo organization and a trickle of
 # demo runs. On with DEBUG, off otherwise; set COMFYTRACK_DEMO=false to turn it off locally.
 COMFYTRACK_DEMO = envbool("COMFYTRACK_DEMO", DEBUG)
+
+# --- JSON API and outbound webhooks (comfytrack.api, webhooks) -----------------------------------
+# Requests per API key (or signed-in user): "N/s", "N/min", "N/h", "N/day".
+COMFYTRACK_API_RATE = os.environ.get("COMFYTRACK_API_RATE", "600/min")
+# Absolute base for links we hand out (output URLs in webhooks), e.g. https://comfytrack.example.com.
+# Empty: links are root-relative paths.
+COMFYTRACK_PUBLIC_URL = os.environ.get("COMFYTRACK_PUBLIC_URL", "").rstrip("/")
+# Webhook targets get the same SSRF rules as output downloads: private/loopback hosts are refused
+# unless listed here ("host" or "host:port").
+COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS", [])
+# Seconds one delivery may take (connect + send + answer); a hanging endpoint never holds more than this.
+COMFYTRACK_WEBHOOK_TIMEOUT = envint("COMFYTRACK_WEBHOOK_TIMEOUT", 10)

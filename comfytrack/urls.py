@@ -1,16 +1,17 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from accounts import views as accounts
+from comfytrack.api import api
 from providers import views as providers
 from runs import views as runs
-from runs.views_hooks import comfydeploy_hook
 
 handler403 = "runs.views.forbidden"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/hooks/comfydeploy/<uuid:provider_id>/<str:token>", comfydeploy_hook, name="hook-comfydeploy"),
+    # JSON API (the inbound ComfyDeploy webhook lives there too: /api/v1/hooks/comfydeploy/…)
+    path("api/v1/", api.urls),
     # Dashboard
     path("", runs.home, name="home"),
     path("login/", accounts.login, name="login"),
@@ -34,4 +35,5 @@ urlpatterns = [
     path("settings/api-keys/", accounts.api_keys, name="api-keys"),
     path("settings/api-keys/new/", accounts.api_key_create, name="api-key-create"),
     path("settings/api-keys/<uuid:code>/revoke/", accounts.api_key_revoke, name="api-key-revoke"),
+    path("settings/webhooks/", include("webhooks.urls")),
 ]

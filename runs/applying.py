@@ -21,6 +21,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from providers.clients.base import OutputRef, RunSnapshot, RunStatus
+from webhooks.emit import announce_run_changes
 
 if TYPE_CHECKING:
     from runs.models import Run
@@ -88,7 +89,11 @@ def apply_many(
             applied.append(p)
             results[index] = p.status_changes
         RunEvent.objects.bulk_create([event(p, source) for p in applied if p.status_changes])
-        record_outputs_many([(p.run, p.snapshot.outputs) for p in applied if p.records_outputs])
+        new_keys: dict[int, list[str]] = defaultdict(list)
+        record_outputs_many([(p.run, p.snapshot.outputs) for p in applied if p.records_outputs], new_keys=new_keys)
+        # Outbound webhooks: the messages are written once this transaction commits (never for a change
+        # that rolled back) and sent later by webhooks.delivery, outside the sweep.
+        announce_run_changes([(p.run, p.status_changes, new_keys.get(p.run.pk, [])) for p in applied])
     return results
 
 
@@ -154,11 +159,14 @@ def _bulk_conditional_update(names: tuple[str, ...], plans: list[Plan]) -> set[i
         return {row[0] for row in cursor.fetchall()}
 
 
-def record_outputs_many(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> int:
+def record_outputs_many(
+    pairs: list[tuple[Run, Sequence[OutputRef]]], *, new_keys: dict[int, list[str]] | None = None
+) -> int:
     """Upsert outputs by provider key for several runs; refresh re-signed URLs. Returns how many are new.
 
     Runs known to have no outputs yet skip the read; inserts are one statement, and a duplicate from a
     concurrent writer (webhook and poll at once) is dropped by the unique (run, key) constraint.
+    `new_keys`, when given, receives the keys of the new outputs per run pk.
     """
     from runs.models import Run, RunOutput
 
@@ -177,6 +185,8 @@ def record_outputs_many(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> int:
             if current is None:
                 new.append(RunOutput(run=run, organization_id=run.organization_id, **RunOutput.fields_from_ref(ref)))
                 new_per_run[run.pk] += 1
+                if new_keys is not None:
+                    new_keys[run.pk].append(ref.key[:500])
             elif ref.url[:2000] != current.provider_url:
                 current.refresh_url(ref)
     if new:

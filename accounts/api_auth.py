@@ -1,0 +1,149 @@
+"""Who is calling the JSON API (STYLE.md rule 20).
+
+Three ways in, tried in order: an organization API key in `X-API-Key`, the same key as
+`Authorization: Bearer`, or a signed-in browser session (CSRF checked on writes). Each returns a
+`Caller`, so handlers read `request.auth.organization` whatever the way in was.
+
+A read-only key (or a viewer's session) on a write is refused here with a 403, once for every
+operation, instead of in each handler.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from ninja.errors import AuthorizationError, HttpError
+from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
+from ninja.utils import check_csrf
+
+from accounts.access import current_access
+from accounts.models import ApiKey, Organization
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_MESSAGE = "This API key is read-only; use a key with write access for this request."
+
+
+@dataclass(frozen=True)
+class Caller:
+    organization: Organization
+    read_only: bool
+    api_key: ApiKey | None = None
+    user: object | None = None
+
+    @property
+    def ident(self) -> str:
+        """What the rate limit counts against: the key, or the signed-in user."""
+        # Codes, not integer ids: SQLite reuses ids after a rollback, so tests would share counters.
+        if self.api_key is not None:
+            return f"key:{self.api_key.code}"
+        return f"user:{getattr(self.user, 'pk', '')}:{self.organization.code}"
+
+    def __str__(self) -> str:
+        return self.ident
+
+
+def _refuse_read_only_writes(request: HttpRequest, caller: Caller) -> Caller:
+    if caller.read_only and request.method not in SAFE_METHODS:
+        raise AuthorizationError(403, READ_ONLY_MESSAGE)
+    return caller
+
+
+def caller_for_key(request: HttpRequest, plain: str | None) -> Caller | None:
+    key = ApiKey.objects.authenticate((plain or "").strip())
+    if key is None:
+        return None
+    key.touch()
+    return _refuse_read_only_writes(request, Caller(key.organization, key.read_only, api_key=key))
+
+
+class ApiKeyAuth(APIKeyHeader):
+    """`X-API-Key: ct_…`"""
+
+    param_name = "X-API-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Caller | None:
+        return caller_for_key(request, key)
+
+
+class BearerAuth(HttpBearer):
+    """`Authorization: Bearer ct_…`"""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
+        return caller_for_key(request, token)
+
+
+class SessionOrgAuth(APIKeyCookie):
+    """A signed-in dashboard user. CSRF is checked only once we know there is a session user, so a
+    request with a bad key and no session still gets the 401 it deserves rather than a CSRF 403."""
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        if check_csrf(request):
+            raise HttpError(403, "CSRF check failed: send the X-CSRFToken header with the csrftoken cookie's value.")
+        return request.COOKIES.get(self.param_name)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Caller | None:
+        if key is None:
+            return None
+        # The dashboard's current organization (`request.session["org"]`, else the first one).
+        access = current_access(request)
+        if access is None:
+            return None
+        caller = Caller(access.organization, not access.can_write, user=request.user)
+        return _refuse_read_only_writes(request, caller)
+
+
+class KeyRateThrottle(BaseThrottle):
+    """Requests per API key (or session user) in fixed windows, rate from `settings.COMFYTRACK_API_RATE`
+    ("600/min"; read on every request, so operators and tests can change it without a rebuild).
+
+    One atomic `cache.incr` per request (O(1), unlike a per-request timestamp history), backed by the
+    Django cache: per process with the default local-memory cache, shared with Redis or Memcached. A soft
+    guard against runaway scripts, not a security control (PLATFORM.md §4)."""
+
+    _PERIODS = SimpleRateThrottle._PERIODS
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def parse(self) -> tuple[int, int]:
+        rate = getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min"
+        count, _, period = rate.partition("/")
+        digits = "".join(c for c in period if c.isdigit())
+        unit = period[len(digits) :] or "s"
+        return int(count), int(digits or 1) * self._PERIODS[unit]
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        caller = getattr(request, "auth", None)
+        if not isinstance(caller, Caller):
+            return True  # unauthenticated routes (inbound provider webhooks) are not per-key
+        limit, duration = self.parse()
+        now = time.time()
+        window = int(now // duration)
+        key = f"api-rate:{caller.ident}:{duration}:{window}"
+        cache.add(key, 0, timeout=duration + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=duration + 1)
+            count = 1
+        if count <= limit:
+            return True
+        self._wait = max((window + 1) * duration - now, 1.0)
+        return False
+
+    def wait(self) -> float:
+        # Never None: a throttled answer always carries Retry-After (the end of the current window).
+        return self._wait or 1.0
+
+
+API_AUTH = [ApiKeyAuth(), BearerAuth(), SessionOrgAuth()]

@@ -1,0 +1,174 @@
+"""JSON API throughput (a script, not a test): GET /api/v1/runs?limit=50 and GET /api/v1/runs/{id}.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ct_bench_api python bench/api_throughput.py \
+        [--runs 100000] [--clients 32] [--seconds 30] [--workers 2] [--threads 8] [--url http://127.0.0.1:8000]
+
+Seeds runs like bench/pages.py (COPY on PostgreSQL) and issues an API key. Without --url it serves the app
+itself: under gunicorn when it is installed (`gunicorn -w WORKERS --threads THREADS`), else with a
+small pre-fork server (WORKERS forked processes sharing one socket, each a threaded wsgiref server). The
+second is a stand-in and is slower than gunicorn, so report which one was used. The load generator is an
+httpx AsyncClient on the httpx-aiohttp transport with `--clients` requests in flight. It prints
+requests/s, p50/p99 latency and the error count for each endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pages import ensure_orgs, seed  # noqa: E402
+from sync_throughput import setup_django  # noqa: E402
+
+
+def serve_prefork(workers: int, threads: int) -> tuple[str, list[int]]:
+    """Fork `workers` processes serving the WSGI app on one listening socket (after the DB work in the
+    parent is closed, so no connection crosses a fork)."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    from django.db import connections
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 256
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    port = listener.getsockname()[1]
+    connections.close_all()
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            from django.core.wsgi import get_wsgi_application
+
+            server = Server(("127.0.0.1", port), Quiet, bind_and_activate=False)
+            server.socket = listener
+            server.server_name, server.server_port = "127.0.0.1", port
+            server.setup_environ()
+            server.set_app(get_wsgi_application())
+            server.serve_forever()
+            os._exit(0)
+        pids.append(pid)
+    return f"http://127.0.0.1:{port}", pids
+
+
+def serve_gunicorn(workers: int, threads: int) -> tuple[str, list[int]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        shutil.which("gunicorn") or "gunicorn", "comfytrack.wsgi", "-b", f"127.0.0.1:{port}",
+        "-w", str(workers), "--threads", str(threads), "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
+    return f"http://127.0.0.1:{port}", [process.pid]
+
+
+async def load(url: str, key: str, clients: int, seconds: float) -> tuple[int, list[float], int]:
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(
+        transport=AiohttpTransport(), headers={"X-API-Key": key}, timeout=30, trust_env=False
+    ) as http:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await http.get(url)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return len(latencies), latencies, errors
+
+
+def wait_until_up(base: str, key: str) -> None:
+    import httpx
+
+    for _ in range(100):
+        try:
+            if httpx.get(f"{base}/api/v1/runs?limit=1", headers={"X-API-Key": key}, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the server at {base} did not answer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--url", help="an already running server (else one is started)")
+    args = parser.parse_args()
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+    os.environ["COMFYTRACK_API_RATE"] = "100000000/min"
+    # A thread per request in the stand-in server: persistent connections would pile up (one per dead
+    # thread) until PostgreSQL refuses new clients, so each request closes its own. gunicorn gets 60 s.
+    os.environ["CONN_MAX_AGE"] = "60" if shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN") else "0"
+    db = setup_django()
+    from accounts.models import ApiKey
+    from runs.models import Run
+
+    _, providers = ensure_orgs()
+    seed(providers, args.runs)
+    organization = providers[0].organization
+    key = ApiKey.issue(organization, "bench")[1]
+    run_code = Run.objects.filter(organization=organization).values_list("code", flat=True).first()
+    pids: list[int] = []
+    if args.url:
+        base, server = args.url.rstrip("/"), "given"
+    elif shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN"):
+        (base, pids), server = serve_gunicorn(args.workers, args.threads), "gunicorn"
+    else:
+        (base, pids), server = serve_prefork(args.workers, args.threads), "pre-fork wsgiref (no gunicorn installed)"
+    try:
+        wait_until_up(base, key)
+        print(f"database: {db}; {args.runs:,} runs; server: {server}, {args.workers} workers; {args.clients} clients")
+        print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for label, path in [
+            ("GET /runs?limit=50", "/api/v1/runs?limit=50"),
+            ("GET /runs/{id}", f"/api/v1/runs/{run_code}"),
+        ]:
+            count, latencies, errors = asyncio.run(load(base + path, key, args.clients, args.seconds))
+            cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+            print(f"{label:34} {count / args.seconds:8.0f} {cuts[49] * 1000:8.1f} {cuts[98] * 1000:8.1f} {errors:7d}")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Property test: schemathesis fuzzes every operation of our own OpenAPI document, in-process (WSGI),
+with a valid API key. No 5xx, and every response matches the documented status codes, content types
+and schemas."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from comfytrack.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture
+def in_process_requests():
+    """Like Django's test client: a request must not close the test's connection (it is inside the test
+    transaction, and Django closes connections at the end of each request it sees as stale)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def api_key(org, provider, make_run, settings, in_process_requests):
+    from accounts.models import ApiKey
+
+    settings.COMFYTRACK_API_RATE = "100000/min"
+    make_run(provider)
+    return ApiKey.issue(org, "fuzz")[1]
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_it_survives_fuzzing(case, api_key):
+    case.call_and_validate(headers={"X-API-Key": api_key}, checks=CHECKS)
+
+
+def test_it_documents_every_operation():
+    operations = {(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())}
+    assert ("GET", "/api/v1/runs") in operations and ("POST", "/api/v1/runs/{run_id}/retry") in operations
+    assert len(operations) == 13

@@ -1,0 +1,85 @@
+"""Providers and their health in the JSON API. Never a secret: not the credential, not its hint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpRequest
+from ninja import Field, Router, Schema
+
+from comfytrack.api_errors import errors
+from providers.models import Credential, Provider
+from runs.models import IN_FLIGHT
+
+router = Router(tags=["providers"])
+
+
+class CredentialHealth(Schema):
+    id: UUID
+    name: str
+    is_active: bool
+    last_ok: datetime | None
+    failing_since: datetime | None
+    last_error: str
+
+
+class ProviderOut(Schema):
+    id: UUID
+    name: str
+    kind: str
+    kind_label: str
+    is_active: bool
+    healthy: bool = Field(description="An active credential works (no credential is currently failing).")
+    last_ok: datetime | None = Field(description="Last successful call with any of its credentials.")
+    failing_since: datetime | None
+    last_error: str = Field(description="The failing credential's last error, empty when healthy.")
+    runs_in_flight: int = Field(description="Runs pending, queued or running on this provider.")
+    credentials: list[CredentialHealth]
+
+
+def provider_json(provider: Provider) -> dict:
+    credentials = [c for c in provider.credentials.all()]
+    active = [c for c in credentials if c.is_active]
+    failing = sorted((c for c in active if c.failing_since), key=lambda c: c.failing_since)
+    oks = [c.last_ok for c in credentials if c.last_ok]
+    return {
+        "id": provider.code,
+        "name": provider.name,
+        "kind": provider.kind,
+        "kind_label": provider.kind_label,
+        "is_active": provider.is_active,
+        "healthy": bool(active) and not failing,
+        "last_ok": max(oks) if oks else None,
+        "failing_since": failing[0].failing_since if failing else None,
+        "last_error": failing[0].last_error if failing else "",
+        "runs_in_flight": provider.runs_in_flight,
+        "credentials": [
+            {
+                "id": c.code,
+                "name": c.name,
+                "is_active": c.is_active,
+                "last_ok": c.last_ok,
+                "failing_since": c.failing_since,
+                "last_error": c.last_error,
+            }
+            for c in credentials
+        ],
+    }
+
+
+@router.get("", response={200: list[ProviderOut], **errors()}, summary="Providers and their health")
+def list_providers(request: HttpRequest):
+    """The organization's providers with credential health and the number of runs in flight."""
+    # `only` keeps the encrypted secret column out of the query: it is never decrypted here.
+    credentials = Credential.objects.only(
+        "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_error"
+    ).order_by("name")
+    providers = (
+        Provider.objects.filter(organization=request.auth.organization)
+        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
+        .prefetch_related(Prefetch("credentials", queryset=credentials))
+        .order_by("name")
+    )
+    return [provider_json(p) for p in providers]

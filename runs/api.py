@@ -1,0 +1,401 @@
+"""Runs, outputs, stats and the inbound provider webhook in the JSON API (thin: runs.* does the work)."""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils import timezone
+from ninja import Field, Header, Query, Router, Schema, Status
+from pydantic import ValidationError as PydanticValidationError
+from pydantic import field_validator
+
+from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
+from providers.models import Provider
+from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
+from runs.models import Origin, Run, RunOutput
+from runs.queries import BadCursor, filter_runs, paginate, parse_filters
+from runs.schemas import EventOut, OutputOut, RunOut, RunPage, event_json, json_response, run_json, runs_for_api
+from runs.stats import MAX_WINDOW_DAYS, compute_stats, window_from_days
+from runs.submission import submit_run
+from runs.tracking import track_run
+from runs.views_hooks import handle_comfydeploy_hook
+
+router = Router(tags=["runs"])
+
+FILTER_FIELDS = ("status", "provider", "origin", "created_after", "created_before")
+
+
+def _no_nul(value: Any, path: str = "") -> Any:
+    """PostgreSQL can store no NUL character in text or jsonb: refuse it as bad input, not a 500."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+class SubmitIn(Schema):
+    provider: str = Field(description="The provider's id or its name.", examples=["Deploy"], max_length=200)
+    workflow: dict[str, Any] = Field(description="ComfyUI API-format workflow (node id → node).")
+    inputs: dict[str, Any] | None = Field(None, description='Input values, e.g. {"6.text": "a cat"}.')
+
+    _clean = field_validator("provider", "workflow", "inputs")(_no_nul)
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("must be a non-empty ComfyUI workflow object")
+        return value
+
+
+class TrackIn(Schema):
+    provider: str = Field(description="The provider's id or its name.", max_length=200)
+    external_id: str = Field(description="The provider's id for the run.", min_length=1, max_length=200)
+
+    _clean = field_validator("provider", "external_id")(_no_nul)
+
+    @field_validator("external_id")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class RetryIn(Schema):
+    provider: str | None = Field(None, description="Retry on another provider (id or name); default: the same.")
+
+    _clean = field_validator("provider")(_no_nul)
+
+
+class ListQuery(Schema):
+    status: str | None = Field(
+        None, description="One or more statuses, comma-separated; `problems` = failed+timed_out+lost."
+    )
+    provider: str | None = Field(None, description="Provider id or name (comma-separated for several).")
+    origin: str | None = None
+    q: str | None = Field(None, description="Free text: external id, prompt text, node types.")
+    created_after: str | None = Field(None, description="A date (2026-11-30) or an ISO datetime.")
+    created_before: str | None = None
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, description="The previous page's next_cursor.")
+
+
+# -- lookups ---------------------------------------------------------------------------------------
+
+
+def _org(request: HttpRequest):
+    return request.auth.organization
+
+
+def _scoped_runs(request: HttpRequest):
+    return Run.objects.for_organization(_org(request))
+
+
+def get_run(request: HttpRequest, run_id: UUID, *, for_json: bool = False) -> Run:
+    queryset = _scoped_runs(request)
+    if for_json:
+        queryset = runs_for_api(queryset)
+    run = queryset.filter(code=run_id).first()
+    if run is None:
+        raise not_found("No such run in this organization.")
+    return run
+
+
+def find_provider(request: HttpRequest, value: str, field: str = "provider") -> Provider:
+    scoped = Provider.objects.filter(organization=_org(request))
+    value = value.strip()
+    try:
+        match = scoped.filter(code=uuid.UUID(value)).first()
+    except ValueError:
+        match = None
+    match = match or scoped.filter(name=value).first()
+    if match is None:
+        raise ApiError(404, f"No provider {value[:100]!r} in this organization.", "not_found", field=field)
+    if not match.is_active:
+        raise ApiError(409, f"Provider {match.name!r} is disabled.", "conflict", field=field)
+    return match
+
+
+def _json_run(run: Run) -> dict[str, Any]:
+    return run_json(runs_for_api(Run.objects.filter(pk=run.pk)).get())
+
+
+def _clean_params(request: HttpRequest) -> dict[str, list[str]]:
+    params = {k: [v.replace("\x00", "") for v in request.GET.getlist(k)] for k in (*FILTER_FIELDS, "q")}
+    return {k: v for k, v in params.items() if v}
+
+
+class _Params(dict):
+    def getlist(self, key):
+        return self.get(key) or []
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        if isinstance(value, list) and key in ("q", "created_after", "created_before"):
+            return value[0] if value else default
+        return value
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+@router.get("/runs", response={200: RunPage, **errors()}, summary="List runs (newest first)")
+def list_runs(request: HttpRequest, query: Query[ListQuery]):
+    """Runs of the key's organization, newest first, with filters and stable cursor pagination
+    (new runs arriving between pages never cause duplicates or gaps)."""
+    filters = parse_filters(_Params(_clean_params(request)), _org(request))
+    if filters.errors:
+        message = filters.errors[0]
+        field = next((f for f in FILTER_FIELDS if f in message.lower()), None)
+        raise invalid(" ".join(filters.errors), field)
+    queryset = runs_for_api(filter_runs(_scoped_runs(request), filters))
+    try:
+        page, next_cursor = paginate(queryset, query.cursor, query.limit)
+    except BadCursor as exc:
+        raise invalid(str(exc), "cursor") from None
+    return json_response({"items": [run_json(run) for run in page], "next_cursor": next_cursor})
+
+
+@router.post("/runs", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Submit a run")
+def submit(
+    request: HttpRequest,
+    payload: SubmitIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+):
+    """Submit a workflow to a provider. 201 with the new run (`pending` until the provider accepts it,
+    `failed` with the provider's message if it refused). With an `Idempotency-Key` header, repeating the
+    request returns the same run (200) instead of submitting again."""
+    provider = find_provider(request, payload.provider)
+    key = (idempotency_key or "").replace("\x00", "").strip() or None
+    if key and Run.objects.filter(organization=_org(request), idempotency_key=key).exists():
+        existing = Run.objects.get(organization=_org(request), idempotency_key=key)
+        return Status(200, _json_run(existing))
+    run = submit_run(
+        provider,
+        payload.workflow,
+        payload.inputs or {},
+        origin=Origin.API,
+        created_by=getattr(request.auth, "user", None),
+        idempotency_key=key,
+    )
+    return Status(201, _json_run(run))
+
+
+@router.post("/runs/track", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Track a run")
+def track(request: HttpRequest, payload: TrackIn):
+    """Register a run that already exists on a provider. Idempotent: 200 with the same run when it is
+    already tracked, 201 when newly registered."""
+    provider = find_provider(request, payload.provider)
+    run, created = track_run(provider, payload.external_id, created_by=getattr(request.auth, "user", None))
+    return Status(201 if created else 200, _json_run(run))
+
+
+@router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
+def get_run_detail(request: HttpRequest, run_id: UUID):
+    return json_response(run_json(get_run(request, run_id, for_json=True)))
+
+
+def _act(action, *args, **kwargs) -> Run:
+    try:
+        return action(*args, **kwargs)
+    except ActionError as exc:
+        code = {404: "not_found", 409: "conflict", 502: "provider_error"}.get(exc.status, "error")
+        raise ApiError(exc.status, exc.message, code) from None
+
+
+@router.post("/runs/{run_id}/cancel", response={200: RunOut, **errors(403, 404, 409, 502)}, summary="Cancel")
+def cancel(request: HttpRequest, run_id: UUID):
+    """Ask the provider to cancel the run; answers with the run as the provider then reports it."""
+    return _json_run(_act(cancel_run, get_run(request, run_id)))
+
+
+RETRY_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RetryIn.model_json_schema()}},
+    }
+}
+
+
+def _optional_body(request: HttpRequest, schema: type[Schema]) -> Schema:
+    """An optional JSON body: none at all means the defaults (form fields are accepted too)."""
+    raw = request.body.strip()
+    is_json = request.content_type in ("application/json", "") or request.content_type.endswith("+json")
+    try:
+        if not is_json:
+            return schema.model_validate(request.POST.dict())
+        return schema.model_validate_json(raw) if raw else schema()
+    except PydanticValidationError as exc:
+        detail, field = describe_validation_errors(exc.errors())
+        raise invalid(detail if "JSON" not in detail else "The request body is not valid JSON.", field) from None
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    response={201: RunOut, **errors(403, 404, 409)},
+    summary="Retry",
+    openapi_extra=RETRY_BODY,
+)
+def retry(request: HttpRequest, run_id: UUID):
+    """Submit the same workflow and inputs again (optionally `{"provider": …}` another one); the new run
+    has `retry_of` set and the original is left as it was. The body is optional."""
+    run = get_run(request, run_id)
+    payload = _optional_body(request, RetryIn)
+    provider = find_provider(request, payload.provider) if payload.provider else None
+    new = _act(retry_run, run, provider=provider, created_by=getattr(request.auth, "user", None))
+    return Status(201, _json_run(new))
+
+
+@router.post("/runs/{run_id}/sync", response={200: RunOut, **errors(403, 404)}, summary="Sync now")
+def sync_now(request: HttpRequest, run_id: UUID):
+    """Ask the provider about the run right away (instead of waiting for the next sweep)."""
+    return _json_run(_act(sync_run_now, get_run(request, run_id)))
+
+
+@router.get("/runs/{run_id}/outputs", response={200: list[OutputOut], **errors(404)}, summary="A run's outputs")
+def outputs(request: HttpRequest, run_id: UUID):
+    return run_json(get_run(request, run_id, for_json=True))["outputs"]
+
+
+@router.get("/runs/{run_id}/events", response={200: list[EventOut], **errors(404)}, summary="Status history")
+def events(request: HttpRequest, run_id: UUID):
+    """Every status change of the run, oldest first, with where it came from (poll, webhook, api, …)."""
+    run = get_run(request, run_id)
+    return [event_json(e) for e in run.events.order_by("created", "id")]
+
+
+# -- output files ----------------------------------------------------------------------------------
+
+FILE_RESPONSES = {
+    200: {
+        "description": "The archived file.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    302: {"description": "Not archived yet: a redirect to the provider's link while it is valid."},
+}
+
+
+@router.get(
+    "/outputs/{output_id}/file",
+    response={**errors(404, 410)},
+    summary="Download an output",
+    openapi_extra={"responses": FILE_RESPONSES},
+)
+def output_file(request: HttpRequest, output_id: UUID) -> HttpResponse:
+    """The archived file, streamed with its content type. Before it is archived: a 302 to the provider's
+    link while that link is valid; 410 once it has expired."""
+    output = RunOutput.objects.filter(code=output_id, organization=_org(request)).select_related("run").first()
+    if output is None:
+        raise not_found("No such output in this organization.")
+    if output.file:
+        return _stream(output)
+    if output.provider_url_valid and output.provider_url.lower().startswith(("https://", "http://")):
+        return HttpResponseRedirect(output.provider_url)
+    if output.provider_url:
+        raise ApiError(410, "The provider's link has expired and the file was not archived.", "gone")
+    raise not_found("This output has no file yet.")
+
+
+def _stream(output: RunOutput) -> FileResponse:
+    content_type = output.content_type or mimetypes.guess_type(output.filename)[0] or "application/octet-stream"
+    try:
+        handle = output.file.open("rb")
+    except (FileNotFoundError, OSError):
+        raise ApiError(410, "The archived file is missing from storage.", "gone") from None
+    return FileResponse(handle, content_type=content_type, filename=output.filename, as_attachment=False)
+
+
+# -- stats -----------------------------------------------------------------------------------------
+
+
+class ProviderStatsOut(Schema):
+    id: UUID
+    name: str
+    kind: str
+    total: int
+    succeeded: int
+    finished: int
+    success_rate: float | None
+    queue_p50: float | None
+    queue_p95: float | None
+    run_p50: float | None
+    run_p95: float | None
+
+
+class DayOut(Schema):
+    day: date
+    by_status: dict[str, int]
+
+
+class FailureOut(Schema):
+    message: str
+    count: int
+
+
+class StatsOut(Schema):
+    since: datetime
+    until: datetime
+    total: int
+    finished: int
+    success_rate: float | None = Field(description="succeeded / finished runs in the window (0..1).")
+    by_status: dict[str, int]
+    providers: list[ProviderStatsOut]
+    per_day: list[DayOut]
+    top_failures: list[FailureOut]
+
+
+@router.get("/stats", response={200: StatsOut, **errors()}, summary="Statistics over a window")
+def stats(request: HttpRequest, days: int = Query(7, ge=1, le=MAX_WINDOW_DAYS)):
+    """Counts by status and provider, success rate, and p50/p95 queue and run seconds for runs created
+    in the last `days` days."""
+    result = compute_stats(_scoped_runs(request), window_from_days(days), timezone.now())
+    return {
+        "since": result.since,
+        "until": result.until,
+        "total": result.total,
+        "finished": result.finished,
+        "success_rate": result.success_rate,
+        "by_status": result.by_status,
+        "providers": [
+            {**{k: getattr(p, k) for k in ProviderStatsOut.model_fields if k != "id"}, "id": p.code}
+            for p in result.providers
+        ],
+        "per_day": [{"day": day, "by_status": counts} for day, counts in result.per_day],
+        "top_failures": [{"message": m, "count": n} for m, n in result.top_failures],
+    }
+
+
+# -- inbound provider webhooks (their own auth: the per-provider token in the path) ---------------
+
+
+class HookOut(Schema):
+    ok: bool
+    run: UUID | None
+
+
+@router.post(
+    "/hooks/comfydeploy/{provider_id}/{token}",
+    auth=None,
+    throttle=[],
+    response={200: HookOut, 400: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut},
+    tags=["inbound webhooks"],
+    summary="ComfyDeploy webhook",
+    url_name="hook-comfydeploy",
+)
+def comfydeploy_hook(request: HttpRequest, provider_id: UUID, token: str):
+    """Where ComfyDeploy posts run updates. Authenticated by the provider's webhook token in the path
+    (not an API key); 404 for an unknown provider or a bad token alike."""
+    status, body = handle_comfydeploy_hook(request, provider_id, token)
+    return Status(status, body)

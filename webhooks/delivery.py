@@ -1,0 +1,270 @@
+"""Sending webhook deliveries: claim, send, record (STYLE.md rule 12), outside the sync sweep.
+
+1. Claim due deliveries with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), at most
+   `PER_ENDPOINT` per endpoint, so one endpoint's backlog never crowds out the others.
+2. Send with no database work and no transaction open: every endpoint concurrently, each endpoint's
+   deliveries in order, every request bounded by `COMFYTRACK_WEBHOOK_TIMEOUT` (connect, send and
+   answer together). A hanging endpoint costs its own slot for at most that long and never delays
+   another. After an endpoint's first failure its other claimed deliveries wait for the next pass.
+3. Record each attempt on its row: delivered, or the next retry (exponential, ≥ 24 h in all), or given up.
+
+Targets get the same SSRF rules as output downloads (runs.safe_http): resolved addresses are checked
+inside the connector, no redirects are followed, private hosts only when allow-listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from providers.clients.http import USER_AGENT
+from runs.safe_http import DownloadError, HostGuard, guarded_transport, redact
+from webhooks import signing
+from webhooks.models import WebhookDelivery
+
+logger = logging.getLogger("webhooks")
+
+LEASE = timedelta(minutes=2)
+PER_ENDPOINT = 10
+MAX_ENDPOINTS = 100
+MAX_CONCURRENT_ENDPOINTS = 32
+EXCERPT_BYTES = 1000
+
+
+@dataclass(frozen=True)
+class Job:
+    delivery_pk: int
+    endpoint_pk: int
+    url: str
+    secret: str
+    event_id: str
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    delivery_pk: int
+    attempted: bool = True
+    ok: bool = False
+    status_code: int | None = None
+    latency_ms: int | None = None
+    excerpt: str = ""
+    error: str = ""
+
+
+@dataclass
+class DeliveryStats:
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    deferred: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"webhooks: {self.claimed} claimed, {self.delivered} delivered, "
+            f"{self.failed} failed, {self.deferred} deferred"
+        )
+
+
+# -- 1. claim --------------------------------------------------------------------------------------
+
+
+def claim_due(now: datetime, max_endpoints: int = MAX_ENDPOINTS) -> list[WebhookDelivery]:
+    due = WebhookDelivery.objects.due(now).filter(endpoint__is_active=True)
+    endpoint_ids = list(due.order_by().values_list("endpoint_id", flat=True).distinct()[:max_endpoints])
+    claimed: list[WebhookDelivery] = []
+    for endpoint_id in endpoint_ids:
+        with transaction.atomic():
+            batch = list(
+                due.filter(endpoint_id=endpoint_id)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("endpoint")
+                .order_by("next_attempt_at", "id")[:PER_ENDPOINT]
+            )
+            WebhookDelivery.objects.filter(pk__in=[d.pk for d in batch]).update(locked_until=now + LEASE)
+        claimed += batch
+    return claimed
+
+
+def job_for(delivery: WebhookDelivery) -> Job:
+    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return Job(
+        delivery_pk=delivery.pk,
+        endpoint_pk=delivery.endpoint_id,
+        url=delivery.endpoint.url,
+        secret=delivery.endpoint.signing_secret,
+        event_id=delivery.event_id,
+        body=body,
+    )
+
+
+# -- 2. send (no database in here) -----------------------------------------------------------------
+
+
+async def send_all(jobs: list[Job], timeout: float, allow_private: list[str]) -> list[Outcome]:
+    guard = HostGuard.for_base_url(None, allow_private)
+    by_endpoint: dict[int, list[Job]] = defaultdict(list)
+    for job in jobs:
+        by_endpoint[job.endpoint_pk].append(job)
+    limit = asyncio.Semaphore(MAX_CONCURRENT_ENDPOINTS)
+    client = httpx.AsyncClient(
+        transport=guarded_transport(guard, max_connections=MAX_CONCURRENT_ENDPOINTS * 2),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    async with client:
+        batches = await asyncio.gather(
+            *(_send_endpoint(client, guard, queue, timeout, limit) for queue in by_endpoint.values())
+        )
+    return [outcome for batch in batches for outcome in batch]
+
+
+async def _send_endpoint(
+    client: httpx.AsyncClient, guard: HostGuard, queue: list[Job], timeout: float, limit: asyncio.Semaphore
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    async with limit:
+        for index, job in enumerate(queue):
+            outcome = await send_one(client, guard, job, timeout)
+            outcomes.append(outcome)
+            if not outcome.ok:
+                # The endpoint is failing: don't spend more time on it in this pass.
+                outcomes += [Outcome(j.delivery_pk, attempted=False) for j in queue[index + 1 :]]
+                break
+    return outcomes
+
+
+async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeout: float) -> Outcome:
+    outcome = Outcome(job.delivery_pk)
+    if not job.secret:
+        outcome.error = "The endpoint's signing secret cannot be read (was the encryption key removed?)."
+        return outcome
+    headers = {**signing.headers(job.secret, job.event_id, int(time.time()), job.body), "user-agent": USER_AGENT}
+    started = time.monotonic()
+    try:
+        url = httpx.URL(job.url)
+        guard.check_url(url)
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", url, content=job.body, headers=headers) as response:
+                outcome.status_code = response.status_code
+                outcome.excerpt = await _excerpt(response)
+    except DownloadError as exc:  # Refused by the SSRF guard
+        outcome.error = exc.message.replace("fetch from", "send to").replace("fetch", "send to")
+    except httpx.ConnectTimeout:
+        # The aiohttp transport reports a refused connection as a connect timeout too.
+        outcome.error = f"Could not deliver to {redact(job.url)}: could not connect."
+    except (TimeoutError, httpx.TimeoutException):
+        outcome.error = f"No answer within {timeout:g} s."
+    except httpx.HTTPError as exc:
+        outcome.error = f"Could not deliver to {redact(job.url)}: {_describe(exc)}."
+    except Exception as exc:  # never let one delivery break the pass
+        logger.exception("webhook delivery %s failed unexpectedly", job.delivery_pk)
+        outcome.error = f"Unexpected error: {type(exc).__name__}."
+    outcome.latency_ms = int((time.monotonic() - started) * 1000)
+    outcome.ok = outcome.status_code is not None and 200 <= outcome.status_code < 300
+    if outcome.status_code is not None and not outcome.ok:
+        outcome.error = f"The endpoint answered {outcome.status_code}."
+    return outcome
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= EXCERPT_BYTES:
+            break
+    return data[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection or broke the HTTP protocol"
+    return type(exc).__name__
+
+
+# -- 3. record -------------------------------------------------------------------------------------
+
+
+def record(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> str:
+    """Write one attempt's outcome with one UPDATE; returns "delivered", "retrying", "failed",
+    "deferred" (not attempted this pass) or "gone" (the endpoint was deleted meanwhile)."""
+    values: dict = {"locked_until": None}
+    state = "deferred"
+    if outcome.attempted:
+        delivery.attempt += 1
+        values.update(
+            attempt=delivery.attempt,
+            last_attempt=now,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            response_excerpt=outcome.excerpt,
+            error=outcome.error[:2000],
+        )
+        if outcome.ok:
+            values.update(delivered=now, next_attempt_at=None)
+            state = "delivered"
+        elif (delay := delivery.retry_delay()) is None:
+            values.update(failed=now, next_attempt_at=None)
+            state = "failed"
+        else:
+            values.update(next_attempt_at=now + delay)
+            state = "retrying"
+    if not WebhookDelivery.objects.filter(pk=delivery.pk).update(**values):
+        return "gone"
+    for name, value in values.items():
+        setattr(delivery, name, value)
+    return state
+
+
+def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None = None) -> DeliveryStats:
+    """One pass: send every claimable due delivery once. Plain function: django-q2's schedule runs
+    it through `deliver_loop`, `manage.py send_webhooks --once` runs it by hand, tests call it."""
+    fixed_now = now
+    now = now or timezone.now()
+    timeout = float(timeout or settings.COMFYTRACK_WEBHOOK_TIMEOUT)
+    stats = DeliveryStats()
+    claimed = claim_due(now)
+    stats.claimed = len(claimed)
+    if not claimed:
+        return stats
+    jobs = [job_for(d) for d in claimed]
+    outcomes = asyncio.run(send_all(jobs, timeout, list(settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)))
+    by_pk = {d.pk: d for d in claimed}
+    recorded_at = fixed_now or timezone.now()  # after the sends: the next retry counts from here
+    for outcome in outcomes:
+        state = record(by_pk[outcome.delivery_pk], outcome, recorded_at)
+        stats.delivered += state == "delivered"
+        stats.failed += state in ("retrying", "failed")
+        stats.deferred += state == "deferred"
+    stats.outcomes = outcomes
+    return stats
+
+
+def deliver_loop(seconds: float = 45.0, idle_sleep: float = 1.0) -> int:
+    """What the django-q2 schedule runs every minute: passes for about `seconds` (sub-minute retries
+    come from `next_attempt_at`). Overlapping executions are safe: deliveries are leased."""
+    deadline = time.monotonic() + seconds
+    total = 0
+    while time.monotonic() < deadline:
+        close_old_connections()
+        stats = deliver_due_webhooks()
+        total += stats.delivered
+        if stats.claimed:
+            logger.info(stats.summary())
+        else:
+            time.sleep(idle_sleep)
+    return total

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import httpx
+from django import forms
+from django.conf import settings
+
+from runs.safe_http import HostGuard, Refused
+from webhooks.models import EVENT_TYPES
+
+
+class EndpointForm(forms.Form):
+    url = forms.URLField(max_length=500, assume_scheme="https", label="URL")
+    description = forms.CharField(max_length=200, required=False)
+    events = forms.MultipleChoiceField(
+        choices=[(e, e) for e in EVENT_TYPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None selected: every event.",
+    )
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise forms.ValidationError("Use an http:// or https:// URL.")
+        if parsed.host.lower() in ("localhost", "localhost.localdomain") and not HostGuard.for_base_url(
+            None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS
+        ).may_be_private(parsed.host, parsed.port or 80):
+            raise forms.ValidationError("Webhooks cannot target this server's own network (localhost).")
+        try:
+            # IP literals are checked now; host names are checked at every delivery (they may move).
+            HostGuard.for_base_url(None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS).check_url(parsed)
+        except Refused as exc:
+            raise forms.ValidationError(
+                f"Webhooks cannot target private or local addresses ({exc.message.split(':', 1)[0]})."
+            ) from None
+        return url

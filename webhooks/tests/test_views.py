@@ -1,0 +1,101 @@
+"""/settings/webhooks/: list, create (secret shown once), delete, pause, delivery log and redeliver."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+LIST = "/settings/webhooks/"
+
+
+def delivery_for(endpoint) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="msg_1", event_type="run.failed", payload={"type": "run.failed"}, attempt=3,
+        status_code=500, response_excerpt="upstream exploded", error="The endpoint answered 500.",
+    )  # fmt: skip
+
+
+def test_it_requires_login(client, org):
+    response = client.get(LIST)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_it_creates_an_endpoint_and_shows_the_secret_once(client, alice, org):
+    client.force_login(alice)
+    response = client.post(LIST, {"url": "https://hooks.example.com/ct", "events": ["run.failed", "run.succeeded"]})
+    assert response.status_code == 201
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.organization == org and endpoint.events == ["run.failed", "run.succeeded"]
+    secret = endpoint.signing_secret
+    assert secret.startswith("whsec_") and secret in response.content.decode()
+    again = client.get(LIST)
+    assert secret not in again.content.decode() and "hooks.example.com/ct" in again.content.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", again.content.decode())  # CSP: no inline scripts
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/x", "http://10.0.0.5/x", "http://169.254.169.254/latest", "http://localhost/x",
+            "ftp://example.com/x", "not a url"],
+)  # fmt: skip
+def test_it_refuses_private_and_odd_targets(client, alice, url):
+    client.force_login(alice)
+    response = client.post(LIST, {"url": url})
+    assert response.status_code == 200 and not WebhookEndpoint.objects.exists()
+
+
+def test_it_lets_viewers_look_but_not_change(client, bob, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    delivery = delivery_for(endpoint)
+    client.force_login(bob)
+    assert client.get(LIST).status_code == 200
+    detail = client.get(f"{LIST}{endpoint.code}/")
+    assert detail.status_code == 200 and "upstream exploded" in detail.content.decode()
+    assert "Redeliver" not in detail.content.decode()
+    assert client.post(LIST, {"url": "https://other.example.com/"}).status_code == 403
+    assert client.post(f"{LIST}{endpoint.code}/delete/").status_code == 403
+    assert client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/").status_code == 403
+    assert WebhookEndpoint.objects.count() == 1 and WebhookDelivery.objects.count() == 1
+
+
+def test_it_hides_other_orgs(client, charlie, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    delivery = delivery_for(endpoint)
+    client.force_login(charlie)
+    assert "hooks.example.com" not in client.get(LIST).content.decode()
+    assert client.get(f"{LIST}{endpoint.code}/").status_code == 404
+    assert client.post(f"{LIST}{endpoint.code}/delete/").status_code == 404
+    assert client.post(f"{LIST}{endpoint.code}/toggle/").status_code == 404
+    assert client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/").status_code == 404
+    assert WebhookEndpoint.objects.filter(is_active=True).count() == 1
+
+
+def test_it_redelivers_pauses_and_deletes(client, alice, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    delivery = delivery_for(endpoint)
+    client.force_login(alice)
+    response = client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/")
+    assert response.status_code == 302
+    fresh = WebhookDelivery.objects.exclude(pk=delivery.pk).get()
+    assert fresh.event_id == "msg_1" and fresh.attempt == 0 and fresh.next_attempt_at is not None
+    client.post(f"{LIST}{endpoint.code}/toggle/")
+    endpoint.refresh_from_db()
+    assert endpoint.is_active is False
+    assert client.post(f"{LIST}{endpoint.code}/delete/").status_code == 302
+    assert not WebhookEndpoint.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_it_requires_csrf_on_posts(alice, org):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    assert browser.post(LIST, {"url": "https://hooks.example.com/ct"}).status_code == 403
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_it_refuses_get_on_mutations(client, alice, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    client.force_login(alice)
+    assert client.get(f"{LIST}{endpoint.code}/delete/").status_code == 405

@@ -1,0 +1,94 @@
+"""The /settings/webhooks/ pages: endpoints of the current organization and their delivery log.
+
+Any member may look; only owners and admins may change anything (403 otherwise). Another
+organization's endpoint or delivery is a 404.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.access import Access, current_access, org_required
+from webhooks.forms import EndpointForm
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def _get_endpoint(request: HttpRequest, code, *, manage: bool = False) -> tuple[WebhookEndpoint, bool]:
+    access = current_access(request)
+    if access is None:
+        raise Http404("You are not a member of any organization.")
+    endpoint = get_object_or_404(WebhookEndpoint, organization=access.organization, code=code)
+    if manage and not access.can_manage:
+        raise PermissionDenied("Only owners and admins can change webhooks.")
+    return endpoint, access.can_manage
+
+
+@require_http_methods(["GET", "POST"])
+@org_required
+def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
+    if request.method == "POST" and not access.can_manage:
+        raise PermissionDenied("Only owners and admins can change webhooks.")
+    organization, can_manage = access.organization, access.can_manage
+    form = EndpointForm(request.POST or None)
+    secret = created = None
+    if request.method == "POST" and form.is_valid():
+        created = WebhookEndpoint(
+            organization=organization,
+            url=form.cleaned_data["url"],
+            description=form.cleaned_data["description"],
+            events=form.cleaned_data["events"],
+            created_by=request.user,
+        )
+        secret = created.rotate_secret()
+        created.save()
+        form = EndpointForm()
+    context = {
+        "organization": organization,
+        "endpoints": WebhookEndpoint.objects.filter(organization=organization),
+        "form": form,
+        "can_manage": can_manage,
+        "created": created,
+        "secret": secret,  # shown in this response only; never again
+    }
+    return render(request, "webhooks/endpoint_list.html", context, status=201 if created else 200)
+
+
+@login_required
+def endpoint_detail(request: HttpRequest, code) -> HttpResponse:
+    endpoint, can_manage = _get_endpoint(request, code)
+    deliveries = endpoint.deliveries.order_by("-created", "-id")[:100]
+    context = {"endpoint": endpoint, "deliveries": deliveries, "can_manage": can_manage}
+    return render(request, "webhooks/endpoint_detail.html", context)
+
+
+@login_required
+@require_POST
+def endpoint_delete(request: HttpRequest, code) -> HttpResponse:
+    endpoint, _ = _get_endpoint(request, code, manage=True)
+    endpoint.delete()
+    messages.success(request, f"Deleted the webhook endpoint {endpoint.url}.")
+    return redirect("webhooks:list")
+
+
+@login_required
+@require_POST
+def endpoint_toggle(request: HttpRequest, code) -> HttpResponse:
+    endpoint, _ = _get_endpoint(request, code, manage=True)
+    endpoint.is_active = not endpoint.is_active
+    endpoint.save(update_fields=["is_active"])
+    return redirect("webhooks:detail", code=endpoint.code)
+
+
+@login_required
+@require_POST
+def redeliver(request: HttpRequest, code, delivery) -> HttpResponse:
+    endpoint, _ = _get_endpoint(request, code, manage=True)
+    original = get_object_or_404(WebhookDelivery, endpoint=endpoint, code=delivery)
+    original.redeliver()
+    messages.success(request, f"Queued {original.event_type} ({original.event_id}) for redelivery.")
+    return redirect("webhooks:detail", code=endpoint.code)
