@@ -45,3 +45,27 @@ def test_the_deploy_check_reports_no_warnings_with_production_settings(tmp_path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("migration", "func"),
+    [
+        ("runs.migrations.0002_sync_schedule", "runs.tasks.sync_loop"),
+        ("runs.migrations.0005_archive_schedule", "runs.tasks.archive_loop"),
+        ("webhooks.migrations.0002_delivery_schedule", "webhooks.delivery.deliver_loop"),
+    ],
+)
+def test_migrations_install_each_background_loop_as_its_own_schedule(migration, func):
+    # The rows themselves are flushed by transactional tests, so run the migrations' own step again:
+    # it must (re)create exactly one schedule per loop, however often it runs.
+    from importlib import import_module
+
+    from django.apps import apps
+    from django_q.models import Schedule
+
+    install = import_module(migration).install
+    install(apps, None)
+    install(apps, None)
+    schedule = Schedule.objects.get(func=func)
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == ("I", 1, -1)

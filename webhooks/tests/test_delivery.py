@@ -227,13 +227,6 @@ def test_the_command_sends_what_is_due(org, receiver, make_endpoint, capsys):
     assert len(receiver.requests) == 1
 
 
-def test_a_schedule_runs_delivery_apart_from_the_sync_sweep(db):
-    from django_q.models import Schedule
-
-    schedule = Schedule.objects.get(func="webhooks.delivery.deliver_loop")
-    assert schedule.minutes == 1 and schedule.repeats == -1
-
-
 def test_the_signature_covers_the_exact_body(org):
     secret = signing.new_secret()
     body = b'{"a":1}'
