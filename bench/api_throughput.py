@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The virtualenv's gunicorn (requirements.txt), also when .venv/bin is not on PATH.
+GUNICORN = shutil.which("gunicorn", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -77,7 +79,7 @@ def serve_gunicorn(workers: int, threads: int) -> tuple[str, list[int]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [
-        shutil.which("gunicorn") or "gunicorn", "comfytrack.wsgi", "-b", f"127.0.0.1:{port}",
+        GUNICORN or "gunicorn", "comfytrack.wsgi", "-b", f"127.0.0.1:{port}",
         "-w", str(workers), "--threads", str(threads), "--log-level", "warning",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
@@ -137,7 +139,7 @@ def main() -> None:
     os.environ["COMFYTRACK_API_RATE"] = "100000000/min"
     # A thread per request in the stand-in server: persistent connections would pile up (one per dead
     # thread) until PostgreSQL refuses new clients, so each request closes its own. gunicorn gets 60 s.
-    os.environ["CONN_MAX_AGE"] = "60" if shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN") else "0"
+    os.environ["CONN_MAX_AGE"] = "60" if GUNICORN and not os.environ.get("BENCH_NO_GUNICORN") else "0"
     db = setup_django()
     from accounts.models import ApiKey
     from runs.models import Run
@@ -150,7 +152,7 @@ def main() -> None:
     pids: list[int] = []
     if args.url:
         base, server = args.url.rstrip("/"), "given"
-    elif shutil.which("gunicorn") and not os.environ.get("BENCH_NO_GUNICORN"):
+    elif GUNICORN and not os.environ.get("BENCH_NO_GUNICORN"):
         (base, pids), server = serve_gunicorn(args.workers, args.threads), "gunicorn"
     else:
         (base, pids), server = serve_prefork(args.workers, args.threads), "pre-fork wsgiref (no gunicorn installed)"
