@@ -97,7 +97,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     )
     run.inputs = {"client_id": body.get("client_id")}
     return web.json_response(
-        {"prompt_id": run.external_id, "number": _numbers(state)[run.external_id], "node_errors": {}}
+        {"prompt_id": run.external_id, "number": run.number, "node_errors": {}}
     )
 
 
@@ -109,22 +109,17 @@ def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _numbers(state: FakeState) -> dict[str, int]:
-    return {run.external_id: number for number, run in enumerate(state.of_kind(KIND))}
-
-
 # -- queue and cancel --------------------------------------------------------------------------
 
 
 async def get_queue(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    numbers = _numbers(state)
     running, pending = [], []
     for run in state.of_kind(KIND):
         phase = _phase(request, run)
         if phase in (S.RUNNING, S.QUEUED):
             item = [
-                numbers[run.external_id],
+                run.number,
                 run.external_id,
                 run.workflow,
                 {"client_id": run.inputs.get("client_id"), "create_time": int(run.created * 1000)},
@@ -187,10 +182,9 @@ async def get_history_list(request: web.Request) -> web.Response:
 
 def _history_entry(request: web.Request, run: FakeRun) -> dict[str, Any]:
     phase = _phase(request, run)
-    numbers = _numbers(request.app[STATE_KEY])
     extra = {"client_id": run.inputs.get("client_id"), "create_time": int(run.created * 1000)}
     return {
-        "prompt": [numbers.get(run.external_id, 0), run.external_id, run.workflow, extra, _output_nodes(run)],
+        "prompt": [run.number, run.external_id, run.workflow, extra, _output_nodes(run)],
         "outputs": _outputs(run) if phase == S.SUCCEEDED else {},
         "status": {
             "status_str": "success" if phase == S.SUCCEEDED else "error",

@@ -49,6 +49,8 @@ class FakeRun:
     workflow: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     forced: list[tuple[float, str]] = field(default_factory=list)
+    # Submission order on this server (ComfyUI's prompt "number"), assigned by FakeState.add_run.
+    number: int = 0
 
     def force(self, phase: str, at: float | None = None) -> None:
         self.forced.append((at if at is not None else time.time(), phase))
@@ -172,6 +174,7 @@ class FakeState:
         )
         if created is not None:
             run.created = created
+        run.number = len(self.runs)
         if run.error is None and FAILED in {p for _, p in run.script}:
             run.error = default_error()
         self.runs[(kind, run.external_id)] = run
