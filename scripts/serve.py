@@ -1,11 +1,13 @@
 """Run the web server and the django-q2 cluster side by side; Ctrl-C (or SIGTERM) stops both.
 
-Children are started in our process group, so a terminal's Ctrl-C reaches them directly; we also
-forward SIGTERM and wait for them, so nothing is left running behind.
+Each child runs in a process group of its own, so that stopping it also stops what it forked (the q
+cluster's workers, which may be in the middle of a 50-second sync loop): Ctrl-C or SIGTERM here sends
+SIGINT to every group, waits a little, then kills whatever is left. Nothing keeps running behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,17 +27,16 @@ def main() -> int:
     # A shell may have started us with SIGINT ignored (background jobs); children would inherit that
     # and survive Ctrl-C. Installing Python's handler makes exec reset it to the default for them.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    children = [subprocess.Popen(command) for command in commands]
+    children = [subprocess.Popen(command, start_new_session=True) for command in commands]
 
     def stop(signum=None, frame=None) -> None:
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+            _signal_group(child, signal.SIGINT)
         for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)
+            # The leader may be gone while its workers still run: finish the whole group.
+            _signal_group(child, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
     try:
@@ -49,6 +50,11 @@ def main() -> int:
     stop()
     print("comfytrack stopped.", flush=True)
     return 0
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
 
 
 if __name__ == "__main__":
