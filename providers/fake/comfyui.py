@@ -96,9 +96,7 @@ async def post_prompt(request: web.Request) -> web.Response:
         error=_fail_error(prompt),
     )
     run.inputs = {"client_id": body.get("client_id")}
-    return web.json_response(
-        {"prompt_id": run.external_id, "number": run.number, "node_errors": {}}
-    )
+    return web.json_response({"prompt_id": run.external_id, "number": run.number, "node_errors": {}})
 
 
 def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:
