@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from comfytrack.loops import run_for
 from providers.clients.http import USER_AGENT
 from runs.safe_http import DownloadError, HostGuard, guarded_transport, redact
 from webhooks import signing
@@ -257,14 +258,11 @@ def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None =
 def deliver_loop(seconds: float = 45.0, idle_sleep: float = 1.0) -> int:
     """What the django-q2 schedule runs every minute: passes for about `seconds` (sub-minute retries
     come from `next_attempt_at`). Overlapping executions are safe: deliveries are leased."""
-    deadline = time.monotonic() + seconds
-    total = 0
-    while time.monotonic() < deadline:
-        close_old_connections()
+
+    def one_pass(left: float) -> tuple[int, bool]:
         stats = deliver_due_webhooks()
-        total += stats.delivered
         if stats.claimed:
             logger.info(stats.summary())
-        else:
-            time.sleep(idle_sleep)
-    return total
+        return stats.delivered, bool(stats.claimed)
+
+    return run_for(seconds, one_pass, idle_sleep)
