@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -77,20 +78,26 @@ def sync_due_runs(
     stats = SweepStats()
     stats.lost += reconcile_stale_submissions(start)
     clock = timezone.now()
-    while True:
+
+    def out_of_time() -> bool:
+        return max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds
+
+    # Pipelined: while one batch's answers are applied here, the next batch is already being fetched
+    # on a second thread (pure HTTP, no database), so the network wait and the writes overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-fetch") as pool:
         runs = claim_due_runs(limit, now=start)
-        if not runs:
-            break
-        stats.batches += 1
-        stats.claimed += len(runs)
-        results = fetch_batch(runs)
-        # One commit per batch, not two per run: the commits (WAL flushes) dominated the apply phase.
-        # Bulk writes run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls
-        # back alone.
-        with transaction.atomic():
-            apply_results(runs, results, stats, now=now)
-        if max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds:
-            break
+        pending = _start_fetch(pool, runs)
+        while runs:
+            stats.batches += 1
+            stats.claimed += len(runs)
+            results = pending.result()
+            next_runs = [] if out_of_time() else claim_due_runs(limit, now=start)
+            pending = _start_fetch(pool, next_runs)
+            # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
+            # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
+            with transaction.atomic():
+                apply_results(runs, results, stats, now=now)
+            runs = next_runs
     if archive:
         stats.archived = archive_all_due_outputs()
     return stats
@@ -137,8 +144,32 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
     return list(Run.objects.filter(pk__in=ids).select_related("provider", "credential"))
 
 
+class _Fetch:
+    """A batch's answers: those known before any HTTP (client errors) plus a future for the rest."""
+
+    def __init__(self, early: dict[int, RunSnapshot | ProviderError], future: Future | None) -> None:
+        self.early, self.future = early, future
+
+    def result(self) -> dict[int, RunSnapshot | ProviderError]:
+        return {**self.early, **(self.future.result() if self.future else {})}
+
+
+def _start_fetch(pool: ThreadPoolExecutor, runs: list[Run]) -> _Fetch:
+    # Clients are built here, on the database thread (a run without a credential looks one up).
+    clients, early = prepare_clients(runs)
+    return _Fetch(early, pool.submit(asyncio.run, _fetch_groups(clients)) if clients else None)
+
+
 def fetch_batch(runs: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
     """Ask every provider about its runs: one `fetch_many` per credential, all concurrently."""
+    clients, results = prepare_clients(runs)
+    if clients:
+        results.update(asyncio.run(_fetch_groups(clients)))
+    return results
+
+
+def prepare_clients(runs: list[Run]) -> tuple[list, dict[int, RunSnapshot | ProviderError]]:
+    """One client per (provider, credential) group, and an error answer for groups that cannot have one."""
     groups: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
     for run in runs:
         groups[(run.provider_id, run.credential_id)].append(run)
@@ -150,9 +181,7 @@ def fetch_batch(runs: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
         except (ProviderError, SecretUnreadable) as exc:
             error = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), permanent=True, auth_failed=True)
             results.update({run.pk: error for run in group})
-    if clients:
-        results.update(asyncio.run(_fetch_groups(clients)))
-    return results
+    return clients, results
 
 
 async def _fetch_groups(clients: list) -> dict[int, RunSnapshot | ProviderError]:
