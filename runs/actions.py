@@ -11,9 +11,10 @@ from django.utils import timezone
 from providers.clients.base import ProviderError, Unsupported
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
+from runs.fetching import client_options, fetch_batch
 from runs.models import EventSource, Origin, Run, Status
 from runs.submission import submit_run
-from runs.sync import SweepStats, apply_result, client_options, fetch_batch
+from runs.sync import SweepStats, apply_result
 
 
 class ActionError(Exception):

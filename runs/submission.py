@@ -19,8 +19,8 @@ from django.utils import timezone
 from providers.clients.base import ProviderError
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
+from runs.fetching import client_options
 from runs.models import EventSource, Origin, Run, Status
-from runs.sync import client_options
 
 logger = logging.getLogger("runs.submission")
 

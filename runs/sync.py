@@ -2,8 +2,8 @@
 
 1. `claim_due_runs` takes a batch of due, in-flight, unleased runs (`FOR UPDATE SKIP LOCKED` on
    PostgreSQL) and leases them, in one short transaction.
-2. `fetch_batch` groups the runs by credential and calls each client's `fetch_many` on one event
-   loop, outside any transaction.
+2. A `runs.fetching.Fetcher` groups the runs by credential and calls each client's `fetch_many` on
+   its own thread and event loop, outside any transaction, while the previous batch is applied.
 3. `apply_results` writes the answers through `runs.applying.apply_many` (conditional updates, in
    bulk), schedules the next poll and clears the lease. One bad run never stalls the sweep (crash guard).
 
@@ -12,11 +12,9 @@ Keep this module free of django-q2 imports: django-q2 only schedules `sync_due_r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,11 +22,11 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from providers.clients.base import ClientOptions, ProviderError, RunSnapshot, RunStatus
-from providers.crypto import SecretUnreadable
-from providers.models import Credential
+from providers.clients.base import ProviderError, RunSnapshot, RunStatus
+from providers.models import Credential, Provider
 from runs.applying import apply_many
 from runs.archive import archive_due_outputs
+from runs.fetching import Fetcher
 from runs.models import IN_FLIGHT, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
@@ -43,6 +41,8 @@ MAX_BACKOFF = timedelta(minutes=15)
 CRASH_DELAY = timedelta(minutes=5)
 # A submission takes seconds; one still without a provider id after this never completed.
 STALE_SUBMISSION = timedelta(minutes=10)
+# Columns a sweep never reads (loaded on access if some rare path does).
+SWEEP_SKIPS = ("workflow", "inputs", "search_text")
 
 
 @dataclass
@@ -84,15 +84,15 @@ def sync_due_runs(
 
     # Pipelined: while one batch's answers are applied here, the next batch is already being fetched
     # on a second thread (pure HTTP, no database), so the network wait and the writes overlap.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-fetch") as pool:
+    with Fetcher() as fetcher:
         runs = claim_due_runs(limit, now=start)
-        pending = _start_fetch(pool, runs)
+        pending = fetcher.start(runs)
         while runs:
             stats.batches += 1
             stats.claimed += len(runs)
             results = pending.result()
             next_runs = [] if out_of_time() else claim_due_runs(limit, now=start)
-            pending = _start_fetch(pool, next_runs)
+            pending = fetcher.start(next_runs)
             # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
             # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
             with transaction.atomic():
@@ -141,68 +141,18 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
         ids = list(due.values_list("pk", flat=True)[:limit])
         if ids:
             Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
-    return list(Run.objects.filter(pk__in=ids).select_related("provider", "credential"))
-
-
-class _Fetch:
-    """A batch's answers: those known before any HTTP (client errors) plus a future for the rest."""
-
-    def __init__(self, early: dict[int, RunSnapshot | ProviderError], future: Future | None) -> None:
-        self.early, self.future = early, future
-
-    def result(self) -> dict[int, RunSnapshot | ProviderError]:
-        return {**self.early, **(self.future.result() if self.future else {})}
-
-
-def _start_fetch(pool: ThreadPoolExecutor, runs: list[Run]) -> _Fetch:
-    # Clients are built here, on the database thread (a run without a credential looks one up).
-    clients, early = prepare_clients(runs)
-    return _Fetch(early, pool.submit(asyncio.run, _fetch_groups(clients)) if clients else None)
-
-
-def fetch_batch(runs: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
-    """Ask every provider about its runs: one `fetch_many` per credential, all concurrently."""
-    clients, results = prepare_clients(runs)
-    if clients:
-        results.update(asyncio.run(_fetch_groups(clients)))
-    return results
-
-
-def prepare_clients(runs: list[Run]) -> tuple[list, dict[int, RunSnapshot | ProviderError]]:
-    """One client per (provider, credential) group, and an error answer for groups that cannot have one."""
-    groups: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
+    if not ids:
+        return []
+    # The sweep never reads the workflow, inputs or search text (often the bulk of a row), and a batch
+    # shares a few providers and credentials: load each of those once, not once per run.
+    runs = list(Run.objects.filter(pk__in=ids).defer(*SWEEP_SKIPS))
+    providers = Provider.objects.in_bulk({run.provider_id for run in runs})
+    credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
     for run in runs:
-        groups[(run.provider_id, run.credential_id)].append(run)
-    clients, results = [], {}
-    for group in groups.values():
-        try:
-            provider = group[0].provider
-            clients.append((provider.client(group[0].credential, options=client_options(provider)), group))
-        except (ProviderError, SecretUnreadable) as exc:
-            error = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), permanent=True, auth_failed=True)
-            results.update({run.pk: error for run in group})
-    return clients, results
-
-
-async def _fetch_groups(clients: list) -> dict[int, RunSnapshot | ProviderError]:
-    async def one(client, group: list[Run]) -> dict[int, RunSnapshot | ProviderError]:
-        by_external = {run.external_id: run for run in group}
-        try:
-            async with client:
-                answers = await client.fetch_many(list(by_external))
-        except ProviderError as exc:
-            return {run.pk: exc for run in group}
-        except Exception as exc:
-            logger.exception("client %s failed on a batch", type(client).__name__)
-            error = ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
-            return {run.pk: error for run in group}
-        missing = ProviderError("The provider's answer did not include this run.")
-        return {run.pk: answers.get(external_id, missing) for external_id, run in by_external.items()}
-
-    merged: dict[int, RunSnapshot | ProviderError] = {}
-    for part in await asyncio.gather(*(one(client, group) for client, group in clients)):
-        merged.update(part)
-    return merged
+        run.provider = providers[run.provider_id]
+        if run.credential_id is not None:
+            run.credential = credentials.get(run.credential_id)  # None if deleted meanwhile: the default one
+    return runs
 
 
 def apply_results(
@@ -397,18 +347,6 @@ def backoff(failures: int, retry_after: float | None = None) -> timedelta:
     ceiling = min(5.0 * 2 ** min(failures, 10), MAX_BACKOFF.total_seconds())
     seconds = random.uniform(ceiling / 2, ceiling)
     return timedelta(seconds=max(seconds, retry_after or 0.0))
-
-
-def client_options(provider) -> ClientOptions:
-    """Per-provider HTTP options: `config["timeout_seconds"]` shortens (or lengthens) the request timeout."""
-    options = ClientOptions()
-    value = (provider.config or {}).get("timeout_seconds")
-    try:
-        if value is not None and float(value) > 0:
-            options.timeout = min(float(value), 120.0)
-    except (TypeError, ValueError):
-        pass
-    return options
 
 
 def lost_after(run: Run) -> timedelta:

@@ -30,6 +30,7 @@ from providers.clients.base import (
     parse_timestamp,
 )
 from providers.clients.comfyui import apply_inputs, check_api_workflow
+from providers.clients.transport import ProviderResponse
 from providers.clients.urls import filename_from_url, presigned_expiry
 
 # get_execute.py presigns output_files/temp_files with generate_presigned_url_for_keys(expiration=3600).
@@ -173,10 +174,10 @@ class AwsEsdClient(ProviderClient):
         self._envelope(response)
         return f"{self.label} accepted the API key."
 
-    def _envelope(self, response: httpx.Response) -> Envelope:
-        return self.validate(Envelope, self.json(response), f"{self.label} {response.request.url.path}")
+    def _envelope(self, response: ProviderResponse) -> Envelope:
+        return self.validate(Envelope, self.json(response), f"{self.label} {response.path}")
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def error_detail(self, response: ProviderResponse) -> str:
         """Lambda errors put text in `message` (or `data` for not_found); API Gateway uses `message` too."""
         detail = super().error_detail(response)
         try:

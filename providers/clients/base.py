@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from providers.clients.http import DEFAULT_MAX_BODY_BYTES, is_connect_failure, make_http_client
+from providers.clients.http import DEFAULT_MAX_BODY_BYTES
+from providers.clients.transport import AiohttpSender, HttpxSender, ProviderResponse, TransportFailure
 
 T = TypeVar("T")
 
@@ -280,13 +282,9 @@ _KIND_EXTENSIONS = {
 }
 
 
-def error_excerpt(response: httpx.Response, limit: int = 200) -> str:
+def error_excerpt(response: ProviderResponse, limit: int = 200) -> str:
     """A short, single-line excerpt of an error body for messages (never the whole page)."""
-    try:
-        text = response.text
-    except (httpx.ResponseNotRead, UnicodeDecodeError):
-        return ""
-    text = " ".join(text.split())
+    text = " ".join(response.text.split())
     if text.lstrip().startswith("<"):
         return "(an HTML page, not JSON)"
     return text[:limit] + ("…" if len(text) > limit else "")
@@ -335,6 +333,7 @@ class ProviderClient:
         if not base_url:
             raise ProviderError(f"{self.label} needs a base URL.", permanent=True)
         self.base_url = base_url
+        self._base_path = urlsplit(base_url).path.rstrip("/")
         try:
             self.secret = self.Secret.model_validate(dict(secret or {}))
         except ValidationError as exc:
@@ -345,7 +344,7 @@ class ProviderClient:
         self.config = dict(config or {})
         self.options = options or ClientOptions()
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._sender: AiohttpSender | HttpxSender | None = None
         self.configure()
 
     def configure(self) -> None:
@@ -354,19 +353,21 @@ class ProviderClient:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> ProviderClient:
-        self._http = make_http_client(
-            base_url=self.base_url,
-            headers=self.auth_headers(),
-            timeout=self.options.timeout,
-            transport=self._transport,
-            max_connections=self.options.fetch_concurrency,
-        )
+        headers = self.auth_headers()
+        if self._transport is None:
+            self._sender = AiohttpSender(
+                headers=headers, timeout=self.options.timeout, max_connections=self.options.fetch_concurrency
+            )
+        else:
+            self._sender = HttpxSender(
+                self._transport, base_url=self.base_url, headers=headers, timeout=self.options.timeout
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            await sender.close()
 
     def call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one client coroutine from sync code: `client.call(client.fetch, "id")`."""
@@ -378,10 +379,10 @@ class ProviderClient:
         return asyncio.run(once())
 
     @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def sender(self) -> AiohttpSender | HttpxSender:
+        if self._sender is None:
             raise RuntimeError("Use the client inside `async with client:` or through client.call(...).")
-        return self._http
+        return self._sender
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -439,32 +440,26 @@ class ProviderClient:
         *,
         allow: Iterable[int] = (),
         **kwargs: Any,
-    ) -> httpx.Response:
+    ) -> ProviderResponse:
         """Send one request and turn every failure into a ProviderError with a useful message.
 
         Statuses in `allow` (e.g. 404 for "unknown run", 400 for validation errors) are returned
         to the caller instead of raising. The body is read up to `options.max_body_bytes`.
         """
-        url = path if path.startswith(("http://", "https://")) else self.url(path)
-        what = f"{self.label} {method} {httpx.URL(url).path}"
+        if path.startswith(("http://", "https://")):
+            url, shown = path, urlsplit(path).path
+        else:
+            url, shown = self.url(path), f"{self._base_path}/{path.lstrip('/')}"
+        what = f"{self.label} {method} {shown}"
         try:
-            request = self.http.build_request(method, url, **kwargs)
-            response = await self.http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            if is_connect_failure(exc):
-                raise ProviderError(f"{what} failed: {_describe_transport_error(httpx.ConnectError(''))}.") from None
-            raise ProviderError(f"{what} timed out after {self.options.timeout:g} s.") from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{what} failed: {_describe_transport_error(exc)}.") from None
-        try:
-            await _read_capped(response, self.options.max_body_bytes, what)
-        finally:
-            await response.aclose()
-        if response.status_code in set(allow) or response.is_success:
+            response = await self.sender.send(method, url, what, self.options.max_body_bytes, **kwargs)
+        except TransportFailure as exc:
+            raise ProviderError(str(exc)) from None
+        if response.is_success or response.status_code in allow:
             return response
         raise self.status_error(response, what)
 
-    def status_error(self, response: httpx.Response, what: str) -> ProviderError:
+    def status_error(self, response: ProviderResponse, what: str) -> ProviderError:
         code = response.status_code
         detail = self.error_detail(response)
         suffix = f": {detail}" if detail else ""
@@ -481,7 +476,7 @@ class ProviderClient:
             return ProviderError(f"{what} {label}{suffix}", retry_after=retry_after, status_code=code)
         return ProviderError(f"{what} answered {code}{suffix}", permanent=True, status_code=code)
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def error_detail(self, response: ProviderResponse) -> str:
         """The provider's own error message, if its body has one. Subclasses may refine this."""
         try:
             body = response.json()
@@ -496,9 +491,9 @@ class ProviderClient:
                     return value[:300]
         return error_excerpt(response)
 
-    def json(self, response: httpx.Response, what: str = "") -> Any:
+    def json(self, response: ProviderResponse, what: str = "") -> Any:
         """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError."""
-        what = what or f"{self.label} {response.request.method} {response.request.url.path}"
+        what = what or f"{self.label} {response.method} {response.path}"
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
@@ -515,33 +510,3 @@ class ProviderClient:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
             raise ProviderError(f"{what}: unexpected response ({where}: {first['msg']}).") from None
-
-
-def _describe_transport_error(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect (is the base URL right and the server up?)"
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return "the URL is not http(s)"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection or broke the HTTP protocol"
-    return type(exc).__name__
-
-
-async def _read_capped(response: httpx.Response, max_bytes: int, what: str) -> None:
-    """Read the body but never more than max_bytes: a runaway body must not eat the worker's memory."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ProviderError(f"{what} answered with {int(declared):,} bytes, more than the {max_bytes:,} allowed.")
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > max_bytes:
-                raise ProviderError(f"{what} answered with more than the {max_bytes:,} bytes allowed.")
-            chunks.append(chunk)
-    except httpx.TimeoutException:
-        raise ProviderError(f"{what} stalled while sending its answer.") from None
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"{what} broke off its answer: {_describe_transport_error(exc)}.") from None
-    response._content = b"".join(chunks)

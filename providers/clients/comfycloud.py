@@ -17,7 +17,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -36,6 +36,7 @@ from providers.clients.base import (
     guess_kind,
     parse_timestamp,
 )
+from providers.clients.transport import ProviderResponse
 
 # v1: `/api/jobs` enum, plus the raw strings of `/api/job/{id}/status` (docs snippet 2026-08: only
 # success/error/non_retryable_error/lost/cancelled are final; every other string is in flight).
@@ -286,7 +287,7 @@ class ComfyCloudClient(ProviderClient):
         location = response.headers.get("location")
         if not location:
             raise ProviderError(f"Comfy Cloud answered {response.status_code} for an output without a Location.")
-        return str(response.url.join(location))
+        return urljoin(response.url, location)
 
     async def check(self) -> str:
         if self.v2:
@@ -298,7 +299,7 @@ class ComfyCloudClient(ProviderClient):
 
     # -- errors ------------------------------------------------------------------------------------
 
-    def status_error(self, response: httpx.Response, what: str) -> ProviderError:
+    def status_error(self, response: ProviderResponse, what: str) -> ProviderError:
         if response.status_code == 402:
             return ProviderError(
                 f"{what} was refused: the Comfy Cloud account has insufficient credits (402).",
@@ -307,7 +308,7 @@ class ComfyCloudClient(ProviderClient):
             )
         return super().status_error(response, what)
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def error_detail(self, response: ProviderResponse) -> str:
         """v1 {code, message}; /api/prompt {error: {type, message}, node_errors}; v2 {error: {code, message,
         details: {node_errors}}}. Node errors are named so a person can find the broken node."""
         try:

@@ -242,7 +242,9 @@ def _output_ref(row: RunOutputRow, index: int, key: str, media: MediaItem, fetch
 def url_expiry(url: str, is_public: bool | None, fetched: datetime) -> datetime | None:
     """X-Amz-Date + X-Amz-Expires when the URL is presigned (SigV4); else fetch time + 3600 s unless the
     item is known public. `is_public: null` is treated as possibly presigned: archiving early is harmless."""
-    query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items() if v}
+    query = {}
+    if "x-amz-" in url.lower():  # skip the parse for the common unsigned URL
+        query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items() if v}
     signed_at, expires = query.get("x-amz-date"), query.get("x-amz-expires")
     if signed_at and expires and expires.isdigit():
         try:

@@ -37,6 +37,7 @@ from providers.clients.base import (
     guess_kind,
     parse_timestamp,
 )
+from providers.clients.transport import ProviderResponse
 from providers.clients.urls import filename_from_url, presigned_expiry
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -296,7 +297,7 @@ class SpeedPixClient(ProviderClient):
             auth_failed=bool(_AUTH.search(text)) and not _TRANSIENT.search(text),
         )
 
-    def status_error(self, response: httpx.Response, what: str) -> ProviderError:
+    def status_error(self, response: ProviderResponse, what: str) -> ProviderError:
         """Gateway-made errors carry X-Ca-Error-Code/-Message headers (e.g. A403IS "Invalid Signature").
         Their HTTP status is UNCONFIRMED for SpeedPix, so any of them naming the key or signature is auth."""
         code, message = response.headers.get("x-ca-error-code"), response.headers.get("x-ca-error-message")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputRef, ProviderClient, ProviderError, RunStatus
@@ -13,7 +14,8 @@ FAULTS = ["5xx", "429", "malformed", "truncated", "html", "stall", "huge"]
 
 
 async def download(client: ProviderClient, output: OutputRef) -> bytes:
-    response = await client.http.send(client.download_request(output))
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.send(client.download_request(output))
     assert response.status_code == 200, response.text[:200]
     return response.content
 

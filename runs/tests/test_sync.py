@@ -16,8 +16,9 @@ from providers.fake import state as S
 from providers.models import Credential
 from providers.tests.e2e import FAULTS, forced
 from runs import applying
+from runs.fetching import fetch_batch
 from runs.models import Run, RunEvent, Status
-from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, fetch_batch, sync_due_runs
+from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, sync_due_runs
 from runs.tracking import track_run
 
 KINDS = ["comfydeploy", "comfycloud", "comfyui", "aws_esd", "speedpix"]

@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from providers.fake import state as S
 from runs import sync
+from runs.fetching import fetch_batch
 from runs.models import Run, RunEvent, Status
-from runs.sync import LEASE, SweepStats, apply_result, claim_due_runs, fetch_batch, sync_due_runs
+from runs.sync import LEASE, SweepStats, apply_result, claim_due_runs, sync_due_runs
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql",

@@ -1,0 +1,204 @@
+"""How a client's requests travel: one small response type, two ways to send.
+
+`ProviderResponse` is all a client sees of an answer: status, headers and the body, already read and
+capped. Production sends with aiohttp directly (`AiohttpSender`): the sweep fans out thousands of
+GETs, and httpx's request and response models alone cost about as much CPU per request as the whole
+aiohttp round trip (measured: 1,143 against 461 µs per request, `bench/sync_throughput.py`). Tests
+inject an `httpx.MockTransport` (the one seam where HTTP is mocked, STYLE.md rule 9), which
+`HttpxSender` drives; both senders turn every failure into a `TransportFailure` worded the same way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import certifi
+import httpx
+
+from providers.clients.http import USER_AGENT, make_http_client
+
+CONNECT_TIMEOUT = 5.0
+
+
+class TransportFailure(Exception):
+    """No complete answer; the message is ready for a person ("ComfyUI GET /queue timed out after 15 s.")."""
+
+
+@dataclass(slots=True)
+class ProviderResponse:
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDict or httpx.Headers)
+    content: bytes
+    method: str
+    url: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(_charset(self.headers.get("content-type", "")), errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            try:
+                return codecs.lookup(value.strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    # The same CA bundle as httpx (certifi), loaded once per process: loading it costs ~40 ms.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class AiohttpSender:
+    """One aiohttp session per client context: a pooled connection per concurrent request."""
+
+    def __init__(self, *, headers: Mapping[str, str], timeout: float, max_connections: int) -> None:
+        self.timeout = timeout
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context()),
+            headers={"User-Agent": USER_AGENT, **headers},
+            # No overall deadline (a big body may take longer), but every read must progress within
+            # `timeout`; the pool wait and connect are bounded too. Mirrors httpx's Timeout(timeout, connect=5).
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=timeout + CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=timeout
+            ),
+            # A stray HTTP(S)_PROXY in a worker's environment must not reroute provider traffic.
+            trust_env=False,
+            raise_for_status=False,
+        )
+
+    async def send(self, method: str, url: str, what: str, max_bytes: int, **kwargs: Any) -> ProviderResponse:
+        if "content" in kwargs:
+            kwargs["data"] = kwargs.pop("content")
+        if params := kwargs.get("params"):
+            kwargs["params"] = {key: str(value) for key, value in params.items()}
+        try:
+            async with self.session.request(method, url, allow_redirects=False, **kwargs) as response:
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise TransportFailure(too_big(what, max_bytes, declared))
+                try:
+                    body = await _read_aiohttp(response, max_bytes, what)
+                except (TimeoutError, aiohttp.ServerTimeoutError):
+                    raise TransportFailure(f"{what} stalled while sending its answer.") from None
+                except aiohttp.ClientError as exc:
+                    raise TransportFailure(f"{what} broke off its answer: {describe_aiohttp(exc)}.") from None
+                return ProviderResponse(response.status, response.headers, body, method, url)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
+        except aiohttp.ClientError as exc:
+            raise TransportFailure(f"{what} failed: {describe_aiohttp(exc)}.") from None
+        except ValueError:  # yarl: a URL it cannot parse
+            raise TransportFailure(f"{what} failed: the URL is not http(s).") from None
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def _read_aiohttp(response: aiohttp.ClientResponse, max_bytes: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_any():
+        total += len(chunk)
+        if total > max_bytes:
+            raise TransportFailure(too_big(what, max_bytes))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def describe_aiohttp(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect (is the base URL right and the server up?)"
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "the URL is not http(s)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return "the server closed the connection or broke the HTTP protocol"
+    if isinstance(exc, aiohttp.ClientResponseError):  # an unparseable status line or headers
+        return "the server closed the connection or broke the HTTP protocol"
+    return type(exc).__name__
+
+
+class HttpxSender:
+    """Requests through an injected httpx transport (unit tests' MockTransport)."""
+
+    def __init__(
+        self, transport: httpx.AsyncBaseTransport, *, base_url: str, headers: Mapping[str, str], timeout: float
+    ) -> None:
+        self.timeout = timeout
+        self.http = make_http_client(base_url=base_url, headers=dict(headers), timeout=timeout, transport=transport)
+
+    async def send(self, method: str, url: str, what: str, max_bytes: int, **kwargs: Any) -> ProviderResponse:
+        try:
+            request = self.http.build_request(method, url, **kwargs)
+            response = await self.http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
+        except httpx.HTTPError as exc:
+            raise TransportFailure(f"{what} failed: {describe_httpx(exc)}.") from None
+        try:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TransportFailure(too_big(what, max_bytes, int(declared)))
+            body = await _read_httpx(response, max_bytes, what)
+        finally:
+            await response.aclose()
+        return ProviderResponse(response.status_code, response.headers, body, method, str(request.url))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def _read_httpx(response: httpx.Response, max_bytes: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > max_bytes:
+                raise TransportFailure(too_big(what, max_bytes))
+            chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise TransportFailure(f"{what} stalled while sending its answer.") from None
+    except httpx.HTTPError as exc:
+        raise TransportFailure(f"{what} broke off its answer: {describe_httpx(exc)}.") from None
+    return b"".join(chunks)
+
+
+def describe_httpx(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect (is the base URL right and the server up?)"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "the URL is not http(s)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection or broke the HTTP protocol"
+    return type(exc).__name__
+
+
+def too_big(what: str, max_bytes: int, declared: int | None = None) -> str:
+    if declared is not None:
+        return f"{what} answered with {declared:,} bytes, more than the {max_bytes:,} allowed."
+    return f"{what} answered with more than the {max_bytes:,} bytes allowed."
