@@ -4,30 +4,28 @@ Both go through `apply_many`, so there is one implementation of the rules:
 1. UNKNOWN is ignored (the sync engine decides about `lost`); so is any backwards move.
 2. Each run's changes are written with a conditional UPDATE on the status that was read: a run
    another worker changed first is re-read and left alone. On PostgreSQL a batch is written with one
-   `UPDATE … FROM (VALUES …) … RETURNING` per shape of change, instead of one statement per run.
-3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction.
+   `UPDATE … FROM unnest(…) … RETURNING` per shape of change (runs.bulk), not one statement per run.
+3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction;
+   the output counter grows by the rows actually inserted.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db import transaction
 from django.utils import timezone
 
 from providers.clients.base import OutputRef, RunSnapshot, RunStatus
+from runs.bulk import add_to, insert_rows, update_where
 from webhooks.emit import announce_run_changes
 
 if TYPE_CHECKING:
     from runs.models import Run
-
-# Rows per bulk UPDATE statement (keeps the statement and its parameter list a sensible size).
-CHUNK = 500
 
 
 @dataclass
@@ -88,7 +86,7 @@ def apply_many(
                 setattr(p.run, name, value)
             applied.append(p)
             results[index] = p.status_changes
-        RunEvent.objects.bulk_create([event(p, source) for p in applied if p.status_changes])
+        insert_rows(RunEvent, [event(p, source, now) for p in applied if p.status_changes])
         new_keys: dict[int, list[str]] = defaultdict(list)
         record_outputs_many([(p.run, p.snapshot.outputs) for p in applied if p.records_outputs], new_keys=new_keys)
         # Outbound webhooks: the messages are written once this transaction commits (never for a change
@@ -97,66 +95,34 @@ def apply_many(
     return results
 
 
-def event(p: Plan, source: str):
-    from runs.models import RunEvent
-
+def event(p: Plan, source: str, now: datetime) -> dict[str, Any]:
     snapshot = p.snapshot
-    return RunEvent(
-        run=p.run,
-        source=source,
-        from_status=p.old_status,
-        to_status=p.new_status,
-        provider_status=snapshot.provider_status[:100],
-        detail=(snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
-    )
+    return {
+        "run_id": p.run.pk,
+        "created": now,
+        "source": source,
+        "from_status": p.old_status,
+        "to_status": p.new_status,
+        "provider_status": snapshot.provider_status[:100],
+        "detail": (snapshot.error.message if snapshot.error else snapshot.live_status or "")[:1000],
+    }
 
 
 def conditional_update(plans: list[Plan]) -> set[int]:
-    """Write each plan's changes where the run still has the status it was read with; returns the pks written."""
+    """Write each plan's changes where the run still has the status it was read with; returns the pks written.
+
+    One statement per shape of change (the set of columns written), each over the whole batch.
+    """
     from runs.models import Run
 
-    if connection.vendor != "postgresql":
-        # SQLite: one statement per run is cheap in-process, and it has no UPDATE … FROM (VALUES) with types.
-        return {
-            p.run.pk for p in plans if Run.objects.filter(pk=p.run.pk, status=p.old_status).update(**p.changes) == 1
-        }
     shapes: dict[tuple[str, ...], list[Plan]] = defaultdict(list)
     for p in plans:
         shapes[tuple(sorted(p.changes))].append(p)
     won: set[int] = set()
     for names, group in shapes.items():
-        for start in range(0, len(group), CHUNK):
-            won |= _bulk_conditional_update(names, group[start : start + CHUNK])
+        rows = [(p.run.pk, p.old_status, [p.changes[name] for name in names]) for p in group]
+        won |= update_where(Run, names, rows, guard="status")
     return won
-
-
-def _bulk_conditional_update(names: tuple[str, ...], plans: list[Plan]) -> set[int]:
-    """PostgreSQL: UPDATE runs_run … FROM (VALUES …) WHERE id matches AND status is still the old one."""
-    from runs.models import Run
-
-    meta = Run._meta
-    fields = [meta.get_field(name) for name in names]
-    quote = connection.ops.quote_name
-    pk_type = meta.pk.db_type(connection)
-    status_type = meta.get_field("status").db_type(connection)
-    casts = [f"%s::{pk_type}", f"%s::{status_type}"] + [f"%s::{f.db_type(connection)}" for f in fields]
-    row = "(" + ", ".join(casts) + ")"
-    params: list[Any] = []
-    for p in plans:
-        params += [p.run.pk, p.old_status]
-        params += [f.get_db_prep_save(p.changes[f.name], connection) for f in fields]
-    columns = ", ".join(["_pk", "_old_status", *(quote(f.column) for f in fields)])
-    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
-    # Only model metadata (quoted names, column types) is formatted in; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
-        f"FROM (VALUES {', '.join([row] * len(plans))}) AS v({columns}) "
-        f"WHERE r.{quote(meta.pk.column)} = v._pk AND r.{quote('status')} = v._old_status "
-        f"RETURNING r.{quote(meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
 
 
 def record_outputs_many(
@@ -177,22 +143,21 @@ def record_outputs_many(
     if with_outputs:
         for output in RunOutput.objects.filter(run_id__in=with_outputs):
             existing[output.run_id][output.key] = output
-    new: list[RunOutput] = []
-    new_per_run: dict[int, int] = defaultdict(int)
+    new: list[dict[str, Any]] = []
     for run, refs in pairs:
         for ref in {ref.key[:500]: ref for ref in refs}.values():
             current = existing[run.pk].get(ref.key[:500])
             if current is None:
-                new.append(RunOutput(run=run, organization_id=run.organization_id, **RunOutput.fields_from_ref(ref)))
-                new_per_run[run.pk] += 1
-                if new_keys is not None:
-                    new_keys[run.pk].append(ref.key[:500])
+                new.append({"run_id": run.pk, "organization_id": run.organization_id, **RunOutput.fields_from_ref(ref)})
             elif ref.url[:2000] != current.provider_url:
                 current.refresh_url(ref)
-    if new:
-        RunOutput.objects.bulk_create(new, ignore_conflicts=True)
-        count = RunOutput.objects.filter(run=OuterRef("pk")).order_by().values("run").annotate(n=Count("id"))
-        Run.objects.filter(pk__in=list(new_per_run)).update(n_outputs=Subquery(count.values("n")))
-        for run, _ in pairs:
-            run.n_outputs += new_per_run.pop(run.pk, 0)
-    return len(new)
+    # Only the rows actually inserted count: a concurrent writer's duplicate is skipped by the constraint.
+    inserted = insert_rows(RunOutput, new, skip_conflicts=True, returning=("run", "key"))
+    added = Counter(run_id for run_id, _ in inserted)
+    add_to(Run, "n_outputs", added)
+    for run, _ in pairs:
+        run.n_outputs += added.get(run.pk, 0)
+    if new_keys is not None:
+        for run_id, key in inserted:
+            new_keys[run_id].append(key)
+    return len(inserted)

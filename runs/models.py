@@ -77,7 +77,9 @@ class Run(models.Model):
     Status = Status
 
     code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
-    organization = models.ForeignKey(Organization, models.CASCADE, related_name="runs")
+    # No single-column index where a composite one starts with the column (each index is written on
+    # every status change; see Meta.indexes).
+    organization = models.ForeignKey(Organization, models.CASCADE, related_name="runs", db_index=False)
     provider = models.ForeignKey(Provider, models.PROTECT, related_name="runs")
     credential = models.ForeignKey(Credential, models.SET_NULL, null=True, blank=True, related_name="runs")
     external_id = models.CharField(max_length=200, blank=True, default="")
@@ -90,9 +92,11 @@ class Run(models.Model):
     # {"message", "node_id", "node_type", "exception_type", "traceback"} or {} when none.
     error = models.JSONField(default=dict, blank=True)
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.TRACKED)
-    retry_of = models.ForeignKey("self", models.SET_NULL, null=True, blank=True, related_name="retries")
+    retry_of = models.ForeignKey("self", models.SET_NULL, null=True, blank=True, related_name="retries", db_index=False)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
-    created_by = models.ForeignKey("auth.User", models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        "auth.User", models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     created = models.DateTimeField(default=timezone.now, editable=False)
     queued = models.DateTimeField(null=True, blank=True)
@@ -153,6 +157,9 @@ class Run(models.Model):
             models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),
             models.Index(fields=["organization", "status", "-created", "-code"], name="runs_run_org_status"),
             models.Index(fields=["organization", "provider", "-created", "-code"], name="runs_run_org_provider"),
+            # Mostly empty columns: index only the rows that have a value (deletes and "retries of" need them).
+            models.Index(fields=["retry_of"], name="runs_run_retry_of", condition=Q(retry_of__isnull=False)),
+            models.Index(fields=["created_by"], name="runs_run_created_by", condition=Q(created_by__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -268,10 +275,10 @@ class RunOutput(models.Model):
         FILE = "file", "File"
 
     code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
-    run = models.ForeignKey(Run, models.CASCADE, related_name="outputs")
+    run = models.ForeignKey(Run, models.CASCADE, related_name="outputs", db_index=False)  # see Meta.indexes
     # The run's organization, copied so the gallery (newest outputs of one organization) is a single
     # index range scan instead of a join over every output.
-    organization = models.ForeignKey(Organization, models.CASCADE, related_name="+", editable=False)
+    organization = models.ForeignKey(Organization, models.CASCADE, related_name="+", editable=False, db_index=False)
     key = models.CharField(max_length=500, help_text="The provider's identity for this output.")
     node_id = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILE)
@@ -349,7 +356,7 @@ class RunOutput(models.Model):
 
 
 class RunEvent(models.Model):
-    run = models.ForeignKey(Run, models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, models.CASCADE, related_name="events", db_index=False)  # see Meta.indexes
     created = models.DateTimeField(default=timezone.now, editable=False)
     source = models.CharField(max_length=12, choices=EventSource.choices)
     from_status = models.CharField(max_length=10, choices=Status.choices, blank=True)

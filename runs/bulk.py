@@ -1,0 +1,173 @@
+"""Bulk writes for the sweep's batches. On PostgreSQL: one statement over column arrays (`unnest`).
+
+Django's bulk_create and a `VALUES (…), (…)` list both cost Python time per value (the compiler
+prepares every field of every object; psycopg's client-side binding quotes every parameter into one
+huge statement). One array per column, sent as binary parameters, keeps the statement short and
+constant and leaves the per-value work to psycopg's C dumpers (measured on 2,000 runs: 17 against
+104 ms of CPU for the runs' UPDATE, 25 against 123 ms for the outputs' INSERT). Only model metadata
+(quoted names, column types) is formatted into the SQL; every value is a parameter. Other databases
+(the embedded SQLite) take the ORM's way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from django.db import IntegrityError, connection, models, transaction
+from django.db.backends.utils import CursorWrapper
+
+# Fields whose Python value psycopg cannot take as is (JSON documents, file names).
+_PREPARED = ("JSONField", "FileField", "ImageField")
+
+
+def _column_type(field: models.Field) -> str:
+    return field.db_type(connection)
+
+
+def _arrays(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in fields]
+    prepared = [field.get_internal_type() in _PREPARED for field in fields]
+    for row in rows:
+        for index, value in enumerate(row):
+            if prepared[index]:
+                value = fields[index].get_db_prep_save(value, connection)
+            columns[index].append(value)
+    return columns
+
+
+def insert_rows(
+    model: type[models.Model],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    skip_conflicts: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """INSERT rows given as {field name or column attribute (`run_id`): value}; fields left out get their
+    model default (callables included, e.g. uuid4 codes).
+
+    With `skip_conflicts`, rows that break a unique constraint are dropped (ON CONFLICT DO NOTHING);
+    with `returning`, those fields' values for the rows actually inserted come back, as tuples.
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        return _insert_with_orm(model, rows, skip_conflicts=skip_conflicts, returning=returning)
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
+    values = [[_value(row, f) for f in fields] for row in rows]
+    quote = connection.ops.quote_name
+    casts = ", ".join(f"%b::{_column_type(f)}[]" for f in fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"SELECT * FROM unnest({casts})"
+        + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
+        + (f" RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}" if returning else "")
+    )
+    with _cursor() as cursor:
+        cursor.execute(sql, _arrays(fields, values))
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+def _insert_with_orm(
+    model: type[models.Model], rows: list[Mapping[str, Any]], *, skip_conflicts: bool, returning: Sequence[str]
+) -> list[tuple]:
+    if not skip_conflicts:
+        created = model.objects.bulk_create([model(**row) for row in rows])
+    else:
+        # Row by row, so the rows a unique constraint skipped are known (SQLite: in-process, one writer).
+        created = []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    created.append(model.objects.create(**row))
+            except IntegrityError:
+                continue
+    attnames = [model._meta.get_field(name).attname for name in returning]
+    return [tuple(getattr(obj, attname) for attname in attnames) for obj in created]
+
+
+def _value(row: Mapping[str, Any], field: models.Field) -> Any:
+    """A row names a foreign key by its column (`run_id`) or by its field (`run`, then an id)."""
+    if field.attname in row:
+        return row[field.attname]
+    if field.name in row:
+        return row[field.name]
+    return field.get_default()
+
+
+def update_where(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Sequence[tuple[Any, Any, Sequence[Any]]],
+    *,
+    guard: str,
+) -> set[Any]:
+    """UPDATE rows given as (pk, expected value of `guard`, values of `names`) where `guard` still has
+    its expected value; returns the pks written."""
+    if not rows:
+        return set()
+    if connection.vendor != "postgresql":
+        # One statement per row is cheap in-process (SQLite), and it lacks typed arrays.
+        manager = model._base_manager
+        return {
+            pk
+            for pk, expected, values in rows
+            if manager.filter(pk=pk, **{guard: expected}).update(**dict(zip(names, values, strict=True))) == 1
+        }
+    meta = model._meta
+    fields = [meta.get_field(name) for name in names]
+    guard_field = meta.get_field(guard)
+    quote = connection.ops.quote_name
+    keys = [meta.pk, guard_field, *fields]
+    casts = ", ".join(f"%b::{_column_type(f)}[]" for f in keys)
+    aliases = ["_pk", "_guard", *(f"_{index}" for index in range(len(fields)))]
+    assignments = ", ".join(f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases[2:], strict=True))
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
+        f"FROM unnest({casts}) AS v({', '.join(aliases)}) "
+        f"WHERE r.{quote(meta.pk.column)} = v._pk AND r.{quote(guard_field.column)} = v._guard "
+        f"RETURNING r.{quote(meta.pk.column)}"
+    )
+    flat = [(pk, expected, *values) for pk, expected, values in rows]
+    with _cursor() as cursor:
+        cursor.execute(sql, _arrays(keys, flat))
+        return {row[0] for row in cursor.fetchall()}
+
+
+def add_to(model: type[models.Model], name: str, amounts: Mapping[Any, int]) -> None:
+    """Add an amount to a counter column per pk, in one statement (another writer may move it meanwhile)."""
+    if not amounts:
+        return
+    if connection.vendor != "postgresql":
+        for pk, amount in amounts.items():
+            model._base_manager.filter(pk=pk).update(**{name: models.F(name) + amount})
+        return
+    meta = model._meta
+    field = meta.get_field(name)
+    quote = connection.ops.quote_name
+    column = quote(field.column)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS r SET {column} = r.{column} + v.amount "  # noqa: S608
+        f"FROM unnest(%b::{_column_type(meta.pk)}[], %b::{_column_type(field)}[]) AS v(_pk, amount) "
+        f"WHERE r.{quote(meta.pk.column)} = v._pk"
+    )
+    with _cursor() as cursor:
+        cursor.execute(sql, [list(amounts), list(amounts.values())])
+
+
+class _BinaryCursor(psycopg.Cursor):
+    """Server-side binding with binary parameters: psycopg's C dumpers encode the column arrays (about
+    a fifth of the CPU of the text/client-side route), and nothing is prepared, which keeps it safe
+    behind transaction-pooling proxies."""
+
+    def execute(self, query, params=None, *, prepare=False, binary=None):
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+def _cursor() -> CursorWrapper:
+    # Wrapped like Django's own cursors, so execute_wrapper (query counting, logging) sees these too.
+    connection.ensure_connection()
+    return CursorWrapper(_BinaryCursor(connection.connection), connection)
