@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from providers.clients.base import ClientOptions, ProviderClient, ProviderError, RunSnapshot
+from providers.clients.loops import new_event_loop
 from providers.crypto import SecretUnreadable
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class Fetcher:
 
     def _run_on_thread(self, coroutine) -> Answers:
         if self._runner is None:
-            self._runner = asyncio.Runner()
+            self._runner = asyncio.Runner(loop_factory=new_event_loop)
         return self._runner.run(coroutine)
 
     def _close_on_thread(self) -> None:

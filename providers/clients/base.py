@@ -493,10 +493,10 @@ class ProviderClient:
 
     def json(self, response: ProviderResponse, what: str = "") -> Any:
         """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError."""
-        what = what or f"{self.label} {response.method} {response.path}"
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
+            what = what or f"{self.label} {response.method} {response.path}"
             excerpt = error_excerpt(response, 80)
             raise ProviderError(
                 f"{what} answered {response.status_code} with a body that is not valid JSON {excerpt}".rstrip() + "."

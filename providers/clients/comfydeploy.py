@@ -13,10 +13,10 @@ the run failed, and any `text` outputs are appended as the provider's own words.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -239,20 +239,23 @@ def _output_ref(row: RunOutputRow, index: int, key: str, media: MediaItem, fetch
     )
 
 
+# SigV4 query parameters (case-insensitive names): when the link was signed and for how many seconds.
+_AMZ_DATE = re.compile(r"[?&]x-amz-date=(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z(?:&|$)", re.IGNORECASE)
+_AMZ_EXPIRES = re.compile(r"[?&]x-amz-expires=(\d{1,9})(?:&|$)", re.IGNORECASE)
+
+
 def url_expiry(url: str, is_public: bool | None, fetched: datetime) -> datetime | None:
     """X-Amz-Date + X-Amz-Expires when the URL is presigned (SigV4); else fetch time + 3600 s unless the
-    item is known public. `is_public: null` is treated as possibly presigned: archiving early is harmless."""
-    query = {}
-    if "x-amz-" in url.lower():  # skip the parse for the common unsigned URL
-        query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items() if v}
-    signed_at, expires = query.get("x-amz-date"), query.get("x-amz-expires")
-    if signed_at and expires and expires.isdigit():
+    item is known public. `is_public: null` is treated as possibly presigned: archiving early is harmless.
+    (Regular expressions, not parse_qs + strptime: this runs for every output on every poll.)"""
+    signed_at, expires = _AMZ_DATE.search(url), _AMZ_EXPIRES.search(url)
+    if signed_at and expires:
         try:
-            start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        except ValueError:
+            start = datetime(*(int(part) for part in signed_at.groups()), tzinfo=UTC)
+        except ValueError:  # e.g. month 13
             start = None
         if start is not None:
-            return start + timedelta(seconds=int(expires))
+            return start + timedelta(seconds=int(expires.group(1)))
     if is_public:
         return None
     return fetched + PRESIGNED_TTL

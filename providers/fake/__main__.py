@@ -6,6 +6,7 @@ import argparse
 
 from aiohttp import web
 
+from providers.clients.loops import new_event_loop
 from providers.fake.server import KINDS, make_app
 from providers.fake.state import FakeState, Faults
 
@@ -22,7 +23,9 @@ def main() -> None:
     print(f"fake providers on http://{args.host}:{args.port}:", flush=True)
     for kind, (_, prefix) in KINDS.items():
         print(f"  {kind:12} http://{args.host}:{args.port}{prefix}", flush=True)
-    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(
+        make_app(state), host=args.host, port=args.port, print=None, access_log=None, loop=new_event_loop()
+    )
 
 
 if __name__ == "__main__":

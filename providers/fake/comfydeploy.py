@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +30,18 @@ STATUS = {
 STATE = web.AppKey("comfydeploy_state", FakeState)
 
 
+@lru_cache(maxsize=65536)
 def iso(ts: float | None) -> str | None:
-    """CD-api writes isoformat()[:-3] + "Z": milliseconds and Z."""
+    """CD-api writes isoformat()[:-3] + "Z": milliseconds and Z. (Cached: a run's few timestamps are
+    rendered on every poll, and the fake must stay cheap next to the engine it is measured against.)"""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4)
+def _amz_date(now: int) -> str:
+    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def as_of(run: FakeRun, stale: bool) -> float:
@@ -126,7 +134,7 @@ def render_run(request: web.Request, run: FakeRun, phase: str, now: float) -> di
 def render_outputs(request: web.Request, run: FakeRun) -> list[dict[str, Any]]:
     rows = []
     for name in run.output_names():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = _amz_date(int(time.time()))
         # S3 SigV4-style query on top of the fake's own signature (serve_file ignores the extra keys).
         url = files.file_url(request, KIND, run.external_id, name, ttl=3600) + f"&X-Amz-Date={stamp}&X-Amz-Expires=3600"
         item = {

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunSnapshot, RunStatus
-from providers.clients.comfydeploy import ComfyDeployClient, parse_webhook
+from providers.clients.comfydeploy import ComfyDeployClient, parse_webhook, url_expiry
 from providers.tests.shared import fixture
 
 BASE = "https://api.comfydeploy.com/api"
@@ -358,3 +358,33 @@ def test_it_parses_webhooks(name: str, status: RunStatus, n_outputs: int) -> Non
 def test_it_rejects_unreadable_webhooks(body: Any) -> None:
     with pytest.raises(ProviderError, match="webhook"):
         parse_webhook(body)
+
+
+FETCHED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "is_public", "expected"),
+    [
+        # SigV4: signing time + lifetime, whatever the case of the names and the order of the parameters.
+        (
+            "https://s3/o.png?X-Amz-Date=20261130T110000Z&X-Amz-Expires=3600&X-Amz-Signature=ab",
+            False,
+            datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        ),
+        (
+            "https://s3/o.png?x-amz-expires=60&x-amz-date=20261130T115930Z",
+            None,
+            datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC),
+        ),
+        # Not a valid signing time, or no lifetime: assume the documented hour from the fetch.
+        ("https://s3/o.png?X-Amz-Date=20261330T110000Z&X-Amz-Expires=3600", False, FETCHED + timedelta(hours=1)),
+        ("https://s3/o.png?X-Amz-Date=20261130T110000Z", None, FETCHED + timedelta(hours=1)),
+        ("https://s3/o.png?X-Amz-Date=20261130T110000Z&X-Amz-Expires=soon", None, FETCHED + timedelta(hours=1)),
+        # A public link does not expire; a look-alike value elsewhere in the URL is not a parameter.
+        ("https://cdn/o.png", True, None),
+        ("https://cdn/X-Amz-Date=20261130T110000Z/o.png?X-Amz-Expires=5", False, FETCHED + timedelta(hours=1)),
+    ],
+)
+def test_it_reads_when_an_output_link_expires(url: str, is_public: bool | None, expected: datetime | None) -> None:
+    assert url_expiry(url, is_public, FETCHED) == expected
