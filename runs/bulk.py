@@ -44,7 +44,7 @@ def insert_rows(
     skip_conflicts: bool = False,
     returning: Sequence[str] = (),
 ) -> list[tuple]:
-    """INSERT rows given as {field name or column attribute (`run_id`): value}; fields left out get their
+    """INSERT rows given as {field name, or `run_id` for a foreign key: value}; fields left out get their
     model default (callables included, e.g. uuid4 codes).
 
     With `skip_conflicts`, rows that break a unique constraint are dropped (ON CONFLICT DO NOTHING);
@@ -90,12 +90,8 @@ def _insert_with_orm(
 
 
 def _value(row: Mapping[str, Any], field: models.Field) -> Any:
-    """A row names a foreign key by its column (`run_id`) or by its field (`run`, then an id)."""
-    if field.attname in row:
-        return row[field.attname]
-    if field.name in row:
-        return row[field.name]
-    return field.get_default()
+    # Rows name a foreign key by its column attribute (`run_id`); other fields by their name.
+    return row[field.attname] if field.attname in row else field.get_default()
 
 
 def update_where(
@@ -168,6 +164,7 @@ class _BinaryCursor(psycopg.Cursor):
 
 
 def _cursor() -> CursorWrapper:
-    # Wrapped like Django's own cursors, so execute_wrapper (query counting, logging) sees these too.
+    # Wrapped like Django's own cursors, so execute_wrapper, query logging and counting see these too.
     connection.ensure_connection()
-    return CursorWrapper(_BinaryCursor(connection.connection), connection)
+    raw = _BinaryCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
