@@ -137,15 +137,12 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
             .order_by("next_sync_after")
         )
         if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        ids = list(due.values_list("pk", flat=True)[:limit])
-        if ids:
+            runs = _lease_returning(due.select_for_update(skip_locked=True, of=("self",)), limit)
+        else:
+            ids = list(due.values_list("pk", flat=True)[:limit])
             Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
-    if not ids:
-        return []
-    # The sweep never reads the workflow, inputs or search text (often the bulk of a row), and a batch
-    # shares a few providers and credentials: load each of those once, not once per run.
-    runs = list(Run.objects.filter(pk__in=ids).defer(*SWEEP_SKIPS))
+            runs = list(Run.objects.filter(pk__in=ids).defer(*SWEEP_SKIPS)) if ids else []
+    # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
     for run in runs:
@@ -153,6 +150,22 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
         if run.credential_id is not None:
             run.credential = credentials.get(run.credential_id)  # None if deleted meanwhile: the default one
     return runs
+
+
+def _lease_returning(due, limit: int) -> list[Run]:
+    """PostgreSQL: pick, lock and lease in one statement, `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    LOCKED) RETURNING` the columns the sweep reads (it never reads the workflow, inputs or search text,
+    often the bulk of a row). One round trip instead of three, and each row is written once."""
+    picked, params = due.values("pk")[:limit].query.sql_with_params()
+    quote = connection.ops.quote_name
+    meta = Run._meta
+    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in SWEEP_SKIPS)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {quote('sync_locked_until')} = %s "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} IN ({picked}) RETURNING {columns}"
+    )
+    # A raw queryset turns the returned columns into Run objects (JSON decoded, the rest deferred).
+    return list(Run.objects.raw(sql, [timezone.now() + LEASE, *params]))
 
 
 def apply_results(
