@@ -124,7 +124,7 @@ def get_run(request: HttpRequest, run_id: UUID) -> Run:
 
 def get_run_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
     """The run's JSON straight from the database (no model instance), or 404."""
-    data = run_json_or_none(_scoped_runs(request).filter(code=run_id))
+    data = run_json_or_none(run_rows().for_organization(_org(request)).filter(code=run_id))
     if data is None:
         raise not_found(NO_SUCH_RUN)
     return data
@@ -146,7 +146,7 @@ def find_provider(request: HttpRequest, value: str, field: str = "provider") -> 
 
 
 def _json_run(run: Run) -> dict[str, Any]:
-    return run_json_or_none(Run.objects.filter(pk=run.pk))
+    return run_json_or_none(run_rows().filter(pk=run.pk))
 
 
 def _clean_params(request: HttpRequest) -> dict[str, list[str]]:
@@ -177,7 +177,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         message = filters.errors[0]
         field = next((f for f in FILTER_FIELDS if f in message.lower()), None)
         raise invalid(" ".join(filters.errors), field)
-    queryset = run_rows(filter_runs(_scoped_runs(request), filters))
+    queryset = filter_runs(run_rows().for_organization(_org(request)), filters)
     try:
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:

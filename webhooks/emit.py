@@ -79,10 +79,9 @@ def _enqueue(changes: list[Change]) -> int:
 
 def _run_payloads(changes: list[Change]) -> dict[int, dict[str, Any]]:
     """Each changed run's JSON exactly as the API shows it (runs.schemas), JSON-ready, by run pk."""
-    from runs.models import Run
     from runs.schemas import RunOut, run_rows, runs_json
 
-    rows = list(run_rows(Run.objects.filter(pk__in={c[1] for c in changes}).order_by()))
+    rows = list(run_rows().filter(pk__in={c[1] for c in changes}).order_by())
     return {
         row["pk"]: RunOut.model_validate(data).model_dump(mode="json")
         for row, data in zip(rows, runs_json(rows), strict=True)
