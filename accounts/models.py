@@ -95,7 +95,9 @@ class ApiKeyQuerySet(models.QuerySet):
         if not plain or not plain.startswith(API_KEY_PREFIX) or len(plain) > 100:
             return None
         digest = hash_api_key(plain)
-        for key in self.active().filter(prefix=plain[:11]).select_related("organization"):
+        # On every API request, so kept lean: no join to the organization (callers scope by
+        # `organization_id`) and no ORDER BY (a prefix matches one key).
+        for key in self.active().filter(prefix=plain[:11]).order_by():
             if hmac.compare_digest(key.key_hash, digest):
                 return key
         return None

@@ -77,7 +77,7 @@ def list_providers(request: HttpRequest):
         "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_error"
     ).order_by("name")
     providers = (
-        Provider.objects.filter(organization=request.auth.organization)
+        Provider.objects.filter(organization=request.auth.organization_id)
         .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
         .prefetch_related(Prefetch("credentials", queryset=credentials))
         .order_by("name")

@@ -19,7 +19,17 @@ from providers.models import Provider
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.models import Origin, Run, RunOutput
 from runs.queries import BadCursor, filter_runs, paginate, parse_filters
-from runs.schemas import EventOut, OutputOut, RunOut, RunPage, event_json, json_response, run_json, runs_for_api
+from runs.schemas import (
+    EventOut,
+    OutputOut,
+    RunOut,
+    RunPage,
+    event_json,
+    json_response,
+    run_json_or_none,
+    run_rows,
+    runs_json,
+)
 from runs.stats import MAX_WINDOW_DAYS, compute_stats, window_from_days
 from runs.submission import submit_run
 from runs.tracking import track_run
@@ -28,6 +38,7 @@ from runs.views_hooks import handle_comfydeploy_hook
 router = Router(tags=["runs"])
 
 FILTER_FIELDS = ("status", "provider", "origin", "created_after", "created_before")
+NO_SUCH_RUN = "No such run in this organization."
 
 
 def _no_nul(value: Any, path: str = "") -> Any:
@@ -95,22 +106,28 @@ class ListQuery(Schema):
 # -- lookups ---------------------------------------------------------------------------------------
 
 
-def _org(request: HttpRequest):
-    return request.auth.organization
+def _org(request: HttpRequest) -> int:
+    """The caller's organization, as the id every scoped query filters by (no row load)."""
+    return request.auth.organization_id
 
 
 def _scoped_runs(request: HttpRequest):
     return Run.objects.for_organization(_org(request))
 
 
-def get_run(request: HttpRequest, run_id: UUID, *, for_json: bool = False) -> Run:
-    queryset = _scoped_runs(request)
-    if for_json:
-        queryset = runs_for_api(queryset)
-    run = queryset.filter(code=run_id).first()
+def get_run(request: HttpRequest, run_id: UUID) -> Run:
+    run = _scoped_runs(request).filter(code=run_id).first()
     if run is None:
-        raise not_found("No such run in this organization.")
+        raise not_found(NO_SUCH_RUN)
     return run
+
+
+def get_run_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
+    """The run's JSON straight from the database (no model instance), or 404."""
+    data = run_json_or_none(run_rows().for_organization(_org(request)).filter(code=run_id))
+    if data is None:
+        raise not_found(NO_SUCH_RUN)
+    return data
 
 
 def find_provider(request: HttpRequest, value: str, field: str = "provider") -> Provider:
@@ -129,7 +146,7 @@ def find_provider(request: HttpRequest, value: str, field: str = "provider") -> 
 
 
 def _json_run(run: Run) -> dict[str, Any]:
-    return run_json(runs_for_api(Run.objects.filter(pk=run.pk)).get())
+    return run_json_or_none(run_rows().filter(pk=run.pk))
 
 
 def _clean_params(request: HttpRequest) -> dict[str, list[str]]:
@@ -160,12 +177,12 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         message = filters.errors[0]
         field = next((f for f in FILTER_FIELDS if f in message.lower()), None)
         raise invalid(" ".join(filters.errors), field)
-    queryset = runs_for_api(filter_runs(_scoped_runs(request), filters))
+    queryset = filter_runs(run_rows().for_organization(_org(request)), filters)
     try:
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
-    return json_response({"items": [run_json(run) for run in page], "next_cursor": next_cursor})
+    return json_response({"items": runs_json(page), "next_cursor": next_cursor})
 
 
 @router.post("/runs", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Submit a run")
@@ -204,7 +221,7 @@ def track(request: HttpRequest, payload: TrackIn):
 
 @router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
 def get_run_detail(request: HttpRequest, run_id: UUID):
-    return json_response(run_json(get_run(request, run_id, for_json=True)))
+    return json_response(get_run_json(request, run_id))
 
 
 def _act(action, *args, **kwargs) -> Run:
@@ -266,7 +283,7 @@ def sync_now(request: HttpRequest, run_id: UUID):
 
 @router.get("/runs/{run_id}/outputs", response={200: list[OutputOut], **errors(404)}, summary="A run's outputs")
 def outputs(request: HttpRequest, run_id: UUID):
-    return run_json(get_run(request, run_id, for_json=True))["outputs"]
+    return get_run_json(request, run_id)["outputs"]
 
 
 @router.get("/runs/{run_id}/events", response={200: list[EventOut], **errors(404)}, summary="Status history")

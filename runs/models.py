@@ -65,8 +65,22 @@ def allowed_transition(old: str, new: str) -> bool:
     return _RANK[Status(new)] >= _RANK[Status(old)]
 
 
+def elapsed(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from start to end (never negative: provider clocks disagree), or None if either is missing."""
+    if start and end:
+        return max((end - start).total_seconds(), 0.0)
+    return None
+
+
+def queue_seconds(created: datetime, queued: datetime | None, started: datetime | None) -> float | None:
+    """Time spent waiting: from the provider's queue time (else our creation time) to the start.
+
+    Plain functions, so the API can compute them from `.values()` rows without model instances."""
+    return elapsed(queued or created, started)
+
+
 class RunQuerySet(models.QuerySet):
-    def for_organization(self, organization: Organization) -> RunQuerySet:
+    def for_organization(self, organization: Organization | int) -> RunQuerySet:
         return self.filter(organization=organization)
 
     def in_flight(self) -> RunQuerySet:
@@ -183,16 +197,11 @@ class Run(models.Model):
 
     @property
     def queue_seconds(self) -> float | None:
-        start = self.queued or self.created
-        if self.started and start:
-            return max((self.started - start).total_seconds(), 0.0)
-        return None
+        return queue_seconds(self.created, self.queued, self.started)
 
     @property
     def run_seconds(self) -> float | None:
-        if self.started and self.finished:
-            return max((self.finished - self.started).total_seconds(), 0.0)
-        return None
+        return elapsed(self.started, self.finished)
 
     # -- the one place status changes ---------------------------------------------------------
 

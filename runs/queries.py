@@ -76,7 +76,9 @@ def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
 
 def _providers(values: list[str], organization, errors: list[str]) -> list[Provider]:
     """Providers by code or name, only within the organization (another org's provider is "unknown")."""
-    found = []
+    found: list[Provider] = []
+    if not values:
+        return found  # without a filter, not even the queryset is built (it costs on every API list)
     scoped = Provider.objects.filter(organization=organization)
     for value in values:
         try:
@@ -132,8 +134,10 @@ class BadCursor(ValueError):
     pass
 
 
-def encode_cursor(row: Run) -> str:
-    raw = f"{row.created.isoformat()}|{row.code}".encode()
+def encode_cursor(row: Run | dict[str, Any]) -> str:
+    """`row` is a model instance or a `.values()` row (the JSON API pages rows, not instances)."""
+    created, code = (row["created"], row["code"]) if isinstance(row, dict) else (row.created, row.code)
+    raw = f"{created.isoformat()}|{code}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -165,7 +169,7 @@ def parse_limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
 def paginate(queryset: QuerySet, cursor: str | None, limit: int) -> tuple[list, str | None]:
     """One page, newest first, after `cursor`; returns (rows, next_cursor or None on the last page).
 
-    Works for any model with `created` and `code` (runs, outputs)."""
+    Works for any model with `created` and `code` (runs, outputs), and for `.values()` including both."""
     queryset = queryset.order_by("-created", "-code")
     if cursor:
         created, code = decode_cursor(cursor)

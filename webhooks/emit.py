@@ -60,17 +60,14 @@ def _enqueue(changes: list[Change]) -> int:
     wanted = [c for c in changes if c[0] in endpoints_by_org]
     if not wanted:
         return 0
-    from runs.models import Run
-    from runs.schemas import RunOut, run_json, runs_for_api
-
-    runs = runs_for_api(Run.objects.filter(pk__in={c[1] for c in wanted})).in_bulk()
+    payloads = _run_payloads(wanted)
+    new_outputs = _new_output_codes(wanted)
     deliveries: list[WebhookDelivery] = []
-    for organization_id, run_pk, status_event, output_keys in wanted:
-        run = runs.get(run_pk)
-        if run is None:
+    for organization_id, run_pk, status_event, _ in wanted:
+        run_data = payloads.get(run_pk)
+        if run_data is None:
             continue
-        run_data = RunOut.model_validate(run_json(run)).model_dump(mode="json")
-        for event, payload in _messages(run, run_data, status_event, output_keys):
+        for event, payload in _messages(run_data, status_event, new_outputs.get(run_pk, set())):
             deliveries += [
                 WebhookDelivery(endpoint=endpoint, event_id=message_id(), event_type=event, payload=payload)
                 for endpoint in endpoints_by_org[organization_id]
@@ -80,12 +77,37 @@ def _enqueue(changes: list[Change]) -> int:
     return len(deliveries)
 
 
-def _messages(run: Run, run_data: dict[str, Any], status_event: str | None, output_keys: list[str]):
+def _run_payloads(changes: list[Change]) -> dict[int, dict[str, Any]]:
+    """Each changed run's JSON exactly as the API shows it (runs.schemas), JSON-ready, by run pk."""
+    from runs.schemas import RunOut, run_rows, runs_json
+
+    rows = list(run_rows().filter(pk__in={c[1] for c in changes}).order_by())
+    return {
+        row["pk"]: RunOut.model_validate(data).model_dump(mode="json")
+        for row, data in zip(rows, runs_json(rows), strict=True)
+    }
+
+
+def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
+    """The codes of the outputs each change announces (changes name them by their provider key)."""
+    from runs.models import RunOutput
+
+    wanted = {(run_pk, key) for _, run_pk, _, keys in changes for key in keys}
+    found: dict[int, set[str]] = {}
+    if not wanted:
+        return found
+    outputs = RunOutput.objects.filter(run_id__in={w[0] for w in wanted}, key__in={w[1] for w in wanted})
+    for run_pk, key, code in outputs.values_list("run_id", "key", "code"):
+        if (run_pk, key) in wanted:
+            found.setdefault(run_pk, set()).add(str(code))
+    return found
+
+
+def _messages(run_data: dict[str, Any], status_event: str | None, new_outputs: set[str]):
     now = timezone.now().isoformat()
     if status_event:
         yield status_event, {"type": status_event, "timestamp": now, "data": {"run": run_data}}
-    codes = {str(o.code) for o in run.outputs.all() if o.key in output_keys}
     for output in run_data["outputs"]:
-        if output["id"] in codes:
+        if output["id"] in new_outputs:
             data = {"run": run_data, "output": output}
             yield "run.output", {"type": "run.output", "timestamp": now, "data": data}
