@@ -23,9 +23,7 @@ def main() -> None:
     print(f"fake providers on http://{args.host}:{args.port}:", flush=True)
     for kind, (_, prefix) in KINDS.items():
         print(f"  {kind:12} http://{args.host}:{args.port}{prefix}", flush=True)
-    web.run_app(
-        make_app(state), host=args.host, port=args.port, print=None, access_log=None, loop=new_event_loop()
-    )
+    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None, loop=new_event_loop())
 
 
 if __name__ == "__main__":
