@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -61,8 +62,8 @@ def run_list(request, access: Access):
     queryset = filter_runs(Run.objects.filter(organization=access.organization), filters).select_related("provider")
     runs, next_cursor = paginate_or_restart(queryset, request.GET.get("cursor"), limit, errors)
     context = {
+        **_rows_context(runs),
         "access": access,
-        "runs": runs,
         "next_cursor": next_cursor,
         "filters": filters,
         "errors": errors,
@@ -71,16 +72,37 @@ def run_list(request, access: Access):
         "origins": Origin.choices,
         "quick_filters": QUICK_FILTERS,
         "status_param": ",".join(request.GET.getlist("status")),
-        "poll_seconds": poll_seconds(),
     }
     return render(request, "runs/run_list.html", context)
 
 
+# Rows one poll may ask for (a page shows at most MAX_LIMIT runs).
+MAX_POLLED_ROWS = 200
+
+
 @org_required
-def run_row(request, access: Access, code: uuid.UUID):
-    """One row of the list, for htmx polling: stops polling itself once the run is finished."""
-    run = _get_run(access, code)
-    return render(request, "runs/run_list.html#run-row", {"run": run, "poll_seconds": poll_seconds()})
+def run_rows(request, access: Access):
+    """The list's rows again, for htmx polling: `?code=…` for each run shown, in the page's order.
+    Unknown codes (deleted runs, other organizations') are left out; polling stops once all are finished."""
+    codes = []
+    for value in request.GET.getlist("code")[:MAX_POLLED_ROWS]:
+        try:
+            codes.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    found = Run.objects.filter(organization=access.organization, code__in=codes).select_related("provider")
+    by_code = {run.code: run for run in found}
+    runs = [by_code[code] for code in dict.fromkeys(codes) if code in by_code]
+    return render(request, "runs/run_list.html#run-rows", _rows_context(runs))
+
+
+def _rows_context(runs: list[Run]) -> dict:
+    return {
+        "runs": runs,
+        "polling": any(not run.is_finished for run in runs),
+        "row_codes": urlencode([("code", run.code) for run in runs]),
+        "poll_seconds": poll_seconds(),
+    }
 
 
 # -- run detail and actions ----------------------------------------------------------------------------

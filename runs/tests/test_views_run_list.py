@@ -79,35 +79,45 @@ def test_it_explains_malformed_filters_instead_of_failing(signed_in, provider, m
     assert "visible" in content
 
 
-def test_unfinished_rows_poll_and_finished_rows_do_not(signed_in, provider, make_run):
-    running = make_run(provider, "running-run", status=Status.RUNNING, progress=0.4)
+def _tbody(content: str) -> str:
+    return content[content.index('<tbody id="run-rows"') :].split(">")[0]
+
+
+def test_the_table_polls_once_for_all_rows_while_any_is_unfinished(signed_in, provider, make_run):
     done = make_run(provider, "done-run", status=Status.SUCCEEDED)
     content = signed_in.get("/runs/").content.decode()
-    running_row = content[content.index(f'id="run-{running.code}"') :].split("</tr>")[0]
-    done_row = content[content.index(f'id="run-{done.code}"') :].split("</tr>")[0]
-    assert "hx-trigger" in running_row and f"/runs/{running.code}/row/" in running_row
-    assert "hx-trigger" not in done_row
+    assert "hx-trigger" not in _tbody(content)  # nothing left to watch
+    running = make_run(provider, "running-run", status=Status.RUNNING, progress=0.4)
+    content = signed_in.get("/runs/").content.decode()
+    tbody = _tbody(content)
+    # Newest first, like the page: one URL naming every row shown.
+    assert "hx-trigger" in tbody and f"/runs/rows/?code={running.code}&amp;code={done.code}" in tbody
+    assert content.count("hx-trigger") == 1
 
 
-def test_the_row_fragment_stops_polling_once_finished(signed_in, provider, make_run):
-    run = make_run(provider, status=Status.RUNNING)
-    fragment = signed_in.get(f"/runs/{run.code}/row/").content.decode()
-    assert fragment.lstrip().startswith("<tr") and "hx-trigger" in fragment and "<html" not in fragment
-    run.status = Status.SUCCEEDED
-    run.save()
-    fragment = signed_in.get(f"/runs/{run.code}/row/").content.decode()
-    assert "hx-trigger" not in fragment and "Succeeded" in fragment
+def test_the_rows_fragment_keeps_the_order_and_stops_polling_once_all_finished(signed_in, provider, make_run):
+    first, second = make_run(provider, status=Status.RUNNING), make_run(provider, status=Status.SUCCEEDED)
+    url = f"/runs/rows/?code={second.code}&code={first.code}&code=not-a-uuid"
+    fragment = signed_in.get(url).content.decode()
+    assert fragment.lstrip().startswith('<tbody id="run-rows"') and "<html" not in fragment
+    assert fragment.index(str(second.code)) < fragment.index(str(first.code)) and "hx-trigger" in fragment
+    first.status = Status.SUCCEEDED
+    first.save()
+    fragment = signed_in.get(url).content.decode()
+    assert "hx-trigger" not in fragment and fragment.count("Succeeded") == 2
 
 
 def test_it_needs_a_login(client, provider, make_run):
     run = make_run(provider)
     assert client.get("/runs/").status_code == 302
-    assert client.get(f"/runs/{run.code}/row/").status_code == 302
+    assert client.get(f"/runs/rows/?code={run.code}").status_code == 302
 
 
 def test_it_hides_other_orgs(client, charlie, provider, make_run):
     run = make_run(provider, "acme-secret-run")
     client.force_login(charlie)
     assert b"acme-secret-run" not in client.get("/runs/").content
-    assert client.get(f"/runs/{run.code}/row/").status_code == 404
+    # Another organization's run is simply not there: no row, nothing to poll.
+    fragment = client.get(f"/runs/rows/?code={run.code}").content.decode()
+    assert str(run.code) not in fragment and "hx-trigger" not in fragment
     assert b"Unknown provider" in client.get(f"/runs/?provider={provider.code}").content
