@@ -15,6 +15,7 @@ from django.http import HttpResponse
 from ninja import Schema
 from pydantic import Field
 
+from comfytrack.rawsql import column, select_rows
 from runs.models import Run, RunEvent, RunOutput, elapsed, queue_seconds
 
 
@@ -87,7 +88,7 @@ RUN_FIELDS = (
     "pk", "code", "provider__code", "provider__name", "provider__kind", "external_id", "status", "provider_status",
     "progress", "live_status", "created", "queued", "started", "finished", "error", "origin", "retry_of__code",
 )  # fmt: skip
-OUTPUT_FIELDS = ("run_id", "code", "kind", "filename", "archived", "width", "height", "size_bytes")
+OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height", "size_bytes")
 
 
 @functools.cache
@@ -119,10 +120,10 @@ def run_json_or_none(rows: QuerySet) -> dict[str, Any] | None:
 def _outputs_by_run(run_pks: list[int]) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {}
     if run_pks:
-        # `run__id__in`, not `run_id__in`: a plain integer IN, without the foreign-key lookup's
-        # per-value normalization. Oldest first: RunOutput's (created, id) ordering.
-        for row in _prebuilt(RunOutput, OUTPUT_FIELDS).filter(run__id__in=run_pks):
-            found.setdefault(row["run_id"], []).append(output_json(row))
+        # Oldest first: RunOutput's (created, id) ordering. A fixed-shape read (comfytrack.rawsql).
+        where = f"{column(RunOutput, 'run')} IN ({', '.join(['%s'] * len(run_pks))})"
+        for row in select_rows(RunOutput, OUTPUT_FIELDS, where, run_pks, order_by=("created", "id")):
+            found.setdefault(row["run"], []).append(output_json(row))
     return found
 
 
