@@ -121,6 +121,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
+    # Server-side parameter binding, and a statement run 5 times on a connection is prepared: PostgreSQL
+    # then stops re-planning the API's and the sweep's hot queries (about half of its CPU per API request,
+    # bench/api_throughput.py). Turn off behind a pooler that cannot keep prepared statements (PgBouncer
+    # in transaction mode before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the web process and the q cluster share the file.
     DATABASES["default"]["OPTIONS"] = {
