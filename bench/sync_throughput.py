@@ -1,4 +1,4 @@
-"""Sync engine throughput against the in-process fake provider server (a script, not a test).
+"""Sync engine throughput against the fake provider server in its own process (a script, not a test).
 
     python bench/sync_throughput.py [--n 10000] [--kind comfydeploy] [--latency-ms 20] [--baseline 500]
 
