@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -98,11 +98,9 @@ class AiohttpSender:
             kwargs["params"] = {key: str(value) for key, value in params.items()}
         try:
             async with self.session.request(method, url, allow_redirects=False, **kwargs) as response:
-                declared = response.content_length
-                if declared is not None and declared > max_bytes:
-                    raise TransportFailure(too_big(what, max_bytes, declared))
+                refuse_declared_size(response.content_length, max_bytes, what)
                 try:
-                    body = await _read_aiohttp(response, max_bytes, what)
+                    body = await read_capped(response.content.iter_any(), max_bytes, what)
                 except (TimeoutError, aiohttp.ServerTimeoutError):
                     raise TransportFailure(f"{what} stalled while sending its answer.") from None
                 except aiohttp.ClientError as exc:
@@ -113,32 +111,27 @@ class AiohttpSender:
         except aiohttp.ClientError as exc:
             raise TransportFailure(f"{what} failed: {describe_aiohttp(exc)}.") from None
         except ValueError:  # yarl: a URL it cannot parse
-            raise TransportFailure(f"{what} failed: the URL is not http(s).") from None
+            raise TransportFailure(f"{what} failed: {NOT_HTTP}.") from None
 
     async def close(self) -> None:
         await self.session.close()
 
 
-async def _read_aiohttp(response: aiohttp.ClientResponse, max_bytes: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in response.content.iter_any():
-        total += len(chunk)
-        if total > max_bytes:
-            raise TransportFailure(too_big(what, max_bytes))
-        chunks.append(chunk)
-    return b"".join(chunks)
+# The same words for the same failure, whichever library saw it.
+COULD_NOT_CONNECT = "could not connect (is the base URL right and the server up?)"
+NOT_HTTP = "the URL is not http(s)"
+BROKEN_PROTOCOL = "the server closed the connection or broke the HTTP protocol"
 
 
 def describe_aiohttp(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return "could not connect (is the base URL right and the server up?)"
+        return COULD_NOT_CONNECT
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return "the URL is not http(s)"
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
-        return "the server closed the connection or broke the HTTP protocol"
-    if isinstance(exc, aiohttp.ClientResponseError):  # an unparseable status line or headers
-        return "the server closed the connection or broke the HTTP protocol"
+        return NOT_HTTP
+    # ClientResponseError: an unparseable status line or headers.
+    broken = aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
+    if isinstance(exc, broken | aiohttp.ClientResponseError):
+        return BROKEN_PROTOCOL
     return type(exc).__name__
 
 
@@ -160,10 +153,13 @@ class HttpxSender:
         except httpx.HTTPError as exc:
             raise TransportFailure(f"{what} failed: {describe_httpx(exc)}.") from None
         try:
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise TransportFailure(too_big(what, max_bytes, int(declared)))
-            body = await _read_httpx(response, max_bytes, what)
+            declared = response.headers.get("content-length", "")
+            refuse_declared_size(int(declared) if declared.isdigit() else None, max_bytes, what)
+            body = await read_capped(response.aiter_bytes(), max_bytes, what)
+        except httpx.TimeoutException:
+            raise TransportFailure(f"{what} stalled while sending its answer.") from None
+        except httpx.HTTPError as exc:
+            raise TransportFailure(f"{what} broke off its answer: {describe_httpx(exc)}.") from None
         finally:
             await response.aclose()
         return ProviderResponse(response.status_code, response.headers, body, method, str(request.url))
@@ -172,30 +168,32 @@ class HttpxSender:
         await self.http.aclose()
 
 
-async def _read_httpx(response: httpx.Response, max_bytes: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > max_bytes:
-                raise TransportFailure(too_big(what, max_bytes))
-            chunks.append(chunk)
-    except httpx.TimeoutException:
-        raise TransportFailure(f"{what} stalled while sending its answer.") from None
-    except httpx.HTTPError as exc:
-        raise TransportFailure(f"{what} broke off its answer: {describe_httpx(exc)}.") from None
-    return b"".join(chunks)
-
-
 def describe_httpx(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
-        return "could not connect (is the base URL right and the server up?)"
+        return COULD_NOT_CONNECT
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return "the URL is not http(s)"
+        return NOT_HTTP
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection or broke the HTTP protocol"
+        return BROKEN_PROTOCOL
     return type(exc).__name__
+
+
+def refuse_declared_size(declared: int | None, max_bytes: int, what: str) -> None:
+    """A Content-Length over the cap is refused before a byte of the body is read."""
+    if declared is not None and declared > max_bytes:
+        raise TransportFailure(too_big(what, max_bytes, declared))
+
+
+async def read_capped(chunks: AsyncIterator[bytes], max_bytes: int, what: str) -> bytes:
+    """The whole body, but never more than max_bytes: a runaway body must not eat the worker's memory."""
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise TransportFailure(too_big(what, max_bytes))
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def too_big(what: str, max_bytes: int, declared: int | None = None) -> str:
