@@ -79,12 +79,7 @@ class Fetcher:
                     provider = group[0].provider
                     self._clients[key] = provider.client(group[0].credential, options=client_options(provider))
                 except (ProviderError, SecretUnreadable) as exc:
-                    error = (
-                        exc
-                        if isinstance(exc, ProviderError)
-                        else ProviderError(str(exc), permanent=True, auth_failed=True)
-                    )
-                    early.update({run.pk: error for run in group})
+                    early.update(dict.fromkeys((run.pk for run in group), as_provider_error(exc)))
                     continue
             groups.append((key, group))
         return groups, early
