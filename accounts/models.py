@@ -9,8 +9,10 @@ import secrets
 import uuid
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import models
 from django.utils import timezone
+
+from comfytrack.rawsql import column, select_sql
 
 API_KEY_PREFIX = "ct_"
 
@@ -89,12 +91,9 @@ def hash_api_key(plain: str) -> str:
 
 @functools.cache
 def _active_by_prefix_sql() -> str:
-    meta = ApiKey._meta
-    quote = connection.ops.quote_name
     names = ("id", "code", "organization", "key_hash", "read_only", "last_used")
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
-    prefix, revoked = (quote(meta.get_field(name).column) for name in ("prefix", "revoked"))
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {prefix} = %s AND {revoked} IS NULL"  # noqa: S608
+    where = f"{column(ApiKey, 'prefix')} = %s AND {column(ApiKey, 'revoked')} IS NULL"
+    return select_sql(ApiKey, names, where)
 
 
 class ApiKeyQuerySet(models.QuerySet):

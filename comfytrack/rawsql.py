@@ -32,18 +32,24 @@ def column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
-def select_rows(
-    model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], order_by: Sequence[str] = ()
-) -> list[dict[str, Any]]:
-    """`names` of the `model` rows matching `where` (SQL with %s placeholders; use `column()` for names)."""
-    select, converters = _columns(model, tuple(names))
+def select_sql(model: type[Model], names: Sequence[str], where: str, order_by: Sequence[str] = ()) -> str:
+    """SELECT `names` FROM the model's table WHERE `where` (SQL with %s placeholders; `column()` for names).
+    Also for `Model.objects.raw(...)`, where instances are wanted instead of dicts."""
+    select, _ = _columns(model, tuple(names))
     order = ", ".join(column(model, name) for name in order_by)
-    sql = (
+    return (
         f"SELECT {select} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"  # noqa: S608
         + (f" ORDER BY {order}" if order else "")
     )
+
+
+def select_rows(
+    model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], order_by: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """`names` of the `model` rows matching `where`, as `.values()`-like dicts."""
+    _, converters = _columns(model, tuple(names))
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
+        cursor.execute(select_sql(model, names, where, order_by), list(params))
         rows = cursor.fetchall()
     out = []
     for row in rows:
