@@ -22,8 +22,9 @@ from django.db.backends.utils import CursorWrapper
 _PREPARED = ("JSONField", "FileField", "ImageField")
 
 
-def _column_type(field: models.Field) -> str:
-    return field.db_type(connection)
+def _unnest(fields: Sequence[models.Field]) -> str:
+    """`unnest(%b::type[], …)`: one binary array parameter per field, zipped into rows."""
+    return "unnest(" + ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields) + ")"
 
 
 def _arrays(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -59,10 +60,9 @@ def insert_rows(
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
     values = [[_value(row, f) for f in fields] for row in rows]
     quote = connection.ops.quote_name
-    casts = ", ".join(f"%b::{_column_type(f)}[]" for f in fields)
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"SELECT * FROM unnest({casts})"
+        f"SELECT * FROM {_unnest(fields)}"
         + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
         + (f" RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}" if returning else "")
     )
@@ -118,12 +118,11 @@ def update_where(
     guard_field = meta.get_field(guard)
     quote = connection.ops.quote_name
     keys = [meta.pk, guard_field, *fields]
-    casts = ", ".join(f"%b::{_column_type(f)}[]" for f in keys)
     aliases = ["_pk", "_guard", *(f"_{index}" for index in range(len(fields)))]
     assignments = ", ".join(f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases[2:], strict=True))
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
-        f"FROM unnest({casts}) AS v({', '.join(aliases)}) "
+        f"FROM {_unnest(keys)} AS v({', '.join(aliases)}) "
         f"WHERE r.{quote(meta.pk.column)} = v._pk AND r.{quote(guard_field.column)} = v._guard "
         f"RETURNING r.{quote(meta.pk.column)}"
     )
@@ -147,7 +146,7 @@ def add_to(model: type[models.Model], name: str, amounts: Mapping[Any, int]) -> 
     column = quote(field.column)
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {column} = r.{column} + v.amount "  # noqa: S608
-        f"FROM unnest(%b::{_column_type(meta.pk)}[], %b::{_column_type(field)}[]) AS v(_pk, amount) "
+        f"FROM {_unnest([meta.pk, field])} AS v(_pk, amount) "
         f"WHERE r.{quote(meta.pk.column)} = v._pk"
     )
     with _cursor() as cursor:
