@@ -11,7 +11,7 @@ import orjson
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpResponse
 from ninja import Schema
@@ -91,13 +91,7 @@ RUN_FIELDS = (
     "progress", "live_status", "created", "queued", "started", "finished", "error", "origin", "retry_of__code",
 )  # fmt: skip
 OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height", "size_bytes")
-
-
-@functools.cache
-def _prebuilt(model: type[Model], fields: tuple[str, ...]) -> QuerySet:
-    # Resolving the columns and their joins is a third of a small query's ORM cost, so it is done once
-    # per process; callers only ever get clones (never evaluate this one: it would cache its rows).
-    return model.objects.values(*fields)
+OUTPUT_ORDER = ("created", "id")  # oldest first, RunOutput's own ordering
 
 
 def run_rows() -> QuerySet:
@@ -107,8 +101,10 @@ def run_rows() -> QuerySet:
 
 @functools.cache
 def _run_rows() -> QuerySet:
+    # Resolving the columns and their joins is a third of a small query's ORM cost, so it is done once
+    # per process; callers only ever get clones (never evaluate this one: it would cache its rows).
     if connection.vendor != "postgresql":
-        return _prebuilt(Run, RUN_FIELDS)
+        return Run.objects.values(*RUN_FIELDS)
     # PostgreSQL: each run's outputs ride along as one JSON array column, so a page is one query, not two.
     outputs = RawSQL(_outputs_array_sql(), ())  # noqa: S611 - model metadata only, no values
     return Run.objects.annotate(outputs_json=outputs).values(*RUN_FIELDS, "outputs_json")
@@ -118,7 +114,7 @@ def _outputs_array_sql() -> str:
     meta = RunOutput._meta
     quote = connection.ops.quote_name
     pairs = ", ".join(f"'{name}', o.{column(RunOutput, name)}" for name in OUTPUT_FIELDS)
-    order = ", ".join(f"o.{column(RunOutput, name)}" for name in ("created", "id"))
+    order = ", ".join(f"o.{column(RunOutput, name)}" for name in OUTPUT_ORDER)
     # Only model metadata is formatted in; the run is the outer query's own row.
     return (
         f"SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY {order}), '[]'::json)::text "  # noqa: S608
@@ -137,7 +133,7 @@ def runs_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_json_or_none(rows: QuerySet) -> dict[str, Any] | None:
-    """The JSON of the one run `rows` (from `run_rows`) selects by code or pk, or None: two queries."""
+    """The JSON of the one run `rows` (from `run_rows`) selects by code or pk, or None."""
     # No ORDER BY for a single row: compiling the default (created, code) ordering is a measurable
     # part of a detail request.
     found = list(rows.order_by()[:1])
@@ -147,9 +143,9 @@ def run_json_or_none(rows: QuerySet) -> dict[str, Any] | None:
 def _outputs_by_run(run_pks: list[int]) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {}
     if run_pks:
-        # Oldest first: RunOutput's (created, id) ordering. A fixed-shape read (comfytrack.rawsql).
+        # A fixed-shape read (comfytrack.rawsql).
         where = f"{column(RunOutput, 'run')} IN ({', '.join(['%s'] * len(run_pks))})"
-        for row in select_rows(RunOutput, OUTPUT_FIELDS, where, run_pks, order_by=("created", "id")):
+        for row in select_rows(RunOutput, OUTPUT_FIELDS, where, run_pks, order_by=OUTPUT_ORDER):
             found.setdefault(row["run"], []).append(output_json(row))
     return found
 
