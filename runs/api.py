@@ -313,7 +313,7 @@ FILE_RESPONSES = {
 def output_file(request: HttpRequest, output_id: UUID) -> HttpResponse:
     """The archived file, streamed with its content type. Before it is archived: a 302 to the provider's
     link while that link is valid; 410 once it has expired."""
-    output = RunOutput.objects.filter(code=output_id, organization=_org(request)).select_related("run").first()
+    output = RunOutput.objects.filter(code=output_id, organization=_org(request)).first()
     if output is None:
         raise not_found("No such output in this organization.")
     if output.file:

@@ -36,6 +36,9 @@ class Status(models.TextChoices):
 
 TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.LOST)
 IN_FLIGHT = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+# A run's bulky columns (the graph, its inputs, the search text built from them): lists, polls and the
+# sweep never read them, so they leave them out (loaded on access if a rare path does).
+HEAVY_FIELDS = ("workflow", "inputs", "search_text")
 # Ordering of non-terminal statuses: a stale answer must not move a run backwards.
 _RANK = {Status.PENDING: 0, Status.QUEUED: 1, Status.RUNNING: 2}
 

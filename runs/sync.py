@@ -27,7 +27,7 @@ from providers.models import Credential, Provider
 from runs.applying import apply_many
 from runs.archive import archive_due_outputs
 from runs.fetching import Fetcher
-from runs.models import IN_FLIGHT, TERMINAL, EventSource, Run, Status, allowed_transition
+from runs.models import HEAVY_FIELDS, IN_FLIGHT, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
 
@@ -43,8 +43,6 @@ MAX_BACKOFF = timedelta(minutes=15)
 CRASH_DELAY = timedelta(minutes=5)
 # A submission takes seconds; one still without a provider id after this never completed.
 STALE_SUBMISSION = timedelta(minutes=10)
-# Columns a sweep never reads (loaded on access if some rare path does).
-SWEEP_SKIPS = ("workflow", "inputs", "search_text")
 
 
 @dataclass
@@ -143,7 +141,7 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
         else:
             ids = list(due.values_list("pk", flat=True)[:limit])
             Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
-            runs = list(Run.objects.filter(pk__in=ids).defer(*SWEEP_SKIPS)) if ids else []
+            runs = list(Run.objects.filter(pk__in=ids).defer(*HEAVY_FIELDS)) if ids else []
     # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
@@ -161,7 +159,7 @@ def _lease_returning(due, limit: int) -> list[Run]:
     picked, params = due.values("pk")[:limit].query.sql_with_params()
     quote = connection.ops.quote_name
     meta = Run._meta
-    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in SWEEP_SKIPS)
+    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in HEAVY_FIELDS)
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {quote('sync_locked_until')} = %s "  # noqa: S608
         f"WHERE {quote(meta.pk.column)} IN ({picked}) RETURNING {columns}"

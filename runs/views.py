@@ -23,7 +23,7 @@ from providers.models import Provider
 from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
-from runs.models import EventSource, Origin, Run, RunOutput, Status
+from runs.models import HEAVY_FIELDS, EventSource, Origin, Run, RunOutput, Status
 from runs.queries import filter_runs, paginate_or_restart, parse_filters, parse_limit
 from runs.stats import compute_stats, window_from_days
 from runs.submission import submit_run
@@ -59,7 +59,8 @@ def run_list(request, access: Access):
     except ValueError as exc:
         errors.append(str(exc))
         limit = PAGE_SIZE
-    queryset = filter_runs(Run.objects.filter(organization=access.organization), filters).select_related("provider")
+    runs = Run.objects.filter(organization=access.organization).defer(*HEAVY_FIELDS)
+    queryset = filter_runs(runs, filters).select_related("provider")
     runs, next_cursor = paginate_or_restart(queryset, request.GET.get("cursor"), limit, errors)
     context = {
         **_rows_context(runs),
@@ -90,7 +91,8 @@ def run_rows(request, access: Access):
             codes.append(uuid.UUID(value))
         except ValueError:
             continue
-    found = Run.objects.filter(organization=access.organization, code__in=codes).select_related("provider")
+    found = Run.objects.filter(organization=access.organization, code__in=codes).defer(*HEAVY_FIELDS)
+    found = found.select_related("provider")
     by_code = {run.code: run for run in found}
     runs = [by_code[code] for code in dict.fromkeys(codes) if code in by_code]
     return render(request, "runs/run_list.html#run-rows", _rows_context(runs))
@@ -185,7 +187,7 @@ def run_retry(request, access: Access, code: uuid.UUID):
 
 @org_required
 def gallery(request, access: Access):
-    outputs = RunOutput.objects.filter(organization=access.organization).select_related("run__provider")
+    outputs = RunOutput.objects.filter(organization=access.organization)
     filters = parse_filters(request.GET, access.organization)
     errors = [e for e in filters.errors if "status" not in e and "origin" not in e]
     if filters.providers:
@@ -214,15 +216,15 @@ def gallery(request, access: Access):
     return render(request, "runs/gallery.html", context)
 
 
-def _get_output(access: Access, code: uuid.UUID) -> RunOutput:
-    return get_object_or_404(
-        RunOutput.objects.select_related("run__provider"), run__organization=access.organization, code=code
-    )
+def _get_output(access: Access, code: uuid.UUID, *, with_run: bool = False) -> RunOutput:
+    # By the output's own (copied) organization: files and thumbnails need nothing of the run.
+    outputs = RunOutput.objects.select_related("run__provider") if with_run else RunOutput.objects
+    return get_object_or_404(outputs, organization=access.organization, code=code)
 
 
 @org_required
 def output_lightbox(request, access: Access, code: uuid.UUID):
-    output = _get_output(access, code)
+    output = _get_output(access, code, with_run=True)
     context = {"output": output, "key_values": wf.key_values(output.run.workflow, output.run.inputs)}
     template = "runs/gallery.html#lightbox" if request.headers.get("HX-Request") else "runs/output.html"
     return render(request, template, {**context, "access": access})
