@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-import uuid
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -18,7 +17,15 @@ from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors
 from providers.models import Provider
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.models import Origin, Run, RunOutput
-from runs.queries import BadCursor, filter_runs, paginate, parse_filters
+from runs.queries import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    BadCursor,
+    filter_runs,
+    paginate,
+    parse_filters,
+    provider_by_code_or_name,
+)
 from runs.schemas import (
     EventOut,
     OutputOut,
@@ -99,7 +106,7 @@ class ListQuery(Schema):
     q: str | None = Field(None, description="Free text: external id, prompt text, node types.")
     created_after: str | None = Field(None, description="A date (2026-11-30) or an ISO datetime.")
     created_before: str | None = None
-    limit: int = Field(50, ge=1, le=200)
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(None, description="The previous page's next_cursor.")
 
 
@@ -131,13 +138,8 @@ def get_run_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
 
 
 def find_provider(request: HttpRequest, value: str, field: str = "provider") -> Provider:
-    scoped = Provider.objects.filter(organization=_org(request))
     value = value.strip()
-    try:
-        match = scoped.filter(code=uuid.UUID(value)).first()
-    except ValueError:
-        match = None
-    match = match or scoped.filter(name=value).first()
+    match = provider_by_code_or_name(Provider.objects.filter(organization=_org(request)), value)
     if match is None:
         raise ApiError(404, f"No provider {value[:100]!r} in this organization.", "not_found", field=field)
     if not match.is_active:
@@ -196,8 +198,8 @@ def submit(
     request returns the same run (200) instead of submitting again."""
     provider = find_provider(request, payload.provider)
     key = (idempotency_key or "").replace("\x00", "").strip() or None
-    if key and Run.objects.filter(organization=_org(request), idempotency_key=key).exists():
-        existing = Run.objects.get(organization=_org(request), idempotency_key=key)
+    existing = key and Run.objects.filter(organization=_org(request), idempotency_key=key).first()
+    if existing:
         return Status(200, _json_run(existing))
     run = submit_run(
         provider,

@@ -11,7 +11,7 @@ import binascii
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -74,6 +74,14 @@ def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
     return filters
 
 
+def provider_by_code_or_name(scoped: QuerySet[Provider], value: str) -> Provider | None:
+    """The provider in `scoped` whose code (a UUID) or name is `value`, in one query."""
+    try:
+        return scoped.filter(Q(code=uuid.UUID(value)) | Q(name=value)).first()
+    except ValueError:
+        return scoped.filter(name=value).first()
+
+
 def _providers(values: list[str], organization, errors: list[str]) -> list[Provider]:
     """Providers by code or name, only within the organization (another org's provider is "unknown")."""
     found: list[Provider] = []
@@ -81,10 +89,7 @@ def _providers(values: list[str], organization, errors: list[str]) -> list[Provi
         return found  # without a filter, not even the queryset is built (it costs on every API list)
     scoped = Provider.objects.filter(organization=organization)
     for value in values:
-        try:
-            match = scoped.filter(Q(code=uuid.UUID(value)) | Q(name=value)).first()
-        except ValueError:
-            match = scoped.filter(name=value).first()
+        match = provider_by_code_or_name(scoped, value)
         if match is None:
             errors.append(f"Unknown provider {value!r}.")
         elif match not in found:
@@ -193,7 +198,3 @@ def paginate_or_restart(
     except BadCursor as exc:
         errors.append(str(exc))
         return paginate(queryset, None, limit)
-
-
-def start_of(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min), timezone.UTC)

@@ -14,6 +14,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from runs.models import TERMINAL, Run, Status
+from runs.queries import PROBLEM_STATUSES
 
 MAX_WINDOW_DAYS = 366
 
@@ -110,7 +111,7 @@ def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
 
 def _top_failures(window: QuerySet[Run], limit: int = 5) -> list[tuple[str, int]]:
     reasons: Counter[str] = Counter()
-    failed = window.filter(status__in=[Status.FAILED, Status.TIMED_OUT, Status.LOST]).values_list("error", flat=True)
+    failed = window.filter(status__in=PROBLEM_STATUSES).values_list("error", flat=True)
     for error in failed.iterator(chunk_size=2000):
         message = (error or {}).get("message") or "(no message)"
         reasons[message.splitlines()[0][:160]] += 1

@@ -23,19 +23,19 @@ from providers.models import Provider
 from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
-from runs.models import HEAVY_FIELDS, EventSource, Origin, Run, RunOutput, Status
-from runs.queries import filter_runs, paginate_or_restart, parse_filters, parse_limit
+from runs.models import HEAVY_FIELDS, IN_FLIGHT, EventSource, Origin, Run, RunOutput, Status
+from runs.queries import MAX_LIMIT, filter_runs, paginate_or_restart, parse_filters, parse_limit
 from runs.stats import compute_stats, window_from_days
 from runs.submission import submit_run
 
 PAGE_SIZE = 50
 GALLERY_PAGE_SIZE = 60
 MAX_WORKFLOW_BYTES = 1_000_000
-QUICK_FILTERS = [("All", ""), ("In flight", "pending,queued,running"), ("Failed", "problems")]
+QUICK_FILTERS = [("All", ""), ("In flight", ",".join(IN_FLIGHT)), ("Failed", "problems")]
 
 
 def poll_seconds() -> int:
-    return getattr(settings, "COMFYTRACK_POLL_SECONDS", 5)
+    return settings.COMFYTRACK_POLL_SECONDS
 
 
 def _get_run(access: Access, code: uuid.UUID) -> Run:
@@ -77,16 +77,12 @@ def run_list(request, access: Access):
     return render(request, "runs/run_list.html", context)
 
 
-# Rows one poll may ask for (a page shows at most MAX_LIMIT runs).
-MAX_POLLED_ROWS = 200
-
-
 @org_required
 def run_rows(request, access: Access):
     """The list's rows again, for htmx polling: `?code=…` for each run shown, in the page's order.
     Unknown codes (deleted runs, other organizations') are left out; polling stops once all are finished."""
     codes = []
-    for value in request.GET.getlist("code")[:MAX_POLLED_ROWS]:
+    for value in request.GET.getlist("code")[:MAX_LIMIT]:  # a page shows at most MAX_LIMIT runs
         try:
             codes.append(uuid.UUID(value))
         except ValueError:
