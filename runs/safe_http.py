@@ -276,7 +276,7 @@ class SafeDownloader:
         except httpx.TimeoutException:
             raise DownloadError(f"{redact(request.url)} stopped answering (timed out).") from None
         except httpx.HTTPError as exc:
-            raise DownloadError(f"Could not download {redact(request.url)}: {_describe(exc)}.") from None
+            raise DownloadError(f"Could not download {redact(request.url)}: {describe_http_error(exc)}.") from None
 
     async def _download(self, request: httpx.Request) -> Downloaded:
         assert self._http is not None, "use `async with SafeDownloader(...)`"
@@ -340,7 +340,7 @@ def _status_error(response: httpx.Response, url: httpx.URL) -> DownloadError:
     return DownloadError(f"{redact(url)} answered {code}.", status_code=code, permanent=not transient)
 
 
-def _describe(exc: Any) -> str:
+def describe_http_error(exc: Any) -> str:
     if isinstance(exc, httpx.ConnectError):
         return "could not connect"
     if isinstance(exc, httpx.RemoteProtocolError):

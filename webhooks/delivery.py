@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from comfytrack.loops import run_for
 from providers.clients.http import USER_AGENT
-from runs.safe_http import DownloadError, HostGuard, guarded_transport, redact
+from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
 from webhooks import signing
 from webhooks.models import WebhookDelivery
 
@@ -69,7 +69,6 @@ class DeliveryStats:
     delivered: int = 0
     failed: int = 0
     deferred: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -169,7 +168,7 @@ async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeou
     except (TimeoutError, httpx.TimeoutException):
         outcome.error = f"No answer within {timeout:g} s."
     except httpx.HTTPError as exc:
-        outcome.error = f"Could not deliver to {redact(job.url)}: {_describe(exc)}."
+        outcome.error = f"Could not deliver to {redact(job.url)}: {describe_http_error(exc)}."
     except Exception as exc:  # never let one delivery break the pass
         logger.exception("webhook delivery %s failed unexpectedly", job.delivery_pk)
         outcome.error = f"Unexpected error: {type(exc).__name__}."
@@ -187,14 +186,6 @@ async def _excerpt(response: httpx.Response) -> str:
         if len(data) >= EXCERPT_BYTES:
             break
     return data[:EXCERPT_BYTES].decode("utf-8", "replace")
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection or broke the HTTP protocol"
-    return type(exc).__name__
 
 
 # -- 3. record -------------------------------------------------------------------------------------
@@ -251,7 +242,6 @@ def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None =
         stats.delivered += state == "delivered"
         stats.failed += state in ("retrying", "failed")
         stats.deferred += state == "deferred"
-    stats.outcomes = outcomes
     return stats
 
 

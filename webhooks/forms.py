@@ -23,13 +23,13 @@ class EndpointForm(forms.Form):
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https"):
             raise forms.ValidationError("Use an http:// or https:// URL.")
-        if parsed.host.lower() in ("localhost", "localhost.localdomain") and not HostGuard.for_base_url(
-            None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS
-        ).may_be_private(parsed.host, parsed.port or 80):
+        guard = HostGuard.for_base_url(None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
+        local = parsed.host.lower() in ("localhost", "localhost.localdomain")
+        if local and not guard.may_be_private(parsed.host, parsed.port or 80):
             raise forms.ValidationError("Webhooks cannot target this server's own network (localhost).")
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).
-            HostGuard.for_base_url(None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS).check_url(parsed)
+            guard.check_url(parsed)
         except Refused as exc:
             raise forms.ValidationError(
                 f"Webhooks cannot target private or local addresses ({exc.message.split(':', 1)[0]})."

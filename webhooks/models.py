@@ -14,16 +14,6 @@ from accounts.models import Organization
 from providers.crypto import EncryptedJSONField
 from webhooks.signing import new_secret
 
-EVENT_TYPES = (
-    "run.queued",
-    "run.started",
-    "run.succeeded",
-    "run.failed",
-    "run.cancelled",
-    "run.timed_out",
-    "run.lost",
-    "run.output",
-)
 # Run.status → event type ("pending" is not announced: nothing has happened at the provider yet).
 STATUS_EVENTS = {
     "queued": "run.queued",
@@ -34,6 +24,7 @@ STATUS_EVENTS = {
     "timed_out": "run.timed_out",
     "lost": "run.lost",
 }
+EVENT_TYPES = (*STATUS_EVENTS.values(), "run.output")
 # Delay before each retry after a failed attempt: 30 s … 10 h, about 24.7 hours in all, then give up.
 RETRY_DELAYS = (30, 120, 480, 1_920, 7_200, 14_400, 28_800, 36_000)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
