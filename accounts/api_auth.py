@@ -125,9 +125,6 @@ class KeyRateThrottle(BaseThrottle):
 
     _PERIODS = SimpleRateThrottle._PERIODS
 
-    def __init__(self) -> None:
-        self._wait: float | None = None
-
     def parse(self) -> tuple[int, int]:
         rate = getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min"
         count, _, period = rate.partition("/")
@@ -149,14 +146,13 @@ class KeyRateThrottle(BaseThrottle):
         except ValueError:  # evicted between add and incr
             cache.set(key, 1, timeout=duration + 1)
             count = 1
-        if count <= limit:
-            return True
-        self._wait = max((window + 1) * duration - now, 1.0)
-        return False
+        return count <= limit
 
     def wait(self) -> float:
-        # Never None: a throttled answer always carries Retry-After (the end of the current window).
-        return self._wait or 1.0
+        # Never None: a throttled answer always carries Retry-After, the end of the current window.
+        # Derived, not stored: one throttle object serves every request thread.
+        _, duration = self.parse()
+        return max(duration - time.time() % duration, 1.0)
 
 
 API_AUTH = [ApiKeyAuth(), BearerAuth(), SessionOrgAuth()]
