@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
 
 from comfytrack.api_errors import errors
-from providers.models import Credential, Provider
-from runs.models import IN_FLIGHT
+from providers.health import providers_with_health
+from providers.models import Provider
 
 router = Router(tags=["providers"])
 
@@ -72,14 +71,4 @@ def provider_json(provider: Provider) -> dict:
 @router.get("", response={200: list[ProviderOut], **errors()}, summary="Providers and their health")
 def list_providers(request: HttpRequest):
     """The organization's providers with credential health and the number of runs in flight."""
-    # `only` keeps the encrypted secret column out of the query: it is never decrypted here.
-    credentials = Credential.objects.only(
-        "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_error"
-    ).order_by("name")
-    providers = (
-        Provider.objects.filter(organization=request.auth.organization_id)
-        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
-        .prefetch_related(Prefetch("credentials", queryset=credentials))
-        .order_by("name")
-    )
-    return [provider_json(p) for p in providers]
+    return [provider_json(p) for p in providers_with_health(request.auth.organization_id)]

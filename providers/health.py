@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from providers.clients.base import ProviderError
 from providers.crypto import SecretUnreadable
 from providers.models import Credential, Provider
+from runs.models import IN_FLIGHT
+
+
+def providers_with_health(organization_id: int) -> QuerySet[Provider]:
+    """An organization's providers by name, with `runs_in_flight` and their credentials by name, for the
+    providers page and API. `only` keeps the encrypted secret column out: health is shown, never decrypted."""
+    credentials = Credential.objects.only(
+        "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_error"
+    ).order_by("name")
+    return (
+        Provider.objects.filter(organization_id=organization_id)
+        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
+        .prefetch_related(Prefetch("credentials", queryset=credentials))
+        .order_by("name")
+    )
 
 
 def check_connection(provider: Provider, credential: Credential | None) -> tuple[bool, str]:

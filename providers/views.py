@@ -5,24 +5,17 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
-from providers.health import check_connection
-from providers.models import Credential, Provider
-from runs.models import IN_FLIGHT
+from providers.health import check_connection, providers_with_health
+from providers.models import Provider
 
 
 @org_required
 def provider_list(request, access: Access):
-    providers = (
-        Provider.objects.filter(organization=access.organization)
-        .annotate(in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
-        .prefetch_related(Prefetch("credentials", queryset=Credential.objects.order_by("name")))
-        .order_by("name")
-    )
+    providers = providers_with_health(access.organization.pk)
     return render(request, "providers/provider_list.html", {"access": access, "providers": providers})
 
 
