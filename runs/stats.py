@@ -69,9 +69,13 @@ def compute_stats(runs: QuerySet[Run], since: datetime, until: datetime | None =
     until = until or timezone.now()
     window = runs.filter(created__gte=since, created__lte=until)
     stats = Stats(since=since, until=until)
-    stats.by_status = dict(window.values_list("status").annotate(n=Count("id")).order_by())
-    stats.total = sum(stats.by_status.values())
     stats.per_day = _per_day(window)
+    # The per-day counts already hold every run of the window: summed, they are the status totals.
+    by_status: Counter[str] = Counter()
+    for _, counts in stats.per_day:
+        by_status.update(counts)
+    stats.by_status = dict(by_status)
+    stats.total = sum(stats.by_status.values())
     stats.providers = _per_provider(window)
     stats.top_failures = _top_failures(window)
     return stats
