@@ -1,4 +1,8 @@
-"""Access to ../shared/providers (fixtures, recorded ComfyUI responses, specs): data we load, never copy."""
+"""The provider data the contract tests read: documented example bodies and recorded ComfyUI responses.
+
+By default the copy in `provider_data/` (so a clean clone needs nothing beside it); with
+`COMFYTRACK_SHARED_DIR`, that `shared/` folder's `providers/` instead.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-SHARED_DIR = Path(os.environ.get("COMFYTRACK_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared")
-PROVIDERS_DIR = SHARED_DIR / "providers"
+_SHARED_DIR = os.environ.get("COMFYTRACK_SHARED_DIR")
+PROVIDERS_DIR = Path(_SHARED_DIR) / "providers" if _SHARED_DIR else Path(__file__).resolve().parent / "provider_data"
 
 
 def _load(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: the tests read provider fixtures from ../shared/providers "
-            "(set COMFYTRACK_SHARED_DIR if shared/ lives elsewhere)."
+            f"{path} is missing: the tests read provider data from {PROVIDERS_DIR} "
+            "(providers/tests/provider_data, or COMFYTRACK_SHARED_DIR/providers when that is set)."
         )
     return json.loads(path.read_text())
 
