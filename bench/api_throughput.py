@@ -117,6 +117,45 @@ async def load(url: str, key: str, clients: int, seconds: float) -> tuple[int, l
     return len(latencies), latencies, errors
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def server_cpu(server_pids: list[int]) -> dict[str, dict[int, float]]:
+    """CPU so far of the app server's processes and of PostgreSQL's backends for this database: per request
+    it is a figure that other work sharing the machine disturbs far less than requests/s."""
+    from django.db import connection
+
+    app = {pid: _cpu_seconds(pid) for root in server_pids for pid in (root, *_children(root))}
+    database = {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            database = {pid: _cpu_seconds(pid) for (pid,) in cursor.fetchall()}
+    return {"app": app, "database": database}
+
+
+def cpu_per_request(before: dict, after: dict, requests: int) -> str:
+    spent = {
+        part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items()) for part in ("app", "database")
+    }
+    return f"{spent['app'] / max(requests, 1) * 1000:.2f} / {spent['database'] / max(requests, 1) * 1000:.2f}"
+
+
 def wait_until_up(base: str, key: str) -> None:
     import httpx
 
@@ -163,16 +202,21 @@ def main() -> None:
     try:
         wait_until_up(base, key)
         print(f"database: {db}; {args.runs:,} runs; server: {server}, {args.workers} workers; {args.clients} clients")
-        print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        print(f"{'endpoint':22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  CPU ms/request: app / db")
         for label, path in [
             ("GET /runs?limit=50", "/api/v1/runs?limit=50"),
             ("GET /runs/{id}", f"/api/v1/runs/{run_code}"),
         ]:
+            before = server_cpu(pids)
             count, latencies, errors = asyncio.run(
                 load(base + path, key, args.clients, args.seconds), loop_factory=new_event_loop
             )
+            cpu = cpu_per_request(before, server_cpu(pids), count)
             cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-            print(f"{label:34} {count / args.seconds:8.0f} {cuts[49] * 1000:8.1f} {cuts[98] * 1000:8.1f} {errors:7d}")
+            print(
+                f"{label:22} {count / args.seconds:8.0f} {cuts[49] * 1000:8.1f} {cuts[98] * 1000:8.1f} {errors:7d}"
+                f"  {cpu}"
+            )
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)

@@ -171,22 +171,29 @@ def parse_limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
     return limit
 
 
+def newest_first(queryset: QuerySet, created: datetime | None = None, code: uuid.UUID | None = None) -> QuerySet:
+    """`queryset` newest first, after the (created, code) position a cursor carries, if any."""
+    queryset = queryset.order_by("-created", "-code")
+    if created is None:
+        return queryset
+    # The plain `created <= …` bound lets the (organization, created, code) index do a range scan; the OR
+    # alone would not.
+    return queryset.filter(created__lte=created).filter(Q(created__lt=created) | Q(created=created, code__lt=code))
+
+
+def cut_page(rows: list, limit: int) -> tuple[list, str | None]:
+    """`rows` holds up to limit + 1 rows: the page, and the next cursor if there is one more."""
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows, None
+
+
 def paginate(queryset: QuerySet, cursor: str | None, limit: int) -> tuple[list, str | None]:
     """One page, newest first, after `cursor`; returns (rows, next_cursor or None on the last page).
 
     Works for any model with `created` and `code` (runs, outputs), and for `.values()` including both."""
-    queryset = queryset.order_by("-created", "-code")
-    if cursor:
-        created, code = decode_cursor(cursor)
-        # The plain `created <= …` bound lets the (organization, created, code) index do a range scan;
-        # the OR alone would not.
-        queryset = queryset.filter(created__lte=created).filter(
-            Q(created__lt=created) | Q(created=created, code__lt=code)
-        )
-    page = list(queryset[: limit + 1])
-    if len(page) > limit:
-        return page[:limit], encode_cursor(page[limit - 1])
-    return page, None
+    position = decode_cursor(cursor) if cursor else ()
+    return cut_page(list(newest_first(queryset, *position)[: limit + 1]), limit)
 
 
 def paginate_or_restart(
