@@ -4,7 +4,7 @@ import httpx
 from django import forms
 from django.conf import settings
 
-from runs.safe_http import Refused
+from runs.safe_http import DEFAULT_PORTS, Refused
 from webhooks.delivery import target_guard
 from webhooks.models import EVENT_TYPES
 
@@ -26,7 +26,7 @@ class EndpointForm(forms.Form):
             raise forms.ValidationError("Use an http:// or https:// URL.")
         guard = target_guard(settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
         local = parsed.host.lower() in ("localhost", "localhost.localdomain")
-        if local and not guard.may_be_private(parsed.host, parsed.port or 80):
+        if local and not guard.may_be_private(parsed.host, parsed.port or DEFAULT_PORTS[parsed.scheme]):
             raise forms.ValidationError("Webhooks cannot target this server's own network (localhost).")
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).

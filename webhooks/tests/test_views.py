@@ -47,6 +47,22 @@ def test_it_refuses_private_and_odd_targets(client, alice, url):
     assert response.status_code == 200 and not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "allowed, url, accepted",
+    [
+        (["localhost:443"], "https://localhost/x", True),
+        (["localhost:80"], "https://localhost/x", False),  # https's default port is 443, not 80
+        (["localhost:80"], "http://localhost/x", True),
+    ],
+)
+def test_it_checks_localhost_on_the_schemes_default_port(client, alice, settings, allowed, url, accepted):
+    settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = allowed
+    client.force_login(alice)
+    response = client.post(LIST, {"url": url})
+    assert response.status_code == (201 if accepted else 200)
+    assert WebhookEndpoint.objects.filter(url=url).exists() == accepted
+
+
 def test_it_lets_viewers_look_but_not_change(client, bob, org, make_endpoint):
     endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
     delivery = delivery_for(endpoint)
