@@ -6,6 +6,7 @@ import base64
 import hmac
 import itertools
 import json
+import re
 import socket
 import time
 from datetime import timedelta
@@ -94,6 +95,21 @@ def test_it_enqueues_status_and_output_events_after_commit(
     assert done["data"]["run"]["status"] == "succeeded" and done["data"]["run"]["provider"]["name"] == "Deploy"
     ids = WebhookDelivery.objects.values_list("event_id", flat=True)
     assert len(set(ids)) == len(ids) and all(i.startswith("msg_") for i in ids)
+
+
+def test_it_writes_times_exactly_as_the_api_does(
+    client, org, provider, make_run, make_endpoint, key, django_capture_on_commit_callbacks
+):
+    make_endpoint(org, "https://hooks.example.com/all")
+    created = timezone.now().replace(microsecond=123456)
+    run = make_run(provider, status=Status.QUEUED, created=created, queued=created)
+    with django_capture_on_commit_callbacks(execute=True):
+        run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    payload = WebhookDelivery.objects.get(event_type="run.succeeded").payload
+    api = client.get(f"/api/v1/runs/{run.code}", headers={"X-API-Key": key}).json()
+    assert payload["data"]["run"] == api
+    assert api["created"].endswith(".123Z")  # milliseconds and "Z", not microseconds
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["timestamp"])
 
 
 def test_it_costs_nothing_without_endpoints(provider, make_run, django_capture_on_commit_callbacks):
