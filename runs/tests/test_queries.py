@@ -49,6 +49,12 @@ def test_it_names_the_field_of_each_bad_filter(org):
     assert str(filters.errors[2]) == "Unknown provider 'created_after'."
 
 
+def test_it_drops_nul_characters_from_every_filter(org):
+    filters = parse_filters(QueryDict("q=%00fo%00x&status=fail%00ed&provider=%00&origin=%00&created_after=%00"), org)
+    assert filters.q == "fox" and filters.statuses == ["failed"] and not filters.providers
+    assert not filters.errors and filters.created_after is None
+
+
 def test_it_searches_external_id_prompt_seed_and_checkpoint(provider, make_run, org):
     make_run(provider, "job-abc", workflow=WORKFLOW)
     make_run(provider, "job-xyz", workflow={})
