@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -87,6 +88,16 @@ def test_it_hides_other_orgs(client, charlie, org, make_endpoint):
     assert client.post(f"{LIST}{endpoint.code}/toggle/").status_code == 404
     assert client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/").status_code == 404
     assert WebhookEndpoint.objects.filter(is_active=True).count() == 1
+
+
+def test_it_treats_every_page_alike_for_a_user_without_an_organization(client, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    client.force_login(get_user_model().objects.create_user("dave", password="password"))
+    pages = [("get", LIST), ("get", f"{LIST}{endpoint.code}/"), ("post", f"{LIST}{endpoint.code}/toggle/")]
+    for method, url in pages:
+        response = getattr(client, method)(url)
+        assert response.status_code == 403 and b"No organization yet" in response.content, url
+    assert WebhookEndpoint.objects.get().is_active
 
 
 def test_it_redelivers_pauses_and_deletes(client, alice, org, make_endpoint):
