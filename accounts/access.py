@@ -11,6 +11,7 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Case, When
 from django.shortcuts import render
 
 from accounts.models import Membership, Organization
@@ -33,20 +34,22 @@ class Access:
 
 
 def current_access(request) -> Access | None:
-    """The organization in the session if the user still belongs to it, else their first one."""
+    """The organization in the session if the user still belongs to it, else their first one.
+
+    One query on every dashboard request: the organization and the user's role in it together."""
     if hasattr(request, "_access"):
         return request._access
     orgs = Organization.objects.for_user(request.user)
     wanted = request.session.get(SESSION_KEY)
-    organization = None
-    if wanted:
-        organization = orgs.filter(code=wanted).first() if _is_uuid(wanted) else None
-    organization = organization or orgs.first()
+    if wanted and _is_uuid(wanted):
+        # The session's organization sorts first when the user still belongs to it, else the first by name.
+        orgs = orgs.order_by(Case(When(code=wanted, then=0), default=1), "name")
+    organization = orgs.with_role_of(request.user).first() if request.user.is_authenticated else None
     access = None
     if organization is not None:
-        if request.session.get(SESSION_KEY) != str(organization.code):
+        if wanted != str(organization.code):
             request.session[SESSION_KEY] = str(organization.code)
-        role = organization.role_of(request.user) or (Membership.Role.OWNER if request.user.is_superuser else None)
+        role = organization.user_role or (Membership.Role.OWNER if request.user.is_superuser else None)
         access = Access(organization, role or Membership.Role.VIEWER)
     request._access = access
     return access

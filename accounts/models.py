@@ -10,6 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from comfytrack.rawsql import column, select_sql
@@ -28,6 +29,12 @@ class OrganizationQuerySet(models.QuerySet):
         if roles is not None:
             memberships = memberships.filter(role__in=roles)
         return self.filter(pk__in=memberships.values("organization_id"))
+
+    def with_role_of(self, user) -> OrganizationQuerySet:
+        """Each organization with `user_role`: the user's role in it (None where not a member), read in
+        the same query instead of one `role_of` query per organization."""
+        role = Membership.objects.filter(organization=OuterRef("pk"), user=user).values("role")[:1]
+        return self.annotate(user_role=Subquery(role))
 
 
 class Organization(models.Model):

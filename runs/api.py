@@ -183,9 +183,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
             return json_response({"items": items, "next_cursor": next_cursor})
         filters = parse_filters(_Params(params), _org(request))
         if filters.errors:
-            message = filters.errors[0]
-            field = next((f for f in FILTER_FIELDS if f in message.lower()), None)
-            raise invalid(" ".join(filters.errors), field)
+            raise invalid(" ".join(map(str, filters.errors)), filters.errors[0].field)
         queryset = filter_runs(run_rows().for_organization(_org(request)), filters)
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:

@@ -46,6 +46,8 @@ EXPIRED_MESSAGE = "The provider link expired before it could be archived."
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = timedelta(hours=6)
 CRASH_DELAY = timedelta(minutes=5)
+# The allow-list of private hosts; refusals name it so an operator knows what to change.
+ALLOW_PRIVATE_SETTING = "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,19 @@ def download_batch(outputs: list[RunOutput]) -> dict[int, Downloaded | DownloadE
 def _plan_group(outputs: list[RunOutput]) -> _Group:
     """The guard and first request per output. Auth headers come from the provider's client, own host only."""
     run = outputs[0].run
-    allowed = getattr(settings, "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS", [])
     try:
         client = run.provider.client(run.credential)
     except Exception as exc:
         # No usable client (unreadable secret, unknown kind): signed URLs still work without auth.
         logger.warning("archive: no client for provider %s (%s); downloading without auth", run.provider.code, exc)
-        guard = HostGuard.for_base_url(run.provider.base_url or None, allowed)
+        guard = _guard(run.provider.base_url or None)
         return _Group(guard, {o.pk: httpx.Request("GET", o.provider_url) for o in outputs})
-    guard = HostGuard.for_base_url(client.base_url, allowed)
-    return _Group(guard, {o.pk: client.download_request(_output_ref(o)) for o in outputs})
+    return _Group(_guard(client.base_url), {o.pk: client.download_request(_output_ref(o)) for o in outputs})
+
+
+def _guard(base_url: str | None) -> HostGuard:
+    allowed = getattr(settings, ALLOW_PRIVATE_SETTING, [])
+    return HostGuard.for_base_url(base_url, allowed, purpose="fetch from", setting=ALLOW_PRIVATE_SETTING)
 
 
 def _output_ref(output: RunOutput) -> OutputRef:

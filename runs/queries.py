@@ -1,7 +1,8 @@
 """Run list filters and keyset (cursor) pagination, shared by the dashboard and the JSON API.
 
-Bad filter values become readable error messages, never exceptions; cursors are opaque and carry
-(created, code), so pages stay stable while new runs arrive and no integer id leaves the server.
+Bad filter values become readable `FilterError`s naming their parameter, reported rather than raised;
+cursors are opaque and carry (created, code), so pages stay stable while new runs arrive and no
+integer id leaves the server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ MAX_LIMIT = 200
 PROBLEM_STATUSES = ("failed", "timed_out", "lost")
 
 
+class FilterError(ValueError):
+    """A filter value that was ignored: `field` is its query parameter (the form field the dashboard
+    marks, the API error's `field`), so nobody has to find it in the message's words."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class RunFilters:
     statuses: list[str] = field(default_factory=list)
@@ -35,7 +49,7 @@ class RunFilters:
     q: str = ""
     created_after: datetime | None = None
     created_before: datetime | None = None
-    errors: list[str] = field(default_factory=list)
+    errors: list[FilterError] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -44,12 +58,18 @@ class RunFilters:
         )
 
 
+def _text(value: Any) -> str:
+    # PostgreSQL refuses NUL in text (a query using one fails with a 500), so no filter value keeps
+    # one: the dashboard and the API read their filters here and behave the same.
+    return str(value).replace("\x00", "")
+
+
 def _values(params: Mapping[str, Any], name: str) -> list[str]:
     """Repeated (?status=a&status=b) and comma-separated (?status=a,b) values alike."""
     raw = params.getlist(name) if hasattr(params, "getlist") else params.get(name) or []
     if isinstance(raw, str):
         raw = [raw]
-    return [part.strip() for item in raw for part in str(item).split(",") if part.strip()]
+    return [part.strip() for item in raw for part in _text(item).split(",") if part.strip()]
 
 
 def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
@@ -61,14 +81,14 @@ def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
         elif value in Status.values:
             filters.statuses.append(value)
         else:
-            filters.errors.append(f"Unknown status {value!r} (use {', '.join(Status.values)}).")
+            filters.errors.append(FilterError("status", f"Unknown status {value!r} (use {', '.join(Status.values)})."))
     for value in _values(params, "origin"):
         if value in Origin.values:
             filters.origins.append(value)
         else:
-            filters.errors.append(f"Unknown origin {value!r}.")
+            filters.errors.append(FilterError("origin", f"Unknown origin {value!r}."))
     filters.providers = _providers(_values(params, "provider"), organization, filters.errors)
-    filters.q = str(params.get("q") or "").strip()[:200]
+    filters.q = _text(params.get("q") or "").strip()[:200]
     filters.created_after = _moment(params.get("created_after"), "created_after", filters.errors, end=False)
     filters.created_before = _moment(params.get("created_before"), "created_before", filters.errors, end=True)
     return filters
@@ -82,7 +102,7 @@ def provider_by_code_or_name(scoped: QuerySet[Provider], value: str) -> Provider
         return scoped.filter(name=value).first()
 
 
-def _providers(values: list[str], organization, errors: list[str]) -> list[Provider]:
+def _providers(values: list[str], organization, errors: list[FilterError]) -> list[Provider]:
     """Providers by code or name, only within the organization (another org's provider is "unknown")."""
     found: list[Provider] = []
     if not values:
@@ -91,17 +111,18 @@ def _providers(values: list[str], organization, errors: list[str]) -> list[Provi
     for value in values:
         match = provider_by_code_or_name(scoped, value)
         if match is None:
-            errors.append(f"Unknown provider {value!r}.")
+            errors.append(FilterError("provider", f"Unknown provider {value!r}."))
         elif match not in found:
             found.append(match)
     return found
 
 
-def _moment(value: Any, name: str, errors: list[str], *, end: bool) -> datetime | None:
+def _moment(value: Any, name: str, errors: list[FilterError], *, end: bool) -> datetime | None:
     """An ISO datetime or a date (a date means its start, or its end for `created_before`)."""
-    if not value:
+    text = _text(value or "")
+    if not text:
         return None
-    text = str(value).strip()
+    text = text.strip()
     try:
         moment = parse_datetime(text)
         if moment is None:
@@ -110,7 +131,7 @@ def _moment(value: Any, name: str, errors: list[str], *, end: bool) -> datetime 
                 raise ValueError
             moment = datetime.combine(day, time.max if end else time.min)
     except ValueError:
-        errors.append(f"{name} must be a date (2026-11-30) or an ISO datetime, not {text[:40]!r}.")
+        errors.append(FilterError(name, f"{name} must be a date (2026-11-30) or an ISO datetime, not {text[:40]!r}."))
         return None
     return timezone.make_aware(moment, timezone.UTC) if timezone.is_naive(moment) else moment
 

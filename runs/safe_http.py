@@ -9,8 +9,8 @@ our own network (the cloud metadata service, a database admin page on localhost,
    aiohttp skips the resolver for IP literals, which `HostGuard.check_url` checks up front.
 3. Private, loopback, link-local, multicast, reserved, CGNAT and unspecified addresses (also in
    IPv4-mapped/compatible IPv6 form) are refused, unless host:port is the provider's own base URL
-   (self-hosted ComfyUI on a LAN is normal) or listed in COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS.
-   Cloud metadata addresses are refused even then.
+   (self-hosted ComfyUI on a LAN is normal) or allow-listed by the caller's setting
+   (COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS for downloads). Cloud metadata addresses are refused even then.
 4. Auth headers only go to the provider's own origin; a redirect elsewhere (Comfy Cloud's /api/view
    answers 302 to a signed GCS URL) is fetched without them.
 5. A size cap (streamed, checked against Content-Length first), a total deadline, trust_env=False.
@@ -132,19 +132,26 @@ def parse_allowance(entry: str) -> tuple[str, int | None]:
 
 @dataclass(frozen=True)
 class HostGuard:
-    """Which destinations one provider's downloads may reach.
+    """Which destinations one provider's downloads (or one pass of webhook deliveries) may reach.
 
-    own_origin: (scheme, host, port) of the provider's base URL; its host:port may be private and
-    is the only origin that receives auth headers. allowed: extra host[:port] entries from settings.
+    purpose: what a refusal says was refused, "fetch from" or "send to". setting: the name of the
+    allow-list setting a refusal points to. own_origin: (scheme, host, port) of the provider's base
+    URL; its host:port may be private and is the only origin that receives auth headers.
+    allowed: extra host[:port] entries from that setting.
     """
 
+    purpose: str
+    setting: str
     own_origin: tuple[str, str, int] | None = None
     allowed: tuple[tuple[str, int | None], ...] = ()
 
     @classmethod
-    def for_base_url(cls, base_url: str | None, allowed: Iterable[str] = ()) -> HostGuard:
+    def for_base_url(
+        cls, base_url: str | None, allowed: Iterable[str] = (), *, purpose: str, setting: str
+    ) -> HostGuard:
         own = _origin(httpx.URL(base_url)) if base_url else None
-        return cls(own_origin=own, allowed=tuple(parse_allowance(a) for a in allowed if a.strip()))
+        allowances = tuple(parse_allowance(a) for a in allowed if a.strip())
+        return cls(purpose=purpose, setting=setting, own_origin=own, allowed=allowances)
 
     def is_own_origin(self, url: httpx.URL) -> bool:
         return self.own_origin is not None and _origin(url) == self.own_origin
@@ -158,9 +165,11 @@ class HostGuard:
     def check_url(self, url: httpx.URL) -> None:
         """Before sending: scheme, host present, and IP literals (aiohttp never resolves those)."""
         if url.scheme not in DEFAULT_PORTS:
-            raise Refused(f"Refused to fetch a {url.scheme or 'relative'}: URL; only http and https are allowed.")
+            raise Refused(
+                f"Refused to {self.purpose} a {url.scheme or 'relative'}: URL; only http and https are allowed."
+            )
         if not url.host:
-            raise Refused("Refused to fetch a URL without a host.")
+            raise Refused(f"Refused to {self.purpose} a URL without a host.")
         ip = _parse_ip(url.host)
         if ip is not None:
             self.check_addresses(url.host, url.port or DEFAULT_PORTS[url.scheme], [str(ip)])
@@ -177,9 +186,10 @@ class HostGuard:
                 raise Refused(f"Refused {host}: it resolved to something that is not an IP address.")
             reason = blocked_reason(ip)
             if reason and (not allowed or ip in METADATA_ADDRESSES):
+                own = ", and not the provider's own host" if self.own_origin else ""
                 raise Refused(
-                    f"Refused to fetch from {host}:{port}: it is {reason} ({ip}), and not the provider's own host "
-                    "(add it to COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS if it is trusted)."
+                    f"Refused to {self.purpose} {host}:{port}: it is {reason} ({ip}){own} "
+                    f"(add it to {self.setting} if it is trusted)."
                 )
 
 

@@ -53,7 +53,7 @@ def _providers(access: Access):
 @org_required
 def run_list(request, access: Access):
     filters = parse_filters(request.GET, access.organization)
-    errors = list(filters.errors)
+    errors = [str(e) for e in filters.errors]
     try:
         limit = parse_limit(request.GET.get("limit"), PAGE_SIZE)
     except ValueError as exc:
@@ -185,7 +185,7 @@ def run_retry(request, access: Access, code: uuid.UUID):
 def gallery(request, access: Access):
     outputs = RunOutput.objects.filter(organization=access.organization)
     filters = parse_filters(request.GET, access.organization)
-    errors = [e for e in filters.errors if "status" not in e and "origin" not in e]
+    errors = [str(e) for e in filters.errors if e.field not in ("status", "origin")]  # not gallery filters
     if filters.providers:
         outputs = outputs.filter(run__provider__in=filters.providers)
     if filters.created_after:

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,6 +41,8 @@ PER_ENDPOINT = 10
 MAX_ENDPOINTS = 100
 MAX_CONCURRENT_ENDPOINTS = 32
 EXCERPT_BYTES = 1000
+# The allow-list of private targets; refusals name it so an operator knows what to change.
+ALLOW_PRIVATE_SETTING = "COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,13 @@ def job_for(delivery: WebhookDelivery) -> Job:
 # -- 2. send (no database in here) -----------------------------------------------------------------
 
 
+def target_guard(allow_private: Iterable[str]) -> HostGuard:
+    """The SSRF guard for webhook targets (no provider origin: private hosts only when allow-listed)."""
+    return HostGuard.for_base_url(None, allow_private, purpose="send to", setting=ALLOW_PRIVATE_SETTING)
+
+
 async def send_all(jobs: list[Job], timeout: float, allow_private: list[str]) -> list[Outcome]:
-    guard = HostGuard.for_base_url(None, allow_private)
+    guard = target_guard(allow_private)
     by_endpoint: dict[int, list[Job]] = defaultdict(list)
     for job in jobs:
         by_endpoint[job.endpoint_pk].append(job)
@@ -161,7 +169,7 @@ async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeou
                 outcome.status_code = response.status_code
                 outcome.excerpt = await _excerpt(response)
     except DownloadError as exc:  # Refused by the SSRF guard
-        outcome.error = exc.message.replace("fetch from", "send to").replace("fetch", "send to")
+        outcome.error = exc.message
     except httpx.ConnectTimeout:
         # The aiohttp transport reports a refused connection as a connect timeout too.
         outcome.error = f"Could not deliver to {redact(job.url)}: could not connect."

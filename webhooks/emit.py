@@ -79,13 +79,10 @@ def _enqueue(changes: list[Change]) -> int:
 
 def _run_payloads(changes: list[Change]) -> dict[int, dict[str, Any]]:
     """Each changed run's JSON exactly as the API shows it (runs.schemas), JSON-ready, by run pk."""
-    from runs.schemas import RunOut, run_rows, runs_json
+    from runs.schemas import json_ready, run_rows, runs_json
 
     rows = list(run_rows().filter(pk__in={c[1] for c in changes}).order_by())
-    return {
-        row["pk"]: RunOut.model_validate(data).model_dump(mode="json")
-        for row, data in zip(rows, runs_json(rows), strict=True)
-    }
+    return {row["pk"]: json_ready(data) for row, data in zip(rows, runs_json(rows), strict=True)}
 
 
 def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
@@ -104,7 +101,9 @@ def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
 
 
 def _messages(run_data: dict[str, Any], status_event: str | None, new_outputs: set[str]):
-    now = timezone.now().isoformat()
+    from runs.schemas import datetime_text
+
+    now = datetime_text(timezone.now())  # the API's format, like every time in the payload
     if status_event:
         yield status_event, {"type": status_event, "timestamp": now, "data": {"run": run_data}}
     for output in run_data["outputs"]:

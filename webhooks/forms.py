@@ -4,7 +4,8 @@ import httpx
 from django import forms
 from django.conf import settings
 
-from runs.safe_http import HostGuard, Refused
+from runs.safe_http import DEFAULT_PORTS, Refused
+from webhooks.delivery import target_guard
 from webhooks.models import EVENT_TYPES
 
 
@@ -23,9 +24,9 @@ class EndpointForm(forms.Form):
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https"):
             raise forms.ValidationError("Use an http:// or https:// URL.")
-        guard = HostGuard.for_base_url(None, settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
+        guard = target_guard(settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
         local = parsed.host.lower() in ("localhost", "localhost.localdomain")
-        if local and not guard.may_be_private(parsed.host, parsed.port or 80):
+        if local and not guard.may_be_private(parsed.host, parsed.port or DEFAULT_PORTS[parsed.scheme]):
             raise forms.ValidationError("Webhooks cannot target this server's own network (localhost).")
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).

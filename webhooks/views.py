@@ -7,25 +7,19 @@ organization's endpoint or delivery is a 404.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import Access, current_access, org_required
+from accounts.access import Access, org_required
 from webhooks.forms import EndpointForm
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
-def _get_endpoint(request: HttpRequest, code, *, manage: bool = False) -> tuple[WebhookEndpoint, bool]:
-    access = current_access(request)
-    if access is None:
-        raise Http404("You are not a member of any organization.")
-    endpoint = get_object_or_404(WebhookEndpoint, organization=access.organization, code=code)
-    if manage and not access.can_manage:
-        raise PermissionDenied("Only owners and admins can change webhooks.")
-    return endpoint, access.can_manage
+def _get_endpoint(access: Access, code) -> WebhookEndpoint:
+    """The endpoint if it belongs to the current organization, else 404 (STYLE.md rule 16)."""
+    return get_object_or_404(WebhookEndpoint, organization=access.organization, code=code)
 
 
 @require_http_methods(["GET", "POST"])
@@ -58,36 +52,36 @@ def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
     return render(request, "webhooks/endpoint_list.html", context, status=201 if created else 200)
 
 
-@login_required
-def endpoint_detail(request: HttpRequest, code) -> HttpResponse:
-    endpoint, can_manage = _get_endpoint(request, code)
+@org_required
+def endpoint_detail(request: HttpRequest, access: Access, code) -> HttpResponse:
+    endpoint = _get_endpoint(access, code)
     deliveries = endpoint.deliveries.order_by("-created", "-id")[:100]
-    context = {"endpoint": endpoint, "deliveries": deliveries, "can_manage": can_manage}
+    context = {"endpoint": endpoint, "deliveries": deliveries, "can_manage": access.can_manage}
     return render(request, "webhooks/endpoint_detail.html", context)
 
 
-@login_required
+@org_required(manage=True)
 @require_POST
-def endpoint_delete(request: HttpRequest, code) -> HttpResponse:
-    endpoint, _ = _get_endpoint(request, code, manage=True)
+def endpoint_delete(request: HttpRequest, access: Access, code) -> HttpResponse:
+    endpoint = _get_endpoint(access, code)
     endpoint.delete()
     messages.success(request, f"Deleted the webhook endpoint {endpoint.url}.")
     return redirect("webhooks:list")
 
 
-@login_required
+@org_required(manage=True)
 @require_POST
-def endpoint_toggle(request: HttpRequest, code) -> HttpResponse:
-    endpoint, _ = _get_endpoint(request, code, manage=True)
+def endpoint_toggle(request: HttpRequest, access: Access, code) -> HttpResponse:
+    endpoint = _get_endpoint(access, code)
     endpoint.is_active = not endpoint.is_active
     endpoint.save(update_fields=["is_active"])
     return redirect("webhooks:detail", code=endpoint.code)
 
 
-@login_required
+@org_required(manage=True)
 @require_POST
-def redeliver(request: HttpRequest, code, delivery) -> HttpResponse:
-    endpoint, _ = _get_endpoint(request, code, manage=True)
+def redeliver(request: HttpRequest, access: Access, code, delivery) -> HttpResponse:
+    endpoint = _get_endpoint(access, code)
     original = get_object_or_404(WebhookDelivery, endpoint=endpoint, code=delivery)
     original.redeliver()
     messages.success(request, f"Queued {original.event_type} ({original.event_id}) for redelivery.")

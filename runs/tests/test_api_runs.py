@@ -262,7 +262,9 @@ def test_it_filters_runs(client, org, provider, make_provider, make_run, key):
     [
         ("status=bogus", "status"),
         ("provider=nope", "provider"),
+        ("provider=status-box", "provider"),  # the field is the parser's, not a word in the message
         ("created_after=yesterday", "created_after"),
+        ("created_before=original", "created_before"),
         ("limit=0", "limit"),
         ("limit=201", "limit"),
         ("limit=ten", "limit"),

@@ -172,7 +172,8 @@ def test_it_refuses_loopback_when_it_is_not_the_providers_host(media):
         assert archive_due_outputs() == 0
     assert server.hits == []
     output.refresh_from_db()
-    assert "Refused" in output.archive_error
+    assert output.archive_error.startswith("Refused to fetch from 127.0.0.1:")
+    assert "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS" in output.archive_error
 
 
 def test_it_refuses_a_redirect_to_the_metadata_service(settings):

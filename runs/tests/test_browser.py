@@ -213,3 +213,18 @@ def test_other_pages(page, local, fake, make_run):
     page.fill("input[name=name]", "render-farm")
     page.click("button:has-text('Create key')")
     playwright_api.expect(page.locator("#new-key")).to_contain_text("ct_")
+
+
+def test_status_colours_agree_on_badges_bars_and_swatches(page, local, make_run):
+    """One colour per status (static/comfytrack.css sets it once as --status): check what Chromium paints."""
+    expected = {"succeeded": "rgb(47, 158, 68)", "failed": "rgb(224, 49, 49)", "timed_out": "rgb(240, 140, 0)"}
+    for status in expected:
+        make_run(local, status=status)
+    style = "(e, prop) => getComputedStyle(e)[prop]"
+    page.goto("/runs/")
+    badges = {s: page.locator(f"table.runs .badge.s-{s}").first.evaluate(style, "backgroundColor") for s in expected}
+    page.goto("/stats/")
+    bars = {s: page.locator(f"svg.chart rect.s-{s}").first.evaluate(style, "fill") for s in expected}
+    swatches = {s: page.locator(f".swatch.s-{s}").evaluate(style, "backgroundColor") for s in expected}
+    assert badges == bars == swatches == expected
+    assert page.locator(".swatch.s-queued").evaluate(style, "backgroundColor") == "rgb(116, 192, 252)"

@@ -41,6 +41,20 @@ def test_it_reports_bad_filters_instead_of_failing(org, other_org, make_provider
     assert not filters.providers and not filters.statuses and filters.created_after is None
 
 
+def test_it_names_the_field_of_each_bad_filter(org):
+    # Values that mention other filters' names: the field comes from the parser, not the wording.
+    query = "status=provider&origin=status&provider=created_after&created_after=origin&created_before=status"
+    filters = parse_filters(QueryDict(query), org)
+    assert [e.field for e in filters.errors] == ["status", "origin", "provider", "created_after", "created_before"]
+    assert str(filters.errors[2]) == "Unknown provider 'created_after'."
+
+
+def test_it_drops_nul_characters_from_every_filter(org):
+    filters = parse_filters(QueryDict("q=%00fo%00x&status=fail%00ed&provider=%00&origin=%00&created_after=%00"), org)
+    assert filters.q == "fox" and filters.statuses == ["failed"] and not filters.providers
+    assert not filters.errors and filters.created_after is None
+
+
 def test_it_searches_external_id_prompt_seed_and_checkpoint(provider, make_run, org):
     make_run(provider, "job-abc", workflow=WORKFLOW)
     make_run(provider, "job-xyz", workflow={})

@@ -76,8 +76,26 @@ def test_it_names_mapped_and_metadata_forms():
 # -- the guard ----------------------------------------------------------------------------------
 
 
+def guard_for(base_url: str | None, allowed=()) -> HostGuard:
+    return HostGuard.for_base_url(base_url, allowed, purpose="fetch from", setting="TEST_ALLOW_PRIVATE_HOSTS")
+
+
+def test_it_words_refusals_with_the_callers_purpose_and_setting():
+    guard = HostGuard.for_base_url(None, purpose="send to", setting="COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS")
+    with pytest.raises(Refused) as refused:
+        guard.check_url(httpx.URL("http://10.0.0.5/hook"))
+    assert refused.value.message == (
+        "Refused to send to 10.0.0.5:80: it is a private address (10.0.0.5) "
+        "(add it to COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS if it is trusted)."
+    )
+    with pytest.raises(Refused, match=r"^Refused to send to a ftp: URL"):
+        guard.check_url(httpx.URL("ftp://example.com/x"))
+    with pytest.raises(Refused, match=r"provider's own host \(add it to TEST_ALLOW_PRIVATE_HOSTS"):
+        guard_for("https://api.example.com").check_addresses("db.internal", 5432, ["10.1.2.3"])
+
+
 def test_it_allows_the_providers_own_private_host_and_port_only():
-    guard = HostGuard.for_base_url("http://192.168.1.20:8188")
+    guard = guard_for("http://192.168.1.20:8188")
     guard.check_addresses("192.168.1.20", 8188, ["192.168.1.20"])
     with pytest.raises(Refused):
         guard.check_addresses("192.168.1.20", 22, ["192.168.1.20"])
@@ -86,7 +104,7 @@ def test_it_allows_the_providers_own_private_host_and_port_only():
 
 
 def test_it_refuses_metadata_even_for_an_allowed_host():
-    guard = HostGuard.for_base_url("http://metadata.internal", ["169.254.169.254"])
+    guard = guard_for("http://metadata.internal", ["169.254.169.254"])
     with pytest.raises(Refused, match="metadata"):
         guard.check_addresses("metadata.internal", 80, ["169.254.169.254"])
     with pytest.raises(Refused, match="metadata"):
@@ -94,7 +112,7 @@ def test_it_refuses_metadata_even_for_an_allowed_host():
 
 
 def test_it_fails_closed_on_an_empty_or_mixed_dns_answer():
-    guard = HostGuard.for_base_url("https://api.example.com")
+    guard = guard_for("https://api.example.com")
     with pytest.raises(Refused, match="no address"):
         guard.check_addresses("cdn.example.com", 443, [])
     with pytest.raises(Refused, match="private"):
@@ -117,7 +135,7 @@ def test_it_parses_allowances(entry, expected):
 
 
 def test_it_honours_allowances_from_settings():
-    guard = HostGuard.for_base_url("https://cloud.comfy.org", ["gpu-box.lan:8188", "[::1]"])
+    guard = guard_for("https://cloud.comfy.org", ["gpu-box.lan:8188", "[::1]"])
     guard.check_addresses("gpu-box.lan", 8188, ["10.0.0.5"])
     guard.check_addresses("::1", 9999, ["::1"])
     with pytest.raises(Refused):
@@ -127,12 +145,12 @@ def test_it_honours_allowances_from_settings():
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://example.com/", "ftp://example.com/x", "http://[::1]/"])
 def test_it_refuses_bad_urls(url):
     with pytest.raises(Refused):
-        HostGuard.for_base_url("https://api.example.com").check_url(httpx.URL(url))
+        guard_for("https://api.example.com").check_url(httpx.URL(url))
 
 
 def resolve(base_url: str, host: str, port: int) -> list:
     async def go():
-        resolver = GuardedResolver(HostGuard.for_base_url(base_url))  # needs a running loop
+        resolver = GuardedResolver(guard_for(base_url))  # needs a running loop
         try:
             return await resolver.resolve(host, port)
         finally:
@@ -171,7 +189,7 @@ def download(handler, url: str = f"{OWN}/api/view?filename=x.png", *, max_bytes:
         return handler(request)
 
     async def go():
-        guard = HostGuard.for_base_url(OWN)
+        guard = guard_for(OWN)
         request = httpx.Request("GET", url, headers={"X-API-Key": "k-123", "Authorization": "Bearer k-123"})
         async with SafeDownloader(
             guard, max_bytes=max_bytes, deadline=5, transport=httpx.MockTransport(record)

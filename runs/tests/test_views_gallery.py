@@ -74,6 +74,13 @@ def test_it_filters_by_kind_and_provider(client, alice, output, org, make_provid
     assert bad.status_code == 200 and b"Unknown kind" in bad.content and b"cursor is not valid" in bad.content
 
 
+def test_it_reports_bad_gallery_filters_whatever_their_wording(client, alice, output):
+    client.force_login(alice)
+    content = client.get("/gallery/?provider=status-box&created_after=original&status=bogus").content.decode()
+    assert "Unknown provider &#x27;status-box&#x27;" in content and "created_after must be a date" in content
+    assert "Unknown status" not in content  # the gallery has no status filter
+
+
 def test_it_paginates(client, alice, provider, make_run):
     run = make_run(provider, status=Status.SUCCEEDED)
     for i in range(65):

@@ -107,6 +107,14 @@ def test_the_rows_fragment_keeps_the_order_and_stops_polling_once_all_finished(s
     assert "hx-trigger" not in fragment and fragment.count("Succeeded") == 2
 
 
+def test_it_ignores_nul_characters_in_filters(signed_in, provider, make_run):
+    # PostgreSQL refuses NUL in text: passed through to the search it made the page a 500 there.
+    make_run(provider, "fox-run")
+    response = signed_in.get("/runs/?q=%00&provider=%00")
+    assert response.status_code == 200 and b"fox-run" in response.content
+    assert b"fox-run" in signed_in.get("/runs/?q=fox%00-run").content
+
+
 def test_it_needs_a_login(client, provider, make_run):
     run = make_run(provider)
     assert client.get("/runs/").status_code == 302

@@ -6,6 +6,7 @@ import base64
 import hmac
 import itertools
 import json
+import re
 import socket
 import time
 from datetime import timedelta
@@ -94,6 +95,21 @@ def test_it_enqueues_status_and_output_events_after_commit(
     assert done["data"]["run"]["status"] == "succeeded" and done["data"]["run"]["provider"]["name"] == "Deploy"
     ids = WebhookDelivery.objects.values_list("event_id", flat=True)
     assert len(set(ids)) == len(ids) and all(i.startswith("msg_") for i in ids)
+
+
+def test_it_writes_times_exactly_as_the_api_does(
+    client, org, provider, make_run, make_endpoint, key, django_capture_on_commit_callbacks
+):
+    make_endpoint(org, "https://hooks.example.com/all")
+    created = timezone.now().replace(microsecond=123456)
+    run = make_run(provider, status=Status.QUEUED, created=created, queued=created)
+    with django_capture_on_commit_callbacks(execute=True):
+        run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    payload = WebhookDelivery.objects.get(event_type="run.succeeded").payload
+    api = client.get(f"/api/v1/runs/{run.code}", headers={"X-API-Key": key}).json()
+    assert payload["data"]["run"] == api
+    assert api["created"].endswith(".123Z")  # milliseconds and "Z", not microseconds
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["timestamp"])
 
 
 def test_it_costs_nothing_without_endpoints(provider, make_run, django_capture_on_commit_callbacks):
@@ -198,6 +214,17 @@ def test_it_refuses_private_targets_unless_allowed(org, receiver, make_endpoint,
     delivery.refresh_from_db()
     assert not receiver.requests and not delivery.delivered
     assert "loopback" in delivery.error and delivery.attempt == 1
+
+
+def test_it_names_the_webhook_setting_when_it_refuses_a_target(org, receiver, make_endpoint, settings):
+    settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = []
+    endpoint, _ = make_endpoint(org, receiver.url)
+    delivery = queue(endpoint)
+    deliver_due_webhooks()
+    delivery.refresh_from_db()
+    assert delivery.error.startswith("Refused to send to 127.0.0.1:")
+    assert "COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS" in delivery.error
+    assert "ARCHIVE" not in delivery.error and "provider" not in delivery.error
 
 
 def test_it_answers_non_2xx_and_connection_errors_as_failures(org, make_endpoint, settings):

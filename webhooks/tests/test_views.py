@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -47,6 +48,22 @@ def test_it_refuses_private_and_odd_targets(client, alice, url):
     assert response.status_code == 200 and not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "allowed, url, accepted",
+    [
+        (["localhost:443"], "https://localhost/x", True),
+        (["localhost:80"], "https://localhost/x", False),  # https's default port is 443, not 80
+        (["localhost:80"], "http://localhost/x", True),
+    ],
+)
+def test_it_checks_localhost_on_the_schemes_default_port(client, alice, settings, allowed, url, accepted):
+    settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = allowed
+    client.force_login(alice)
+    response = client.post(LIST, {"url": url})
+    assert response.status_code == (201 if accepted else 200)
+    assert WebhookEndpoint.objects.filter(url=url).exists() == accepted
+
+
 def test_it_lets_viewers_look_but_not_change(client, bob, org, make_endpoint):
     endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
     delivery = delivery_for(endpoint)
@@ -71,6 +88,16 @@ def test_it_hides_other_orgs(client, charlie, org, make_endpoint):
     assert client.post(f"{LIST}{endpoint.code}/toggle/").status_code == 404
     assert client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/").status_code == 404
     assert WebhookEndpoint.objects.filter(is_active=True).count() == 1
+
+
+def test_it_treats_every_page_alike_for_a_user_without_an_organization(client, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    client.force_login(get_user_model().objects.create_user("dave", password="password"))
+    pages = [("get", LIST), ("get", f"{LIST}{endpoint.code}/"), ("post", f"{LIST}{endpoint.code}/toggle/")]
+    for method, url in pages:
+        response = getattr(client, method)(url)
+        assert response.status_code == 403 and b"No organization yet" in response.content, url
+    assert WebhookEndpoint.objects.get().is_active
 
 
 def test_it_redelivers_pauses_and_deletes(client, alice, org, make_endpoint):
