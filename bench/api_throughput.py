@@ -1,7 +1,7 @@
 """JSON API throughput (a script, not a test): GET /api/v1/runs?limit=50 and GET /api/v1/runs/{id}.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/ct_bench_api python bench/api_throughput.py \
-        [--runs 100000] [--clients 32] [--seconds 30] [--workers 2] [--threads 8] [--url http://127.0.0.1:8000]
+        [--runs 100000] [--clients 32] [--seconds 30] [--warmup 5] [--workers 2] [--threads 8] [--url http://127.0.0.1:8000]
 
 Seeds runs like bench/pages.py (COPY on PostgreSQL) and issues an API key. Without --url it serves the app
 itself: under gunicorn when it is installed (`gunicorn -w WORKERS --threads THREADS`), else with a
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of load before each measurement")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--url", help="an already running server (else one is started)")
@@ -207,6 +208,9 @@ def main() -> None:
             ("GET /runs?limit=50", "/api/v1/runs?limit=50"),
             ("GET /runs/{id}", f"/api/v1/runs/{run_code}"),
         ]:
+            # Warm up first: fresh worker threads open their database connections and prepare their
+            # statements on first use, which is not the steady state being measured.
+            asyncio.run(load(base + path, key, args.clients, args.warmup), loop_factory=new_event_loop)
             before = server_cpu(pids)
             count, latencies, errors = asyncio.run(
                 load(base + path, key, args.clients, args.seconds), loop_factory=new_event_loop

@@ -121,7 +121,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that skips the `SELECT 1` round trip while the socket is quiet.
+    DATABASES["default"]["ENGINE"] = "comfytrack.postgresql"
+if DATABASES["default"]["ENGINE"] == "comfytrack.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
     # Server-side parameter binding, and a statement run 5 times on a connection is prepared: PostgreSQL
     # then stops re-planning the API's and the sweep's hot queries (about half of its CPU per API request,
     # bench/api_throughput.py). Turn off behind a pooler that cannot keep prepared statements (PgBouncer
