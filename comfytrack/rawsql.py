@@ -88,7 +88,12 @@ class CompiledValuesQuery:
             slots = [next(i for i, s in enumerate(sentinels) if type(s) is type(p) and s == p) for p in params]
         except StopIteration:
             return None  # the backend adapted a value: its SQL cannot be reused with raw values
-        names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        # As `ValuesIterable` names the columns.
+        names = (
+            list(query.selected)
+            if query.selected
+            else [*query.extra_select, *query.values_select, *query.annotation_select]
+        )
         converters = [
             (index, functions, expression)
             for index, (functions, expression) in compiler.get_converters([s[0] for s in compiler.select]).items()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as timezone_offset
 
 import pytest
 import time_machine
@@ -16,6 +17,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from providers.fake.state import QUEUED, RUNNING, SUCCEEDED
 from runs.models import EventSource, Run, RunEvent, RunOutput, Status
+from runs.schemas import datetime_text
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
@@ -487,3 +489,19 @@ def test_it_keeps_the_hook_under_the_api(client, terminal):
     # Covered in depth by test_webhooks.py; here: the route is part of the documented API.
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/hooks/comfydeploy/{provider_id}/{token}" in schema["paths"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 30, 12, 0, 0, 999_999, tzinfo=UTC),  # truncated, never rounded up
+        datetime(2026, 11, 30, 12, 0, 0, 1_000, tzinfo=UTC),
+        datetime(2026, 11, 30, 12, 0, 0, 5, tzinfo=UTC),
+        datetime(2026, 11, 30, 12, 0, 0, 123_456, tzinfo=timezone_offset(timedelta(hours=5, minutes=30))),
+        datetime(2026, 11, 30, 12, 0, 0, 123_456),  # naive
+        uuid.UUID(int=7),
+    ],
+)
+def test_times_are_written_exactly_as_ninjas_encoder_writes_them(value):
+    assert datetime_text(value) == DjangoJSONEncoder().default(value)
