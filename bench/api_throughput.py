@@ -135,7 +135,8 @@ def _children(pid: int) -> list[int]:
 
 def server_cpu(server_pids: list[int]) -> dict[str, dict[int, float]]:
     """CPU so far of the app server's processes and of PostgreSQL's backends for this database: per request
-    it is a figure that other work sharing the machine disturbs far less than requests/s."""
+    it is a figure that other work sharing the machine disturbs far less than requests/s. The backends are
+    read from this machine's /proc, so the database figure means something only for a local PostgreSQL."""
     from django.db import connection
 
     app = {pid: _cpu_seconds(pid) for root in server_pids for pid in (root, *_children(root))}
@@ -150,8 +151,10 @@ def server_cpu(server_pids: list[int]) -> dict[str, dict[int, float]]:
 
 
 def cpu_per_request(before: dict, after: dict, requests: int) -> str:
+    # Processes gone by the second sample read 0 and are left out (their last share is lost, never negative).
     spent = {
-        part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items()) for part in ("app", "database")
+        part: sum(max(cpu - before[part].get(pid, 0.0), 0.0) for pid, cpu in after[part].items() if cpu)
+        for part in ("app", "database")
     }
     return f"{spent['app'] / max(requests, 1) * 1000:.2f} / {spent['database'] / max(requests, 1) * 1000:.2f}"
 

@@ -70,7 +70,8 @@ class CompiledValuesQuery:
     parameter is one of those stand-ins passed through unchanged, so later runs only swap in real values.
     That holds on PostgreSQL. Where the backend rewrites a value (SQLite turns datetimes and UUIDs into
     text; integers pass) `compile` gives None and callers keep the ORM. Rows come back exactly as
-    `.values()` gives them: the compiler's own converters, applied with the calling thread's connection.
+    `.values()` gives them: the compiler's own converters, passed the calling thread's connection (they
+    are bound to the compiling thread's `connection.ops`, which holds no per-connection state they use).
     """
 
     def __init__(self, sql: str, slots: list[int], names: list[str], converters: list[tuple[int, list, Any]]):

@@ -2,10 +2,12 @@
 
 With `CONN_HEALTH_CHECKS`, Django sends `SELECT 1` on every request that reuses a persistent
 connection: a round trip and a statement per API request, a fifth of a detail request's time under
-load (bench/api_throughput.py). An idle connection with nothing to read is one the server has not
-closed, so only when the socket has something pending (the server's "terminating connection" message,
-or end of file after a restart or crash) is the full check run. Connections the network silently drops
-are caught by neither check and still fail on first use, as before.
+load (bench/api_throughput.py). An idle connection (no transaction open, no result pending) whose socket
+has nothing to read is one the server has not closed, so the full check runs only otherwise: when the
+server has written (its "terminating connection" message) or closed the socket after a restart or crash,
+inside a transaction (an aborted one must fail the check), or when the socket cannot be polled. Still
+missed, as by `SELECT 1` itself: a connection the network drops silently, and a termination message
+libpq has already read into its own buffer; both fail on first use, as before.
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ from __future__ import annotations
 import select
 
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def is_usable(self) -> bool:
         connection = self.connection
-        if connection is None or connection.closed or connection.broken:
+        if connection is None or connection.closed:
             return False
-        try:
-            readable, _, _ = select.select([connection.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable or super().is_usable()
+        if connection.info.transaction_status == TransactionStatus.IDLE and not _readable(connection.fileno()):
+            return True
+        return super().is_usable()
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has data or end of file waiting (poll: no 1024 limit on descriptors, unlike select)."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True  # cannot tell: let the full check decide

@@ -505,3 +505,11 @@ def test_it_keeps_the_hook_under_the_api(client, terminal):
 )
 def test_times_are_written_exactly_as_ninjas_encoder_writes_them(value):
     assert datetime_text(value) == DjangoJSONEncoder().default(value)
+
+
+def test_an_error_document_with_numbers_beyond_64_bits_still_lists(client, provider, make_run, key):
+    run = make_run(provider, status=Status.FAILED, error={"message": "bad", "node_id": 18446744073709551617})
+    page = get(client, "/runs", key)
+    assert page.status_code == 200
+    assert page.json()["items"][0]["error"]["node_id"] == "18446744073709551617"
+    assert get(client, f"/runs/{run.code}", key).json()["error"]["node_id"] == "18446744073709551617"
