@@ -5,8 +5,9 @@ Both go through `apply_many`, so there is one implementation of the rules:
 2. Each run's changes are written with a conditional UPDATE on the status that was read: a run
    another worker changed first is re-read and left alone. On PostgreSQL a batch is written with one
    `UPDATE … FROM unnest(…) … RETURNING` per shape of change (runs.bulk), not one statement per run.
-3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction;
-   the output counter grows by the rows actually inserted.
+3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction.
+   The output counter grows in the run's own UPDATE by the outputs found new, and is corrected by the
+   rows a concurrent writer inserted first, so it always equals the rows stored.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from runs.bulk import add_to, insert_rows, update_where
 from webhooks.emit import announce_run_changes
 
 if TYPE_CHECKING:
-    from runs.models import Run
+    from runs.models import Run, RunOutput
 
 
 @dataclass
@@ -68,12 +69,18 @@ def apply_many(
     `extra` fields (the sync engine's bookkeeping) ride along in the run's UPDATE; when the race is
     lost they are not written, and the run object then shows the other worker's state.
     """
-    from runs.models import RunEvent
+    from runs.models import Run, RunEvent
 
     now = now or timezone.now()
     plans = [plan(run, snapshot, now, extra) for run, snapshot, extra in items]
     results = [False] * len(plans)
     with transaction.atomic():
+        # New outputs are known before the run's UPDATE, so the output counter grows in that same
+        # statement: a second UPDATE of the row cost PostgreSQL as much as the first (bench/sync_write_floor.py).
+        outputs = output_changes([(p.run, p.snapshot.outputs) for p in plans if p is not None and p.records_outputs])
+        for p in plans:
+            if p is not None and outputs.new.get(p.run.pk):
+                p.changes["n_outputs"] = len(outputs.new[p.run.pk])
         won = conditional_update([p for p in plans if p is not None and p.changes])
         applied: list[Plan] = []
         for index, p in enumerate(plans):
@@ -83,12 +90,18 @@ def apply_many(
                 p.run.refresh_from_db()
                 continue
             for name, value in p.changes.items():
-                setattr(p.run, name, value)
+                if name != "n_outputs":  # an increment, settled below
+                    setattr(p.run, name, value)
             applied.append(p)
             results[index] = p.status_changes
         insert_rows(RunEvent, [event(p, source, now) for p in applied if p.status_changes])
         new_keys: dict[int, list[str]] = defaultdict(list)
-        record_outputs_many([(p.run, p.snapshot.outputs) for p in applied if p.records_outputs], new_keys=new_keys)
+        counted = {p.run.pk: len(outputs.new.get(p.run.pk, ())) for p in applied}
+        added = outputs.write({p.run.pk for p in applied}, new_keys)
+        # Rows a concurrent writer inserted first were skipped by the unique constraint: take them back.
+        add_to(Run, "n_outputs", {pk: added.get(pk, 0) - n for pk, n in counted.items() if added.get(pk, 0) != n})
+        for p in applied:
+            p.run.n_outputs += added.get(p.run.pk, 0)
         # Outbound webhooks: the messages are written once this transaction commits (never for a change
         # that rolled back) and sent later by webhooks.delivery, outside the sweep.
         announce_run_changes([(p.run, p.status_changes, new_keys.get(p.run.pk, [])) for p in applied])
@@ -121,43 +134,66 @@ def conditional_update(plans: list[Plan]) -> set[int]:
     won: set[int] = set()
     for names, group in shapes.items():
         rows = [(p.run.pk, p.old_status, [p.changes[name] for name in names]) for p in group]
-        won |= update_where(Run, names, rows, guard="status")
+        won |= update_where(Run, names, rows, guard="status", increments=("n_outputs",))
     return won
 
 
-def record_outputs_many(
-    pairs: list[tuple[Run, Sequence[OutputRef]]], *, new_keys: dict[int, list[str]] | None = None
-) -> int:
-    """Upsert outputs by provider key for several runs; refresh re-signed URLs. Returns how many are new.
+@dataclass
+class OutputChanges:
+    """What a batch of snapshots changes in the runs' outputs: new rows per run pk, re-signed URLs."""
 
-    Runs known to have no outputs yet skip the read; inserts are one statement, and a duplicate from a
-    concurrent writer (webhook and poll at once) is dropped by the unique (run, key) constraint.
-    `new_keys`, when given, receives the keys of the new outputs per run pk.
-    """
-    from runs.models import Run, RunOutput
+    new: dict[int, list[dict[str, Any]]]
+    refreshed: dict[int, list[tuple[RunOutput, OutputRef]]]
 
-    if not pairs:
-        return 0
+    def write(self, run_pks: set[int], new_keys: dict[int, list[str]] | None = None) -> Counter:
+        """Write the changes of `run_pks`; returns the rows inserted per run pk (and their keys in `new_keys`)."""
+        from runs.models import RunOutput
+
+        for pk in run_pks:
+            for current, ref in self.refreshed.get(pk, ()):
+                current.refresh_url(ref)
+        rows = [row for pk in run_pks for row in self.new.get(pk, ())]
+        # Only the rows actually inserted count: a concurrent writer's duplicate is skipped by the constraint.
+        inserted = insert_rows(RunOutput, rows, skip_conflicts=True, returning=("run", "key"))
+        if new_keys is not None:
+            for run_id, key in inserted:
+                new_keys[run_id].append(key)
+        return Counter(run_id for run_id, _ in inserted)
+
+
+def output_changes(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> OutputChanges:
+    """Compare each run's reported outputs with its stored ones (upsert by provider key). Runs known to
+    have no outputs yet skip the read."""
+    from runs.models import RunOutput
+
     existing: dict[int, dict[str, RunOutput]] = defaultdict(dict)
     with_outputs = [run.pk for run, _ in pairs if run.n_outputs]
     if with_outputs:
         for output in RunOutput.objects.filter(run_id__in=with_outputs):
             existing[output.run_id][output.key] = output
-    new: list[dict[str, Any]] = []
+    changes = OutputChanges(defaultdict(list), defaultdict(list))
     for run, refs in pairs:
         for ref in {ref.key[:500]: ref for ref in refs}.values():
             current = existing[run.pk].get(ref.key[:500])
             if current is None:
-                new.append({"run_id": run.pk, "organization_id": run.organization_id, **RunOutput.fields_from_ref(ref)})
+                fields = RunOutput.fields_from_ref(ref)
+                changes.new[run.pk].append({"run_id": run.pk, "organization_id": run.organization_id, **fields})
             elif ref.url[:2000] != current.provider_url:
-                current.refresh_url(ref)
-    # Only the rows actually inserted count: a concurrent writer's duplicate is skipped by the constraint.
-    inserted = insert_rows(RunOutput, new, skip_conflicts=True, returning=("run", "key"))
-    added = Counter(run_id for run_id, _ in inserted)
+                changes.refreshed[run.pk].append((current, ref))
+    return changes
+
+
+def record_outputs_many(
+    pairs: list[tuple[Run, Sequence[OutputRef]]], *, new_keys: dict[int, list[str]] | None = None
+) -> int:
+    """Upsert outputs by provider key for several runs outside a status change; refresh re-signed URLs.
+    Returns how many are new; `new_keys`, when given, receives the keys of the new outputs per run pk."""
+    from runs.models import Run
+
+    if not pairs:
+        return 0
+    added = output_changes(pairs).write({run.pk for run, _ in pairs}, new_keys)
     add_to(Run, "n_outputs", added)
     for run, _ in pairs:
         run.n_outputs += added.get(run.pk, 0)
-    if new_keys is not None:
-        for run_id, key in inserted:
-            new_keys[run_id].append(key)
-    return len(inserted)
+    return sum(added.values())

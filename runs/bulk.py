@@ -11,7 +11,7 @@ constant and leaves the per-value work to psycopg's C dumpers (measured on 2,000
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -100,18 +100,27 @@ def update_where(
     rows: Sequence[tuple[Any, Any, Sequence[Any]]],
     *,
     guard: str,
+    increments: Collection[str] = (),
 ) -> set[Any]:
     """UPDATE rows given as (pk, expected value of `guard`, values of `names`) where `guard` still has
-    its expected value; returns the pks written."""
+    its expected value; returns the pks written. Columns named in `increments` grow by their value
+    instead of taking it (another writer may move a counter meanwhile)."""
     if not rows:
         return set()
     if connection.vendor != "postgresql":
         # One statement per row is cheap in-process (SQLite), and it lacks typed arrays.
         manager = model._base_manager
+
+        def assigned(name: str, value: Any) -> Any:
+            return models.F(name) + value if name in increments else value
+
         return {
             pk
             for pk, expected, values in rows
-            if manager.filter(pk=pk, **{guard: expected}).update(**dict(zip(names, values, strict=True))) == 1
+            if manager.filter(pk=pk, **{guard: expected}).update(
+                **{name: assigned(name, value) for name, value in zip(names, values, strict=True)}
+            )
+            == 1
         }
     meta = model._meta
     fields = [meta.get_field(name) for name in names]
@@ -119,7 +128,10 @@ def update_where(
     quote = connection.ops.quote_name
     keys = [meta.pk, guard_field, *fields]
     aliases = ["_pk", "_guard", *(f"_{index}" for index in range(len(fields)))]
-    assignments = ", ".join(f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases[2:], strict=True))
+    assignments = ", ".join(
+        f"{quote(f.column)} = " + (f"r.{quote(f.column)} + v.{alias}" if f.name in increments else f"v.{alias}")
+        for f, alias in zip(fields, aliases[2:], strict=True)
+    )
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
         f"FROM {_unnest(keys)} AS v({', '.join(aliases)}) "

@@ -73,3 +73,13 @@ def test_add_to_increments_counters_in_one_statement(provider, make_run, django_
         5,
         1,
     ]
+
+
+def test_update_grows_increment_columns_and_sets_the_rest(provider, make_run) -> None:
+    run = make_run(provider, status="running", n_outputs=2)
+    Run.objects.filter(pk=run.pk).update(n_outputs=5)  # another writer moved the counter meanwhile
+    won = update_where(
+        Run, ("status", "n_outputs"), [(run.pk, "running", ["succeeded", 3])], guard="status", increments=("n_outputs",)
+    )
+    assert won == {run.pk}
+    assert Run.objects.values_list("status", "n_outputs").get(pk=run.pk) == ("succeeded", 8)

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from providers.clients.base import OutputKind, OutputRef, RunError, RunSnapshot, RunStatus
 from runs.models import EventSource, Run, RunEvent, Status
@@ -146,3 +147,31 @@ def test_apply_many_writes_a_batch_and_leaves_runs_that_changed_meanwhile(provid
     assert (fresh[runs[2].pk].status, fresh[runs[2].pk].progress) == ("running", 0.4)
     assert fresh[runs[3].pk].status == "pending"
     assert RunEvent.objects.filter(run__in=runs).count() == 2
+
+
+def test_the_output_counter_grows_with_the_status_and_stays_true_when_another_writer_won(run):
+    from runs.models import RunOutput
+
+    ref = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png")
+    # Another writer (the inbound webhook) stored the same output first; this copy of the run has not seen it.
+    other = Run.objects.get(pk=run.pk)
+    other.record_outputs([ref])
+    assert run.n_outputs == 0
+    second = OutputRef(key="9/b.png", filename="b.png", kind=OutputKind.IMAGE, url="https://x/b.png")
+    run.apply(snap(RunStatus.SUCCEEDED, outputs=(ref, second)), EventSource.POLL)
+    run.refresh_from_db()
+    assert run.n_outputs == RunOutput.objects.filter(run=run).count() == 2
+    # Without a race the counter rides along in the status UPDATE: no second UPDATE of the run.
+    fresh = Run.objects.get(pk=make_second(run).pk)
+    with CaptureQueriesContext(connection) as queries:
+        fresh.apply(snap(RunStatus.SUCCEEDED, outputs=(ref,)), EventSource.POLL)
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "runs_run"')]
+    assert len(updates) == 1 and "n_outputs" in updates[0]
+    fresh.refresh_from_db()
+    assert fresh.n_outputs == 1 and fresh.status == Status.SUCCEEDED
+
+
+def make_second(run: Run) -> Run:
+    return Run.objects.create(
+        organization=run.organization, provider=run.provider, credential=run.credential, external_id="second"
+    )
