@@ -69,16 +69,28 @@ class CompiledValuesQuery:
     request. `build(*sentinels)` makes the queryset from stand-in values; its SQL is kept if every
     parameter is one of those stand-ins passed through unchanged, so later runs only swap in real values.
     That holds on PostgreSQL. Where the backend rewrites a value (SQLite turns datetimes and UUIDs into
-    text; integers pass) `compile` gives None and callers keep the ORM. Rows come back exactly as
-    `.values()` gives them: the compiler's own converters, passed the calling thread's connection (they
-    are bound to the compiling thread's `connection.ops`, which holds no per-connection state they use).
+    text; integers pass) the SQL is not `reusable` and `rows` builds and runs the queryset each time, so
+    callers need no second path. Rows come back exactly as `.values()` gives them: the compiler's own
+    converters, passed the calling thread's connection (they are bound to the compiling thread's
+    `connection.ops`, which holds no per-connection state they use).
     """
 
-    def __init__(self, sql: str, slots: list[int], names: list[str], converters: list[tuple[int, list, Any]]):
-        self.sql, self.slots, self.names, self.converters = sql, slots, names, converters
+    def __init__(
+        self,
+        build: Callable[..., QuerySet],
+        sql: str | None = None,
+        slots: Sequence[int] = (),
+        names: Sequence[str] = (),
+        converters: Sequence[tuple[int, list, Any]] = (),
+    ):
+        self.build, self.sql, self.slots, self.names, self.converters = build, sql, slots, names, converters
+
+    @property
+    def reusable(self) -> bool:
+        return self.sql is not None
 
     @classmethod
-    def compile(cls, build: Callable[..., QuerySet], sentinels: Sequence[Any]) -> CompiledValuesQuery | None:
+    def compile(cls, build: Callable[..., QuerySet], sentinels: Sequence[Any]) -> CompiledValuesQuery:
         queryset = build(*sentinels)
         query = queryset.query
         if query.low_mark or query.high_mark is not None:
@@ -88,7 +100,7 @@ class CompiledValuesQuery:
         try:
             slots = [next(i for i, s in enumerate(sentinels) if type(s) is type(p) and s == p) for p in params]
         except StopIteration:
-            return None  # the backend adapted a value: its SQL cannot be reused with raw values
+            return cls(build)  # the backend adapted a value: its SQL cannot be reused with raw values
         # As `ValuesIterable` names the columns.
         names = (
             list(query.selected)
@@ -99,9 +111,12 @@ class CompiledValuesQuery:
             (index, functions, expression)
             for index, (functions, expression) in compiler.get_converters([s[0] for s in compiler.select]).items()
         ]
-        return cls(sql, slots, names, converters)
+        return cls(build, sql, slots, names, converters)
 
     def rows(self, values: Sequence[Any], limit: int | None = None) -> list[dict[str, Any]]:
+        if self.sql is None:
+            queryset = self.build(*values)
+            return list(queryset if limit is None else queryset[:limit])
         params = [values[slot] for slot in self.slots]
         sql = self.sql
         if limit is not None:

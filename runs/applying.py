@@ -183,16 +183,14 @@ def output_changes(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> OutputChange
     return changes
 
 
-def record_outputs_many(
-    pairs: list[tuple[Run, Sequence[OutputRef]]], *, new_keys: dict[int, list[str]] | None = None
-) -> int:
+def record_outputs_many(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> int:
     """Upsert outputs by provider key for several runs outside a status change; refresh re-signed URLs.
-    Returns how many are new; `new_keys`, when given, receives the keys of the new outputs per run pk."""
+    Returns how many are new."""
     from runs.models import Run
 
     if not pairs:
         return 0
-    added = output_changes(pairs).write({run.pk for run, _ in pairs}, new_keys)
+    added = output_changes(pairs).write({run.pk for run, _ in pairs})
     add_to(Run, "n_outputs", added)
     for run, _ in pairs:
         run.n_outputs += added.get(run.pk, 0)

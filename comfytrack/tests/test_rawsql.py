@@ -56,8 +56,8 @@ def test_compiled_pages_equal_the_orm_pages(org, mixed_runs):
     assert compiled[-1]["error"]["node_id"] == "7"
     # The first page (an integer parameter) compiles everywhere. After a cursor, SQLite rewrites the
     # datetime and UUID parameters, so there the ORM serves the same rows.
-    assert _compiled_page(False) is not None
-    assert (_compiled_page(True) is not None) is ON_POSTGRESQL
+    assert _compiled_page(False).reusable
+    assert _compiled_page(True).reusable is ON_POSTGRESQL
 
 
 @pytest.mark.django_db
@@ -67,18 +67,21 @@ def test_compiled_detail_equals_the_orm_and_scopes_by_organization(org, other_or
         assert organization_run_json(org.pk, run.code) == run_json_or_none(run_rows().filter(pk=run.pk))
     assert organization_run_json(org.pk, theirs.code) is None
     assert organization_run_json(other_org.pk, theirs.code)["id"] == theirs.code
-    assert (_compiled_detail() is not None) is ON_POSTGRESQL
+    assert _compiled_detail().reusable is ON_POSTGRESQL
 
 
 @pytest.mark.django_db
-def test_it_refuses_sql_whose_parameters_are_not_all_stand_ins():
+def test_it_refuses_sql_whose_parameters_are_not_all_stand_ins(org, provider, make_run):
+    make_run(provider, status="failed")
+
     # "failed" is a parameter the caller did not pass as a stand-in: reusing the SQL would freeze it.
-    assert (
-        CompiledValuesQuery.compile(
-            lambda org: Run.objects.filter(organization=org, status="failed").values("code"), [-5]
-        )
-        is None
-    )
+    def failed(org):
+        return Run.objects.filter(organization=org, status="failed").values("code")
+
+    refused = CompiledValuesQuery.compile(failed, [-5])
+    assert not refused.reusable
+    # It still answers, through the ORM, with the real values.
+    assert refused.rows([org.pk]) == list(failed(org.pk)) and refused.rows([org.pk])
     with pytest.raises(ValueError, match="slice"):
         CompiledValuesQuery.compile(lambda org: Run.objects.filter(organization=org).values("code")[:5], [-5])
 
