@@ -117,7 +117,7 @@ async def load(url: str, key: str, clients: int, seconds: float) -> tuple[int, l
     return len(latencies), latencies, errors
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU of one process so far (Linux /proc), 0 once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -139,14 +139,14 @@ def server_cpu(server_pids: list[int]) -> dict[str, dict[int, float]]:
     read from this machine's /proc, so the database figure means something only for a local PostgreSQL."""
     from django.db import connection
 
-    app = {pid: _cpu_seconds(pid) for root in server_pids for pid in (root, *_children(root))}
+    app = {pid: cpu_seconds(pid) for root in server_pids for pid in (root, *_children(root))}
     database = {}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-            database = {pid: _cpu_seconds(pid) for (pid,) in cursor.fetchall()}
+            database = {pid: cpu_seconds(pid) for (pid,) in cursor.fetchall()}
     return {"app": app, "database": database}
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from api_throughput import _cpu_seconds  # noqa: E402
+from api_throughput import cpu_seconds  # noqa: E402
 from sync_throughput import setup_django  # noqa: E402
 
 STEPS = ("status", "event", "output", "lease")
@@ -59,7 +59,7 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE runs_run, runs_runoutput, runs_runevent")
         pks = list(Run.objects.filter(organization=org).values_list("pk", flat=True))
-        cpu, started = _cpu_seconds(backend), time.perf_counter()
+        cpu, started = cpu_seconds(backend), time.perf_counter()
         for start in range(0, len(pks), 1000):
             batch = pks[start : start + 1000]
             if "lease" in steps:  # its own transaction, as the sweep's claim
@@ -77,7 +77,7 @@ def main() -> None:
                 if "output" in steps:
                     output = {"organization_id": org.pk, "key": "9:a.png", "kind": "image", "filename": "a.png"}
                     insert_rows(RunOutput, [{"run_id": pk, **output} for pk in batch], skip_conflicts=True)
-        spent, elapsed = _cpu_seconds(backend) - cpu, time.perf_counter() - started
+        spent, elapsed = cpu_seconds(backend) - cpu, time.perf_counter() - started
         print(
             f"  {' + '.join(steps):42} {spent / args.n * 1e6:6.0f} µs"
             f"  (-> at most {args.n / spent if spent else float('inf'):8,.0f} runs/s per core; wall {elapsed:.2f} s)"

@@ -1,5 +1,5 @@
-"""Leave room in each page of runs_run so the sweep's frequent bookkeeping updates (lease, next poll
-time: columns no index covers) can be HOT updates that write no index entries. PostgreSQL only."""
+"""Leave room in each page of runs_run so the sweep's frequent bookkeeping updates that touch no indexed
+column (the lease) can be HOT updates that write no index entries. PostgreSQL only."""
 
 from django.db import migrations
 
