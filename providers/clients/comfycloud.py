@@ -14,6 +14,7 @@ that unless the provider config says `{"allow_global_interrupt": true}`.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -69,7 +70,9 @@ V2_STATUS: dict[str, RunStatus] = {
 }
 V2_KINDS = {"image": OutputKind.IMAGE, "video": OutputKind.VIDEO, "audio": OutputKind.AUDIO, "text": OutputKind.TEXT}
 IN_FLIGHT_FILTER = "pending,in_progress"
+FINISHED_FILTER = "completed,failed,cancelled"
 LIST_LIMIT = 1000  # the spec's maximum page size
+MAX_LIST_PAGES = 20  # per list call of one fetch_many: 20,000 jobs read at most
 END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
 
@@ -112,6 +115,7 @@ class JobDetail(_Model):
 
 class JobList(_Model):
     jobs: list[dict[str, Any]]
+    pagination: dict[str, Any] | None = None
 
 
 class V2Error(_Model):
@@ -164,6 +168,10 @@ class ComfyCloudClient(ProviderClient):
         except ValidationError:
             raise ProviderError('Comfy Cloud config: "api" must be "v1" or "v2".', permanent=True) from None
         self.v2 = self.conf.api == "v2"
+        # Finished-list entries read by this client so far (see fetch_many), by job id.
+        self._finished: dict[str, dict[str, Any]] = {}
+        self._finished_pages = 0
+        self._finished_ended = False
         if self.v2:
             self.has_list_call = False  # no list endpoint in v2 (openapi-v2.yaml)
 
@@ -215,33 +223,82 @@ class ComfyCloudClient(ProviderClient):
         return self.v1_snapshot(self.validate(JobDetail, self.json(response), what))
 
     async def fetch_many(self, external_ids: Iterable[str]) -> dict[str, RunSnapshot | ProviderError]:
-        """v1: one `GET /api/jobs?status=pending,in_progress` answers every run still in flight; the
-        ids it doesn't list have finished (or vanished) and are fetched one by one for their outputs."""
+        """v1: list calls answer most runs, a page of up to 1,000 jobs per request.
+
+        1. `GET /api/jobs?status=pending,in_progress` pages through the jobs in flight.
+        2. The ids not in flight have finished (or vanished): they are looked up in the finished list
+           (`status=completed,failed,cancelled`, newest first). An entry is the whole answer when it
+           shows every output: none, or one (`preview_output` is then that output: ComfyUI's
+           get_outputs_summary). The pages read stay with this client (one sweep): a finished job stays
+           finished, so the sweep's later batches find theirs without reading the list again.
+        3. Whatever is left (more outputs, beyond the pages read, vanished) is fetched one by one.
+        """
         ids = list(dict.fromkeys(external_ids))
         if self.v2 or not ids:
             return await super().fetch_many(ids)
         try:
-            listed = await self._list_in_flight()
+            results: dict[str, RunSnapshot | ProviderError] = await self._in_flight(set(ids))
         except ProviderError as exc:
             return dict.fromkeys(ids, exc)
-        results: dict[str, RunSnapshot | ProviderError] = {i: listed[i] for i in ids if i in listed}
-        missing = [i for i in ids if i not in listed]
+        missing = [i for i in ids if i not in results]
         if missing:
+            with contextlib.suppress(ProviderError):  # the one-by-one calls below still answer
+                await self._read_finished_until(set(missing))
+            for job_id in missing:
+                if (entry := self._finished.get(job_id)) is not None and (snapshot := self._list_snapshot(entry)):
+                    results[job_id] = snapshot
+            missing = [i for i in ids if i not in results]
             results.update(await super().fetch_many(missing))
         return {i: results[i] for i in ids}
 
-    async def _list_in_flight(self) -> dict[str, RunSnapshot]:
-        params = {"status": IN_FLIGHT_FILTER, "limit": LIST_LIMIT, "offset": 0}
+    async def _in_flight(self, wanted: set[str]) -> dict[str, RunSnapshot]:
+        found: dict[str, RunSnapshot] = {}
+        for page in range(min(MAX_LIST_PAGES, len(wanted) // LIST_LIMIT + 2)):
+            jobs, more = await self._list_page(IN_FLIGHT_FILTER, page * LIST_LIMIT)
+            for entry in jobs:
+                if entry.get("id") in wanted and (snapshot := self._list_snapshot(entry)) is not None:
+                    found[entry["id"]] = snapshot
+            if len(found) == len(wanted) or not more:
+                break
+        return found
+
+    async def _read_finished_until(self, wanted: set[str]) -> None:
+        """Read further finished pages until every wanted id was seen, the list ends, or MAX_LIST_PAGES
+        pages in all (the account may hold far more jobs than comfytrack follows)."""
+        more_pages = self._finished_pages < MAX_LIST_PAGES and not self._finished_ended
+        while more_pages and not wanted <= self._finished.keys():
+            jobs, more = await self._list_page(FINISHED_FILTER, self._finished_pages * LIST_LIMIT)
+            self._finished_pages += 1
+            for entry in jobs:
+                self._finished.setdefault(entry["id"], entry)
+            self._finished_ended = not more
+            more_pages = self._finished_pages < MAX_LIST_PAGES and more
+
+    async def _list_page(self, statuses: str, offset: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page: its entries that have an id, and whether more pages follow."""
+        params = {"status": statuses, "sort_order": "desc", "limit": LIST_LIMIT, "offset": offset}
         response = await self.request("GET", "api/jobs", params=params)
-        page = self.validate(JobList, self.json(response), "Comfy Cloud GET /api/jobs")
-        snapshots: dict[str, RunSnapshot] = {}
-        for entry in page.jobs:
-            try:
-                job = JobDetail.model_validate(entry)
-            except ValidationError:
-                continue  # an entry we can't read: its run is fetched on its own instead
-            snapshots[job.id] = self.v1_snapshot(job)
-        return snapshots
+        body = self.validate(JobList, self.json(response), "Comfy Cloud GET /api/jobs")
+        jobs = [entry for entry in body.jobs if isinstance(entry.get("id"), str)]
+        more = (body.pagination or {}).get("has_more")
+        return jobs, bool(body.jobs) and more is not False
+
+    def _list_snapshot(self, entry: dict[str, Any]) -> RunSnapshot | None:
+        """A list entry as a snapshot, or None when it does not tell everything (then the job is fetched)."""
+        try:
+            job = JobDetail.model_validate(entry)
+        except ValidationError:
+            return None
+        status = V1_STATUS.get(job.status.strip().lower())
+        if status is None or not status.is_terminal:
+            return self.v1_snapshot(job)
+        count, preview = entry.get("outputs_count"), entry.get("preview_output")
+        if count == 0:
+            return self.v1_snapshot(job)
+        if count == 1 and _is_file(preview) and isinstance(preview.get("nodeId"), str | int):
+            media_key = str(preview.get("mediaType") or "images")
+            return self.v1_snapshot(job, outputs=[self._v1_ref(str(preview["nodeId"]), media_key, preview)])
+        return None
 
     # -- cancel ------------------------------------------------------------------------------------
 
@@ -324,7 +381,7 @@ class ComfyCloudClient(ProviderClient):
 
     # -- snapshots ---------------------------------------------------------------------------------
 
-    def v1_snapshot(self, job: JobDetail) -> RunSnapshot:
+    def v1_snapshot(self, job: JobDetail, outputs: list[OutputRef] | None = None) -> RunSnapshot:
         messages = _messages(job.execution_status)
         started = parse_timestamp(job.execution_start_time) or parse_timestamp(messages.get("execution_start"))
         status = V1_STATUS.get(job.status.strip().lower()) or (RunStatus.RUNNING if started else RunStatus.QUEUED)
@@ -343,7 +400,7 @@ class ComfyCloudClient(ProviderClient):
             started=started,
             finished=finished,
             error=v1_error(job) if status == RunStatus.FAILED else None,
-            outputs=tuple(self.v1_outputs(job.outputs or {})),
+            outputs=tuple(self.v1_outputs(job.outputs or {}) if outputs is None else outputs),
         )
 
     def v1_outputs(self, outputs: Mapping[str, Any]) -> list[OutputRef]:

@@ -255,7 +255,7 @@ def test_it_fetches_many_with_one_list_call() -> None:
     assert [results[i].status for i in ids] == [RunStatus.RUNNING, RunStatus.QUEUED]
 
 
-def test_it_fetches_ids_missing_from_the_list_one_by_one() -> None:
+def test_it_fetches_ids_missing_from_both_lists_one_by_one() -> None:
     paths: list[str] = []
     gone = "00000000-0000-4000-8000-000000000000"
 
@@ -268,10 +268,126 @@ def test_it_fetches_ids_missing_from_the_list_one_by_one() -> None:
         return httpx.Response(404, json={"code": "NOT_FOUND", "message": "Job not found"})
 
     results = (c := client(handler)).call(c.fetch_many, [V1_ID, gone])
-    assert sorted(paths) == sorted(["/api/jobs", f"/api/jobs/{V1_ID}", f"/api/jobs/{gone}"])
+    assert sorted(paths) == sorted(["/api/jobs", "/api/jobs", f"/api/jobs/{V1_ID}", f"/api/jobs/{gone}"])
     assert results[V1_ID].status == RunStatus.SUCCEEDED
     assert len(results[V1_ID].outputs) == 1
     assert results[gone].status == RunStatus.UNKNOWN
+
+
+def listing_handler(finished: list[dict[str, Any]], paths: list[str], page_size: int = 1000) -> Handler:
+    """/api/jobs answers in-flight with nothing and finished with `finished`, `page_size` per page;
+    details come from the completed fixture (with the asked id)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(str(request.url))
+        if request.url.path != "/api/jobs":
+            job_id = request.url.path.rsplit("/", 1)[-1]
+            return httpx.Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
+        if request.url.params["status"] == "pending,in_progress":
+            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        assert request.url.params["status"] == "completed,failed,cancelled"
+        assert request.url.params["sort_order"] == "desc"
+        offset = int(request.url.params["offset"])
+        page = finished[offset : offset + page_size]
+        return httpx.Response(200, json={"jobs": page, "pagination": {"has_more": offset + page_size < len(finished)}})
+
+    return handler
+
+
+def test_the_finished_list_answers_a_job_whose_outputs_it_shows_whole() -> None:
+    listed = fixture("comfy-cloud/jobs_list.json")["jobs"][0]  # completed, outputs_count 1, preview_output
+    paths: list[str] = []
+    c = client(listing_handler([listed], paths))
+    from_list = c.call(c.fetch_many, [listed["id"]])[listed["id"]]
+    assert [p for p in paths if "/api/jobs/" in p] == []  # no detail call
+    detail = client(answer("GET", f"{BASE}/api/jobs/{V1_ID}", fixture("comfy-cloud/jobs_detail_completed.json")))
+    from_detail = detail.call(detail.fetch, V1_ID)
+    # The list's one output is the detail's one output: same key (so no duplicate row), URL and kind.
+    assert from_list.outputs == from_detail.outputs
+    assert (from_list.status, from_list.started, from_list.finished) == (
+        RunStatus.SUCCEEDED,
+        datetime(2025, 11, 20, 9, 15, 5, 410000, tzinfo=UTC),
+        datetime(2025, 11, 20, 9, 15, 7, 890000, tzinfo=UTC),
+    )
+
+
+def test_the_finished_list_carries_failures_and_empty_outputs() -> None:
+    failed_id, empty_id = "10000000-0000-4000-8000-000000000001", "10000000-0000-4000-8000-000000000002"
+    error = {"node_id": "3", "node_type": "KSampler", "exception_message": "CUDA out of memory", "traceback": ["a"]}
+    finished = [
+        {"id": failed_id, "status": "failed", "create_time": 1763630102, "execution_error": error, "outputs_count": 0},
+        {"id": empty_id, "status": "completed", "create_time": 1763630102, "outputs_count": 0},
+    ]
+    paths: list[str] = []
+    c = client(listing_handler(finished, paths))
+    results = c.call(c.fetch_many, [failed_id, empty_id])
+    assert len(paths) == 2  # the two lists, no detail
+    assert results[failed_id].status == RunStatus.FAILED
+    assert (results[failed_id].error.message, results[failed_id].error.node_type) == ("CUDA out of memory", "KSampler")
+    assert (results[empty_id].status, results[empty_id].outputs) == (RunStatus.SUCCEEDED, ())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"outputs_count": 2},  # the preview is only one of them
+        {"outputs_count": None},  # count unknown
+        {"preview_output": None},  # one output the list does not show
+        {"preview_output": {"filename": "x.latent", "type": "output"}},  # no node: its key is unknown
+    ],
+)
+def test_a_list_entry_that_does_not_show_every_output_is_fetched(change: dict[str, Any]) -> None:
+    listed = {k: v for k, v in {**fixture("comfy-cloud/jobs_list.json")["jobs"][0], **change}.items() if v is not None}
+    paths: list[str] = []
+    c = client(listing_handler([listed], paths))
+    result = c.call(c.fetch_many, [listed["id"]])[listed["id"]]
+    assert paths[-1] == f"{BASE}/api/jobs/{listed['id']}"
+    assert len(result.outputs) == 1  # the detail's
+
+
+def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> None:
+    finished = [
+        {"id": f"20000000-0000-4000-8000-{i:012d}", "status": "completed", "create_time": 1, "outputs_count": 0}
+        for i in range(2500)
+    ]
+    paths: list[str] = []
+    c = client(listing_handler(finished, paths))
+    wanted = [finished[5]["id"], finished[1500]["id"]]
+    results = c.call(c.fetch_many, wanted)
+    offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
+    assert offsets == ["0", "1000"]  # found both on the second page: the third is never read
+    assert all(results[i].status == RunStatus.SUCCEEDED for i in wanted)
+
+
+def test_later_batches_of_a_sweep_reuse_the_finished_pages_already_read() -> None:
+    finished = [
+        {"id": f"30000000-0000-4000-8000-{i:012d}", "status": "completed", "create_time": 1, "outputs_count": 0}
+        for i in range(1500)
+    ]
+    paths: list[str] = []
+    c = client(listing_handler(finished, paths))
+    c.call(c.fetch_many, [finished[1400]["id"]])  # the oldest: both pages read
+    paths.clear()
+    results = c.call(c.fetch_many, [finished[3]["id"], finished[999]["id"]])
+    # Only the in-flight list is asked again; a finished job stays finished.
+    assert [httpx.URL(p).params["status"] for p in paths] == ["pending,in_progress"]
+    assert all(r.status == RunStatus.SUCCEEDED for r in results.values())
+
+
+def test_a_failed_finished_list_falls_back_to_one_call_per_job() -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/api/jobs" and "completed" in request.url.params["status"]:
+            return httpx.Response(500, text="oops")
+        if request.url.path == "/api/jobs":
+            return httpx.Response(200, json={"jobs": []})
+        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+
+    c = client(handler)
+    assert c.call(c.fetch_many, [V1_ID])[V1_ID].status == RunStatus.SUCCEEDED
+    assert paths == ["/api/jobs", "/api/jobs", f"/api/jobs/{V1_ID}"]
 
 
 def test_it_reports_a_failed_list_call_for_every_id() -> None:

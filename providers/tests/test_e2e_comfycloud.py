@@ -141,7 +141,7 @@ def test_it_cancels_a_running_v2_job(held: Any) -> None:
     assert (snapshot.status, snapshot.provider_status) == (RunStatus.CANCELLED, "canceled")
 
 
-def test_it_fetches_many_v1_jobs_with_one_list_call(fake: Any) -> None:
+def test_it_fetches_many_v1_jobs_with_list_calls(fake: Any) -> None:
     in_flight = [fake.add_run(KIND, script=[(0.0, phase)]) for phase in (state.QUEUED, state.RUNNING, state.RUNNING)]
     finished = fake.add_run(KIND, script=[(0.0, state.SUCCEEDED)])
     gone = fake.add_run(KIND, script=[(0.0, state.VANISHED)])
@@ -150,11 +150,13 @@ def test_it_fetches_many_v1_jobs_with_one_list_call(fake: Any) -> None:
     client = make(fake)
     results = client.call(client.fetch_many, ids)
     paths = [path for kind, _, path in fake.state.requests if kind == KIND]
-    assert paths.count("/comfycloud/api/jobs") == 1
-    assert len(paths) == 3  # the list call + the finished and the vanished job, one each
+    # In flight, then finished: the finished job is in the second list; only the vanished one is asked alone.
+    assert paths == ["/comfycloud/api/jobs", "/comfycloud/api/jobs", f"/comfycloud/api/jobs/{gone.external_id}"]
     statuses = [results[i].status for i in ids]
     expected = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.UNKNOWN]
     assert statuses == expected
+    # The list's output is exactly what the job's own detail shows.
+    assert results[finished.external_id].outputs == client.call(client.fetch, finished.external_id).outputs
     assert len(results[finished.external_id].outputs) == 1
 
 
