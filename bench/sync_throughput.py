@@ -142,6 +142,7 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
+        cpu = CpuMeter(fake)
         started = time.perf_counter()
         sweeps = 0
         with connection.execute_wrapper(counter):
@@ -154,6 +155,7 @@ def main() -> None:
                 if sweeps > 1000:
                     raise SystemExit("gave up: runs did not finish")
         elapsed = time.perf_counter() - started
+        spent = cpu.spent()
         if profiler:
             profiler.disable()
         done = Run.objects.filter(provider=provider, status="succeeded").count()
@@ -164,6 +166,10 @@ def main() -> None:
         print(
             f"          {counter.count / max(done, 1):.1f} SQL statements per run ({counter.count:,} in all); "
             f"peak RSS {peak_rss_mb():.0f} MB"
+        )
+        print(
+            "          CPU per run: "
+            + ", ".join(f"{name} {seconds / max(done, 1) * 1e6:.0f} µs" for name, seconds in spent)
         )
 
         # (a') the output archive, separately (its own scheduled loop in production)
@@ -194,6 +200,29 @@ def main() -> None:
             import pstats
 
             pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(35)
+
+
+class CpuMeter:
+    """CPU spent from here on by the engine (this process, all threads), its PostgreSQL backend and the
+    fake provider's process: per run, a figure the machine's other work disturbs far less than runs/s."""
+
+    def __init__(self, fake) -> None:
+        from django.db import connection
+
+        from bench.api_throughput import cpu_seconds
+
+        self.cpu_seconds = cpu_seconds
+        self.pids = {"engine": os.getpid()}
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pids["PostgreSQL"] = cursor.fetchone()[0]
+        if isinstance(fake, RemoteFake):
+            self.pids["fake provider"] = fake.process.pid
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def spent(self) -> list[tuple[str, float]]:
+        return [(name, self.cpu_seconds(pid) - self.start[name]) for name, pid in self.pids.items()]
 
 
 class RemoteFake:

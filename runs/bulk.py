@@ -58,7 +58,9 @@ def insert_rows(
         return _insert_with_orm(model, rows, skip_conflicts=skip_conflicts, returning=returning)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    values = [[_value(row, f) for f in fields] for row in rows]
+    # Constant defaults once per statement, callable ones (codes, timestamps, dicts) once per row.
+    constant = {f.attname: f.get_default() for f in fields if not callable(f.default)}
+    values = [[_value(row, f, constant) for f in fields] for row in rows]
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
@@ -89,9 +91,11 @@ def _insert_with_orm(
     return [tuple(getattr(obj, attname) for attname in attnames) for obj in created]
 
 
-def _value(row: Mapping[str, Any], field: models.Field) -> Any:
+def _value(row: Mapping[str, Any], field: models.Field, constant: Mapping[str, Any]) -> Any:
     # Rows name a foreign key by its column attribute (`run_id`); other fields by their name.
-    return row[field.attname] if field.attname in row else field.get_default()
+    if field.attname in row:
+        return row[field.attname]
+    return constant[field.attname] if field.attname in constant else field.get_default()
 
 
 def update_where(

@@ -27,7 +27,7 @@ from providers.models import Credential, Provider
 from runs.applying import apply_many
 from runs.archive import archive_due_outputs
 from runs.fetching import Fetcher
-from runs.models import HEAVY_FIELDS, IN_FLIGHT, TERMINAL, EventSource, Run, Status, allowed_transition
+from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
 
@@ -141,7 +141,7 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
         else:
             ids = list(due.values_list("pk", flat=True)[:limit])
             Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
-            runs = list(Run.objects.filter(pk__in=ids).defer(*HEAVY_FIELDS)) if ids else []
+            runs = list(Run.objects.filter(pk__in=ids).only(*SWEEP_FIELDS)) if ids else []
     # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
@@ -154,18 +154,20 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
 
 def _lease_returning(due, limit: int) -> list[Run]:
     """PostgreSQL: pick, lock and lease in one statement, `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-    LOCKED) RETURNING` the columns the sweep reads (it never reads the workflow, inputs or search text,
-    often the bulk of a row). One round trip instead of three, and each row is written once."""
+    LOCKED) RETURNING` the columns the sweep reads (never the JSON documents or the search text, often
+    the bulk of a row). One round trip instead of three, and each row is written once."""
     picked, params = due.values("pk")[:limit].query.sql_with_params()
     quote = connection.ops.quote_name
     meta = Run._meta
-    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in HEAVY_FIELDS)
+    fields = [meta.get_field(name) for name in SWEEP_FIELDS]
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {quote('sync_locked_until')} = %s "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} IN ({picked}) RETURNING {columns}"
+        f"WHERE {quote(meta.pk.column)} IN ({picked}) RETURNING {', '.join(quote(f.column) for f in fields)}"
     )
-    # A raw queryset turns the returned columns into Run objects (JSON decoded, the rest deferred).
-    return list(Run.objects.raw(sql, [timezone.now() + LEASE, *params]))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [timezone.now() + LEASE, *params])
+        rows = cursor.fetchall()
+    return Run.from_columns([f.attname for f in fields], rows, connection.alias)
 
 
 def apply_results(

@@ -8,7 +8,6 @@ bounded-concurrency fetch.
 
 from __future__ import annotations
 
-import mimetypes
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from providers.clients.base import (
     RunStatus,
     SecretModel,
     Unsupported,
+    content_type_for,
     guess_kind,
     parse_timestamp,
 )
@@ -159,7 +159,7 @@ class AwsEsdClient(ProviderClient):
                         filename=filename,
                         kind=guess_kind(filename),
                         url=url,
-                        content_type=mimetypes.guess_type(filename)[0],
+                        content_type=content_type_for(filename),
                         url_expires=presigned_expiry(url, fetched, PRESIGNED_TTL),
                     ),
                 )

@@ -13,10 +13,12 @@ import asyncio
 import email.utils
 import json
 import math
+import mimetypes
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -251,6 +253,17 @@ def clamp_progress(value: Any, scale: float = 1.0) -> float | None:
     if not math.isfinite(number):
         return None
     return min(max(number, 0.0), 1.0)
+
+
+def content_type_for(filename: str) -> str | None:
+    """`mimetypes.guess_type(filename)[0]`, worked out once per suffix (a sweep names thousands of outputs)."""
+    suffixes = filename.rsplit("/", 1)[-1].split(".")[1:]
+    return _content_type_of_suffixes("".join(f".{s}" for s in suffixes[-2:])) if suffixes else None
+
+
+@lru_cache(maxsize=1024)
+def _content_type_of_suffixes(suffixes: str) -> str | None:
+    return mimetypes.guess_type(f"file{suffixes}")[0]
 
 
 def guess_kind(filename: str, hint: str | None = None) -> OutputKind:
@@ -492,7 +505,9 @@ class ProviderClient:
         return error_excerpt(response)
 
     def json(self, response: ProviderResponse, what: str = "") -> Any:
-        """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError."""
+        """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError.
+
+        The standard library's parser, not orjson: orjson turns integers beyond 64 bits into floats."""
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):

@@ -15,10 +15,9 @@ that unless the provider config says `{"allow_global_interrupt": true}`.
 from __future__ import annotations
 
 import contextlib
-import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlencode, urljoin
+from urllib.parse import quote_plus, urljoin
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,6 +33,7 @@ from providers.clients.base import (
     SecretModel,
     Unsupported,
     clamp_progress,
+    content_type_for,
     guess_kind,
     parse_timestamp,
 )
@@ -416,14 +416,16 @@ class ComfyCloudClient(ProviderClient):
 
     def _v1_ref(self, node_id: str, media_key: str, item: dict[str, Any]) -> OutputRef:
         filename, subfolder = str(item["filename"]), str(item.get("subfolder") or "")
-        query = urlencode({"filename": filename, "subfolder": subfolder, "type": item.get("type") or "output"})
+        # urlencode's result, without its generic machinery (one call per output of a sweep).
+        kind = str(item.get("type") or "output")
+        query = f"filename={quote_plus(filename)}&subfolder={quote_plus(subfolder)}&type={quote_plus(kind)}"
         return OutputRef(
             key=f"{node_id}/{subfolder}/{filename}",
             filename=filename,
             kind=guess_kind(filename, media_key),
             url=self.url(f"api/view?{query}"),
             node_id=node_id,
-            content_type=mimetypes.guess_type(filename)[0],
+            content_type=content_type_for(filename),
             url_expires=None,  # /api/view itself doesn't expire; the signed URL it redirects to does
         )
 
@@ -560,7 +562,7 @@ def v2_outputs(items: Iterable[dict[str, Any]]) -> list[OutputRef]:
                 kind=V2_KINDS.get(out.type or "") or guess_kind(filename),
                 url=out.url,
                 node_id=out.node_id,
-                content_type=out.content_type or mimetypes.guess_type(filename)[0],
+                content_type=out.content_type or content_type_for(filename),
                 url_expires=parse_timestamp(out.url_expires_at),
                 size_bytes=out.size_bytes,
             )

@@ -12,7 +12,6 @@ the run failed, and any `text` outputs are appended as the provider's own words.
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from providers.clients.base import (
     RunStatus,
     SecretModel,
     clamp_progress,
+    content_type_for,
     guess_kind,
     parse_timestamp,
 )
@@ -234,7 +234,7 @@ def _output_ref(row: RunOutputRow, index: int, key: str, media: MediaItem, fetch
         kind=guess_kind(media.filename, key),
         url=media.url,
         node_id=row.node_id,
-        content_type=mimetypes.guess_type(media.filename)[0],
+        content_type=content_type_for(media.filename),
         url_expires=url_expiry(media.url, media.is_public, fetched),
     )
 

@@ -9,7 +9,6 @@ secret is one header name and value that the proxy checks.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import re
 import uuid
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from providers.clients.base import (
     RunSnapshot,
     RunStatus,
     SecretModel,
+    content_type_for,
     guess_kind,
     parse_timestamp,
 )
@@ -273,7 +273,7 @@ class ComfyUIClient(ProviderClient):
             kind=guess_kind(filename, key),
             url=f"{self.base_url}/view?{query}",
             node_id=node_id,
-            content_type=mimetypes.guess_type(filename)[0],
+            content_type=content_type_for(filename),
             width=_int_or_none(item.get("width")),
             height=_int_or_none(item.get("height")),
         )

@@ -12,7 +12,6 @@ import email.utils
 import hashlib
 import hmac
 import json
-import mimetypes
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from providers.clients.base import (
     SecretModel,
     Unsupported,
     clamp_progress,
+    content_type_for,
     guess_kind,
     parse_timestamp,
 )
@@ -263,7 +263,7 @@ class SpeedPixClient(ProviderClient):
                         filename=filename,
                         kind=guess_kind(filename, "images"),
                         url=url,
-                        content_type=mimetypes.guess_type(filename)[0],
+                        content_type=content_type_for(filename),
                         url_expires=presigned_expiry(url),  # lifetime undocumented: only what the URL says
                     ),
                 )
@@ -347,7 +347,7 @@ def _field_output(key: str, item: Any) -> OutputRef | None:
         filename=filename,
         kind=guess_kind(filename, item.get("type") if isinstance(item.get("type"), str) else None),
         url=url,
-        content_type=mimetypes.guess_type(filename)[0],
+        content_type=content_type_for(filename),
         url_expires=presigned_expiry(url),
         width=item["width"] if isinstance(item.get("width"), int) else None,
         height=item["height"] if isinstance(item.get("height"), int) else None,

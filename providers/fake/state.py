@@ -51,21 +51,28 @@ class FakeRun:
     forced: list[tuple[float, str]] = field(default_factory=list)
     # Submission order on this server (ComfyUI's prompt "number"), assigned by FakeState.add_run.
     number: int = 0
+    # timeline(), worked out once per change: list calls ask every run for its phase (the sync
+    # benchmark's 10,000s of runs), and the fake's CPU competes with the engine's on the same cores.
+    _timeline: list[tuple[float, str]] | None = field(default=None, repr=False, compare=False)
 
     def force(self, phase: str, at: float | None = None) -> None:
         self.forced.append((at if at is not None else time.time(), phase))
+        self._timeline = None
 
     def timeline(self) -> list[tuple[float, str]]:
         """Absolute (time, phase) changes: the script, cut off where a forced phase takes over."""
-        changes = [(self.created + offset, phase) for offset, phase in self.script]
-        for at, phase in self.forced:
-            changes = [c for c in changes if c[0] < at] + [(at, phase)]
-        return changes
+        if self._timeline is None:
+            changes = [(self.created + offset, phase) for offset, phase in self.script]
+            for at, phase in self.forced:
+                changes = [c for c in changes if c[0] < at] + [(at, phase)]
+            self._timeline = changes
+        return self._timeline
 
     def phase(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        current = self.timeline()[0][1]
-        for at, phase in self.timeline():
+        timeline = self.timeline()
+        current = timeline[0][1]
+        for at, phase in timeline:
             if at <= now:
                 current = phase
         return current

@@ -17,8 +17,8 @@ from providers.models import Credential
 from providers.tests.e2e import FAULTS, forced
 from runs import applying
 from runs.fetching import fetch_batch
-from runs.models import Run, RunEvent, Status
-from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, sync_due_runs
+from runs.models import SWEEP_FIELDS, Run, RunEvent, Status
+from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, claim_due_runs, sync_due_runs
 from runs.tracking import track_run
 
 KINDS = ["comfydeploy", "comfycloud", "comfyui", "aws_esd", "speedpix"]
@@ -113,6 +113,24 @@ def test_it_keeps_the_failing_node_details(org, make_provider, fake, kind):
         assert run.error["node_type"] == "KSampler"
         assert run.error["node_id"] == ("3" if kind != "comfydeploy" else None)
     assert RunEvent.objects.get(run=run, to_status="failed").source == "poll"
+
+
+def test_claimed_runs_carry_the_sweep_columns_and_load_the_rest_on_access(org, make_provider, fake):
+    provider = provider_for(org, make_provider, fake, "comfydeploy")
+    _, stored = tracked(fake, provider)
+    Run.objects.filter(pk=stored.pk).update(workflow={"1": {"class_type": "SaveImage"}}, error={"message": "x"})
+    [claimed] = claim_due_runs(10, now=timezone.now() + timedelta(minutes=1))
+    fresh = Run.objects.get(pk=stored.pk)
+    assert claimed.get_deferred_fields() == {f.attname for f in Run._meta.concrete_fields if f.name not in SWEEP_FIELDS}
+    for name in SWEEP_FIELDS:  # as the database has them (the lease included), already converted
+        assert getattr(claimed, Run._meta.get_field(name).attname) == getattr(fresh, Run._meta.get_field(name).attname)
+    assert claimed.sync_locked_until is not None and claimed.created.tzinfo is not None
+    assert claimed.provider == provider and not claimed._state.adding
+    assert claimed.workflow == {"1": {"class_type": "SaveImage"}}  # deferred: loaded on first access
+    assert claimed.error == {"message": "x"}
+    claimed.live_status = "saved"
+    claimed.save(update_fields=["live_status"])
+    assert Run.objects.get(pk=stored.pk).live_status == "saved"
 
 
 def test_it_syncs_many_runs_of_every_kind_in_one_sweep(org, make_provider, fake):
