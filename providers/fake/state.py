@@ -193,8 +193,9 @@ class FakeState:
             return None
         return run
 
-    def of_kind(self, kind: str) -> list[FakeRun]:
-        return [r for (k, _), r in self.runs.items() if k == kind and r.phase() != VANISHED]
+    def of_kind(self, kind: str, now: float | None = None) -> list[FakeRun]:
+        now = time.time() if now is None else now
+        return [r for (k, _), r in self.runs.items() if k == kind and r.phase(now) != VANISHED]
 
     def reset(self) -> None:
         self.runs.clear()
