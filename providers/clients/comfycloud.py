@@ -22,6 +22,7 @@ from urllib.parse import quote_plus, urljoin
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from providers.clients import jobs_list
 from providers.clients.base import (
     OutputKind,
     OutputRef,
@@ -69,10 +70,6 @@ V2_STATUS: dict[str, RunStatus] = {
     "expired": RunStatus.TIMED_OUT,  # DESIGN.md "Status": our choice
 }
 V2_KINDS = {"image": OutputKind.IMAGE, "video": OutputKind.VIDEO, "audio": OutputKind.AUDIO, "text": OutputKind.TEXT}
-IN_FLIGHT_FILTER = "pending,in_progress"
-FINISHED_FILTER = "completed,failed,cancelled"
-LIST_LIMIT = 1000  # the spec's maximum page size
-MAX_LIST_PAGES = 20  # per list call of one fetch_many: 20,000 jobs read at most
 END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
 
@@ -111,11 +108,6 @@ class JobDetail(_Model):
     execution_error: ExecutionError | None = None
     execution_status: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
-
-
-class JobList(_Model):
-    jobs: list[dict[str, Any]]
-    pagination: dict[str, Any] | None = None
 
 
 class V2Error(_Model):
@@ -168,10 +160,7 @@ class ComfyCloudClient(ProviderClient):
         except ValidationError:
             raise ProviderError('Comfy Cloud config: "api" must be "v1" or "v2".', permanent=True) from None
         self.v2 = self.conf.api == "v2"
-        # Finished-list entries read by this client so far (see fetch_many), by job id.
-        self._finished: dict[str, dict[str, Any]] = {}
-        self._finished_pages = 0
-        self._finished_ended = False
+        self._finished = jobs_list.FinishedJobs(self)  # see fetch_many
         if self.v2:
             self.has_list_call = False  # no list endpoint in v2 (openapi-v2.yaml)
 
@@ -243,9 +232,10 @@ class ComfyCloudClient(ProviderClient):
         missing = [i for i in ids if i not in results]
         if missing:
             with contextlib.suppress(ProviderError):  # the one-by-one calls below still answer
-                await self._read_finished_until(set(missing))
+                await self._finished.read_until(set(missing))
             for job_id in missing:
-                if (entry := self._finished.get(job_id)) is not None and (snapshot := self._list_snapshot(entry)):
+                entry = self._finished.entries.get(job_id)
+                if entry is not None and (snapshot := self._list_snapshot(entry)) is not None:
                     results[job_id] = snapshot
             missing = [i for i in ids if i not in results]
             results.update(await super().fetch_many(missing))
@@ -253,35 +243,14 @@ class ComfyCloudClient(ProviderClient):
 
     async def _in_flight(self, wanted: set[str]) -> dict[str, RunSnapshot]:
         found: dict[str, RunSnapshot] = {}
-        for page in range(min(MAX_LIST_PAGES, len(wanted) // LIST_LIMIT + 2)):
-            jobs, more = await self._list_page(IN_FLIGHT_FILTER, page * LIST_LIMIT)
+        for page in range(min(jobs_list.MAX_PAGES, len(wanted) // jobs_list.PAGE_SIZE + 2)):
+            jobs, more = await jobs_list.read_page(self, jobs_list.IN_FLIGHT, page * jobs_list.PAGE_SIZE)
             for entry in jobs:
-                if entry.get("id") in wanted and (snapshot := self._list_snapshot(entry)) is not None:
+                if entry["id"] in wanted and (snapshot := self._list_snapshot(entry)) is not None:
                     found[entry["id"]] = snapshot
             if len(found) == len(wanted) or not more:
                 break
         return found
-
-    async def _read_finished_until(self, wanted: set[str]) -> None:
-        """Read further finished pages until every wanted id was seen, the list ends, or MAX_LIST_PAGES
-        pages in all (the account may hold far more jobs than comfytrack follows)."""
-        more_pages = self._finished_pages < MAX_LIST_PAGES and not self._finished_ended
-        while more_pages and not wanted <= self._finished.keys():
-            jobs, more = await self._list_page(FINISHED_FILTER, self._finished_pages * LIST_LIMIT)
-            self._finished_pages += 1
-            for entry in jobs:
-                self._finished.setdefault(entry["id"], entry)
-            self._finished_ended = not more
-            more_pages = self._finished_pages < MAX_LIST_PAGES and more
-
-    async def _list_page(self, statuses: str, offset: int) -> tuple[list[dict[str, Any]], bool]:
-        """One page: its entries that have an id, and whether more pages follow."""
-        params = {"status": statuses, "sort_order": "desc", "limit": LIST_LIMIT, "offset": offset}
-        response = await self.request("GET", "api/jobs", params=params)
-        body = self.validate(JobList, self.json(response), "Comfy Cloud GET /api/jobs")
-        jobs = [entry for entry in body.jobs if isinstance(entry.get("id"), str)]
-        more = (body.pagination or {}).get("has_more")
-        return jobs, bool(body.jobs) and more is not False
 
     def _list_snapshot(self, entry: dict[str, Any]) -> RunSnapshot | None:
         """A list entry as a snapshot, or None when it does not tell everything (then the job is fetched)."""
@@ -292,13 +261,11 @@ class ComfyCloudClient(ProviderClient):
         status = V1_STATUS.get(job.status.strip().lower())
         if status is None or not status.is_terminal:
             return self.v1_snapshot(job)
-        count, preview = entry.get("outputs_count"), entry.get("preview_output")
-        if count == 0:
-            return self.v1_snapshot(job)
-        if count == 1 and _is_file(preview) and isinstance(preview.get("nodeId"), str | int):
-            media_key = str(preview.get("mediaType") or "images")
-            return self.v1_snapshot(job, outputs=[self._v1_ref(str(preview["nodeId"]), media_key, preview)])
-        return None
+        items = jobs_list.whole_outputs(entry)
+        if items is None:
+            return None
+        refs = [self._v1_ref(str(i["nodeId"]), str(i.get("mediaType") or "images"), i) for i in items]
+        return self.v1_snapshot(job, outputs=refs)
 
     # -- cancel ------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field, model_validator
 
+from providers.clients import jobs_list
 from providers.clients.base import (
     OutputRef,
     ProviderClient,
@@ -93,6 +94,10 @@ class ComfyUIClient(ProviderClient):
     default_base_url = "http://127.0.0.1:8188"
     has_list_call = True
 
+    def configure(self) -> None:
+        self._finished = jobs_list.FinishedJobs(self)  # see fetch_many
+        self._jobs_api_missing = False  # an older build answered 404 for /api/jobs
+
     def auth_headers(self) -> dict[str, str]:
         secret: ComfyUISecret = self.secret  # type: ignore[assignment]
         return {secret.header: secret.value} if secret.header and secret.value else {}
@@ -141,9 +146,11 @@ class ComfyUIClient(ProviderClient):
         return not_found(external_id)
 
     async def fetch_many(self, external_ids: Iterable[str]) -> dict[str, RunSnapshot | ProviderError]:
-        """One GET /queue, then history for the ids not in it: a few ids get /history/{id} each, more get
-        one GET /history?max_items=N (recently finished runs are the newest entries) and per-id calls only
-        for ids that list missed. Queue first, then history, so a run that finishes in between is seen.
+        """One GET /queue, then history for the ids not in it: a few ids get /history/{id} each; more are
+        looked up in the finished jobs list (`/api/jobs`, recent builds: small entries, 1,000 a page, the
+        pages kept for the sweep), then in one GET /history?max_items=N (older builds; whole graphs, so
+        capped), and per-id calls only for ids those missed. Queue first, then history, so a run that
+        finishes in between is seen.
         """
         ids = list(dict.fromkeys(external_ids))
         try:
@@ -153,10 +160,29 @@ class ComfyUIClient(ProviderClient):
         results: dict[str, RunSnapshot | ProviderError] = {i: queued[i] for i in ids if i in queued}
         missing = [i for i in ids if i not in queued]
         if len(missing) > _PER_ID_HISTORY_MAX:
+            results.update(await self._from_jobs_list(missing))
+            missing = [i for i in missing if i not in results]
+        if len(missing) > _PER_ID_HISTORY_MAX:
             results.update(await self._from_history_list(missing))
             missing = [i for i in missing if i not in results]
         results.update(await self._from_history_each(missing))
         return {i: results[i] for i in ids}
+
+    async def _from_jobs_list(self, ids: list[str]) -> dict[str, RunSnapshot]:
+        """The finished ids whose list entries tell everything (jobs_list.whole_outputs); {} on builds
+        without `/api/jobs`, which are then not asked again by this client."""
+        if self._jobs_api_missing:
+            return {}
+        try:
+            await self._finished.read_until(set(ids))
+        except ProviderError as exc:
+            self._jobs_api_missing = exc.status_code == 404
+        found: dict[str, RunSnapshot] = {}
+        for external_id in ids:
+            entry = self._finished.entries.get(external_id)
+            if entry is not None and (snapshot := self.job_snapshot(external_id, entry)) is not None:
+                found[external_id] = snapshot
+        return found
 
     async def _from_history_list(self, ids: list[str]) -> dict[str, RunSnapshot]:
         max_items = min(len(ids) + _HISTORY_SLACK, _HISTORY_LIST_MAX)
@@ -242,6 +268,36 @@ class ComfyUIClient(ProviderClient):
             return RunSnapshot(status=RunStatus.FAILED, error=run_error(events), **common)
         # An unknown status_str: in flight, so the next poll looks again rather than ending the run.
         return RunSnapshot(status=RunStatus.RUNNING, **common)
+
+    def job_snapshot(self, external_id: str, entry: dict[str, Any]) -> RunSnapshot | None:
+        """A finished `/api/jobs` entry as the snapshot its history entry gives, or None when the entry
+        does not show every output (or has a status we don't know): the history is asked instead."""
+        items = jobs_list.whole_outputs(entry)
+        if items is None:
+            return None
+        created = parse_timestamp(entry.get("create_time"))
+        common: dict[str, Any] = {
+            "external_id": external_id,
+            "created": created,
+            "queued": created,
+            "started": parse_timestamp(entry.get("execution_start_time")),
+            "finished": parse_timestamp(entry.get("execution_end_time")),
+        }
+        status = entry.get("status")
+        # provider_status as the history spells it (status_str), whichever call answered.
+        if status == "completed":
+            refs = (self.output_ref(str(i["nodeId"]), str(i.get("mediaType") or "images"), i) for i in items)
+            outputs = tuple(ref for ref in refs if ref is not None)
+            return RunSnapshot(
+                status=RunStatus.SUCCEEDED, provider_status="success", progress=1.0, outputs=outputs, **common
+            )
+        if status == "cancelled":
+            return RunSnapshot(status=RunStatus.CANCELLED, provider_status="error", live_status="Interrupted", **common)
+        if status == "failed":
+            error = entry.get("execution_error")
+            events = {"execution_error": error} if isinstance(error, dict) else {}
+            return RunSnapshot(status=RunStatus.FAILED, provider_status="error", error=run_error(events), **common)
+        return None
 
     def outputs(self, outputs: dict[str, Any]) -> tuple[OutputRef, ...]:
         refs: dict[str, OutputRef] = {}

@@ -35,6 +35,7 @@ def setup(app: web.Application, state: FakeState) -> None:
     app.router.add_post("/queue", post_queue)
     app.router.add_get("/history", get_history_list)
     app.router.add_get("/history/{prompt_id}", get_history)
+    app.router.add_get("/api/jobs", get_jobs)
     app.router.add_post("/interrupt", post_interrupt)
     app.router.add_get("/view", get_view)
     app.router.add_get("/system_stats", get_system_stats)
@@ -176,6 +177,69 @@ async def get_history_list(request: web.Request) -> web.Response:
     if max_items > 0:
         finished = finished[-max_items:]
     return web.json_response({run.external_id: _history_entry(request, run) for run in finished})
+
+
+# -- jobs (recent ComfyUI builds; `FakeState.comfyui_jobs_api = False` plays an older one) ----------
+
+_JOB_STATUS = {S.QUEUED: "pending", S.RUNNING: "in_progress"}
+
+
+async def get_jobs(request: web.Request) -> web.Response:
+    """comfy_execution/jobs.py get_all_jobs: queue items and history entries as job dicts, filtered by
+    comma-separated statuses, sorted by create_time, then offset/limit."""
+    state = request.app[STATE_KEY]
+    if not state.comfyui_jobs_api:
+        return web.Response(status=404, text="404: Not Found")
+    wanted = {s.strip() for s in request.query.get("status", "").split(",") if s.strip()}
+    try:
+        offset = max(int(request.query.get("offset", 0)), 0)
+        limit = int(request.query["limit"]) if "limit" in request.query else None
+    except ValueError:
+        return web.json_response({"error": "limit and offset must be integers"}, status=400)
+    matching = []
+    for run in state.of_kind(KIND):
+        phase = _phase(request, run)
+        status = _JOB_STATUS.get(phase) or _history_job_status(phase)
+        if not wanted or status in wanted:
+            matching.append((run.created, run, phase, status))
+    matching.sort(key=lambda item: item[0], reverse=request.query.get("sort_order", "desc") != "asc")
+    page = matching[offset:] if limit is None else matching[offset : offset + limit]
+    jobs = [_job(request, run, phase, status) for _, run, phase, status in page]
+    more = limit is not None and offset + limit < len(matching)
+    pagination = {"offset": offset, "limit": limit, "total": len(matching), "has_more": more}
+    return web.json_response({"jobs": jobs, "pagination": pagination})
+
+
+def _history_job_status(phase: str) -> str:
+    return {S.SUCCEEDED: "completed", S.CANCELLED: "cancelled"}.get(phase, "failed")
+
+
+def _job(request: web.Request, run: FakeRun, phase: str, status: str) -> dict[str, Any]:
+    job: dict[str, Any] = {"id": run.external_id, "status": status, "priority": run.number}
+    job["create_time"] = int(run.created * 1000)
+    if phase not in S.TERMINAL:
+        return {**job, "outputs_count": 0, "previewable_outputs_count": 0}
+    history = _history_entry(request, run)
+    for event, data in history["status"]["messages"]:
+        if event == "execution_start":
+            job["execution_start_time"] = data["timestamp"]
+        elif event in ("execution_success", "execution_error", "execution_interrupted"):
+            job["execution_end_time"] = data["timestamp"]
+            if event == "execution_error":
+                job["execution_error"] = data
+    # get_outputs_summary: every file item counts; the first saved one is the preview.
+    items = [
+        {**item, "nodeId": node_id, "mediaType": media}
+        for node_id, node in history["outputs"].items()
+        for media, values in node.items()
+        if media != "animated"
+        for item in values
+        if isinstance(item, dict)
+    ]
+    job.update(outputs_count=len(items), previewable_outputs_count=len(items))
+    if items:
+        job["preview_output"] = items[0]
+    return job
 
 
 def _history_entry(request: web.Request, run: FakeRun) -> dict[str, Any]:

@@ -145,6 +145,8 @@ class FakeState:
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str], FakeRun] = {}
         self.faults = Faults()
+        # False plays a ComfyUI build from before `/api/jobs` (404, as for any unknown route).
+        self.comfyui_jobs_api = True
         self.requests: list[tuple[str, str, str]] = []  # (kind, method, path) for assertions
         self.record_requests = True
         # Secrets the fake accepts, per kind. Tests may change them.
@@ -200,6 +202,7 @@ class FakeState:
     def reset(self) -> None:
         self.runs.clear()
         self.faults = Faults()
+        self.comfyui_jobs_api = True
         self.requests.clear()
         self.default_script = DEFAULT_SCRIPT
 

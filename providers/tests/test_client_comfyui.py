@@ -272,11 +272,12 @@ def test_it_sees_a_run_that_finished_between_history_and_queue():
 # -- fetch_many ----------------------------------------------------------------------------------
 
 
-def test_it_fetches_many_with_one_queue_and_one_history_list_call():
+def test_an_older_build_without_the_jobs_list_is_read_through_one_history_list_call():
     done = {f"done-{i}": next(iter(recorded("history_success.json").values())) for i in range(6)}
     r = router(
         {
             ("GET", "/queue"): (200, recorded("queue.json")),
+            ("GET", "/api/jobs"): httpx.Response(404, text="404: Not Found"),  # aiohttp's unknown route
             ("GET", "/history"): (200, done),
             ("GET", "/history/old"): (200, {}),
         }
@@ -288,9 +289,84 @@ def test_it_fetches_many_with_one_queue_and_one_history_list_call():
     assert result[QUEUED_ID].status is RunStatus.QUEUED and result[RUNNING_ID].status is RunStatus.RUNNING
     assert all(result[i].status is RunStatus.SUCCEEDED for i in done)
     assert result["old"].status is RunStatus.UNKNOWN
-    assert [req.url.path for req in r.requests] == ["/queue", "/history", "/history/old"]
-    assert r.requests[1].url.params["max_items"] == str(7 + 16)
+    assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs", "/history", "/history/old"]
+    assert r.requests[2].url.params["max_items"] == str(7 + 16)
     assert ComfyUIClient.has_list_call
+    c.call(c.fetch_many, list(done))  # the same client (sweep) does not ask for /api/jobs again
+    assert [req.url.path for req in r.requests[4:]] == ["/queue", "/history"]
+
+
+def job_entry(prompt_id: str, **fields: object) -> dict:
+    """An /api/jobs entry as comfy_execution/jobs.py normalize_history_item writes it for recorded history."""
+    return {
+        "id": prompt_id,
+        "status": "completed",
+        "priority": 3,
+        "create_time": 1763630102123,
+        "execution_start_time": 1763630102200,
+        "execution_end_time": 1763630104900,
+        "outputs_count": 1,
+        "previewable_outputs_count": 1,
+        "preview_output": {
+            "filename": "probe_00001_.png",
+            "subfolder": "",
+            "type": "output",
+            "nodeId": "2",
+            "mediaType": "images",
+        },
+        **fields,
+    }
+
+
+def test_the_jobs_list_answers_finished_runs_as_their_history_does():
+    history = recorded("history_success.json")
+    [(prompt_id, entry)] = history.items()
+    [(node_id, node)] = entry["outputs"].items()
+    preview = {**node["images"][0], "nodeId": node_id, "mediaType": "images"}
+    others = [f"other-{i}" for i in range(5)]
+    jobs = [job_entry(prompt_id, preview_output=preview), *(job_entry(i, outputs_count=0) for i in others)]
+    r = router(
+        {
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+            ("GET", "/api/jobs"): (200, {"jobs": jobs, "pagination": {"has_more": False}}),
+            ("GET", f"/history/{prompt_id}"): (200, history),
+        }
+    )
+    c = client(r)
+    listed = c.call(c.fetch_many, [prompt_id, *others])
+    assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs"]
+    assert r.requests[1].url.params["status"] == "completed,failed,cancelled"
+    from_history = c.call(c.fetch, prompt_id)
+    assert listed[prompt_id].outputs == from_history.outputs and len(from_history.outputs) == 1
+    assert (listed[prompt_id].status, listed[prompt_id].provider_status) == (RunStatus.SUCCEEDED, "success")
+    assert all(listed[i].status is RunStatus.SUCCEEDED and listed[i].outputs == () for i in others)
+
+
+def test_the_jobs_list_carries_failures_and_interrupts_and_defers_the_rest_to_history():
+    history_error = recorded("history_error.json")
+    [(failed_id, failed_history)] = history_error.items()
+    error_data = next(data for event, data in failed_history["status"]["messages"] if event == "execution_error")
+    jobs = [
+        job_entry(failed_id, status="failed", outputs_count=0, preview_output=None, execution_error=error_data),
+        job_entry("stopped", status="cancelled", outputs_count=0),
+        job_entry("many", outputs_count=2),  # two outputs: only the history shows both
+        *(job_entry(f"x-{i}", outputs_count=0) for i in range(3)),
+    ]
+    r = router(
+        {
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+            ("GET", "/api/jobs"): (200, {"jobs": [{k: v for k, v in j.items() if v is not None} for j in jobs]}),
+            ("GET", "/history/many"): (200, {"many": next(iter(recorded("history_success.json").values()))}),
+            ("GET", f"/history/{failed_id}"): (200, history_error),
+        }
+    )
+    c = client(r)
+    result = c.call(c.fetch_many, [failed_id, "stopped", "many", "x-0", "x-1", "x-2"])
+    assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs", "/history/many"]
+    assert result[failed_id].error == c.call(c.fetch, failed_id).error  # the same error as its history gives
+    assert result[failed_id].status is RunStatus.FAILED
+    assert (result["stopped"].status, result["stopped"].live_status) == (RunStatus.CANCELLED, "Interrupted")
+    assert result["many"].status is RunStatus.SUCCEEDED
 
 
 def test_it_fetches_a_few_finished_runs_one_by_one():

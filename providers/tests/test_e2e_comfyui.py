@@ -75,18 +75,33 @@ def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown(fake):
     assert {s.status for s in snapshots.values()} == {RunStatus.UNKNOWN}
 
 
-def test_it_fetches_many_runs_in_every_state(fake):
+@pytest.mark.parametrize("jobs_api", [True, False], ids=["recent-build", "build-without-api-jobs"])
+def test_it_fetches_many_runs_in_every_state(fake, jobs_api):
+    fake.state.comfyui_jobs_api = jobs_api
     client = make(fake)
+    phases = ((S.QUEUED, 3), (S.RUNNING, 1), (S.SUCCEEDED, 6), (S.FAILED, 1), (S.CANCELLED, 1))
     ids = {
-        phase: [fake.add_run(KIND, script=((0, phase),), workflow={}).external_id for _ in range(count)]
-        for phase, count in ((S.QUEUED, 3), (S.RUNNING, 1), (S.SUCCEEDED, 6))
+        phase: [fake.add_run(KIND, script=((0, S.RUNNING), (0, phase)), workflow={}).external_id for _ in range(count)]
+        for phase, count in phases
     }
     fake.state.requests.clear()
     result = client.call(client.fetch_many, [i for group in ids.values() for i in group])
     assert [result[i].status for i in ids[S.QUEUED]] == [RunStatus.QUEUED] * 3
     assert sorted(result[i].queue_position for i in ids[S.QUEUED]) == [0, 1, 2]
     assert {result[i].status for i in ids[S.SUCCEEDED]} == {RunStatus.SUCCEEDED}
-    assert len(fake.state.requests) == 2  # /queue + /history?max_items
+    paths = [path.removeprefix("/comfyui") for kind, _, path in fake.state.requests if kind == KIND]
+    assert paths == (["/queue", "/api/jobs"] if jobs_api else ["/queue", "/api/jobs", "/history"])
+    # Whichever list answered, each finished run reads exactly as its own history says.
+    for external_id in [*ids[S.SUCCEEDED], *ids[S.FAILED], *ids[S.CANCELLED]]:
+        alone = client.call(client.fetch, external_id)
+        listed = result[external_id]
+        assert (listed.status, listed.outputs, listed.error, listed.started, listed.finished) == (
+            alone.status,
+            alone.outputs,
+            alone.error,
+            alone.started,
+            alone.finished,
+        )
 
 
 def test_it_flags_a_wrong_proxy_secret(fake):

@@ -1,0 +1,73 @@
+"""The `GET /api/jobs` list that OSS ComfyUI (recent builds) and Comfy Cloud v1 share (PROVIDERS.md §2, §3).
+
+`{jobs: [JobEntry], pagination: {offset, limit, total, has_more}}`, filtered by comma-separated
+statuses, newest first. An entry carries the status, times, error and `outputs_count` with one
+`preview_output`, never the full outputs: `whole_outputs` tells when the preview is all there is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from providers.clients.base import ProviderClient
+
+IN_FLIGHT = "pending,in_progress"
+FINISHED = "completed,failed,cancelled"
+PAGE_SIZE = 1000  # Comfy Cloud's maximum page size
+MAX_PAGES = 20  # per list and client: 20,000 jobs read at most
+
+
+class JobList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    jobs: list[dict[str, Any]]
+    pagination: dict[str, Any] | None = None
+
+
+async def read_page(client: ProviderClient, statuses: str, offset: int) -> tuple[list[dict[str, Any]], bool]:
+    """One page: its entries that have an id, and whether more pages follow."""
+    params = {"status": statuses, "sort_order": "desc", "limit": PAGE_SIZE, "offset": offset}
+    response = await client.request("GET", "api/jobs", params=params)
+    body = client.validate(JobList, client.json(response), f"{client.label} GET /api/jobs")
+    jobs = [entry for entry in body.jobs if isinstance(entry.get("id"), str)]
+    more = (body.pagination or {}).get("has_more")
+    return jobs, bool(body.jobs) and more is not False
+
+
+class FinishedJobs:
+    """Finished-list entries one client has read, by job id. A client lives for one sweep, and a finished
+    job stays finished, so the sweep's later batches find theirs without reading the list again."""
+
+    def __init__(self, client: ProviderClient) -> None:
+        self.client = client
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.pages = 0
+        self.ended = False
+
+    async def read_until(self, wanted: set[str]) -> None:
+        """Read further pages until every wanted id was seen, the list ends, or MAX_PAGES pages in all
+        (the server may hold far more jobs than comfytrack follows)."""
+        while self.pages < MAX_PAGES and not self.ended and not wanted <= self.entries.keys():
+            jobs, more = await read_page(self.client, FINISHED, self.pages * PAGE_SIZE)
+            self.pages += 1
+            for entry in jobs:
+                self.entries.setdefault(entry["id"], entry)
+            self.ended = not more
+
+
+def whole_outputs(entry: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A finished entry's output items when the entry shows them all, else None (fetch the job itself).
+
+    ComfyUI's get_outputs_summary counts every file item in `outputs_count` and picks one of them as
+    `preview_output` (tagged with `nodeId` and `mediaType`): with a count of 0 or 1, that is all of them.
+    """
+    count, preview = entry.get("outputs_count"), entry.get("preview_output")
+    if count == 0:
+        return []
+    is_file = isinstance(preview, dict) and isinstance(preview.get("filename"), str) and bool(preview["filename"])
+    if count == 1 and is_file and isinstance(preview.get("nodeId"), str | int):
+        return [preview]
+    return None
