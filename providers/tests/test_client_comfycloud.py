@@ -345,11 +345,16 @@ def test_a_list_entry_that_does_not_show_every_output_is_fetched(change: dict[st
     assert len(result.outputs) == 1  # the detail's
 
 
-def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> None:
-    finished = [
+def completed_jobs(count: int) -> list[dict[str, Any]]:
+    """List entries of completed jobs without outputs, newest first."""
+    return [
         {"id": f"20000000-0000-4000-8000-{i:012d}", "status": "completed", "create_time": 1, "outputs_count": 0}
-        for i in range(2500)
+        for i in range(count)
     ]
+
+
+def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> None:
+    finished = completed_jobs(2500)
     paths: list[str] = []
     c = client(listing_handler(finished, paths))
     wanted = [finished[5]["id"], finished[1500]["id"]]
@@ -360,10 +365,7 @@ def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> Non
 
 
 def test_later_batches_of_a_sweep_reuse_the_finished_pages_already_read() -> None:
-    finished = [
-        {"id": f"30000000-0000-4000-8000-{i:012d}", "status": "completed", "create_time": 1, "outputs_count": 0}
-        for i in range(1500)
-    ]
+    finished = completed_jobs(1500)
     paths: list[str] = []
     c = client(listing_handler(finished, paths))
     c.call(c.fetch_many, [finished[1400]["id"]])  # the oldest: both pages read
