@@ -28,13 +28,14 @@ def _unnest(fields: Sequence[models.Field]) -> str:
 
 
 def _arrays(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in fields]
-    prepared = [field.get_internal_type() in _PREPARED for field in fields]
-    for row in rows:
-        for index, value in enumerate(row):
-            if prepared[index]:
-                value = fields[index].get_db_prep_save(value, connection)
-            columns[index].append(value)
+    """Rows -> one list per field, the values of JSON and file fields prepared for the database."""
+    return _prepared(fields, [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in fields])
+
+
+def _prepared(fields: Sequence[models.Field], columns: list[list[Any]]) -> list[list[Any]]:
+    for index, field in enumerate(fields):
+        if field.get_internal_type() in _PREPARED:
+            columns[index] = [field.get_db_prep_save(value, connection) for value in columns[index]]
     return columns
 
 
@@ -58,9 +59,7 @@ def insert_rows(
         return _insert_with_orm(model, rows, skip_conflicts=skip_conflicts, returning=returning)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    # Constant defaults once per statement, callable ones (codes, timestamps, dicts) once per row.
-    constant = {f.attname: f.get_default() for f in fields if not callable(f.default)}
-    values = [[_value(row, f, constant) for f in fields] for row in rows]
+    columns = _prepared(fields, [_column(rows, f) for f in fields])
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
@@ -69,7 +68,7 @@ def insert_rows(
         + (f" RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}" if returning else "")
     )
     with _cursor() as cursor:
-        cursor.execute(sql, _arrays(fields, values))
+        cursor.execute(sql, columns)
         return [tuple(row) for row in cursor.fetchall()] if returning else []
 
 
@@ -91,11 +90,15 @@ def _insert_with_orm(
     return [tuple(getattr(obj, attname) for attname in attnames) for obj in created]
 
 
-def _value(row: Mapping[str, Any], field: models.Field, constant: Mapping[str, Any]) -> Any:
-    # Rows name a foreign key by its column attribute (`run_id`); other fields by their name.
-    if field.attname in row:
-        return row[field.attname]
-    return constant[field.attname] if field.attname in constant else field.get_default()
+def _column(rows: Sequence[Mapping[str, Any]], field: models.Field) -> list[Any]:
+    """One field's values over the rows, which name a foreign key by its column attribute (`run_id`) and
+    other fields by their name; a value left out is the field's default, called per row if callable
+    (codes, timestamps, dicts), else worked out once."""
+    name = field.attname
+    if not callable(field.default):
+        default = field.get_default()
+        return [row.get(name, default) for row in rows]
+    return [row[name] if name in row else field.get_default() for row in rows]
 
 
 def update_where(

@@ -145,10 +145,16 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
     # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
+    # Straight into the relation caches: the ids are already set, and the descriptors' checks cost ~3% of a sweep.
+    provider_cache, credential_cache = Run._meta.get_field("provider"), Run._meta.get_field("credential")
     for run in runs:
-        run.provider = providers[run.provider_id]
-        if run.credential_id is not None:
-            run.credential = credentials.get(run.credential_id)  # None if deleted meanwhile: the default one
+        provider_cache.set_cached_value(run, providers[run.provider_id])
+        if run.credential_id is None:
+            continue
+        if (credential := credentials.get(run.credential_id)) is not None:
+            credential_cache.set_cached_value(run, credential)
+        else:
+            run.credential = None  # deleted meanwhile: the run then uses the provider's default credential
     return runs
 
 
