@@ -257,7 +257,8 @@ def clamp_progress(value: Any, scale: float = 1.0) -> float | None:
 
 def content_type_for(filename: str) -> str | None:
     """`mimetypes.guess_type(filename)[0]`, worked out once per suffix (a sweep names thousands of outputs)."""
-    suffixes = filename.rsplit("/", 1)[-1].split(".")[1:]
+    # A leading dot starts a hidden file's name, not a suffix (as os.path.splitext reads it).
+    suffixes = filename.rsplit("/", 1)[-1].lstrip(".").split(".")[1:]
     return _content_type_of_suffixes("".join(f".{s}" for s in suffixes[-2:])) if suffixes else None
 
 

@@ -14,7 +14,6 @@ that unless the provider config says `{"allow_global_interrupt": true}`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote_plus, urljoin
@@ -231,8 +230,13 @@ class ComfyCloudClient(ProviderClient):
             return dict.fromkeys(ids, exc)
         missing = [i for i in ids if i not in results]
         if missing:
-            with contextlib.suppress(ProviderError):  # the one-by-one calls below still answer
+            try:
                 await self._finished.read_until(set(missing))
+            except ProviderError as exc:
+                if exc.retry_after or exc.auth_failed:
+                    # Told to slow down (or refused): no one-by-one burst now; these wait for the back-off.
+                    results.update(dict.fromkeys((i for i in missing if i not in self._finished.entries), exc))
+            # Otherwise the one-by-one calls below still answer what the pages did not.
             for job_id in missing:
                 entry = self._finished.entries.get(job_id)
                 if entry is not None and (snapshot := self._list_snapshot(entry)) is not None:
@@ -242,9 +246,18 @@ class ComfyCloudClient(ProviderClient):
         return {i: results[i] for i in ids}
 
     async def _in_flight(self, wanted: set[str]) -> dict[str, RunSnapshot]:
+        """The wanted jobs the in-flight pages show. The first page's error is the batch's; a later page's
+        only ends the reading (the jobs not found yet are looked up in the finished list or on their own)."""
         found: dict[str, RunSnapshot] = {}
+        offset = 0
         for page in range(min(jobs_list.MAX_PAGES, len(wanted) // jobs_list.PAGE_SIZE + 2)):
-            jobs, more = await jobs_list.read_page(self, jobs_list.IN_FLIGHT, page * jobs_list.PAGE_SIZE)
+            try:
+                jobs, count, more = await jobs_list.read_page(self, jobs_list.IN_FLIGHT, offset)
+            except ProviderError:
+                if page == 0:
+                    raise
+                break
+            offset += count
             for entry in jobs:
                 if entry["id"] in wanted and (snapshot := self._list_snapshot(entry)) is not None:
                     found[entry["id"]] = snapshot

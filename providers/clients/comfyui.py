@@ -271,7 +271,8 @@ class ComfyUIClient(ProviderClient):
 
     def job_snapshot(self, external_id: str, entry: dict[str, Any]) -> RunSnapshot | None:
         """A finished `/api/jobs` entry as the snapshot its history entry gives, or None when the entry
-        does not show every output (or has a status we don't know): the history is asked instead."""
+        does not show every output or has another status (an interrupt is read from the history, which
+        names the node it stopped at): the history is asked instead."""
         items = jobs_list.whole_outputs(entry)
         if items is None:
             return None
@@ -291,8 +292,6 @@ class ComfyUIClient(ProviderClient):
             return RunSnapshot(
                 status=RunStatus.SUCCEEDED, provider_status="success", progress=1.0, outputs=outputs, **common
             )
-        if status == "cancelled":
-            return RunSnapshot(status=RunStatus.CANCELLED, provider_status="error", live_status="Interrupted", **common)
         if status == "failed":
             error = entry.get("execution_error")
             events = {"execution_error": error} if isinstance(error, dict) else {}

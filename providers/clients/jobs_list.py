@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 IN_FLIGHT = "pending,in_progress"
 FINISHED = "completed,failed,cancelled"
+_FINAL = frozenset(FINISHED.split(","))
 PAGE_SIZE = 1000  # Comfy Cloud's maximum page size
 MAX_PAGES = 20  # per list and client: 20,000 jobs read at most
 
@@ -27,14 +28,15 @@ class JobList(BaseModel):
     pagination: dict[str, Any] | None = None
 
 
-async def read_page(client: ProviderClient, statuses: str, offset: int) -> tuple[list[dict[str, Any]], bool]:
-    """One page: its entries that have an id, and whether more pages follow."""
+async def read_page(client: ProviderClient, statuses: str, offset: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """One page: its entries that have an id, how many entries it had (a server may cap pages below
+    PAGE_SIZE: the next offset is this one plus that count), and whether more pages follow."""
     params = {"status": statuses, "sort_order": "desc", "limit": PAGE_SIZE, "offset": offset}
     response = await client.request("GET", "api/jobs", params=params)
     body = client.validate(JobList, client.json(response), f"{client.label} GET /api/jobs")
     jobs = [entry for entry in body.jobs if isinstance(entry.get("id"), str)]
     more = (body.pagination or {}).get("has_more")
-    return jobs, bool(body.jobs) and more is not False
+    return jobs, len(body.jobs), bool(body.jobs) and more is not False
 
 
 class FinishedJobs:
@@ -45,16 +47,21 @@ class FinishedJobs:
         self.client = client
         self.entries: dict[str, dict[str, Any]] = {}
         self.pages = 0
+        self.offset = 0
         self.ended = False
 
     async def read_until(self, wanted: set[str]) -> None:
         """Read further pages until every wanted id was seen, the list ends, or MAX_PAGES pages in all
-        (the server may hold far more jobs than comfytrack follows)."""
+        (the server may hold far more jobs than comfytrack follows). Jobs that finish later in the sweep
+        sit in pages already read: they are not found here and are fetched on their own."""
         while self.pages < MAX_PAGES and not self.ended and not wanted <= self.entries.keys():
-            jobs, more = await read_page(self.client, FINISHED, self.pages * PAGE_SIZE)
+            jobs, count, more = await read_page(self.client, FINISHED, self.offset)
             self.pages += 1
+            self.offset += count
             for entry in jobs:
-                self.entries.setdefault(entry["id"], entry)
+                # Only what is final is kept for later batches (a server might ignore the status filter).
+                if entry.get("status") in _FINAL:
+                    self.entries.setdefault(entry["id"], entry)
             self.ended = not more
 
 
@@ -63,7 +70,12 @@ def whole_outputs(entry: dict[str, Any]) -> list[dict[str, Any]] | None:
 
     ComfyUI's get_outputs_summary counts every file item in `outputs_count` and picks one of them as
     `preview_output` (tagged with `nodeId` and `mediaType`): with a count of 0 or 1, that is all of them.
+    Comfy Cloud's entries have the same shape, tags included (fixtures/comfy-cloud/jobs_list.json), so
+    the same rule is read into them; its spec only says "total number of output files".
+    An entry without an end time is not whole either (the snapshot would have to guess when it ended).
     """
+    if entry.get("execution_end_time") is None:
+        return None
     count, preview = entry.get("outputs_count"), entry.get("preview_output")
     if count == 0:
         return []

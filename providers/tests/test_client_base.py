@@ -52,6 +52,8 @@ def test_a_body_that_is_not_json_is_a_provider_error(body: bytes) -> None:
         "x.unknownext",
         "dir/sub.dir/file.webp",
         ".hidden",
+        ".png",
+        "x/.hidden.png",
         "archive.json.gz",
         "IMG.JPEG",
     ],

@@ -313,10 +313,11 @@ def test_the_finished_list_answers_a_job_whose_outputs_it_shows_whole() -> None:
 
 def test_the_finished_list_carries_failures_and_empty_outputs() -> None:
     failed_id, empty_id = "10000000-0000-4000-8000-000000000001", "10000000-0000-4000-8000-000000000002"
+    ended = {"create_time": 1763630102, "execution_start_time": 1763630103000, "execution_end_time": 1763630104000}
     error = {"node_id": "3", "node_type": "KSampler", "exception_message": "CUDA out of memory", "traceback": ["a"]}
     finished = [
-        {"id": failed_id, "status": "failed", "create_time": 1763630102, "execution_error": error, "outputs_count": 0},
-        {"id": empty_id, "status": "completed", "create_time": 1763630102, "outputs_count": 0},
+        {**ended, "id": failed_id, "status": "failed", "execution_error": error, "outputs_count": 0},
+        {**ended, "id": empty_id, "status": "completed", "outputs_count": 0},
     ]
     paths: list[str] = []
     c = client(listing_handler(finished, paths))
@@ -334,6 +335,7 @@ def test_the_finished_list_carries_failures_and_empty_outputs() -> None:
         {"outputs_count": None},  # count unknown
         {"preview_output": None},  # one output the list does not show
         {"preview_output": {"filename": "x.latent", "type": "output"}},  # no node: its key is unknown
+        {"execution_end_time": None},  # when it ended is not in the entry
     ],
 )
 def test_a_list_entry_that_does_not_show_every_output_is_fetched(change: dict[str, Any]) -> None:
@@ -348,7 +350,13 @@ def test_a_list_entry_that_does_not_show_every_output_is_fetched(change: dict[st
 def completed_jobs(count: int) -> list[dict[str, Any]]:
     """List entries of completed jobs without outputs, newest first."""
     return [
-        {"id": f"20000000-0000-4000-8000-{i:012d}", "status": "completed", "create_time": 1, "outputs_count": 0}
+        {
+            "id": f"20000000-0000-4000-8000-{i:012d}",
+            "status": "completed",
+            "create_time": 1,
+            "execution_end_time": 2000,
+            "outputs_count": 0,
+        }
         for i in range(count)
     ]
 
@@ -655,3 +663,65 @@ def test_it_fetches_many_v2_jobs_one_by_one() -> None:
 def test_it_refuses_an_unknown_api_version() -> None:
     with pytest.raises(ProviderError, match="v1"):
         ComfyCloudClient(BASE, {"api_key": KEY}, {"api": "v3"})
+
+
+def test_a_failing_later_in_flight_page_keeps_what_the_first_page_showed() -> None:
+    running = {"id": V1_ID, "status": "in_progress", "create_time": 1}
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(str(request.url))
+        if request.url.params.get("status") == "pending,in_progress":
+            if request.url.params["offset"] == "0":
+                return httpx.Response(200, json={"jobs": [running], "pagination": {"has_more": True}})
+            return httpx.Response(502, text="bad gateway")
+        if request.url.path == "/api/jobs":
+            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+
+    c = client(handler)
+    other = "40000000-0000-4000-8000-000000000000"
+    results = c.call(c.fetch_many, [V1_ID, other])
+    assert results[V1_ID].status == RunStatus.RUNNING  # from the first page, despite the second's 502
+    assert isinstance(results[other], RunSnapshot)  # looked up on its own
+
+
+def test_a_rate_limited_finished_list_holds_back_the_one_by_one_calls() -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.params.get("status") == "completed,failed,cancelled":
+            return httpx.Response(
+                429, json={"code": "RATE_LIMITED", "message": "slow down"}, headers={"Retry-After": "30"}
+            )
+        if request.url.path == "/api/jobs":
+            return httpx.Response(200, json={"jobs": []})
+        raise AssertionError(f"no per-job call while rate limited: {request.url}")
+
+    c = client(handler)
+    results = c.call(c.fetch_many, [V1_ID, "50000000-0000-4000-8000-000000000000"])
+    assert all(isinstance(r, ProviderError) and r.retry_after == 30 for r in results.values())
+    assert paths == ["/api/jobs", "/api/jobs"]
+
+
+def test_pages_shorter_than_asked_for_move_the_offset_by_what_came() -> None:
+    finished = completed_jobs(1200)
+    paths: list[str] = []
+    c = client(listing_handler(finished, paths, page_size=400))  # a server capping pages at 400
+    results = c.call(c.fetch_many, [finished[1100]["id"]])
+    offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
+    assert offsets == ["0", "400", "800"]  # nothing skipped
+    assert [p for p in paths if "/api/jobs/" in p] == []
+    assert results[finished[1100]["id"]].status == RunStatus.SUCCEEDED
+
+
+def test_only_final_entries_are_kept_for_later_batches() -> None:
+    # A server ignoring the status filter: an in-progress entry in the finished pages is not kept.
+    running = {"id": V1_ID, "status": "in_progress", "create_time": 1}
+    paths: list[str] = []
+    c = client(listing_handler([running, *completed_jobs(5)], paths))
+    c.call(c.fetch_many, [V1_ID])
+    paths.clear()
+    assert c.call(c.fetch_many, [V1_ID])[V1_ID].status == RunStatus.SUCCEEDED  # asked again: the detail
+    assert paths[-1] == f"{BASE}/api/jobs/{V1_ID}"

@@ -90,17 +90,22 @@ def test_it_fetches_many_runs_in_every_state(fake, jobs_api):
     assert sorted(result[i].queue_position for i in ids[S.QUEUED]) == [0, 1, 2]
     assert {result[i].status for i in ids[S.SUCCEEDED]} == {RunStatus.SUCCEEDED}
     paths = [path.removeprefix("/comfyui") for kind, _, path in fake.state.requests if kind == KIND]
-    assert paths == (["/queue", "/api/jobs"] if jobs_api else ["/queue", "/api/jobs", "/history"])
+    # Recent builds: the jobs list, and the interrupted run's own history (it names the node it stopped at).
+    expected = (
+        ["/queue", "/api/jobs", f"/history/{ids[S.CANCELLED][0]}"] if jobs_api else ["/queue", "/api/jobs", "/history"]
+    )
+    assert paths == expected
     # Whichever list answered, each finished run reads exactly as its own history says.
     for external_id in [*ids[S.SUCCEEDED], *ids[S.FAILED], *ids[S.CANCELLED]]:
         alone = client.call(client.fetch, external_id)
         listed = result[external_id]
-        assert (listed.status, listed.outputs, listed.error, listed.started, listed.finished) == (
+        assert (listed.status, listed.outputs, listed.error, listed.started, listed.finished, listed.live_status) == (
             alone.status,
             alone.outputs,
             alone.error,
             alone.started,
             alone.finished,
+            alone.live_status,
         )
 
 
