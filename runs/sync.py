@@ -90,8 +90,10 @@ def sync_due_runs(
         while runs:
             stats.batches += 1
             stats.claimed += len(runs)
-            results = pending.result()
+            # The next claim goes first: PostgreSQL leases it while the fetch thread is still parsing this
+            # batch's answers, instead of after them.
             next_runs = [] if out_of_time() else claim_due_runs(limit, now=start)
+            results = pending.result()
             pending = fetcher.start(next_runs)
             # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
             # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
