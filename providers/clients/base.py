@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -265,6 +265,12 @@ def content_type_for(filename: str) -> str | None:
 @lru_cache(maxsize=1024)
 def _content_type_of_suffixes(suffixes: str) -> str | None:
     return mimetypes.guess_type(f"file{suffixes}")[0]
+
+
+def view_query(filename: str, subfolder: str, folder_type: str) -> str:
+    """The query of ComfyUI's `/view` (and Comfy Cloud's `/api/view`) for one output: what `urlencode`
+    gives for these three keys, without its generic machinery (one call per output of a sweep)."""
+    return f"filename={quote_plus(filename)}&subfolder={quote_plus(subfolder)}&type={quote_plus(folder_type)}"
 
 
 def guess_kind(filename: str, hint: str | None = None) -> OutputKind:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import quote_plus, urljoin
+from urllib.parse import urljoin
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -36,6 +36,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    view_query,
 )
 from providers.clients.transport import ProviderResponse
 
@@ -396,9 +397,7 @@ class ComfyCloudClient(ProviderClient):
 
     def _v1_ref(self, node_id: str, media_key: str, item: dict[str, Any]) -> OutputRef:
         filename, subfolder = str(item["filename"]), str(item.get("subfolder") or "")
-        # urlencode's result, without its generic machinery (one call per output of a sweep).
-        kind = str(item.get("type") or "output")
-        query = f"filename={quote_plus(filename)}&subfolder={quote_plus(subfolder)}&type={quote_plus(kind)}"
+        query = view_query(filename, subfolder, str(item.get("type") or "output"))
         return OutputRef(
             key=f"{node_id}/{subfolder}/{filename}",
             filename=filename,

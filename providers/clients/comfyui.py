@@ -13,7 +13,6 @@ import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 from pydantic import Field, model_validator
 
@@ -30,6 +29,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    view_query,
 )
 
 # RFC 9110 token characters: what a header name may contain.
@@ -319,7 +319,7 @@ class ComfyUIClient(ProviderClient):
             return None
         filename, subfolder = item["filename"], str(item.get("subfolder") or "")
         folder_type = str(item.get("type") or "output")
-        query = urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
+        query = view_query(filename, subfolder, folder_type)
         return OutputRef(
             # `type` is in the key, so a temp preview and a saved output of the same name never collide;
             # `temp` files live in ComfyUI's temp dir, which it empties on restart.

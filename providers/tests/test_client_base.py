@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import mimetypes
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from providers.clients.base import ProviderError, content_type_for
+from providers.clients.base import ProviderError, content_type_for, view_query
 from providers.clients.comfycloud import ComfyCloudClient
 from providers.clients.transport import ProviderResponse
 
@@ -60,3 +61,12 @@ def test_a_body_that_is_not_json_is_a_provider_error(body: bytes) -> None:
 )
 def test_content_types_are_the_ones_mimetypes_guesses(filename: str) -> None:
     assert content_type_for(filename) == mimetypes.guess_type(filename)[0]
+
+
+@pytest.mark.parametrize(
+    ("filename", "subfolder", "folder_type"),
+    [("ComfyUI_00001_.png", "", "output"), ("a b&c=d/é.png", "sub/dir?x", "temp"), ("100%+.webp", "#", "in put")],
+)
+def test_view_queries_are_what_urlencode_gives(filename: str, subfolder: str, folder_type: str) -> None:
+    expected = urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
+    assert view_query(filename, subfolder, folder_type) == expected
