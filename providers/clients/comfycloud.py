@@ -238,10 +238,7 @@ class ComfyCloudClient(ProviderClient):
                     # Told to slow down (or refused): no one-by-one burst now; these wait for the back-off.
                     results.update(dict.fromkeys((i for i in missing if i not in self._finished.entries), exc))
             # Otherwise the one-by-one calls below still answer what the pages did not.
-            for job_id in missing:
-                entry = self._finished.entries.get(job_id)
-                if entry is not None and (snapshot := self._list_snapshot(entry)) is not None:
-                    results[job_id] = snapshot
+            results.update(self._finished.answers(missing, lambda _, entry: self._list_snapshot(entry)))
             missing = [i for i in ids if i not in results]
             results.update(await super().fetch_many(missing))
         return {i: results[i] for i in ids}

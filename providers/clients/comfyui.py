@@ -177,12 +177,7 @@ class ComfyUIClient(ProviderClient):
             await self._finished.read_until(set(ids))
         except ProviderError as exc:
             self._jobs_api_missing = exc.status_code == 404
-        found: dict[str, RunSnapshot] = {}
-        for external_id in ids:
-            entry = self._finished.entries.get(external_id)
-            if entry is not None and (snapshot := self.job_snapshot(external_id, entry)) is not None:
-                found[external_id] = snapshot
-        return found
+        return self._finished.answers(ids, self.job_snapshot)
 
     async def _from_history_list(self, ids: list[str]) -> dict[str, RunSnapshot]:
         max_items = min(len(ids) + _HISTORY_SLACK, _HISTORY_LIST_MAX)

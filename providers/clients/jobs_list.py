@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from providers.clients.base import ProviderClient
+    from collections.abc import Callable, Iterable
+
+    from providers.clients.base import ProviderClient, RunSnapshot
 
 IN_FLIGHT = "pending,in_progress"
 FINISHED = "completed,failed,cancelled"
@@ -63,6 +65,17 @@ class FinishedJobs:
                 if entry.get("status") in _FINAL:
                     self.entries.setdefault(entry["id"], entry)
             self.ended = not more
+
+    def answers(
+        self, ids: Iterable[str], snapshot_of: Callable[[str, dict[str, Any]], RunSnapshot | None]
+    ) -> dict[str, RunSnapshot]:
+        """The snapshots of the ids whose kept entries tell everything (`snapshot_of` gives None otherwise)."""
+        found: dict[str, RunSnapshot] = {}
+        for job_id in ids:
+            entry = self.entries.get(job_id)
+            if entry is not None and (snapshot := snapshot_of(job_id, entry)) is not None:
+                found[job_id] = snapshot
+        return found
 
 
 def whole_outputs(entry: dict[str, Any]) -> list[dict[str, Any]] | None:
