@@ -14,6 +14,7 @@ from aiohttp import web
 
 from providers.fake import files, state
 from providers.fake.comfydeploy import as_of
+from providers.fake.comfyui import outputs_summary
 from providers.fake.png import png_bytes
 from providers.fake.state import FakeRun, FakeState, is_stale, script_for_workflow
 
@@ -130,10 +131,8 @@ def v1_entry(run: FakeRun, phase: str, now: float) -> dict[str, Any]:
     if phase in state.TERMINAL:
         entry["execution_start_time"] = ms(run.entered(state.RUNNING, now))
         entry["execution_end_time"] = ms(run.finished_at(now))
-        entry["outputs_count"] = run.n_outputs if phase == state.SUCCEEDED else 0
-        if entry["outputs_count"]:
-            # ComfyUI's get_outputs_summary: the first saved output, tagged with its node and media type.
-            entry["preview_output"] = {**v1_outputs(run)["9"]["images"][0], "nodeId": "9", "mediaType": "images"}
+        count, preview = outputs_summary(v1_outputs(run)) if phase == state.SUCCEEDED else (0, None)
+        entry["outputs_count"], entry["preview_output"] = count, preview
         if phase == state.FAILED and run.error:
             entry["execution_error"] = execution_error(run)
     return {k: v for k, v in entry.items() if v is not None}

@@ -227,19 +227,25 @@ def _job(request: web.Request, run: FakeRun, phase: str, status: str) -> dict[st
             job["execution_end_time"] = data["timestamp"]
             if event == "execution_error":
                 job["execution_error"] = data
-    # get_outputs_summary: every file item counts; the first saved one is the preview.
+    count, preview = outputs_summary(history["outputs"])
+    job.update(outputs_count=count, previewable_outputs_count=count)
+    if preview is not None:
+        job["preview_output"] = preview
+    return job
+
+
+def outputs_summary(outputs: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """comfy_execution/jobs.py get_outputs_summary for the fakes' outputs (all saved images): every file
+    item counts, and the first is the preview, tagged with its node and media type."""
     items = [
         {**item, "nodeId": node_id, "mediaType": media}
-        for node_id, node in history["outputs"].items()
+        for node_id, node in outputs.items()
         for media, values in node.items()
         if media != "animated"
         for item in values
         if isinstance(item, dict)
     ]
-    job.update(outputs_count=len(items), previewable_outputs_count=len(items))
-    if items:
-        job["preview_output"] = items[0]
-    return job
+    return len(items), (items[0] if items else None)
 
 
 def _history_entry(request: web.Request, run: FakeRun) -> dict[str, Any]:
