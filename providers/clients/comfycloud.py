@@ -248,18 +248,18 @@ class ComfyCloudClient(ProviderClient):
         only ends the reading (the jobs not found yet are looked up in the finished list or on their own)."""
         found: dict[str, RunSnapshot] = {}
         offset = 0
-        for page in range(min(jobs_list.MAX_PAGES, len(wanted) // jobs_list.PAGE_SIZE + 2)):
+        for number in range(min(jobs_list.MAX_PAGES, len(wanted) // jobs_list.PAGE_SIZE + 2)):
             try:
-                jobs, count, more = await jobs_list.read_page(self, jobs_list.IN_FLIGHT, offset)
+                page = await jobs_list.read_page(self, jobs_list.IN_FLIGHT, offset)
             except ProviderError:
-                if page == 0:
+                if number == 0:
                     raise
                 break
-            offset += count
-            for entry in jobs:
+            offset += page.count
+            for entry in page.jobs:
                 if entry["id"] in wanted and (snapshot := self._list_snapshot(entry)) is not None:
                     found[entry["id"]] = snapshot
-            if len(found) == len(wanted) or not more:
+            if len(found) == len(wanted) or not page.more:
                 break
         return found
 

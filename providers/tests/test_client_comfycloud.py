@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from providers.clients import jobs_list
 from providers.clients.base import (
     ClientOptions,
     OutputKind,
@@ -382,6 +384,81 @@ def test_later_batches_of_a_sweep_reuse_the_finished_pages_already_read() -> Non
     # Only the in-flight list is asked again; a finished job stays finished.
     assert [httpx.URL(p).params["status"] for p in paths] == ["pending,in_progress"]
     assert all(r.status == RunStatus.SUCCEEDED for r in results.values())
+
+
+def counting_handler(finished: list[dict[str, Any]], paths: list[str], peak: list[int], **faults: Any) -> Any:
+    """Like listing_handler, but the finished pages state the list's total, take a moment (so overlapping
+    requests overlap), and record in `peak` how many were in flight at once. `short_from` caps pages from
+    that offset on at 300 entries; `fail_at` answers 500 for that offset."""
+    active = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active
+        if request.url.path != "/api/jobs":
+            job_id = request.url.path.rsplit("/", 1)[-1]
+            return httpx.Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
+        if request.url.params["status"] == "pending,in_progress":
+            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        offset = int(request.url.params["offset"])
+        paths.append(offset)
+        active += 1
+        peak[0] = max(peak[0], active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        if offset == faults.get("fail_at"):
+            return httpx.Response(500, text="oops")
+        size = 300 if offset >= faults.get("short_from", len(finished) + 1) else 1000
+        more = offset + size < len(finished)
+        pagination = {"offset": offset, "limit": 1000, "total": len(finished), "has_more": more}
+        return httpx.Response(200, json={"jobs": finished[offset : offset + size], "pagination": pagination})
+
+    return handler
+
+
+def test_once_the_total_is_known_the_pages_still_needed_are_asked_for_together() -> None:
+    finished = completed_jobs(4500)
+    offsets: list[int] = []
+    peak = [0]
+    c = client(counting_handler(finished, offsets, peak))
+    oldest = finished[-1]["id"]
+    results = c.call(c.fetch_many, [oldest])
+    # The first page alone (it tells the total), then the four still needed at once: 2 round trips, not 5.
+    assert offsets[0] == 0 and sorted(offsets[1:]) == [1000, 2000, 3000, 4000]
+    assert peak[0] == jobs_list.CONCURRENT_PAGES == 4
+    assert results[oldest].status == RunStatus.SUCCEEDED
+
+
+def test_pages_asked_for_together_stop_at_the_first_that_fails_and_keep_the_ones_before() -> None:
+    finished = completed_jobs(4500)
+    offsets: list[int] = []
+    c = client(counting_handler(finished, offsets, [0], fail_at=2000))
+
+    async def read() -> jobs_list.FinishedJobs:
+        pages = jobs_list.FinishedJobs(c)
+        with pytest.raises(ProviderError):
+            await pages.read_until({finished[-1]["id"]})
+        return pages
+
+    pages = c.call(read)
+    assert (pages.offset, pages.pages) == (2000, 2)
+    # Pages 0 and 1,000 are kept; 3,000 was read but lies past the gap, so it is not.
+    assert finished[1999]["id"] in pages.entries and finished[3000]["id"] not in pages.entries
+
+
+def test_a_short_page_among_those_asked_together_leaves_no_gap() -> None:
+    finished = completed_jobs(2600)
+    offsets: list[int] = []
+    c = client(counting_handler(finished, offsets, [0], short_from=1000))
+
+    async def read() -> jobs_list.FinishedJobs:
+        pages = jobs_list.FinishedJobs(c)
+        await pages.read_until({finished[-1]["id"]})
+        return pages
+
+    pages = c.call(read)
+    # From 1,000 on the server answered 300 a page: each next page starts where the last one ended.
+    assert pages.ended and pages.offset == 2600
+    assert set(pages.entries) == {job["id"] for job in finished}
 
 
 def test_a_failed_finished_list_falls_back_to_one_call_per_job() -> None:
