@@ -22,17 +22,48 @@ from django.db.backends.utils import CursorWrapper
 _PREPARED = ("JSONField", "FileField", "ImageField")
 
 
-def _unnest(fields: Sequence[models.Field]) -> str:
-    """`unnest(%b::type[], …)`: one binary array parameter per field, zipped into rows."""
-    return "unnest(" + ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields) + ")"
+class _Source:
+    """A bulk statement's values as a FROM item whose columns are named `_0`, `_1`, …, one per field.
+
+    A column whose values differ is one binary array, zipped into rows by `unnest`; a column whose
+    values are all the same (the batch's timestamp, an empty error, a default) is one scalar. psycopg
+    dumps array items in Python, one by one, so a batch's uniform columns cost it nothing this way
+    (measured on 1,000 outputs: 21 columns, 4 of them differing). Column 0 is always an array, so the
+    source has one row per value even when every column is uniform.
+    """
+
+    def __init__(self, fields: Sequence[models.Field], columns: Sequence[list[Any]]) -> None:
+        self.names: list[str] = []  # how the statement refers to each column, in the order of `fields`
+        scalars: list[tuple[str, models.Field]] = []
+        arrays: list[tuple[str, models.Field]] = []
+        self.params: list[Any] = []
+        array_params: list[list[Any]] = []
+        for index, (field, column) in enumerate(zip(fields, columns, strict=True)):
+            name = f"_{index}"
+            if index and _uniform(column):
+                scalars.append((name, field))
+                self.names.append(f"s.{name}")
+                self.params.append(column[0])
+            else:
+                arrays.append((name, field))
+                self.names.append(f"v.{name}")
+                array_params.append(column)
+        self.params += array_params
+        # Scalars first: the parameters follow the SQL text's order.
+        consts = ", ".join(f"%b::{field.db_type(connection)} AS {name}" for name, field in scalars)
+        unnest = ", ".join(f"%b::{field.db_type(connection)}[]" for _, field in arrays)
+        self.sql = (f"(SELECT {consts}) AS s, " if scalars else "") + (
+            f"unnest({unnest}) AS v({', '.join(name for name, _ in arrays)})"
+        )
 
 
-def _arrays(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Rows -> one list per field, the values of JSON and file fields prepared for the database."""
-    return _prepared(fields, [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in fields])
+def _uniform(column: list[Any]) -> bool:
+    """Whether every value equals the first, of the same type (so 1 and True differ); C loops only."""
+    return bool(column) and column.count(column[0]) == len(column) and len(set(map(type, column))) == 1
 
 
 def _prepared(fields: Sequence[models.Field], columns: list[list[Any]]) -> list[list[Any]]:
+    """The values of JSON and file fields prepared for the database (psycopg takes the others as they are)."""
     for index, field in enumerate(fields):
         if field.get_internal_type() in _PREPARED:
             columns[index] = [field.get_db_prep_save(value, connection) for value in columns[index]]
@@ -59,16 +90,17 @@ def insert_rows(
         return _insert_with_orm(model, rows, skip_conflicts=skip_conflicts, returning=returning)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    columns = _prepared(fields, [_column(rows, f) for f in fields])
+    given = set().union(*rows)
+    source = _Source(fields, _prepared(fields, [_column(rows, f, given) for f in fields]))
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"SELECT * FROM {_unnest(fields)}"
+        f"SELECT {', '.join(source.names)} FROM {source.sql}"
         + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
         + (f" RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}" if returning else "")
     )
     with _cursor() as cursor:
-        cursor.execute(sql, columns)
+        cursor.execute(sql, source.params)
         return [tuple(row) for row in cursor.fetchall()] if returning else []
 
 
@@ -90,14 +122,14 @@ def _insert_with_orm(
     return [tuple(getattr(obj, attname) for attname in attnames) for obj in created]
 
 
-def _column(rows: Sequence[Mapping[str, Any]], field: models.Field) -> list[Any]:
+def _column(rows: Sequence[Mapping[str, Any]], field: models.Field, given: set[str]) -> list[Any]:
     """One field's values over the rows, which name a foreign key by its column attribute (`run_id`) and
-    other fields by their name; a value left out is the field's default, called per row if callable
-    (codes, timestamps, dicts), else worked out once."""
+    other fields by their name (`given`: the names any row has); a value left out is the field's default,
+    called per row if callable (codes, timestamps, dicts), else worked out once."""
     name = field.attname
     if not callable(field.default):
         default = field.get_default()
-        return [row.get(name, default) for row in rows]
+        return [row.get(name, default) for row in rows] if name in given else [default] * len(rows)
     return [row[name] if name in row else field.get_default() for row in rows]
 
 
@@ -134,20 +166,21 @@ def update_where(
     guard_field = meta.get_field(guard)
     quote = connection.ops.quote_name
     keys = [meta.pk, guard_field, *fields]
-    aliases = ["_pk", "_guard", *(f"_{index}" for index in range(len(fields)))]
+    columns = [list(column) for column in zip(*((pk, expected, *values) for pk, expected, values in rows), strict=True)]
+    source = _Source(keys, _prepared(keys, columns))
+    pk_value, guard_value, *values = source.names
     assignments = ", ".join(
-        f"{quote(f.column)} = " + (f"r.{quote(f.column)} + v.{alias}" if f.name in increments else f"v.{alias}")
-        for f, alias in zip(fields, aliases[2:], strict=True)
+        f"{quote(f.column)} = " + (f"r.{quote(f.column)} + {value}" if f.name in increments else value)
+        for f, value in zip(fields, values, strict=True)
     )
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
-        f"FROM {_unnest(keys)} AS v({', '.join(aliases)}) "
-        f"WHERE r.{quote(meta.pk.column)} = v._pk AND r.{quote(guard_field.column)} = v._guard "
+        f"FROM {source.sql} "
+        f"WHERE r.{quote(meta.pk.column)} = {pk_value} AND r.{quote(guard_field.column)} = {guard_value} "
         f"RETURNING r.{quote(meta.pk.column)}"
     )
-    flat = [(pk, expected, *values) for pk, expected, values in rows]
     with _cursor() as cursor:
-        cursor.execute(sql, _arrays(keys, flat))
+        cursor.execute(sql, source.params)
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -163,13 +196,13 @@ def add_to(model: type[models.Model], name: str, amounts: Mapping[Any, int]) -> 
     field = meta.get_field(name)
     quote = connection.ops.quote_name
     column = quote(field.column)
+    source = _Source([meta.pk, field], [list(amounts), list(amounts.values())])
     sql = (
-        f"UPDATE {quote(meta.db_table)} AS r SET {column} = r.{column} + v.amount "  # noqa: S608
-        f"FROM {_unnest([meta.pk, field])} AS v(_pk, amount) "
-        f"WHERE r.{quote(meta.pk.column)} = v._pk"
+        f"UPDATE {quote(meta.db_table)} AS r SET {column} = r.{column} + {source.names[1]} "  # noqa: S608
+        f"FROM {source.sql} WHERE r.{quote(meta.pk.column)} = {source.names[0]}"
     )
     with _cursor() as cursor:
-        cursor.execute(sql, [list(amounts), list(amounts.values())])
+        cursor.execute(sql, source.params)
 
 
 class _BinaryCursor(psycopg.Cursor):

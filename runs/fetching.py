@@ -79,7 +79,7 @@ class Fetcher:
                     provider = group[0].provider
                     self._clients[key] = provider.client(group[0].credential, options=client_options(provider))
                 except (ProviderError, SecretUnreadable) as exc:
-                    early.update(dict.fromkeys((run.pk for run in group), as_provider_error(exc)))
+                    early.update(dict.fromkeys((run.id for run in group), as_provider_error(exc)))
                     continue
             groups.append((key, group))
         return groups, early
@@ -122,13 +122,13 @@ class Fetcher:
                 self._opened.add(key)
             answers = await client.fetch_many(list(by_external))
         except ProviderError as exc:
-            return {run.pk: exc for run in group}
+            return {run.id: exc for run in group}
         except Exception as exc:
             logger.exception("client %s failed on a batch", type(client).__name__)
             error = ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
-            return {run.pk: error for run in group}
+            return {run.id: error for run in group}
         missing = ProviderError("The provider's answer did not include this run.")
-        return {run.pk: answers.get(external_id, missing) for external_id, run in by_external.items()}
+        return {run.id: answers.get(external_id, missing) for external_id, run in by_external.items()}
 
 
 def as_provider_error(exc: ProviderError | SecretUnreadable) -> ProviderError:

@@ -189,7 +189,7 @@ def apply_results(
     answered = [
         (run, result)
         for run in runs
-        if isinstance(result := results.get(run.pk), RunSnapshot) and result.status != RunStatus.UNKNOWN
+        if isinstance(result := results.get(run.id), RunSnapshot) and result.status != RunStatus.UNKNOWN
     ]
     done: set[int] = set()
     if answered:
@@ -204,11 +204,11 @@ def apply_results(
         else:
             ok_credentials: set[int] = set()
             for (run, _), did_change in zip(answered, changed, strict=True):
-                done.add(run.pk)
+                done.add(run.id)
                 _after_answer(run, did_change, stats, now, ok_credentials)
     for run in runs:
-        if run.pk not in done:
-            apply_result(run, results.get(run.pk), stats, now=now)
+        if run.id not in done:
+            apply_result(run, results.get(run.id), stats, now=now)
 
 
 def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, ok_credentials: set[int]) -> None:

@@ -35,7 +35,7 @@ def announce_run_changes(items: Sequence[tuple[Run, bool, list[str]]]) -> None:
     for run, status_changed, output_keys in items:
         event = STATUS_EVENTS.get(run.status) if status_changed else None
         if event or output_keys:
-            changes.append((run.organization_id, run.pk, event, list(output_keys)))
+            changes.append((run.organization_id, run.id, event, list(output_keys)))
     if changes:
         transaction.on_commit(partial(enqueue_run_events, changes), robust=True)
 

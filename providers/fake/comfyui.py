@@ -50,8 +50,8 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
-def _phase(request: web.Request, run: FakeRun, now: float | None = None) -> str:
-    return run.previous_phase(now) if is_stale(request) else run.phase(now)
+def _phase(request: web.Request, run: FakeRun) -> str:
+    return run.previous_phase() if is_stale(request) else run.phase()
 
 
 def _error(kind: str, message: str, details: str = "", node_errors: dict[str, Any] | None = None) -> web.Response:
@@ -113,9 +113,9 @@ def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:
 
 async def get_queue(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    running, pending, now = [], [], time.time()
+    running, pending, now, stale = [], [], time.time(), is_stale(request)
     for run in state.of_kind(KIND, now):
-        phase = _phase(request, run, now)
+        phase = run.previous_phase(now) if stale else run.phase(now)
         if phase in (S.RUNNING, S.QUEUED):
             item = [
                 run.number,
@@ -198,9 +198,9 @@ async def get_jobs(request: web.Request) -> web.Response:
         return web.json_response({"error": "limit and offset must be integers"}, status=400)
     # One clock for the whole answer, and only the page rendered: the sync benchmark lists 10,000s of
     # jobs, and the fake's CPU competes with the engine's on the same cores.
-    now, matching = time.time(), []
+    now, stale, matching = time.time(), is_stale(request), []
     for run in state.of_kind(KIND, now):
-        phase = _phase(request, run, now)
+        phase = run.previous_phase(now) if stale else run.phase(now)
         status = _JOB_STATUS.get(phase) or _history_job_status(phase)
         if not wanted or status in wanted:
             matching.append((run.created, run, phase, status))

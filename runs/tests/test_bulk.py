@@ -83,3 +83,43 @@ def test_update_grows_increment_columns_and_sets_the_rest(provider, make_run) ->
     )
     assert won == {run.pk}
     assert Run.objects.values_list("status", "n_outputs").get(pk=run.pk) == ("succeeded", 8)
+
+
+def test_columns_alike_in_every_row_and_columns_that_differ_land_row_by_row(provider, make_run) -> None:
+    # On PostgreSQL a column with one value throughout is sent once; the rows must not notice.
+    runs = [make_run(provider, status="running") for _ in range(3)]
+    common = {"organization_id": runs[0].organization_id, "filename": "a.png", "content_type": "image/png"}
+    widths = [7, 7, None]  # alike at first, then not
+    written = insert_rows(
+        RunOutput,
+        [{**common, "run_id": run.pk, "key": "k", "width": width} for run, width in zip(runs, widths, strict=True)],
+        returning=("run", "width", "filename"),
+    )
+    assert written == [(run.pk, width, "a.png") for run, width in zip(runs, widths, strict=True)]
+    codes = set(RunOutput.objects.filter(run__in=runs).values_list("code", flat=True))
+    assert len(codes) == 3  # a callable default is still called per row
+
+    finished = timezone.now()
+    won = update_where(
+        Run,
+        ("status", "finished", "progress"),
+        [
+            (run.pk, "running", ["succeeded", finished, progress])
+            for run, progress in zip(runs, [1.0, 1.0, 0.5], strict=True)
+        ],
+        guard="status",
+    )
+    assert won == {run.pk for run in runs}
+    assert list(Run.objects.filter(pk__in=won).order_by("pk").values_list("status", "finished", "progress")) == [
+        ("succeeded", finished, 1.0),
+        ("succeeded", finished, 1.0),
+        ("succeeded", finished, 0.5),
+    ]
+
+
+def test_a_single_row_with_every_column_alike_is_written_once(provider, make_run) -> None:
+    run = make_run(provider)
+    insert_rows(RunEvent, [{"run_id": run.pk, "source": "poll", "to_status": "queued"}])
+    add_to(Run, "n_outputs", {run.pk: 2})
+    assert list(RunEvent.objects.filter(run=run).values_list("to_status", flat=True)) == ["queued"]
+    assert Run.objects.values_list("n_outputs", flat=True).get(pk=run.pk) == 2
