@@ -7,6 +7,9 @@
 3. `apply_results` writes the answers through `runs.applying.apply_many` (conditional updates, in
    bulk), schedules the next poll and clears the lease. One bad run never stalls the sweep (crash guard).
 
+Batches overlap: while one is applied, the next is claimed (`Claims`, on PostgreSQL on a thread and
+connection of its own) and fetched.
+
 Keep this module free of django-q2 imports: django-q2 only schedules `sync_due_runs`.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,7 +30,7 @@ from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many
 from runs.archive import archive_due_outputs
-from runs.fetching import Fetcher
+from runs.fetching import Fetcher, Pending
 from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
@@ -82,27 +86,65 @@ def sync_due_runs(
     def out_of_time() -> bool:
         return max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds
 
-    # Pipelined: while one batch's answers are applied here, the next batch is already being fetched
-    # on a second thread (pure HTTP, no database), so the network wait and the writes overlap.
-    with Fetcher() as fetcher:
-        runs = claim_due_runs(limit, now=start)
-        pending = fetcher.start(runs)
+    # Pipelined: while one batch's answers are applied here, the next batch is claimed and fetched (pure
+    # HTTP, no database) on other threads, so the network wait, the claim and the writes overlap.
+    with Fetcher() as fetcher, Claims(fetcher, limit, start) as claims:
+        runs, pending = claims.next().result()
         while runs:
             stats.batches += 1
             stats.claimed += len(runs)
-            # The next claim goes first: PostgreSQL leases it while the fetch thread is still parsing this
-            # batch's answers, instead of after them.
-            next_runs = [] if out_of_time() else claim_due_runs(limit, now=start)
+            following = None if out_of_time() else claims.next()
             results = pending.result()
-            pending = fetcher.start(next_runs)
             # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
             # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
             with transaction.atomic():
                 apply_results(runs, results, stats, now=now)
-            runs = next_runs
+            runs, pending = following.result() if following else ([], pending)
     if archive:
         stats.archived = archive_all_due_outputs()
     return stats
+
+
+class Claims:
+    """Claims the sweep's batches and starts fetching each one as soon as it is claimed.
+
+    On PostgreSQL, once a claim came back full (more runs are due), the next ones run on a thread of
+    their own, with their own database connection, so a batch is leased while this thread still
+    applies the one before (a claim was a fifth of a list-served sweep). Otherwise, and inside a
+    caller's transaction (whose uncommitted rows another connection could not see), they run inline.
+    """
+
+    def __init__(self, fetcher: Fetcher, limit: int, now: datetime) -> None:
+        self.fetcher, self.limit, self.now = fetcher, limit, now
+        self._may_thread = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._pool: ThreadPoolExecutor | None = None
+        self._last_full = False
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            try:
+                # Looked up on the claim thread (`connection` is per thread): its own connection is closed.
+                self._pool.submit(lambda: connection.close()).result()
+            finally:
+                self._pool.shutdown()
+
+    def next(self) -> Future[tuple[list[Run], Pending]]:
+        """The next batch and its pending answers (call it again only once the last one is done)."""
+        if self._pool is None and self._may_thread and self._last_full:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-claim")
+        if self._pool is not None:
+            return self._pool.submit(self._claim)
+        future: Future[tuple[list[Run], Pending]] = Future()
+        future.set_result(self._claim())
+        return future
+
+    def _claim(self) -> tuple[list[Run], Pending]:
+        runs = claim_due_runs(self.limit, now=self.now)
+        self._last_full = len(runs) == self.limit
+        return runs, self.fetcher.start(runs)
 
 
 def archive_all_due_outputs() -> int:

@@ -9,6 +9,7 @@ SQLite serialises writers and has no SKIP LOCKED.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -157,3 +158,39 @@ def test_it_finishes_a_killed_workers_batch_after_its_lease_expires(runs, fake):
     assert set(Run.objects.values_list("status", flat=True)) == {Status.RUNNING}
     assert set(Run.objects.values_list("sync_locked_until", flat=True)) == {None}
     assert Counter(RunEvent.objects.values_list("run_id", flat=True)) == {run.pk: 1 for run in created}
+
+
+def database_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_claims_its_next_batches_on_a_thread_of_its_own_and_closes_its_connection(runs, monkeypatch):
+    _, created = runs
+    claimed_on: list[str] = []
+    real_claim = sync.claim_due_runs
+
+    def recording_claim(limit, now=None):
+        claimed_on.append(threading.current_thread().name)
+        return real_claim(limit, now=now)
+
+    monkeypatch.setattr(sync, "claim_due_runs", recording_claim)
+    make_all_due()
+    before = database_backends()
+    stats = sync_due_runs(limit=50)
+    assert (stats.claimed, stats.batches, stats.changed) == (N_RUNS, 3, N_RUNS)
+    # The first claim runs inline; it came back full, so the next ones (50, 20, then none) ran on the claim
+    # thread while this one applied.
+    assert claimed_on[0] == threading.current_thread().name
+    assert len(claimed_on) == 4 and all(name.startswith("sync-claim") for name in claimed_on[1:])
+    assert set(Run.objects.values_list("status", flat=True)) == {Status.RUNNING}
+    assert Counter(RunEvent.objects.values_list("run_id", flat=True)) == {run.pk: 1 for run in created}
+    assert set(Run.objects.values_list("sync_locked_until", flat=True)) == {None}
+    for _ in range(50):  # the claim thread's backend goes away once its connection is closed
+        if database_backends() == before:
+            break
+        time.sleep(0.05)
+    assert database_backends() == before
