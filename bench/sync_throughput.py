@@ -55,12 +55,36 @@ def ensure_postgres_database(url: str) -> None:
 
 
 class QueryCounter:
+    """Counts statements on this thread's connection and, through `count_claims`, the sweep's claim thread's."""
+
     def __init__(self) -> None:
+        import threading
+
         self.count = 0
+        self.lock = threading.Lock()
 
     def __call__(self, execute, sql, params, many, context):
-        self.count += 1
+        with self.lock:
+            self.count += 1
         return execute(sql, params, many, context)
+
+    def count_claims(self):
+        """A patch for runs.sync.claim_due_runs: claims made on another thread use that thread's connection."""
+        import threading
+
+        from django.db import connection
+
+        from runs import sync
+
+        real_claim = sync.claim_due_runs
+
+        def counted_claim(limit, now=None):
+            if threading.current_thread() is threading.main_thread():
+                return real_claim(limit, now=now)  # already counted by the main connection's wrapper
+            with connection.execute_wrapper(self):
+                return real_claim(limit, now=now)
+
+        sync.claim_due_runs = counted_claim
 
 
 def peak_rss_mb() -> float:
@@ -136,6 +160,7 @@ def main() -> None:
 
         # (a) the engine
         counter = QueryCounter()
+        counter.count_claims()
         profiler = None
         if args.profile:
             import cProfile
