@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from django.utils import timezone
 from PIL import Image
@@ -84,6 +86,16 @@ def test_it_archives_a_png_from_the_fake_provider(fake, media):
     with Image.open(output.thumbnail.path) as thumb:
         assert thumb.format == "WEBP" and max(thumb.size) <= 320
     assert temp_files(media) == []
+
+
+def test_signed_output_links_stay_out_of_the_logs(fake, media, caplog):
+    # A presigned link is a bearer capability until it expires: httpx's own INFO lines would print it whole.
+    url = fake_file_url(fake.root, "comfyui", "p-1", "ComfyUI_00001_.png", in_future())
+    make_output(fake.base_url("comfyui"), url)
+    caplog.set_level(logging.INFO)
+    assert archive_due_outputs() == 1
+    signature = httpx.URL(url).params["sig"]
+    assert signature and signature not in caplog.text
 
 
 def test_it_makes_a_thumbnail_of_at_most_320_px(media):
