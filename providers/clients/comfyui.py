@@ -168,16 +168,23 @@ class ComfyUIClient(ProviderClient):
         results.update(await self._from_history_each(missing))
         return {i: results[i] for i in ids}
 
-    async def _from_jobs_list(self, ids: list[str]) -> dict[str, RunSnapshot]:
+    async def _from_jobs_list(self, ids: list[str]) -> dict[str, RunSnapshot | ProviderError]:
         """The finished ids whose list entries tell everything (jobs_list.whole_outputs); {} on builds
-        without `/api/jobs`, which are then not asked again by this client."""
+        without `/api/jobs`, which are then not asked again by this client.
+
+        Told to slow down (429/503 with Retry-After) or refused (a proxy's 401/403), the ids the pages
+        did not show get that error: no burst of history calls now, they wait for the back-off.
+        """
         if self._jobs_api_missing:
             return {}
+        held: dict[str, RunSnapshot | ProviderError] = {}
         try:
             await self._finished.read_until(set(ids))
         except ProviderError as exc:
             self._jobs_api_missing = exc.status_code == 404
-        return self._finished.answers(ids, self.job_snapshot)
+            if exc.retry_after or exc.auth_failed:
+                held = dict.fromkeys((i for i in ids if i not in self._finished.entries), exc)
+        return {**held, **self._finished.answers(ids, self.job_snapshot)}
 
     async def _from_history_list(self, ids: list[str]) -> dict[str, RunSnapshot]:
         max_items = min(len(ids) + _HISTORY_SLACK, _HISTORY_LIST_MAX)

@@ -318,6 +318,36 @@ def job_entry(prompt_id: str, **fields: object) -> dict:
     }
 
 
+@pytest.mark.parametrize(
+    ("answer", "held"),
+    [
+        (httpx.Response(429, headers={"Retry-After": "30"}, text="slow down"), True),
+        (httpx.Response(403, text="forbidden"), True),  # a reverse proxy refusing the credential
+        (httpx.Response(500, text="oops"), False),  # no advice: the history calls still answer
+    ],
+)
+def test_a_jobs_list_that_says_slow_down_holds_back_the_history_calls(answer, held):
+    history = recorded("history_success.json")
+    entry = next(iter(history.values()))
+    ids = [f"done-{i}" for i in range(6)]
+    r = router(
+        {
+            ("GET", "/queue"): (200, recorded("queue_idle.json")),
+            ("GET", "/api/jobs"): answer,
+            ("GET", "/history"): (200, dict.fromkeys(ids, entry)),
+        }
+    )
+    c = client(r)
+    result = c.call(c.fetch_many, ids)
+    if held:
+        assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs"]
+        assert all(isinstance(result[i], ProviderError) for i in ids)
+        assert result[ids[0]].retry_after == (30 if answer.status_code == 429 else None)
+    else:
+        assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs", "/history"]
+        assert all(result[i].status is RunStatus.SUCCEEDED for i in ids)
+
+
 def test_the_jobs_list_answers_finished_runs_as_their_history_does():
     history = recorded("history_success.json")
     [(prompt_id, entry)] = history.items()
