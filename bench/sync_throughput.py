@@ -237,7 +237,7 @@ class CpuMeter:
     def __init__(self, fake) -> None:
         from django.db import connection
 
-        from bench.api_throughput import cpu_seconds
+        from bench.api_throughput import cpu_seconds, parent_pid
 
         self.cpu_seconds = cpu_seconds
         self.pids = {"engine": os.getpid()}
@@ -246,17 +246,14 @@ class CpuMeter:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 self.pids["PostgreSQL"] = backend = cursor.fetchone()[0]
-            self.postmaster = int(_proc_stat(backend)[1])
+            self.postmaster = parent_pid(backend)
         if isinstance(fake, RemoteFake):
             self.pids["fake provider"] = fake.process.pid
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self.reaped = self._reaped()
 
     def _reaped(self) -> float:
-        if self.postmaster is None:
-            return 0.0
-        fields = _proc_stat(self.postmaster)
-        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return 0.0 if self.postmaster is None else self.cpu_seconds(self.postmaster, of_ended_children=True)
 
     def spent(self) -> list[tuple[str, float]]:
         time.sleep(0.05)  # lets the postmaster reap a backend that just closed
@@ -264,11 +261,6 @@ class CpuMeter:
         if "PostgreSQL" in spent:
             spent["PostgreSQL"] += self._reaped() - self.reaped
         return list(spent.items())
-
-
-def _proc_stat(pid: int) -> list[str]:
-    """/proc/<pid>/stat's fields after the command name: [1] ppid, [11:13] utime, stime, [13:15] children's."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 class RemoteFake:
