@@ -97,7 +97,7 @@ async def list_executes(request: web.Request) -> web.Response:
 
 
 def _item(request: web.Request, run: FakeRun, summary: bool = False) -> dict[str, Any]:
-    phase = run.previous_phase() if is_stale(request) else run.phase()
+    phase = run.phase_seen(is_stale(request))
     status = {S.QUEUED: "created", S.RUNNING: "created", S.SUCCEEDED: "success"}.get(phase, "failed")
     done = status != "created"
     files = [file_url(request, KIND, run.external_id, name, ttl=3600) for name in run.output_names()]

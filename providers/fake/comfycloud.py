@@ -73,7 +73,7 @@ def v2_error(status: int, code: str, message: str, details: Any = None) -> web.R
 
 def rendered(request: web.Request, run: FakeRun) -> tuple[str, float]:
     stale = bool(is_stale(request))
-    return (run.previous_phase() if stale else run.phase()), as_of(run, stale)
+    return run.phase_seen(stale), as_of(run, stale)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -219,7 +219,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     stale, now = is_stale(request), time.time()
     matching = []
     for run in request.app[STATE].of_kind(KIND, now):
-        phase = run.previous_phase(now) if stale else run.phase(now)
+        phase = run.phase_seen(stale, now)
         if not wanted or V1_STATUS.get(phase, phase) in wanted:
             matching.append((run.created, phase, run))
     matching.sort(key=lambda item: item[0], reverse=request.query.get("sort_order", "desc") != "asc")

@@ -90,7 +90,7 @@ async def get_run(request: web.Request) -> web.Response:
     if run is None:
         return web.json_response({"detail": "Run not found"}, status=404)
     stale = bool(is_stale(request))
-    phase = run.previous_phase() if stale else run.phase()
+    phase = run.phase_seen(stale)
     return web.json_response(render_run(request, run, phase, as_of(run, stale)))
 
 

@@ -51,7 +51,7 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def _phase(request: web.Request, run: FakeRun) -> str:
-    return run.previous_phase() if is_stale(request) else run.phase()
+    return run.phase_seen(is_stale(request))
 
 
 def _error(kind: str, message: str, details: str = "", node_errors: dict[str, Any] | None = None) -> web.Response:
@@ -115,7 +115,7 @@ async def get_queue(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     running, pending, now, stale = [], [], time.time(), is_stale(request)
     for run in state.of_kind(KIND, now):
-        phase = run.previous_phase(now) if stale else run.phase(now)
+        phase = run.phase_seen(stale, now)
         if phase in (S.RUNNING, S.QUEUED):
             item = [
                 run.number,
@@ -200,7 +200,7 @@ async def get_jobs(request: web.Request) -> web.Response:
     # jobs, and the fake's CPU competes with the engine's on the same cores.
     now, stale, matching = time.time(), is_stale(request), []
     for run in state.of_kind(KIND, now):
-        phase = run.previous_phase(now) if stale else run.phase(now)
+        phase = run.phase_seen(stale, now)
         status = _JOB_STATUS.get(phase) or _history_job_status(phase)
         if not wanted or status in wanted:
             matching.append((run.created, run, phase, status))

@@ -123,7 +123,7 @@ async def _task(request: web.Request) -> tuple[FakeRun | None, Any]:
 
 
 def _status(request: web.Request, run: FakeRun) -> str:
-    phase = run.previous_phase() if is_stale(request) else run.phase()
+    phase = run.phase_seen(is_stale(request))
     return {S.QUEUED: "waiting", S.RUNNING: "running", S.SUCCEEDED: "succeeded", S.CANCELLED: "canceled"}.get(
         phase, "failed"
     )

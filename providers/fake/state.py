@@ -83,6 +83,10 @@ class FakeRun:
         seen = [phase for at, phase in self.timeline() if at <= now] or [self.timeline()[0][1]]
         return seen[-2] if len(seen) > 1 else seen[-1]
 
+    def phase_seen(self, stale: bool, now: float | None = None) -> str:
+        """The phase an answer shows: the previous one when the stale-replica fault is on (`is_stale`)."""
+        return self.previous_phase(now) if stale else self.phase(now)
+
     def entered(self, phase: str, now: float | None = None) -> float | None:
         """When the run entered `phase` (None if it has not, yet)."""
         now = time.time() if now is None else now
