@@ -428,18 +428,25 @@ def test_once_the_total_is_known_the_pages_still_needed_are_asked_for_together()
     assert results[oldest].status == RunStatus.SUCCEEDED
 
 
+def read_finished(finished: list[dict[str, Any]], **faults: Any) -> tuple[jobs_list.FinishedJobs, Exception | None]:
+    """The finished pages one client reads looking for the oldest job, and the error that stopped it, if any."""
+    c = client(counting_handler(finished, [], [0], **faults))
+
+    async def read() -> tuple[jobs_list.FinishedJobs, Exception | None]:
+        pages = jobs_list.FinishedJobs(c)
+        try:
+            await pages.read_until({finished[-1]["id"]})
+        except ProviderError as exc:
+            return pages, exc
+        return pages, None
+
+    return c.call(read)
+
+
 def test_pages_asked_for_together_stop_at_the_first_that_fails_and_keep_the_ones_before() -> None:
     finished = completed_jobs(4500)
-    offsets: list[int] = []
-    c = client(counting_handler(finished, offsets, [0], fail_at=2000))
-
-    async def read() -> jobs_list.FinishedJobs:
-        pages = jobs_list.FinishedJobs(c)
-        with pytest.raises(ProviderError):
-            await pages.read_until({finished[-1]["id"]})
-        return pages
-
-    pages = c.call(read)
+    pages, error = read_finished(finished, fail_at=2000)
+    assert isinstance(error, ProviderError)
     assert (pages.offset, pages.pages) == (2000, 2)
     # Pages 0 and 1,000 are kept; 3,000 was read but lies past the gap, so it is not.
     assert finished[1999]["id"] in pages.entries and finished[3000]["id"] not in pages.entries
@@ -447,15 +454,8 @@ def test_pages_asked_for_together_stop_at_the_first_that_fails_and_keep_the_ones
 
 def test_a_short_page_among_those_asked_together_leaves_no_gap() -> None:
     finished = completed_jobs(2600)
-    offsets: list[int] = []
-    c = client(counting_handler(finished, offsets, [0], short_from=1000))
-
-    async def read() -> jobs_list.FinishedJobs:
-        pages = jobs_list.FinishedJobs(c)
-        await pages.read_until({finished[-1]["id"]})
-        return pages
-
-    pages = c.call(read)
+    pages, error = read_finished(finished, short_from=1000)
+    assert error is None
     # From 1,000 on the server answered 300 a page: each next page starts where the last one ended.
     assert pages.ended and pages.offset == 2600
     assert set(pages.entries) == {job["id"] for job in finished}
