@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from providers.fake import FakeProviderServer
@@ -105,3 +107,23 @@ def make_run(db):
         )
 
     return make
+
+
+# -- Redis (django-q2's Redis broker) -----------------------------------------------------------------
+
+# A database number of its own, so the suite never touches another program's keys on a shared Redis;
+# tests also name their keys uniquely and delete only those.
+TEST_REDIS_URL = os.environ.get("COMFYTRACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The Redis the suite uses (CI runs one on 127.0.0.1:6379; .ci/run starts it when it is down)."""
+    import redis
+
+    client = redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return TEST_REDIS_URL

@@ -6,6 +6,7 @@ environment variables named like the Django settings override them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -83,6 +84,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request carries its id, and probes are answered before the host
+    # check and the HTTPS redirect (a load balancer probes a pod by its address, over plain HTTP).
+    "comfytrack.logs.RequestIdMiddleware",
+    "comfytrack.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "comfytrack.metrics.ApiMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "comfytrack.urls"
@@ -225,7 +231,8 @@ PROVIDER_HTTP_TIMEOUT = float(os.environ.get("PROVIDER_HTTP_TIMEOUT", "15"))
 # set COMFYTRACK_REDIS_URL to use Redis on larger installs. The sweep owns its own retries
 # (next_sync_after), so the broker never re-runs a task: max_attempts=1, ack_failures=True.
 Q_CLUSTER = {
-    "name": "comfytrack",
+    # The name prefixes the cluster's Redis keys: deployments sharing one Redis need different names.
+    "name": os.environ.get("COMFYTRACK_Q_NAME", "comfytrack"),
     "workers": envint("COMFYTRACK_Q_WORKERS", 4),  # the sync and archive loops each hold one
     "timeout": 120,
     "retry": 300,
@@ -241,11 +248,26 @@ if os.environ.get("COMFYTRACK_REDIS_URL"):
 else:
     Q_CLUSTER["orm"] = "default"
 
+# COMFYTRACK_LOG_FORMAT=json: one JSON object per line (for a log shipper); "plain" otherwise. Either
+# way each line of a web request carries its request id (X-Request-ID, comfytrack.logs).
+LOG_FORMAT = os.environ.get("COMFYTRACK_LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"COMFYTRACK_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "comfytrack.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -283,3 +305,16 @@ COMFYTRACK_PUBLIC_URL = os.environ.get("COMFYTRACK_PUBLIC_URL", "").rstrip("/")
 COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS", [])
 # Seconds one delivery may take (connect + send + answer); a hanging endpoint never holds more than this.
 COMFYTRACK_WEBHOOK_TIMEOUT = envint("COMFYTRACK_WEBHOOK_TIMEOUT", 10)
+
+# --- Operations: probes and metrics (comfytrack.health, comfytrack.metrics; docs/deploy.md) ---------
+# /metrics answers a request bearing this token (Authorization: Bearer …) or coming from one of the
+# networks below; with neither set it answers nobody (403).
+COMFYTRACK_METRICS_TOKEN = envsecret("COMFYTRACK_METRICS_TOKEN")
+COMFYTRACK_METRICS_ALLOWED_NETWORKS = envlist("COMFYTRACK_METRICS_ALLOWED_NETWORKS", [])
+for _network in COMFYTRACK_METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"COMFYTRACK_METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or network (e.g. 10.0.0.0/8)."
+        ) from None

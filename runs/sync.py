@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from comfytrack import metrics
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many
@@ -78,6 +79,11 @@ def sync_due_runs(
     With `archive`, outputs due for archiving are downloaded afterwards (the scheduled loop archives
     in its own task instead, so slow downloads never delay status freshness).
     """
+    with metrics.timed_sweep():
+        return _sweep(limit, now, max_seconds, archive)
+
+
+def _sweep(limit: int, now: datetime | None, max_seconds: float | None, archive: bool) -> SweepStats:
     start = now or timezone.now()
     stats = SweepStats()
     stats.lost += reconcile_stale_submissions(start)
@@ -95,6 +101,7 @@ def sync_due_runs(
             stats.claimed += len(runs)
             following = None if out_of_time() else claims.next()
             results = pending.result()
+            metrics.count_answers(runs, results)
             # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
             # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
             with transaction.atomic():

@@ -1,0 +1,86 @@
+"""Start the production processes (q cluster, sweepers, gunicorn) as real child processes in tests.
+
+The children use the production settings module against the test database (which the test made
+with real commits: `django_db(transaction=True)`), with the suite's secrets, so they decrypt the
+credentials the test stored. Every child runs in a process group of its own and `stop` ends the
+whole group: nothing is left running behind a failed test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for the database this test is using (PostgreSQL)."""
+    db = connection.settings_dict
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{quote(db.get('USER') or '', safe='')}{password}@{host}{port}/{db['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "COMFYTRACK_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="comfytrack.settings",
+        DATABASE_URL=test_database_url(),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        SECRET_KEY=settings.SECRET_KEY,
+        COMFYTRACK_ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
+        COMFYTRACK_STATIC_MANIFEST="false",
+        SECURE_SSL_REDIRECT="false",
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        handle.close()
+
+
+def stop(process: subprocess.Popen, signum: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Ask the process group to stop, then kill whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
