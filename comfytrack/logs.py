@@ -46,3 +46,12 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = _current.get()
         return True
+
+
+# The inbound ComfyDeploy webhook authenticates by a token in its path (/api/v1/hooks/comfydeploy/<provider>/<token>):
+# anything that logs request paths (the access log, django.request warnings) must not write it.
+_WEBHOOK_TOKEN = re.compile(r"(/hooks/comfydeploy/[^/?#\s]+/)[^/?#\s\"']+")
+
+
+def redact_paths(text: str) -> str:
+    return _WEBHOOK_TOKEN.sub(r"\1[redacted]", text)

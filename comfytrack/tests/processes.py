@@ -84,3 +84,30 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
+    """gunicorn with the production configuration, once it answers /healthz."""
+    import httpx
+
+    env = {**env, "COMFYTRACK_BIND": f"127.0.0.1:{port}"}
+    process = start(["-m", "gunicorn", "-c", "python:comfytrack.gunicorn_config", "comfytrack.wsgi"], env, log)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {log.read_text(errors='replace')[-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, timeout=30, what="gunicorn to answer /healthz")
+    return process
