@@ -5,6 +5,7 @@ from accounts import views as accounts
 from comfytrack.api import api
 from providers import views as providers
 from runs import views as runs
+from runs import views_bulk as runs_bulk
 
 handler403 = "runs.views.forbidden"
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("org/", accounts.switch_org, name="switch-org"),
     path("runs/", runs.run_list, name="run-list"),
     path("runs/new/", runs.submit, name="run-submit"),
+    path("runs/track/", runs_bulk.track_many, name="run-track"),
     path("runs/<uuid:code>/", runs.run_detail, name="run-detail"),
     path("runs/rows/", runs.run_rows, name="run-rows"),
     path("runs/<uuid:code>/live/", runs.run_live, name="run-live"),

@@ -11,7 +11,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRed
 from django.utils import timezone
 from ninja import Field, Header, Query, Router, Schema, Status
 from pydantic import ValidationError as PydanticValidationError
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
 from providers.models import Provider
@@ -41,7 +42,7 @@ from runs.schemas import (
 )
 from runs.stats import MAX_WINDOW_DAYS, compute_stats, window_from_days
 from runs.submission import submit_run
-from runs.tracking import track_run
+from runs.tracking import MAX_EXTERNAL_ID, MAX_TRACK_IDS, track_run, track_runs
 from runs.views_hooks import handle_comfydeploy_hook
 
 router = Router(tags=["runs"])
@@ -81,16 +82,47 @@ class SubmitIn(Schema):
 
 class TrackIn(Schema):
     provider: str = Field(description="The provider's id or its name.", max_length=200)
-    external_id: str = Field(description="The provider's id for the run.", min_length=1, max_length=200)
+    external_id: str | None = Field(
+        None, description="The provider's id for the run.", min_length=1, max_length=MAX_EXTERNAL_ID
+    )
+    external_ids: list[str] | None = Field(
+        None,
+        description=f"Instead of `external_id`: up to {MAX_TRACK_IDS} ids, registered in one call.",
+        max_length=MAX_TRACK_IDS,
+    )
 
     _clean = field_validator("provider", "external_id")(_no_nul)
 
     @field_validator("external_id")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        if not value.strip():
+    def _strip(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank")
-        return value.strip()
+        return value.strip() if value is not None else None
+
+    @field_validator("external_ids")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must list at least one id")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TrackIn:
+        if (self.external_id is None) == (self.external_ids is None):
+            raise PydanticCustomError("one_of", "send either external_id or external_ids")
+        return self
+
+
+class TrackItemOut(Schema):
+    external_id: str
+    id: UUID | None = Field(description="The run (new or already tracked); null when the id was refused.")
+    created: bool
+    error: str | None = Field(description="Why this id was refused, else null.")
+
+
+class TrackManyOut(Schema):
+    items: list[TrackItemOut] = Field(description="One result per id sent, in the same order.")
 
 
 class RetryIn(Schema):
@@ -216,12 +248,27 @@ def submit(
     return Status(201, _json_run(run))
 
 
-@router.post("/runs/track", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Track a run")
+@router.post(
+    "/runs/track",
+    response={201: RunOut, 200: RunOut | TrackManyOut, **errors(403, 404, 409)},
+    summary="Track a run, or many",
+)
 def track(request: HttpRequest, payload: TrackIn):
-    """Register a run that already exists on a provider. Idempotent: 200 with the same run when it is
-    already tracked, 201 when newly registered."""
+    """Register runs that already exist on a provider. Idempotent.
+
+    With `external_id`: 201 and the run when newly registered, 200 and the same run when it is already
+    tracked. With `external_ids` (up to 1,000): always 200 and `{items: [...]}`, one result per id in
+    the order sent, each with the run's id and `created`, or an `error` for an id that cannot be a run
+    id (the other ids are still registered)."""
     provider = find_provider(request, payload.provider)
-    run, created = track_run(provider, payload.external_id, created_by=getattr(request.auth, "user", None))
+    user = getattr(request.auth, "user", None)
+    if payload.external_ids is not None:
+        results = track_runs(provider, payload.external_ids, created_by=user)
+        items = [
+            {"external_id": r.external_id, "id": r.run_code, "created": r.created, "error": r.error} for r in results
+        ]
+        return json_response({"items": items})
+    run, created = track_run(provider, payload.external_id, created_by=user)
     return Status(201 if created else 200, _json_run(run))
 
 
