@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
 from providers.models import Provider
+from runs import export
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.models import Origin, Run, RunOutput
 from runs.queries import (
@@ -131,7 +132,7 @@ class RetryIn(Schema):
     _clean = field_validator("provider")(_no_nul)
 
 
-class ListQuery(Schema):
+class FilterQuery(Schema):
     status: str | None = Field(
         None, description="One or more statuses, comma-separated; `problems` = failed+timed_out+lost."
     )
@@ -140,6 +141,9 @@ class ListQuery(Schema):
     q: str | None = Field(None, description="Free text: external id, prompt text, node types.")
     created_after: str | None = Field(None, description="A date (2026-11-30) or an ISO datetime.")
     created_before: str | None = None
+
+
+class ListQuery(FilterQuery):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(None, description="The previous page's next_cursor.")
 
@@ -221,6 +225,35 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
     return json_response({"items": runs_json(page), "next_cursor": next_cursor})
+
+
+class ExportQuery(FilterQuery):
+    format: Literal["csv", "jsonl"] = Field("csv", description="csv (with a header row) or jsonl (one object a line).")
+
+
+EXPORT_RESPONSES = {
+    200: {
+        "description": "Every run matching the filters, newest first, streamed (columns in docs/api.md).",
+        "content": {"text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/runs/export",
+    response={**errors()},
+    summary="Export runs (CSV or JSON Lines)",
+    openapi_extra={"responses": EXPORT_RESPONSES},
+)
+def export_runs(request: HttpRequest, query: Query[ExportQuery]) -> HttpResponse:
+    """The list's filters (`status`, `provider`, `origin`, `q`, `created_after`, `created_before`) without
+    pagination: every matching run, streamed as it is read. CSV cells that a spreadsheet would take for
+    a formula (starting with = + - @) get a leading apostrophe."""
+    filters = parse_filters(_Params(_clean_params(request)), _org(request))
+    if filters.errors:
+        raise invalid(" ".join(map(str, filters.errors)), filters.errors[0].field)
+    runs = filter_runs(_scoped_runs(request), filters)
+    return export.streamed(runs, _org(request), query.format, timezone.now())
 
 
 @router.post("/runs", response={201: RunOut, 200: RunOut, **errors(403, 404, 409)}, summary="Submit a run")

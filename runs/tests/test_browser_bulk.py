@@ -1,11 +1,16 @@
-"""Real-browser tests of the pages that work on many runs: tracking a pasted list of ids."""
+"""Real-browser tests of the pages that work on many runs: tracking a list of ids, exports, the zip."""
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
 from playwright import sync_api as playwright_api
 
-from runs.models import Run
+from providers.fake.png import png_bytes
+from runs.models import Run, RunOutput
 from runs.tests.test_browser import SHOTS, browser, page  # noqa: F401 - the shared browser fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -24,3 +29,29 @@ def test_tracking_a_pasted_list(page, provider):  # noqa: F811
     results.locator("a:has-text('fresh-1')").click()
     playwright_api.expect(page.locator("h1")).to_contain_text("fresh-1")
     assert Run.objects.filter(external_id__startswith="fresh-").count() == 2
+
+
+def test_exporting_the_filtered_list_and_zipping_a_gallery_selection(page, provider, tmp_path):  # noqa: F811
+    run = Run.objects.create(organization=provider.organization, provider=provider, external_id="z-1", status="failed")
+    for i in range(3):
+        output = RunOutput(run=run, key=f"k{i}", kind="image", filename=f"ComfyUI_{i:05d}_.png", width=64, height=64)
+        image = png_bytes(f"zip-{i}", 64, 64)
+        output.file.save(output.filename, ContentFile(image), save=False)
+        output.archived = timezone.now()
+        output.save()
+    page.goto("/runs/?status=failed")
+    with page.expect_download() as download:
+        page.click("a:has-text('CSV')")
+    rows = download.value.path().read_text().splitlines()
+    assert rows[0].startswith("id,provider,") and len(rows) == 2 and "z-1" in rows[1]
+
+    page.goto("/gallery/")
+    boxes = page.locator("input[name=output]")
+    boxes.nth(0).check()
+    boxes.nth(2).check()
+    page.screenshot(path=str(SHOTS / "gallery-selection.png"))
+    with page.expect_download() as download:
+        page.click("button:has-text('Download selected (zip)')")
+    archive = zipfile.ZipFile(download.value.path())
+    assert len(archive.namelist()) == 3 and archive.namelist()[-1] == "manifest.json"
+    assert all(name.startswith("z-1/") for name in archive.namelist()[:2])

@@ -1,0 +1,100 @@
+"""Streamed export of the runs list at scale (a script, not a test).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ct_bench_export python bench/export.py --runs 1000000
+
+Seeds runs into one organization (PostgreSQL: COPY, as bench/pages.py does), then, each in a fresh
+process so its peak memory is its own, downloads every run through GET /api/v1/runs/export (Django's
+test client, the streamed body read chunk by chunk and dropped) as CSV and as JSON Lines, and, side by
+side, the same rows built in memory first (what a non-streamed export would do). Prints rows/s and peak
+RSS (ru_maxrss) above the process's footprint before the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import pages  # noqa: E402
+from sync_throughput import setup_django  # noqa: E402
+
+MODES = ("csv", "jsonl", "csv-in-memory")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(mode: str) -> dict:
+    """One export in this process: rows, seconds, peak RSS before and after."""
+    from django.test import Client
+
+    from accounts.models import ApiKey, Organization
+    from runs import export
+    from runs.models import Run
+
+    org = Organization.objects.get(slug="bench-0")
+    ApiKey.objects.filter(organization=org, name="bench-export").delete()
+    key = ApiKey.issue(org, "bench-export")[1]
+    client = Client()
+    before = _peak_mb()
+    started = time.perf_counter()
+    if mode == "csv-in-memory":
+        rows = list(export.records(Run.objects.filter(organization=org), org.pk))
+        size = len("".join(export.csv_chunks(iter(rows))))
+        lines = len(rows) + 1
+    else:
+        response = client.get(f"/api/v1/runs/export?format={mode}", headers={"X-API-Key": key})
+        assert response.status_code == 200, response.status_code
+        size = lines = 0
+        for chunk in response.streaming_content:
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+        response.close()
+    seconds = time.perf_counter() - started
+    rows = lines - (1 if mode.startswith("csv") else 0)
+    return {"mode": mode, "rows": rows, "seconds": seconds, "bytes": size, "before_mb": before, "peak_mb": _peak_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    db = setup_django()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return
+    pages.ORGS = 1  # every run in one organization: the export reads them all
+    _, providers = pages.ensure_orgs()
+    pages.seed(providers, args.runs)
+    print(f"database: {db}\n{args.runs:,} runs in one organization")
+    print(f"  {'mode':15} {'rows':>10} {'rows/s':>9} {'MB out':>8} {'RSS before':>11} {'peak RSS':>9} {'growth':>8}")
+    results = {}
+    for mode in MODES:
+        command = [sys.executable, __file__, "--measure", mode, "--runs", str(args.runs)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ.copy())
+        r = results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        growth = r["peak_mb"] - r["before_mb"]
+        print(
+            f"  {mode:15} {r['rows']:>10,} {r['rows'] / r['seconds']:>9,.0f} {r['bytes'] / 1e6:>8.1f} "
+            f"{r['before_mb']:>9.0f}MB {r['peak_mb']:>7.0f}MB {growth:>6.0f}MB",
+            flush=True,
+        )
+    streamed, held = results["csv"], results["csv-in-memory"]
+    ratio = (held["peak_mb"] - held["before_mb"]) / max(streamed["peak_mb"] - streamed["before_mb"], 1)
+    print(f"memory growth, in-memory / streamed CSV: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
