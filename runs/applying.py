@@ -8,6 +8,8 @@ Both go through `apply_many`, so there is one implementation of the rules:
 3. A RunEvent per status change and the new outputs are inserted in bulk, in the same transaction.
    The output counter grows in the run's own UPDATE by the outputs found new, and is corrected by the
    rows a concurrent writer inserted first, so it always equals the rows stored.
+4. The batch's changes go to the run-change hook's subscribers (runs.changes), still in that
+   transaction: outbound webhook messages commit or roll back with the change (an outbox).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.clients.base import OutputRef, RunSnapshot, RunStatus
+from runs import changes as run_changes
 from runs.bulk import add_to, insert_rows, update_where
-from webhooks.emit import announce_run_changes
 
 if TYPE_CHECKING:
     from runs.models import Run, RunOutput
@@ -103,9 +105,14 @@ def apply_many(
         add_to(Run, "n_outputs", {pk: added.get(pk, 0) - n for pk, n in counted.items() if added.get(pk, 0) != n})
         for p in applied:
             p.run.n_outputs += added.get(p.run.id, 0)
-        # Outbound webhooks: the messages are written once this transaction commits (never for a change
-        # that rolled back) and sent later by webhooks.delivery, outside the sweep.
-        announce_run_changes([(p.run, p.status_changes, new_keys.get(p.run.id, [])) for p in applied])
+        # The run-change hook (webhooks, alerts): subscribers write their rows in this same transaction.
+        run_changes.announce(
+            [
+                run_changes.RunChange(p.run, p.old_status, p.status_changes, tuple(new_keys.get(p.run.id, ())))
+                for p in applied
+                if p.status_changes or new_keys.get(p.run.id)
+            ]
+        )
     return results
 
 

@@ -1,56 +1,44 @@
-"""Turning run changes into webhook messages (called explicitly from runs.applying.apply_many, the one
-path every status change and new output takes; no model signals).
+"""Turning run changes into webhook messages: a subscriber of the run-change hook (runs.changes),
+registered by WebhooksConfig.ready.
 
-`announce_run_changes` runs inside the apply transaction and only registers one on-commit callback
-per batch; the callback writes one `WebhookDelivery` per matching endpoint and event. It costs one
-query per batch when the organizations involved have no endpoints, and it never raises into the
-sync sweep.
+`enqueue_run_changes` runs inside the transaction of the status change and writes one
+`WebhookDelivery` per matching endpoint and event there (a transactional outbox): a committed change
+always has its messages, a rolled-back one has none. `webhooks.delivery` sends them later, outside
+the sweep. It costs one query per batch when the organizations involved have no endpoints.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
+from runs.changes import RunChange
 from webhooks.models import STATUS_EVENTS, WebhookDelivery, WebhookEndpoint
-
-if TYPE_CHECKING:
-    from runs.models import Run
-
-logger = logging.getLogger("webhooks")
 
 # (organization id, run pk, status event or None, keys of new outputs)
 Change = tuple[int, int, str | None, list[str]]
 
 
-def announce_run_changes(items: Sequence[tuple[Run, bool, list[str]]]) -> None:
-    """items: (run after the change, whether its status changed, keys of its new outputs)."""
+def enqueue_run_changes(run_changes: Sequence[RunChange]) -> int:
+    """Write the deliveries for a batch of run changes, in the caller's transaction; returns how many.
+
+    Errors propagate: the change they belong to must roll back with them rather than commit without
+    its messages.
+    """
     changes: list[Change] = []
-    for run, status_changed, output_keys in items:
-        event = STATUS_EVENTS.get(run.status) if status_changed else None
-        if event or output_keys:
-            changes.append((run.organization_id, run.id, event, list(output_keys)))
-    if changes:
-        transaction.on_commit(partial(enqueue_run_events, changes), robust=True)
+    for change in run_changes:
+        run = change.run
+        event = STATUS_EVENTS.get(run.status) if change.status_changed else None
+        if event or change.new_output_keys:
+            changes.append((run.organization_id, run.id, event, list(change.new_output_keys)))
+    return _enqueue(changes) if changes else 0
 
 
 def message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
-
-
-def enqueue_run_events(changes: list[Change]) -> int:
-    """Write the deliveries for committed run changes; returns how many. Never raises (logged instead)."""
-    try:
-        return _enqueue(changes)
-    except Exception:
-        logger.exception("could not enqueue webhooks for %d run change(s)", len(changes))
-        return 0
 
 
 def _enqueue(changes: list[Change]) -> int:

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 from django.utils import timezone
 
 from providers.clients.base import OutputKind, OutputRef, RunSnapshot, RunStatus
@@ -65,22 +66,18 @@ def snapshot(run, status: RunStatus, outputs=()) -> RunSnapshot:
 PNG = OutputRef(key="n9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://cdn.example.com/a.png")
 
 
-def test_it_enqueues_status_and_output_events_after_commit(
-    org, other_org, provider, make_run, make_endpoint, django_capture_on_commit_callbacks
-):
+def test_it_enqueues_status_and_output_events_with_the_change(org, other_org, provider, make_run, make_endpoint):
     make_endpoint(org, "https://hooks.example.com/all")
     make_endpoint(org, "https://hooks.example.com/done", events=["run.succeeded", "run.failed"])
     make_endpoint(other_org, "https://hooks.example.com/theirs")
     make_endpoint(org, "https://hooks.example.com/off", is_active=False)
     run = make_run(provider, status=Status.QUEUED)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with transaction.atomic():
         run.apply(snapshot(run, RunStatus.RUNNING), EventSource.POLL)
-        assert not WebhookDelivery.objects.exists()  # nothing before the commit
-    assert len(callbacks) == 1
-    with django_capture_on_commit_callbacks(execute=True):
-        run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
-    with django_capture_on_commit_callbacks(execute=True):
-        run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new
+        # Written in the change's own transaction (an outbox), not after its commit.
+        assert WebhookDelivery.objects.filter(event_type="run.started").count() == 1
+    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new
     sent = sorted(WebhookDelivery.objects.values_list("endpoint__url", "event_type"))
     assert sent == [
         ("https://hooks.example.com/all", "run.output"),
@@ -97,14 +94,11 @@ def test_it_enqueues_status_and_output_events_after_commit(
     assert len(set(ids)) == len(ids) and all(i.startswith("msg_") for i in ids)
 
 
-def test_it_writes_times_exactly_as_the_api_does(
-    client, org, provider, make_run, make_endpoint, key, django_capture_on_commit_callbacks
-):
+def test_it_writes_times_exactly_as_the_api_does(client, org, provider, make_run, make_endpoint, key):
     make_endpoint(org, "https://hooks.example.com/all")
     created = timezone.now().replace(microsecond=123456)
     run = make_run(provider, status=Status.QUEUED, created=created, queued=created)
-    with django_capture_on_commit_callbacks(execute=True):
-        run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
     payload = WebhookDelivery.objects.get(event_type="run.succeeded").payload
     api = client.get(f"/api/v1/runs/{run.code}", headers={"X-API-Key": key}).json()
     assert payload["data"]["run"] == api
@@ -112,10 +106,9 @@ def test_it_writes_times_exactly_as_the_api_does(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["timestamp"])
 
 
-def test_it_costs_nothing_without_endpoints(provider, make_run, django_capture_on_commit_callbacks):
+def test_it_costs_nothing_without_endpoints(provider, make_run):
     run = make_run(provider, status=Status.QUEUED)
-    with django_capture_on_commit_callbacks(execute=True):
-        run.apply(snapshot(run, RunStatus.FAILED), EventSource.POLL)
+    run.apply(snapshot(run, RunStatus.FAILED), EventSource.POLL)
     assert not WebhookDelivery.objects.exists()
 
 
@@ -273,9 +266,7 @@ def test_it_shrugs_off_an_endpoint_deleted_mid_send(org, receiver, make_endpoint
     assert stats.claimed == 1 and len(receiver.requests) == 1 and not WebhookDelivery.objects.exists()
 
 
-def test_the_sync_sweep_announces_changes_in_bulk(
-    org, make_provider, fake, make_endpoint, django_capture_on_commit_callbacks
-):
+def test_the_sync_sweep_announces_changes_in_bulk(org, make_provider, fake, make_endpoint):
     from providers.fake.state import SUCCEEDED
     from runs.sync import sync_due_runs
     from runs.tracking import track_run
@@ -285,8 +276,7 @@ def test_the_sync_sweep_announces_changes_in_bulk(
     for i in range(3):
         fake.add_run("comfyui", f"prompt-{i}", script=[(0, SUCCEEDED)])
         track_run(local, f"prompt-{i}")
-    with django_capture_on_commit_callbacks(execute=True):
-        sync_due_runs(archive=False)
+    sync_due_runs(archive=False)
     succeeded = WebhookDelivery.objects.filter(event_type="run.succeeded")
     assert succeeded.count() == 3
     assert WebhookDelivery.objects.filter(event_type="run.output").count() >= 3

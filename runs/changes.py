@@ -1,0 +1,80 @@
+"""The run-change hook: what other apps use to react to run status changes and new outputs.
+
+Every status change and every new output goes through `runs.applying.apply_many` (the sync sweep's
+batches, `Run.apply`, `Run.mark`, inbound provider webhooks). At the end of that function, still
+inside its transaction, the batch's changes are handed to every subscriber. A subscriber writes its
+own rows (webhook deliveries, alerts) through the same connection, so they commit or roll back
+together with the change that caused them: a committed change always has its events, a rolled-back
+one has none (a transactional outbox; docs/background-work.md).
+
+Subscribe once, from your AppConfig.ready, so the engine never imports its subscribers:
+
+    from runs.changes import RunChange, on_run_changes
+
+    class AlertsConfig(AppConfig):
+        name = "alerts"
+
+        def ready(self):
+            on_run_changes(record_alerts)
+
+    def record_alerts(changes: Sequence[RunChange]) -> None:
+        failed = [c for c in changes if c.status_changed and c.run.status == "failed"]
+        Alert.objects.bulk_create(Alert(run_id=c.run.id, ...) for c in failed)
+
+Rules for subscribers:
+- Do database work only, no network calls: the rows they write are picked up and sent later by a
+  loop of their own (webhooks.delivery), outside the sweep.
+- Cost should be a query or two per batch (a batch holds up to 1,000 runs), not per change.
+- Raising rolls back the whole change (the sweep then retries the runs one by one, and a run that
+  still fails is retried later). Never swallow an error to keep going: that is how events get lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runs.models import Run
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """One run's change in a batch: the run as written, and what changed."""
+
+    run: Run
+    old_status: str
+    status_changed: bool
+    # The provider keys of the outputs that were new in this change (RunOutput.key).
+    new_output_keys: tuple[str, ...] = ()
+
+
+RunChangeSubscriber = Callable[[Sequence[RunChange]], None]
+
+_subscribers: list[RunChangeSubscriber] = []
+
+
+def on_run_changes(subscriber: RunChangeSubscriber) -> RunChangeSubscriber:
+    """Call `subscriber(changes)` inside the transaction of every batch of run changes.
+
+    Registering the same function twice has no effect (AppConfig.ready may run more than once).
+    Returns the subscriber, so it also works as a decorator.
+    """
+    if subscriber not in _subscribers:
+        _subscribers.append(subscriber)
+    return subscriber
+
+
+def remove_subscriber(subscriber: RunChangeSubscriber) -> None:
+    """Stop calling `subscriber` (tests)."""
+    if subscriber in _subscribers:
+        _subscribers.remove(subscriber)
+
+
+def announce(changes: Sequence[RunChange]) -> None:
+    """Hand a batch to every subscriber; called by runs.applying inside the change's transaction."""
+    if not changes:
+        return
+    for subscriber in tuple(_subscribers):
+        subscriber(changes)
