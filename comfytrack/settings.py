@@ -233,7 +233,10 @@ PROVIDER_HTTP_TIMEOUT = float(os.environ.get("PROVIDER_HTTP_TIMEOUT", "15"))
 Q_CLUSTER = {
     # The name prefixes the cluster's Redis keys: deployments sharing one Redis need different names.
     "name": os.environ.get("COMFYTRACK_Q_NAME", "comfytrack"),
-    "workers": envint("COMFYTRACK_Q_WORKERS", 4),  # the sync and archive loops each hold one
+    # The sync, archive and webhook loops each hold a worker, two for a moment while one hands over to the
+    # next (comfytrack.loops): six leave room for that and for one-off tasks.
+    "workers": envint("COMFYTRACK_Q_WORKERS", 6),
+    # Above the loops' 100 s (runs.tasks.LOOP_SECONDS) plus their last pass.
     "timeout": 120,
     "retry": 300,
     "max_attempts": 1,

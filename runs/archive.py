@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import math
 import os
 import random
+import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import httpx
 from django.conf import settings
@@ -37,6 +40,8 @@ from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
 
 logger = logging.getLogger("runs.archive")
 
+T = TypeVar("T")
+
 BATCH_SIZE = 200
 THUMBNAIL_SIZE = 320
 # A 403/404/410 after the link's expiry means it is gone; a few retries cover clock skew and a
@@ -46,6 +51,10 @@ EXPIRED_MESSAGE = "The provider link expired before it could be archived."
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = timedelta(hours=6)
 CRASH_DELAY = timedelta(minutes=5)
+# A claimed output is leased this long and renewed every RENEW_EVERY while its batch is in hand, so the
+# outputs of a worker that died are archived by another within two minutes (before short-lived links expire).
+LEASE = timedelta(seconds=90)
+RENEW_EVERY = 20.0
 # The allow-list of private hosts; refusals name it so an operator knows what to change.
 ALLOW_PRIVATE_SETTING = "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS"
 
@@ -58,20 +67,33 @@ class Sniffed:
     height: int | None = None
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    claimed: int = 0
+    archived: int = 0
+
+
 def archive_due_outputs(limit: int = BATCH_SIZE, now: datetime | None = None) -> int:
     """Archive up to `limit` due outputs; returns how many were archived. Never raises."""
+    return archive_due_batch(limit, now).archived
+
+
+def archive_due_batch(limit: int = BATCH_SIZE, now: datetime | None = None) -> BatchOutcome:
+    """Claim and archive up to `limit` due outputs; returns how many were claimed and archived. Never raises."""
     try:
         outputs = claim_due_outputs(limit, now=now)
         if not outputs:
-            return 0
+            return BatchOutcome()
         results = download_batch(outputs)
     except Exception:
         logger.exception("output archive batch failed")
-        return 0
+        return BatchOutcome()
     archived = 0
+    keeper = LeaseKeeper(outputs)
     for output in outputs:
         archived += store_result(output, results.get(output.pk))
-    return archived
+        keeper.done(output)
+    return BatchOutcome(len(outputs), archived)
 
 
 def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput]:
@@ -87,14 +109,41 @@ def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput
             due = due.select_for_update(skip_locked=True, of=("self",))
         ids = list(due.values_list("pk", flat=True)[:limit])
         if ids:
-            RunOutput.objects.filter(pk__in=ids).update(next_archive_after=now + lease(len(ids)))
+            RunOutput.objects.filter(pk__in=ids).update(next_archive_after=timezone.now() + LEASE)
     return list(RunOutput.objects.filter(pk__in=ids).select_related("run__provider", "run__credential"))
 
 
-def lease(count: int) -> timedelta:
-    """Long enough for the whole batch at the configured concurrency, so nobody else claims it mid-way."""
-    waves = math.ceil(count / _concurrency())
-    return timedelta(seconds=max(600.0, waves * _deadline() + 60.0))
+class LeaseKeeper:
+    """Renews the leases of a claimed batch's outputs every RENEW_EVERY seconds while they are worked on,
+    from the thread that claimed them (it owns the database connection). A worker that dies stops
+    renewing, and its outputs are due again within LEASE."""
+
+    def __init__(self, outputs: list[RunOutput]) -> None:
+        self.pending = {output.pk for output in outputs}
+        self._renewed = time.monotonic()
+
+    def done(self, output: RunOutput) -> None:
+        self.pending.discard(output.pk)
+        self.maybe_renew()
+
+    def maybe_renew(self) -> None:
+        if self.pending and time.monotonic() - self._renewed >= RENEW_EVERY:
+            self.renew()
+
+    def renew(self) -> None:
+        self._renewed = time.monotonic()
+        if self.pending:
+            RunOutput.objects.filter(pk__in=self.pending, archived=None).update(
+                next_archive_after=timezone.now() + LEASE
+            )
+
+    def wait(self, future: Future[T]) -> T:
+        """The future's result, renewing the leases while it runs."""
+        while True:
+            try:
+                return future.result(timeout=max(0.1, RENEW_EVERY - (time.monotonic() - self._renewed)))
+            except FutureTimeout:
+                self.renew()
 
 
 # -- downloading -------------------------------------------------------------------------------
@@ -112,7 +161,9 @@ def download_batch(outputs: list[RunOutput]) -> dict[int, Downloaded | DownloadE
     for output in outputs:
         by_account[(output.run.provider_id, output.run.credential_id)].append(output)
     groups = [_plan_group(group) for group in by_account.values()]
-    return asyncio.run(_download_groups(groups))
+    # The downloads run on a thread of their own (no database there) while this thread renews the leases.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-download") as pool:
+        return LeaseKeeper(outputs).wait(pool.submit(asyncio.run, _download_groups(groups)))
 
 
 def _plan_group(outputs: list[RunOutput]) -> _Group:

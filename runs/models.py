@@ -431,3 +431,19 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status} ({self.source})"
+
+
+class LoopTurn(models.Model):
+    """Which execution of a scheduled background loop is the current one (comfytrack.loops).
+
+    django-q2 starts each loop every minute and a loop runs longer than that, so sweeping never pauses
+    at a schedule boundary: a new execution takes the turn, and the one it replaces sees that and ends
+    after its current pass. `beat` is refreshed every pass; a stale one means the holder died.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=120)
+    beat = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder}"

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,13 +33,17 @@ from comfytrack import metrics
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many
-from runs.archive import archive_due_outputs
+from runs.archive import archive_due_batch
 from runs.fetching import Fetcher, Pending
 from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
 
-LEASE = timedelta(seconds=120)
+# A claimed run is leased this long, and the lease is renewed every RENEW_EVERY while its batch is in
+# hand (fetching takes as long as the provider does): a worker that dies mid-sweep leaves its runs to
+# the next sweeper within LEASE, instead of the several minutes a lease sized for the slowest fetch takes.
+LEASE = timedelta(seconds=20)
+RENEW_EVERY = 5.0
 # Runs per claim: measured 997 / 1,047 / 1,190 / 1,145 runs/s at 250 / 500 / 1,000 / 2,000 (bench/sync_throughput.py);
 # a bigger batch amortises the round trips, a smaller one starts the fetch/apply overlap sooner.
 BATCH_SIZE = 1000
@@ -71,45 +78,126 @@ class SweepStats:
 
 
 def sync_due_runs(
-    limit: int = BATCH_SIZE, now: datetime | None = None, max_seconds: float | None = None, *, archive: bool = True
+    limit: int = BATCH_SIZE,
+    now: datetime | None = None,
+    max_seconds: float | None = None,
+    *,
+    archive: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SweepStats:
     """Sweep every run that is due now, batch after batch; returns what happened.
 
     Runs due later than the sweep's start are left for the next sweep, so the loop always ends.
     With `archive`, outputs due for archiving are downloaded afterwards (the scheduled loop archives
-    in its own task instead, so slow downloads never delay status freshness).
+    in its own task instead, so slow downloads never delay status freshness). Once `should_stop()`
+    says so (SIGTERM), the batch in hand is finished, no other is claimed and the leases of one
+    already claimed are released. A sweep that fails releases the leases it still holds.
     """
     with metrics.timed_sweep():
-        return _sweep(limit, now, max_seconds, archive)
+        return _sweep(limit, now, max_seconds, archive, should_stop)
 
 
-def _sweep(limit: int, now: datetime | None, max_seconds: float | None, archive: bool) -> SweepStats:
+def _sweep(
+    limit: int,
+    now: datetime | None,
+    max_seconds: float | None,
+    archive: bool,
+    should_stop: Callable[[], bool] | None,
+) -> SweepStats:
     start = now or timezone.now()
     stats = SweepStats()
     stats.lost += reconcile_stale_submissions(start)
     clock = timezone.now()
 
+    def stopping() -> bool:
+        return should_stop is not None and should_stop()
+
     def out_of_time() -> bool:
-        return max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds
+        return stopping() or (max_seconds is not None and (timezone.now() - clock).total_seconds() > max_seconds)
 
     # Pipelined: while one batch's answers are applied here, the next batch is claimed and fetched (pure
     # HTTP, no database) on other threads, so the network wait, the claim and the writes overlap.
-    with Fetcher() as fetcher, Claims(fetcher, limit, start) as claims:
-        runs, pending = claims.next().result()
-        while runs:
-            stats.batches += 1
-            stats.claimed += len(runs)
-            following = None if out_of_time() else claims.next()
-            results = pending.result()
-            metrics.count_answers(runs, results)
-            # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
-            # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
-            with transaction.atomic():
-                apply_results(runs, results, stats, now=now)
-            runs, pending = following.result() if following else ([], pending)
+    held = Held()
+    try:
+        with Fetcher() as fetcher, Claims(fetcher, limit, start) as claims:
+            runs, pending = held.wait(claims.next())
+            while runs:
+                stats.batches += 1
+                stats.claimed += len(runs)
+                following = None if out_of_time() else claims.next()
+                results = held.wait_for_answers(pending)
+                metrics.count_answers(runs, results)
+                # One commit per batch: per-run commits (WAL flushes) dominated the apply phase. Bulk writes
+                # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
+                with transaction.atomic():
+                    apply_results(runs, results, stats, now=now)
+                held.done(runs)
+                if following is not None and stopping():
+                    held.release(held.wait(following)[0])  # stopping: hand the next batch back unfetched
+                    following = None
+                runs, pending = held.wait(following) if following else ([], pending)
+    except BaseException:
+        held.release_all()
+        raise
     if archive:
         stats.archived = archive_all_due_outputs()
     return stats
+
+
+class Held:
+    """The runs a sweep has leased and not yet applied: their leases are renewed while the sweep waits
+    for a claim or for the providers' answers, and released if the sweep stops or fails."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, Run] = {}
+        self._renewed = time.monotonic()
+
+    def wait(self, future: Future[tuple[list[Run], Pending]]) -> tuple[list[Run], Pending]:
+        runs, pending = self._wait_renewing(future)
+        self.runs.update((run.id, run) for run in runs)
+        return runs, pending
+
+    def wait_for_answers(self, pending: Pending) -> dict[int, RunSnapshot | ProviderError]:
+        if pending.future is not None:
+            self._wait_renewing(pending.future)
+        return pending.result()
+
+    def _wait_renewing(self, future: Future):
+        while True:
+            try:
+                return future.result(timeout=max(0.1, RENEW_EVERY - (time.monotonic() - self._renewed)))
+            except FutureTimeout:
+                self.renew()
+
+    def renew(self) -> None:
+        self._renewed = time.monotonic()
+        if self.runs:
+            # Only leases still held: an applied run has none (its lease was cleared with its update).
+            Run.objects.filter(pk__in=list(self.runs), sync_locked_until__isnull=False).update(
+                sync_locked_until=timezone.now() + LEASE
+            )
+
+    def done(self, runs: list[Run]) -> None:
+        for run in runs:
+            self.runs.pop(run.id, None)
+
+    def release(self, runs: list[Run]) -> None:
+        self.done(runs)
+        if runs:
+            # Due again at once, for whichever sweeper comes next.
+            Run.objects.filter(pk__in=[run.id for run in runs]).update(sync_locked_until=None)
+
+    def release_all(self) -> None:
+        """Best effort after a failure (the connection may be the thing that broke: use a fresh one)."""
+        runs, self.runs = list(self.runs.values()), {}
+        if not runs:
+            return
+        try:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            self.release(runs)
+        except Exception:
+            logger.warning("could not release the leases of %d run(s); they expire within %s", len(runs), LEASE)
 
 
 class Claims:
@@ -154,14 +242,20 @@ class Claims:
         return runs, self.fetcher.start(runs)
 
 
-def archive_all_due_outputs() -> int:
-    """Archive every output due now, batch after batch."""
+def archive_all_due_outputs(should_stop: Callable[[], bool] | None = None) -> int:
+    """Archive every output due now, batch after batch, until no batch is left; returns how many were archived.
+
+    A batch whose outputs all failed does not end it: each failure is scheduled for a later retry,
+    so the next claim takes the outputs after them and the loop still ends.
+    """
     # Outputs of runs that just finished are due now, not at a sweep's start: use the current time.
     cutoff = timezone.now()
     total = 0
-    while archived := archive_due_outputs(now=cutoff):
-        # Every batch that archived something may have left more behind; stop on an empty or all-failed one.
-        total += archived
+    while not (should_stop and should_stop()):
+        batch = archive_due_batch(now=cutoff)
+        total += batch.archived
+        if not batch.claimed:
+            break
     return total
 
 

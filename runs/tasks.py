@@ -1,35 +1,47 @@
-"""Task bodies that django-q2 schedules. Plain functions, no django-q2 imports (STYLE.md rule 13)."""
+"""Task bodies that django-q2 schedules. Plain functions, no django-q2 imports (comfytrack/qcluster.py
+holds that glue).
+
+Each loop runs for up to `seconds`, longer than its one-minute schedule, and hands over to the next
+execution when it starts (comfytrack.loops turns): sweeping continues across schedule boundaries.
+`seconds` stays below the q cluster's task timeout (settings.Q_CLUSTER["timeout"]).
+"""
 
 from __future__ import annotations
 
 import logging
 
-from comfytrack.loops import run_for
+from comfytrack.loops import run_loop
 from runs.sync import archive_all_due_outputs, sync_due_runs
 
 logger = logging.getLogger("runs.sync")
 
+SYNC_TURN = "sync"
+ARCHIVE_TURN = "archive"
+LOOP_SECONDS = 100.0
+# One pass sweeps for at most this long, so the loop checks its turn and stop signal often.
+PASS_SECONDS = 10.0
 
-def sync_loop(seconds: float = 50.0, idle_sleep: float = 1.0) -> int:
-    """Sweep repeatedly for about `seconds`; returns the number of runs synced.
+
+def sync_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 1.0) -> int:
+    """Sweep repeatedly for up to `seconds`, or until a newer sync loop takes over; returns the runs synced.
 
     Each run's own `next_sync_after` decides when it is due; overlapping executions are safe: runs are leased.
     """
 
-    def one_pass(left: float) -> tuple[int, bool]:
-        stats = sync_due_runs(max_seconds=left, archive=False)
+    def one_pass(left, should_stop) -> tuple[int, bool]:
+        stats = sync_due_runs(max_seconds=min(left, PASS_SECONDS), archive=False, should_stop=should_stop)
         if stats.claimed:
             logger.info(stats.summary())
         return stats.claimed, bool(stats.claimed)
 
-    return run_for(seconds, one_pass, idle_sleep)
+    return run_loop(one_pass, idle_sleep, seconds=seconds, turn=SYNC_TURN)
 
 
-def archive_loop(seconds: float = 50.0, idle_sleep: float = 2.0) -> int:
-    """Archive due outputs for about `seconds` (its own schedule, so downloads never delay the sweep)."""
+def archive_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 2.0) -> int:
+    """Archive due outputs for up to `seconds` (its own schedule, so downloads never delay the sweep)."""
 
-    def one_pass(left: float) -> tuple[int, bool]:
-        archived = archive_all_due_outputs()
+    def one_pass(left, should_stop) -> tuple[int, bool]:
+        archived = archive_all_due_outputs(should_stop=should_stop)
         return archived, bool(archived)
 
-    return run_for(seconds, one_pass, idle_sleep)
+    return run_loop(one_pass, idle_sleep, seconds=seconds, turn=ARCHIVE_TURN)

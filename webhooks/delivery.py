@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from comfytrack.loops import run_for
+from comfytrack.loops import run_loop
 from providers.clients.http import USER_AGENT
 from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
 from webhooks import signing
@@ -253,14 +253,19 @@ def deliver_due_webhooks(*, now: datetime | None = None, timeout: float | None =
     return stats
 
 
-def deliver_loop(seconds: float = 45.0, idle_sleep: float = 1.0) -> int:
-    """What the django-q2 schedule runs every minute: passes for about `seconds` (sub-minute retries
-    come from `next_attempt_at`). Overlapping executions are safe: deliveries are leased."""
+WEBHOOKS_TURN = "webhooks"
 
-    def one_pass(left: float) -> tuple[int, bool]:
-        stats = deliver_due_webhooks()
-        if stats.claimed:
-            logger.info(stats.summary())
-        return stats.delivered, bool(stats.claimed)
 
-    return run_for(seconds, one_pass, idle_sleep)
+def deliver_loop(seconds: float = 100.0, idle_sleep: float = 1.0) -> int:
+    """What the django-q2 schedule runs every minute: passes for up to `seconds`, handing over to the
+    next execution when it starts (comfytrack.loops); sub-minute retries come from `next_attempt_at`.
+    Overlapping executions are safe: deliveries are leased."""
+    return run_loop(delivery_pass, idle_sleep, seconds=seconds, turn=WEBHOOKS_TURN)
+
+
+def delivery_pass(left: float, should_stop: Callable[[], bool]) -> tuple[int, bool]:
+    """One pass of a delivery loop: (deliveries sent, whether any were due)."""
+    stats = deliver_due_webhooks()
+    if stats.claimed:
+        logger.info(stats.summary())
+    return stats.delivered, bool(stats.claimed)

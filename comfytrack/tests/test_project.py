@@ -69,16 +69,3 @@ def test_migrations_install_each_background_loop_as_its_own_schedule(migration, 
     install(apps, None)
     schedule = Schedule.objects.get(func=func)
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == ("I", 1, -1)
-
-
-def test_background_loops_sum_their_work_sleep_when_idle_and_stop_on_time(monkeypatch):
-    from comfytrack import loops
-
-    clock = iter([0.0, 1.0, 2.0, 3.0, 60.0])  # the deadline is read, then three passes fit before it
-    sleeps = []
-    monkeypatch.setattr(loops.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(loops.time, "sleep", sleeps.append)
-    monkeypatch.setattr(loops, "close_old_connections", lambda: None)
-    passes = iter([(3, True), (0, False), (2, True)])
-    assert loops.run_for(50.0, lambda left: next(passes), idle_sleep=0.5) == 5
-    assert sleeps == [0.5]

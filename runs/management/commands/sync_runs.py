@@ -1,8 +1,8 @@
 import logging
-import time
 
 from django.core.management.base import BaseCommand
 
+from comfytrack.loops import run_loop
 from runs.sync import sync_due_runs
 
 
@@ -19,11 +19,14 @@ class Command(BaseCommand):
             stats = sync_due_runs()
             self.stdout.write(stats.summary())
             return
-        try:
-            while True:
-                stats = sync_due_runs()
-                if stats.claimed:
-                    self.stdout.write(stats.summary())
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            self.stdout.write("Stopped")
+
+        def one_pass(left, should_stop) -> tuple[int, bool]:
+            stats = sync_due_runs(should_stop=should_stop)
+            if stats.claimed or stats.archived:
+                self.stdout.write(stats.summary())
+            return stats.claimed, False  # wait `interval` between sweeps either way
+
+        # Until SIGTERM/SIGINT: the sweep in hand finishes its batch and hands back the next one's leases.
+        # A failed sweep (the database went away) is logged and retried after a pause.
+        run_loop(one_pass, idle_sleep=interval)
+        self.stdout.write("Stopped")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from webhooks.delivery import deliver_due_webhooks, deliver_loop
+from comfytrack.loops import run_loop
+from webhooks.delivery import deliver_due_webhooks, delivery_pass
 
 
 class Command(BaseCommand):
@@ -15,8 +16,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool = False, **options):
         if not once:
-            while True:
-                deliver_loop(seconds=300)
+            # Until SIGTERM/SIGINT; a failed pass (the database went away) is retried after a pause.
+            run_loop(delivery_pass, idle_sleep=1.0)
+            self.stdout.write("Stopped")
+            return
         delivered = failed = deferred = 0
         for _ in range(100):  # every claimable batch, bounded
             stats = deliver_due_webhooks()
