@@ -28,6 +28,7 @@ urlpatterns = [
     path("runs/<uuid:code>/cancel/", runs.run_cancel, name="run-cancel"),
     path("runs/<uuid:code>/retry/", runs.run_retry, name="run-retry"),
     path("runs/<uuid:code>/sync/", runs.run_sync, name="run-sync"),
+    path("runs/<uuid:code>/archive/", runs.run_archive_retry, name="run-archive-retry"),
     path("gallery/", runs.gallery, name="gallery"),
     path("gallery/download/", runs_bulk.gallery_zip, name="gallery-zip"),
     path("outputs/<uuid:code>/", runs.output_lightbox, name="output"),

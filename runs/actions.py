@@ -12,7 +12,7 @@ from providers.clients.base import ProviderError, Unsupported
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
 from runs.fetching import client_options, fetch_batch
-from runs.models import EventSource, Origin, Run, Status
+from runs.models import EventSource, Origin, Run, RunOutput, Status
 from runs.submission import submit_run
 from runs.sync import SweepStats, apply_result
 
@@ -67,3 +67,13 @@ def retry_run(run: Run, *, provider: Provider | None = None, created_by=None) ->
     if not run.workflow:
         raise ActionError("This run was tracked by its id, so comfytrack has no workflow to submit again.", status=409)
     return submit_run(target, run.workflow, run.inputs, origin=Origin.RETRY, created_by=created_by, retry_of=run)
+
+
+def retry_archiving(run: Run) -> Run:
+    """Archive the run's outputs again now, including those the archive gave up on (after a full disk
+    was cleared, say); each gets a fresh count of attempts."""
+    waiting = RunOutput.objects.filter(run=run, archived=None).exclude(provider_url="")
+    if not waiting.exists():
+        raise ActionError("Every output of this run is archived already; there is nothing to retry.")
+    waiting.update(next_archive_after=timezone.now(), archive_attempts=0)
+    return run

@@ -14,10 +14,13 @@ Plain module, no django-q2 imports: `runs.sync.sync_due_runs` calls `archive_due
 from __future__ import annotations
 
 import asyncio
+import glob
 import io
 import logging
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +33,8 @@ import httpx
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.core.files.storage import Storage
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
@@ -49,8 +53,11 @@ THUMBNAIL_SIZE = 320
 EXPIRED_GIVE_UP_AFTER = 3
 EXPIRED_MESSAGE = "The provider link expired before it could be archived."
 MAX_ATTEMPTS = 10
+# Any other 4xx is tried this many times before it counts as final.
+CLIENT_ERROR_GIVE_UP_AFTER = 3
 MAX_BACKOFF = timedelta(hours=6)
-CRASH_DELAY = timedelta(minutes=5)
+# Downloads go to a directory of this prefix per batch, under the system's temp directory.
+TEMP_PREFIX = "ct-archive-"
 # A claimed output is leased this long and renewed every RENEW_EVERY while its batch is in hand, so the
 # outputs of a worker that died are archived by another within two minutes (before short-lived links expire).
 LEASE = timedelta(seconds=90)
@@ -80,20 +87,42 @@ def archive_due_outputs(limit: int = BATCH_SIZE, now: datetime | None = None) ->
 
 def archive_due_batch(limit: int = BATCH_SIZE, now: datetime | None = None) -> BatchOutcome:
     """Claim and archive up to `limit` due outputs; returns how many were claimed and archived. Never raises."""
+    remove_stale_temp_dirs()
     try:
         outputs = claim_due_outputs(limit, now=now)
-        if not outputs:
-            return BatchOutcome()
-        results = download_batch(outputs)
     except Exception:
-        logger.exception("output archive batch failed")
+        logger.exception("claiming outputs to archive failed")
         return BatchOutcome()
-    archived = 0
-    keeper = LeaseKeeper(outputs)
-    for output in outputs:
-        archived += store_result(output, results.get(output.pk))
-        keeper.done(output)
+    if not outputs:
+        return BatchOutcome()
+    # Every download of the batch lands in this directory, removed with whatever is left in it however
+    # the batch ends (store_result also removes each file as soon as it is stored).
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as temp_dir:
+        try:
+            results = download_batch(outputs, temp_dir)
+        except Exception:
+            logger.exception("output archive batch failed")
+            return BatchOutcome(len(outputs), 0)
+        archived = 0
+        keeper = LeaseKeeper(outputs)
+        for output in outputs:
+            archived += store_result(output, results.get(output.pk))
+            keeper.done(output)
     return BatchOutcome(len(outputs), archived)
+
+
+def remove_stale_temp_dirs(older_than: timedelta = timedelta(hours=1)) -> int:
+    """Remove batch directories a killed worker left behind (none is in use for longer than a batch)."""
+    removed = 0
+    cutoff = time.time() - older_than.total_seconds()
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{TEMP_PREFIX}*")):
+        try:
+            if os.path.isdir(path) and os.path.getmtime(path) < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput]:
@@ -155,7 +184,7 @@ class _Group:
     requests: dict[int, httpx.Request]
 
 
-def download_batch(outputs: list[RunOutput]) -> dict[int, Downloaded | DownloadError]:
+def download_batch(outputs: list[RunOutput], temp_dir: str | None = None) -> dict[int, Downloaded | DownloadError]:
     """Download every output of the batch; one event loop, bounded concurrency, no ORM inside."""
     by_account: dict[tuple[int, int | None], list[RunOutput]] = defaultdict(list)
     for output in outputs:
@@ -163,7 +192,7 @@ def download_batch(outputs: list[RunOutput]) -> dict[int, Downloaded | DownloadE
     groups = [_plan_group(group) for group in by_account.values()]
     # The downloads run on a thread of their own (no database there) while this thread renews the leases.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-download") as pool:
-        return LeaseKeeper(outputs).wait(pool.submit(asyncio.run, _download_groups(groups)))
+        return LeaseKeeper(outputs).wait(pool.submit(asyncio.run, _download_groups(groups, temp_dir)))
 
 
 def _plan_group(outputs: list[RunOutput]) -> _Group:
@@ -196,7 +225,7 @@ def _output_ref(output: RunOutput) -> OutputRef:
     )
 
 
-async def _download_groups(groups: list[_Group]) -> dict[int, Downloaded | DownloadError]:
+async def _download_groups(groups: list[_Group], temp_dir: str | None) -> dict[int, Downloaded | DownloadError]:
     limit = asyncio.Semaphore(_concurrency())
     results: dict[int, Downloaded | DownloadError] = {}
 
@@ -212,7 +241,7 @@ async def _download_groups(groups: list[_Group]) -> dict[int, Downloaded | Downl
 
     async def group_task(group: _Group) -> None:
         async with SafeDownloader(
-            group.guard, max_bytes=_max_bytes(), deadline=_deadline(), max_connections=_concurrency()
+            group.guard, max_bytes=_max_bytes(), deadline=_deadline(), max_connections=_concurrency(), temp_dir=temp_dir
         ) as downloader:
             await asyncio.gather(*(one(downloader, pk, req) for pk, req in group.requests.items()))
 
@@ -230,12 +259,18 @@ def store_result(output: RunOutput, result: Downloaded | DownloadError | None) -
         if isinstance(result, Downloaded):
             return _store_file(output, result, now)
         _record_failure(output, result or DownloadError("The download did not run."), now)
-    except Exception:
-        logger.exception("archive of output %s failed", output.code)
+    except Exception as exc:
+        attempts = output.archive_attempts + 1
+        message = storing_error(exc)
+        if isinstance(exc, OSError):
+            logger.error("archive of output %s failed: %s", output.code, message)
+        else:
+            logger.exception("archive of output %s failed", output.code)
+        next_try: datetime | None = now + backoff(attempts)
+        if attempts >= MAX_ATTEMPTS:
+            message, next_try = f"{message} Gave up after {attempts} attempt(s).", None
         RunOutput.objects.filter(pk=output.pk, archived=None).update(
-            archive_attempts=output.archive_attempts + 1,
-            archive_error="Internal error while archiving.",
-            next_archive_after=now + CRASH_DELAY,
+            archive_attempts=attempts, archive_error=message, next_archive_after=next_try
         )
     finally:
         if isinstance(result, Downloaded) and os.path.exists(result.path):
@@ -248,30 +283,66 @@ def _store_file(output: RunOutput, result: Downloaded, now: datetime) -> int:
     sniffed = sniff(result.path, result.header_content_type)
     name = f"{output.code}{sniffed.extension}"  # never the provider's filename: no path tricks
     file_field, thumb_field = output.file, output.thumbnail
-    with open(result.path, "rb") as body:
-        file_field.save(name, File(body), save=False)
     thumbnail = make_thumbnail(result.path) if sniffed.width else None
-    if thumbnail is not None:
-        thumb_field.save(f"{output.code}{thumbnail[1]}", ContentFile(thumbnail[0]), save=False)
-    updated = RunOutput.objects.filter(pk=output.pk, archived=None).update(
-        file=file_field.name,
-        thumbnail=thumb_field.name or "",
-        sha256=result.sha256,
-        size_bytes=result.size,
-        content_type=sniffed.content_type,
-        width=sniffed.width or output.width,
-        height=sniffed.height or output.height,
-        archived=now,
-        archive_error="",
-        next_archive_after=None,
-    )
+    written = StoredFiles()
+    try:
+        with open(result.path, "rb") as body:
+            written.save(output, file_field, name, File(body))
+        if thumbnail is not None:
+            written.save(output, thumb_field, f"{output.code}{thumbnail[1]}", ContentFile(thumbnail[0]))
+        updated = RunOutput.objects.filter(pk=output.pk, archived=None).update(
+            file=file_field.name,
+            thumbnail=thumb_field.name or "",
+            sha256=result.sha256,
+            size_bytes=result.size,
+            content_type=sniffed.content_type,
+            width=sniffed.width or output.width,
+            height=sniffed.height or output.height,
+            archived=now,
+            archive_error="",
+            next_archive_after=None,
+        )
+    except BaseException:
+        written.remove()  # a failed archive leaves nothing in storage
+        raise
     if updated != 1:
         # Another worker archived it after our lease ran out: keep theirs, drop our copy.
-        _delete_quietly(file_field.storage, file_field.name)
-        if thumbnail is not None:
-            _delete_quietly(thumb_field.storage, thumb_field.name)
+        written.remove()
         return 0
     return 1
+
+
+class StoredFiles:
+    """The files one archive wrote to storage, so that a failure part-way removes all of them."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[Storage, str]] = []
+
+    def save(self, output: RunOutput, field, name: str, content: File) -> None:
+        storage, max_length = field.storage, field.field.max_length
+        # The name the storage will use, known before writing: a write that fails part-way (a full
+        # disk) may leave a partial file there, which Storage.save does not remove.
+        target = storage.get_available_name(field.field.generate_filename(output, name), max_length=max_length)
+        self.written.append((storage, target))
+        saved = storage.save(target, content, max_length=max_length)
+        if saved != target:
+            self.written.append((storage, saved))
+        field.name = saved
+
+    def remove(self) -> None:
+        for storage, name in self.written:
+            _delete_quietly(storage, name)
+        self.written = []
+
+
+def storing_error(exc: BaseException) -> str:
+    """What went wrong while storing an archived file, in words a person can act on."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = exc.strerror or os.strerror(exc.errno)
+        return f"{reason} writing to media storage."
+    if isinstance(exc, DatabaseError):
+        return "The database was unavailable while recording the archived file; it will be tried again."
+    return f"Internal error while archiving ({type(exc).__name__})."
 
 
 def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> None:
@@ -283,8 +354,10 @@ def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> N
         message = f"{EXPIRED_MESSAGE} ({error.message})"
         if attempts >= EXPIRED_GIVE_UP_AFTER:
             next_try = None
+    elif error.status_code is not None and 400 <= error.status_code < 500 and attempts < CLIENT_ERROR_GIVE_UP_AFTER:
+        pass  # storage URLs answer a 4xx for passing reasons too (a link signed a moment too early, a proxy)
     elif error.permanent or attempts >= MAX_ATTEMPTS:
-        # Refused (SSRF), too large or a 4xx: retrying the same URL will not help.
+        # Refused (SSRF), too large or a 4xx again and again: retrying the same URL will not help.
         message = f"{message} Gave up after {attempts} attempt(s)."
         next_try = None
     RunOutput.objects.filter(pk=output.pk, archived=None).update(
@@ -305,7 +378,7 @@ def _delete_quietly(storage, name: str) -> None:
     try:
         storage.delete(name)
     except Exception:
-        logger.warning("archive: could not delete duplicate %s", name)
+        logger.warning("archive: could not delete %s from storage", name)
 
 
 # -- content ------------------------------------------------------------------------------------

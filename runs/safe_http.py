@@ -11,8 +11,9 @@ our own network (the cloud metadata service, a database admin page on localhost,
    IPv4-mapped/compatible IPv6 form) are refused, unless host:port is the provider's own base URL
    (self-hosted ComfyUI on a LAN is normal) or allow-listed by the caller's setting
    (COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS for downloads). Cloud metadata addresses are refused even then.
-4. Auth headers only go to the provider's own origin; a redirect elsewhere (Comfy Cloud's /api/view
-   answers 302 to a signed GCS URL) is fetched without them.
+4. Auth headers only go to the provider's own origin, and never to a redirect target: Comfy Cloud's
+   /api/view answers 302 to a signed URL, which refuses a request carrying the API key even when it is
+   on the same host.
 5. A size cap (streamed, checked against Content-Length first), a total deadline, trust_env=False.
 """
 
@@ -306,8 +307,10 @@ class SafeDownloader:
         raise DownloadError(f"{redact(request.url)} redirected more than {MAX_REDIRECTS} times.", permanent=True)
 
     def _hop_request(self, first: httpx.Request, url: httpx.URL) -> httpx.Request:
-        # Only the provider's own origin ever sees the auth headers download_request() added.
-        if self.guard.is_own_origin(url):
+        # The auth headers download_request() added go to the provider's own origin, and only on the
+        # first request: a redirect target (a signed storage link) is never sent the credential, even on
+        # the same host; signed links refuse requests that carry one (docs/providers.md).
+        if url == first.url and self.guard.is_own_origin(url):
             headers = httpx.Headers(first.headers)
         else:
             headers = httpx.Headers({"User-Agent": first.headers.get("user-agent", USER_AGENT)})

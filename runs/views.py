@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import Access, org_required
 from providers.models import Provider
 from runs import workflow as wf
-from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
+from runs.actions import ActionError, cancel_run, retry_archiving, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
 from runs.models import HEAVY_FIELDS, IN_FLIGHT, EventSource, Origin, Run, RunOutput, Status
 from runs.queries import MAX_LIMIT, filter_runs, paginate_or_restart, parse_filters, parse_limit
@@ -115,7 +115,9 @@ def run_detail(request, access: Access, code: uuid.UUID):
         "nodes": wf.nodes(run.workflow),
         "key_values": wf.key_values(run.workflow, run.inputs),
         "events": run.events.all(),
-        "outputs": run.outputs.all(),
+        "outputs": (outputs := list(run.outputs.all())),
+        # The archive stopped trying (after its bounded retries): a member may start it again.
+        "archive_stopped": any(o.archived is None and o.next_archive_after is None and o.provider_url for o in outputs),
         "retries": run.retries.only("code", "status", "created"),
         "providers": _providers(access).filter(is_active=True),
         "can_cancel": not run.is_finished and (not run.external_id or run.provider.client_class.supports_cancel),
@@ -156,6 +158,12 @@ def run_cancel(request, access: Access, code: uuid.UUID):
 @require_POST
 def run_sync(request, access: Access, code: uuid.UUID):
     return _action(request, access, code, sync_run_now, "Synced with the provider.")
+
+
+@org_required(write=True)
+@require_POST
+def run_archive_retry(request, access: Access, code: uuid.UUID):
+    return _action(request, access, code, retry_archiving, "Archiving again: the outputs are due now.")
 
 
 @org_required(write=True)

@@ -265,7 +265,8 @@ async def view(request: web.Request) -> web.StreamResponse:
     if request.query.get("channel"):
         body = png_bytes(files.output_seed(KIND, run.external_id, filename))
         return web.Response(body=body, content_type="image/png")
-    return web.Response(status=302, headers={"Location": files.file_url(request, KIND, run.external_id, filename)})
+    location = files.file_url(request, KIND, run.external_id, filename, keyless=True)
+    return web.Response(status=302, headers={"Location": location})
 
 
 # -- v2 ----------------------------------------------------------------------------------------

@@ -25,10 +25,15 @@ def _signature(path: str, expires: int) -> str:
     return hmac.new(_SIGNING_KEY, f"{path}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def file_url(request: web.Request, kind: str, external_id: str, filename: str, ttl: int = 3600) -> str:
+def file_url(
+    request: web.Request, kind: str, external_id: str, filename: str, ttl: int = 3600, *, keyless: bool = False
+) -> str:
+    """A signed link to an output. `keyless` links refuse a request that also carries a credential
+    header, as Google Cloud Storage's signed URLs do (400): Comfy Cloud's /api/view redirects to those."""
     expires = int(time.time()) + ttl
     path = f"/files/{kind}/{external_id}/{filename}"
-    return f"{request.url.origin()}{path}?expires={expires}&sig={_signature(path, expires)}"
+    strict = "&keyless=1" if keyless else ""
+    return f"{request.url.origin()}{path}?expires={expires}&sig={_signature(path, expires)}{strict}"
 
 
 def url_expiry(url: str) -> int | None:
@@ -46,6 +51,12 @@ async def serve_file(request: web.Request) -> web.Response:
         return web.Response(status=403, text="missing expiry")
     if not hmac.compare_digest(request.query.get("sig", ""), _signature(request.path, expires)):
         return web.Response(status=403, text="<Error><Code>SignatureDoesNotMatch</Code></Error>")
+    if request.query.get("keyless") and ("X-API-Key" in request.headers or "Authorization" in request.headers):
+        return web.Response(
+            status=400,
+            text="<Error><Code>InvalidArgument</Code><Message>A signed URL request must not carry other "
+            "credentials.</Message></Error>",
+        )
     if expires < time.time():
         return web.Response(
             status=403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"

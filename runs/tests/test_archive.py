@@ -275,6 +275,6 @@ def test_it_survives_an_unexpected_error_in_one_output(fake, media, monkeypatch)
     monkeypatch.setattr(archive, "sniff", explode)
     assert archive_due_outputs() == 0
     output.refresh_from_db()
-    assert output.archive_error == "Internal error while archiving."
+    assert output.archive_error == "Internal error while archiving (RuntimeError)."
     assert output.archive_attempts == 1 and output.next_archive_after > timezone.now()
     assert temp_files(media) == []

@@ -229,15 +229,17 @@ def test_it_does_not_send_auth_over_a_downgraded_scheme():
     assert "x-api-key" not in seen[1].headers
 
 
-def test_it_keeps_auth_on_a_redirect_within_the_providers_origin():
+def test_it_never_sends_auth_to_a_redirect_target_even_on_the_providers_host():
     def handler(request):
         if request.url.path == "/api/view":
-            return httpx.Response(307, headers={"Location": "/api/view2"})
+            return httpx.Response(302, headers={"Location": "/files/x.png?expires=1&sig=abc"})
         return httpx.Response(200, content=b"ok")
 
     result, seen = download(handler)
     assert not isinstance(result, DownloadError)
-    assert seen[1].headers["x-api-key"] == "k-123"
+    assert seen[0].headers["x-api-key"] == "k-123"
+    assert seen[1].url.host == "cloud.comfy.org"
+    assert "x-api-key" not in seen[1].headers and "authorization" not in seen[1].headers
 
 
 def test_it_follows_at_most_three_redirects():
