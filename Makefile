@@ -11,12 +11,14 @@ test:
 	@scripts/bootstrap.sh requirements-dev.txt
 	@scripts/ensure-chromium.sh
 	$(VENV_PY) -m ruff check .
+	$(VENV_PY) -m mypy .
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap.sh requirements-dev.txt
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m ruff format --check .
+	$(VENV_PY) -m mypy .
 
 setup:
 	@scripts/bootstrap.sh requirements-dev.txt

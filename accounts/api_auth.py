@@ -46,7 +46,9 @@ class Caller:
 
     @property
     def organization(self) -> Organization:
-        return self.api_key.organization if self.api_key is not None else self.session_organization
+        organization = self.api_key.organization if self.api_key is not None else self.session_organization
+        assert organization is not None, "a Caller has an API key or the session's organization"
+        return organization
 
     @property
     def ident(self) -> str:
@@ -58,6 +60,14 @@ class Caller:
 
     def __str__(self) -> str:
         return self.ident
+
+
+def caller(request: HttpRequest) -> Caller:
+    """Who is calling, as the API's authentication put it on the request (`request.auth`)."""
+    auth = getattr(request, "auth", None)
+    if not isinstance(auth, Caller):
+        raise TypeError("caller() is for requests that passed the API's authentication")
+    return auth
 
 
 def _refuse_read_only_writes(request: HttpRequest, caller: Caller) -> Caller:

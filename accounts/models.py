@@ -103,7 +103,7 @@ def _active_by_prefix_sql() -> str:
     return select_sql(ApiKey, names, where)
 
 
-class ApiKeyQuerySet(models.QuerySet):
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
         return self.filter(revoked=None)
 

@@ -29,11 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The virtualenv's gunicorn (requirements.txt), also when .venv/bin is not on PATH.
 GUNICORN = shutil.which("gunicorn", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from pages import ensure_orgs, seed  # noqa: E402
-from sync_throughput import setup_django  # noqa: E402
-
+from bench.pages import ensure_orgs, seed  # noqa: E402
+from bench.sync_throughput import setup_django  # noqa: E402
 from providers.clients.loops import new_event_loop  # noqa: E402
 
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -277,16 +278,13 @@ class RemoteFake:
         self.root = f"http://127.0.0.1:{self.port}"
         self.latency_ms = latency_ms
         self.state = FakeState()  # only for its default secrets; the real state lives in the child
-        self.process = None
 
     def __enter__(self) -> RemoteFake:
-        import subprocess
-
         import httpx
 
         command = [sys.executable, "-m", "providers.fake", "--port", str(self.port)]
         command += ["--latency-ms", str(self.latency_ms)]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+        self.process: subprocess.Popen[bytes] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
         for _ in range(100):
             try:
                 httpx.get(f"{self.root}/_fake/health", timeout=1).raise_for_status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ninja import Schema
@@ -32,7 +33,7 @@ def invalid(detail: str, field: str | None = None) -> ApiError:
     return ApiError(422, detail, "invalid", field=field)
 
 
-def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     """ninja/pydantic errors as one sentence naming the field(s), and the first field's dotted name."""
     parts, first = [], None
     for error in errors[:5]:

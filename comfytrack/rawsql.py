@@ -14,22 +14,19 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model, QuerySet
 
+from comfytrack.sql import column, column_of, concrete_field
+
 
 @functools.cache
 def _columns(model: type[Model], names: tuple[str, ...]) -> tuple[str, list]:
     meta = model._meta
-    quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in names]
-    select = ", ".join(quote(field.column) for field in fields)
+    fields = [concrete_field(model, name) for name in names]
+    select = ", ".join(column_of(field) for field in fields)
     converters = []
     for field in fields:
         column = field.get_col(meta.db_table)
         converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
     return select, converters
-
-
-def column(model: type[Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
 def select_sql(model: type[Model], names: Sequence[str], where: str, order_by: Sequence[str] = ()) -> str:

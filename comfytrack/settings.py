@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -256,7 +257,7 @@ else:
 LOG_FORMAT = os.environ.get("COMFYTRACK_LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"COMFYTRACK_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "comfytrack.logs.RequestIdFilter"}},

@@ -25,7 +25,7 @@ def all_secret_keys() -> list[str]:
 def secret_form_fields() -> dict[str, forms.Field]:
     """One write-only field per secret key any kind uses (declared, so the admin knows them)."""
     by_kind = secret_keys_by_kind()
-    fields = {}
+    fields: dict[str, forms.Field] = {}
     for key in all_secret_keys():
         kinds = ", ".join(kind for kind, names in by_kind.items() if key in names)
         fields[f"secret_{key}"] = forms.CharField(

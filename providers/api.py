@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from operator import attrgetter
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
 
+from accounts.api_auth import caller
 from comfytrack.api_errors import errors
 from providers.health import providers_with_health
-from providers.models import Provider
+
+if TYPE_CHECKING:
+    from providers.health import ProviderWithHealth
 
 router = Router(tags=["providers"])
 
@@ -38,10 +43,10 @@ class ProviderOut(Schema):
     credentials: list[CredentialHealth]
 
 
-def provider_json(provider: Provider) -> dict:
+def provider_json(provider: ProviderWithHealth) -> dict:
     credentials = [c for c in provider.credentials.all()]
     active = [c for c in credentials if c.is_active]
-    failing = sorted((c for c in active if c.failing_since), key=lambda c: c.failing_since)
+    failing = sorted((c for c in active if c.failing_since), key=attrgetter("failing_since"))
     oks = [c.last_ok for c in credentials if c.last_ok]
     return {
         "id": provider.code,
@@ -71,4 +76,4 @@ def provider_json(provider: Provider) -> dict:
 @router.get("", response={200: list[ProviderOut], **errors()}, summary="Providers and their health")
 def list_providers(request: HttpRequest):
     """The organization's providers with credential health and the number of runs in flight."""
-    return [provider_json(p) for p in providers_with_health(request.auth.organization_id)]
+    return [provider_json(p) for p in providers_with_health(caller(request).organization_id)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -51,7 +51,13 @@ class UnreadableSecret(dict):
         self.token = token
 
 
-class EncryptedJSONField(models.TextField):
+if TYPE_CHECKING:  # for django-stubs: model instances hold a dict, not the text the column stores
+    _TextField = models.TextField[dict[str, Any], dict[str, Any]]
+else:
+    _TextField = models.TextField
+
+
+class EncryptedJSONField(_TextField):
     """A dict stored as a Fernet token. The plaintext never reaches the database."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

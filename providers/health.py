@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -10,8 +12,16 @@ from providers.crypto import SecretUnreadable
 from providers.models import Credential, Provider
 from runs.models import IN_FLIGHT
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def providers_with_health(organization_id: int) -> QuerySet[Provider]:
+    class _Health(TypedDict):
+        runs_in_flight: int
+
+    ProviderWithHealth = WithAnnotations[Provider, _Health]
+
+
+def providers_with_health(organization_id: int) -> QuerySet[ProviderWithHealth]:
     """An organization's providers by name, with `runs_in_flight` and their credentials by name, for the
     providers page and API. `only` keeps the encrypted secret column out: health is shown, never decrypted."""
     credentials = Credential.objects.only(

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
 from providers.health import check_connection, providers_with_health
-from providers.models import Provider
+from providers.models import Credential, Provider
 
 
 @org_required
@@ -23,7 +23,7 @@ def provider_list(request, access: Access):
 @require_POST
 def provider_test(request, access: Access, code: uuid.UUID):
     provider = get_object_or_404(Provider, organization=access.organization, code=code)
-    credentials = list(provider.credentials.filter(is_active=True)) or [None]
+    credentials: list[Credential | None] = [*provider.credentials.filter(is_active=True)] or [None]
     for credential in credentials:
         ok, message = check_connection(provider, credential)
         label = f"{provider.name}" + (f" / {credential.name}" if credential else "")

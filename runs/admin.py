@@ -9,8 +9,8 @@ from runs.models import Run, RunEvent, RunOutput
 class RunOutputInline(admin.TabularInline):
     model = RunOutput
     extra = 0
-    fields = ["filename", "kind", "node_id", "archived", "size_bytes", "provider_url_expires", "archive_error"]
-    readonly_fields = fields
+    readonly_fields = ("filename", "kind", "node_id", "archived", "size_bytes", "provider_url_expires", "archive_error")
+    fields = readonly_fields
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
@@ -20,8 +20,8 @@ class RunOutputInline(admin.TabularInline):
 class RunEventInline(admin.TabularInline):
     model = RunEvent
     extra = 0
-    fields = ["created", "source", "from_status", "to_status", "provider_status", "detail"]
-    readonly_fields = fields
+    readonly_fields = ("created", "source", "from_status", "to_status", "provider_status", "detail")
+    fields = readonly_fields
     can_delete = False
 
     def has_add_permission(self, request, obj=None):

@@ -7,13 +7,15 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from ninja import Field, Header, Query, Router, Schema, Status
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from accounts.api_auth import caller
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
 from providers.models import Provider
 from runs import export
@@ -153,7 +155,7 @@ class ListQuery(FilterQuery):
 
 def _org(request: HttpRequest) -> int:
     """The caller's organization, as the id every scoped query filters by (no row load)."""
-    return request.auth.organization_id
+    return caller(request).organization_id
 
 
 def _scoped_runs(request: HttpRequest):
@@ -186,7 +188,10 @@ def find_provider(request: HttpRequest, value: str, field: str = "provider") -> 
 
 
 def _json_run(run: Run) -> dict[str, Any]:
-    return run_json_or_none(run_rows().filter(pk=run.pk))
+    found = run_json_or_none(run_rows().filter(pk=run.pk))
+    if found is None:  # deleted since this request read or wrote it
+        raise not_found("No such run in this organization.")
+    return found
 
 
 def _clean_params(request: HttpRequest) -> dict[str, list[str]]:
@@ -275,7 +280,7 @@ def submit(
         payload.workflow,
         payload.inputs or {},
         origin=Origin.API,
-        created_by=getattr(request.auth, "user", None),
+        created_by=caller(request).user,
         idempotency_key=key,
     )
     return Status(201, _json_run(run))
@@ -294,7 +299,7 @@ def track(request: HttpRequest, payload: TrackIn):
     the order sent, each with the run's id and `created`, or an `error` for an id that cannot be a run
     id (the other ids are still registered)."""
     provider = find_provider(request, payload.provider)
-    user = getattr(request.auth, "user", None)
+    user = caller(request).user
     if payload.external_ids is not None:
         results = track_runs(provider, payload.external_ids, created_by=user)
         items = [
@@ -332,10 +337,11 @@ RETRY_BODY = {
 }
 
 
-def _optional_body(request: HttpRequest, schema: type[Schema]) -> Schema:
+def _optional_body[S: Schema](request: HttpRequest, schema: type[S]) -> S:
     """An optional JSON body: none at all means the defaults (form fields are accepted too)."""
     raw = request.body.strip()
-    is_json = request.content_type in ("application/json", "") or request.content_type.endswith("+json")
+    content_type = request.content_type or ""
+    is_json = content_type in ("application/json", "") or content_type.endswith("+json")
     try:
         if not is_json:
             return schema.model_validate(request.POST.dict())
@@ -357,7 +363,7 @@ def retry(request: HttpRequest, run_id: UUID):
     run = get_run(request, run_id)
     payload = _optional_body(request, RetryIn)
     provider = find_provider(request, payload.provider) if payload.provider else None
-    new = _act(retry_run, run, provider=provider, created_by=getattr(request.auth, "user", None))
+    new = _act(retry_run, run, provider=provider, created_by=caller(request).user)
     return Status(201, _json_run(new))
 
 
@@ -396,7 +402,7 @@ FILE_RESPONSES = {
     summary="Download an output",
     openapi_extra={"responses": FILE_RESPONSES},
 )
-def output_file(request: HttpRequest, output_id: UUID) -> HttpResponse:
+def output_file(request: HttpRequest, output_id: UUID) -> HttpResponseBase:
     """The archived file, streamed with its content type. Before it is archived: a 302 to the provider's
     link while that link is valid; 410 once it has expired."""
     output = RunOutput.objects.filter(code=output_id, organization=_org(request)).first()

@@ -347,7 +347,8 @@ def storing_error(exc: BaseException) -> str:
 
 def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> None:
     attempts = output.archive_attempts + 1
-    message, next_try = error.message, now + backoff(attempts, output.provider_url_expires, now)
+    message = error.message
+    next_try: datetime | None = now + backoff(attempts, output.provider_url_expires, now)
     expires = output.provider_url_expires
     link_gone = error.status_code in (403, 404, 410) and (expires is None or expires <= now)
     if link_gone:
@@ -374,7 +375,9 @@ def backoff(attempts: int, expires: datetime | None = None, now: datetime | None
     return delay
 
 
-def _delete_quietly(storage, name: str) -> None:
+def _delete_quietly(storage, name: str | None) -> None:
+    if not name:
+        return
     try:
         storage.delete(name)
     except Exception:
@@ -440,9 +443,10 @@ def _is_text(head: bytes) -> bool:
 def make_thumbnail(path: str) -> tuple[bytes, str] | None:
     """A WebP at most THUMBNAIL_SIZE px on its longest side; None if the image won't decode."""
     try:
-        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as image:
-            image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at reduced size
-            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as opened:
+            opened.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at reduced size
+            opened.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            image: Image.Image = opened
             if image.mode not in ("RGB", "RGBA"):
                 image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
             buffer = io.BytesIO()

@@ -19,6 +19,8 @@ import psycopg
 from django.db import IntegrityError, connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 
+from comfytrack.sql import column_of, concrete_field
+
 # Fields whose Python value psycopg cannot take as is (JSON documents, file names).
 _PREPARED = ("JSONField", "FileField", "ImageField")
 
@@ -91,15 +93,15 @@ def insert_rows(
     if connection.vendor != "postgresql":
         return _insert_with_orm(model, rows, skip_conflicts=skip_conflicts, returning=returning)
     meta = model._meta
-    fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
+    fields = [f for f in meta.concrete_fields if isinstance(f, models.Field) and not isinstance(f, models.AutoField)]
     given = set().union(*rows)
     source = _Source(fields, _prepared(fields, [_column(rows, f, given) for f in fields]))
     quote = connection.ops.quote_name
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(column_of(f) for f in fields)}) "  # noqa: S608
         f"SELECT {', '.join(source.names)} FROM {source.sql}"
         + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
-        + (f" RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}" if returning else "")
+        + (f" RETURNING {', '.join(column_of(concrete_field(model, name)) for name in returning)}" if returning else "")
     )
     with _cursor() as cursor:
         cursor.execute(sql, source.params)
@@ -110,17 +112,17 @@ def _insert_with_orm(
     model: type[models.Model], rows: list[Mapping[str, Any]], *, skip_conflicts: bool, returning: Sequence[str]
 ) -> list[tuple]:
     if not skip_conflicts:
-        created = model.objects.bulk_create([model(**row) for row in rows])
+        created = model._default_manager.bulk_create([model(**row) for row in rows])
     else:
         # Row by row, so the rows a unique constraint skipped are known (SQLite: in-process, one writer).
         created = []
         for row in rows:
             try:
                 with transaction.atomic():
-                    created.append(model.objects.create(**row))
+                    created.append(model._default_manager.create(**row))
             except IntegrityError:
                 continue
-    attnames = [model._meta.get_field(name).attname for name in returning]
+    attnames = [concrete_field(model, name).attname for name in returning]
     return [tuple(getattr(obj, attname) for attname in attnames) for obj in created]
 
 
@@ -164,22 +166,23 @@ def update_where(
             == 1
         }
     meta = model._meta
-    fields = [meta.get_field(name) for name in names]
-    guard_field = meta.get_field(guard)
+    fields = [concrete_field(model, name) for name in names]
+    guard_field = concrete_field(model, guard)
+    pk_field = concrete_field(model, meta.pk.name)
     quote = connection.ops.quote_name
-    keys = [meta.pk, guard_field, *fields]
+    keys = [pk_field, guard_field, *fields]
     columns = [list(column) for column in zip(*((pk, expected, *values) for pk, expected, values in rows), strict=True)]
     source = _Source(keys, _prepared(keys, columns))
     pk_value, guard_value, *values = source.names
     assignments = ", ".join(
-        f"{quote(f.column)} = " + (f"r.{quote(f.column)} + {value}" if f.name in increments else value)
+        f"{column_of(f)} = " + (f"r.{column_of(f)} + {value}" if f.name in increments else value)
         for f, value in zip(fields, values, strict=True)
     )
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {assignments} "  # noqa: S608
         f"FROM {source.sql} "
-        f"WHERE r.{quote(meta.pk.column)} = {pk_value} AND r.{quote(guard_field.column)} = {guard_value} "
-        f"RETURNING r.{quote(meta.pk.column)}"
+        f"WHERE r.{column_of(pk_field)} = {pk_value} AND r.{column_of(guard_field)} = {guard_value} "
+        f"RETURNING r.{column_of(pk_field)}"
     )
     with _cursor() as cursor:
         cursor.execute(sql, source.params)
@@ -195,13 +198,14 @@ def add_to(model: type[models.Model], name: str, amounts: Mapping[Any, int]) -> 
             model._base_manager.filter(pk=pk).update(**{name: models.F(name) + amount})
         return
     meta = model._meta
-    field = meta.get_field(name)
+    field = concrete_field(model, name)
+    pk_field = concrete_field(model, meta.pk.name)
     quote = connection.ops.quote_name
-    column = quote(field.column)
-    source = _Source([meta.pk, field], [list(amounts), list(amounts.values())])
+    column = column_of(field)
+    source = _Source([pk_field, field], [list(amounts), list(amounts.values())])
     sql = (
         f"UPDATE {quote(meta.db_table)} AS r SET {column} = r.{column} + {source.names[1]} "  # noqa: S608
-        f"FROM {source.sql} WHERE r.{quote(meta.pk.column)} = {source.names[0]}"
+        f"FROM {source.sql} WHERE r.{column_of(pk_field)} = {source.names[0]}"
     )
     with _cursor() as cursor:
         cursor.execute(sql, source.params)
@@ -220,4 +224,5 @@ def _cursor() -> CursorWrapper:
     # Wrapped like Django's own cursors, so execute_wrapper, query logging and counting see these too.
     connection.ensure_connection()
     raw = _BinaryCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    return wrap(raw)  # type: ignore[arg-type]  # the stubs type the argument as the wrapper it returns

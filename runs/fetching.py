@@ -72,7 +72,8 @@ class Fetcher:
         by_key: dict[GroupKey, list[Run]] = defaultdict(list)
         for run in runs:
             by_key[(run.provider_id, run.credential_id)].append(run)
-        groups, early = [], {}
+        groups: list[tuple[GroupKey, list[Run]]] = []
+        early: Answers = {}
         for key, group in by_key.items():
             if key not in self._clients:
                 try:

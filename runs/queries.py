@@ -12,7 +12,7 @@ import binascii
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -133,7 +133,7 @@ def _moment(value: Any, name: str, errors: list[FilterError], *, end: bool) -> d
     except ValueError:
         errors.append(FilterError(name, f"{name} must be a date (2026-11-30) or an ISO datetime, not {text[:40]!r}."))
         return None
-    return timezone.make_aware(moment, timezone.UTC) if timezone.is_naive(moment) else moment
+    return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
 
 
 def filter_runs(queryset: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:

@@ -20,7 +20,7 @@ from ninja import Schema
 from pydantic import Field
 
 from comfytrack.rawsql import CompiledValuesQuery, column, select_rows
-from runs.models import Run, RunEvent, RunOutput, elapsed, queue_seconds
+from runs.models import Run, RunEvent, RunOutput, RunQuerySet, elapsed, queue_seconds
 from runs.queries import cut_page, decode_cursor, newest_first
 
 
@@ -97,13 +97,13 @@ OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height
 OUTPUT_ORDER = ("created", "id")  # oldest first, RunOutput's own ordering
 
 
-def run_rows() -> QuerySet:
+def run_rows() -> RunQuerySet:
     """All runs as `RUN_FIELDS` dicts, for `runs_json` (filter, paginate or slice it first)."""
     return _run_rows().all()
 
 
 @functools.cache
-def _run_rows() -> QuerySet:
+def _run_rows() -> RunQuerySet:
     # Resolving the columns and their joins is a third of a small query's ORM cost, so it is done once
     # per process; callers only ever get clones (never evaluate this one: it would cache its rows).
     # The error document as its JSON text, decoded only when there is one (`_json_document`): Django's
@@ -125,7 +125,7 @@ def _outputs_array_sql() -> str:
     return (
         f"SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY {order}), '[]'::json)::text "  # noqa: S608
         f"FROM {quote(meta.db_table)} AS o WHERE o.{column(RunOutput, 'run')} = "
-        f"{quote(Run._meta.db_table)}.{quote(Run._meta.pk.column)}"
+        f"{quote(Run._meta.db_table)}.{column(Run, 'id')}"
     )
 
 

@@ -100,6 +100,7 @@ def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
     durations: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     timed = window.exclude(started=None).values_list("provider_id", "created", "queued", "started", "finished")
     for provider_id, created, queued, started, finished in timed.iterator(chunk_size=2000):
+        assert started is not None  # excluded by the query
         queue_list, run_list = durations[provider_id]
         queue_list.append(max((started - (queued or created)).total_seconds(), 0.0))
         if finished:

@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from comfytrack import metrics
+from comfytrack.sql import column, column_of, concrete_field
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many
@@ -310,10 +311,10 @@ def _lease_returning(due, limit: int) -> list[Run]:
     picked, params = due.values("pk")[:limit].query.sql_with_params()
     quote = connection.ops.quote_name
     meta = Run._meta
-    fields = [meta.get_field(name) for name in SWEEP_FIELDS]
+    fields = [concrete_field(Run, name) for name in SWEEP_FIELDS]
     sql = (
-        f"UPDATE {quote(meta.db_table)} SET {quote('sync_locked_until')} = %s "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} IN ({picked}) RETURNING {', '.join(quote(f.column) for f in fields)}"
+        f"UPDATE {quote(meta.db_table)} SET {column(Run, 'sync_locked_until')} = %s "  # noqa: S608
+        f"WHERE {column(Run, 'id')} IN ({picked}) RETURNING {', '.join(column_of(f) for f in fields)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [timezone.now() + LEASE, *params])
@@ -376,7 +377,7 @@ def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, 
         with transaction.atomic():
             if run.last_synced != now:
                 _finish(run, now, error="", failures=0)  # the race was lost: record the attempt alone
-            if credential_recovers:
+            if credential is not None and credential_recovers:
                 credential.mark_ok(now)
             _enforce_time_limit(run, stats, now)
     except Exception:
@@ -440,8 +441,8 @@ def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetim
     # Auth failures, Retry-After and transient errors (5xx, bad bodies, timeouts) count against the
     # credential's circuit breaker; a permanent per-run error (e.g. a 400 for one id) does not.
     counts = error.auth_failed or error.retry_after or not error.permanent
-    if run.credential and counts and run.credential_id not in stats.flagged:
-        stats.flagged.add(run.credential_id)
+    if run.credential and counts and run.credential.pk not in stats.flagged:
+        stats.flagged.add(run.credential.pk)
         _flag_credential(run.credential, error, now)
     delay = backoff(failures, error.retry_after)
     _finish(run, now, error=error.message[:2000], failures=failures, delay=delay)

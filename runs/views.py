@@ -59,8 +59,8 @@ def run_list(request, access: Access):
     except ValueError as exc:
         errors.append(str(exc))
         limit = PAGE_SIZE
-    runs = Run.objects.filter(organization=access.organization).defer(*HEAVY_FIELDS)
-    queryset = filter_runs(runs, filters).select_related("provider")
+    organization_runs = Run.objects.filter(organization=access.organization).defer(*HEAVY_FIELDS)
+    queryset = filter_runs(organization_runs, filters).select_related("provider")
     runs, next_cursor = paginate_or_restart(queryset, request.GET.get("cursor"), limit, errors)
     context = {
         **_rows_context(runs),
@@ -332,7 +332,7 @@ def submit(request, access: Access):
     workflow, inputs, error = _read_workflow(request)
     if provider is None:
         error = "Choose one of this organization's providers."
-    if error:
+    if error or provider is None or workflow is None:
         context["error"] = error
         return render(request, "runs/submit.html", context, status=400)
     key = request.POST.get("idempotency_key", "")[:100]

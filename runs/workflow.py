@@ -45,9 +45,9 @@ def nodes(workflow: Any) -> list[NodeSummary]:
         node = workflow[node_id]
         if not isinstance(node, dict):
             continue
-        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        inputs = node["inputs"] if isinstance(node.get("inputs"), dict) else {}
         key_inputs = {k: v for k, v in inputs.items() if k in KEY_INPUTS and isinstance(v, str | int | float)}
-        meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
+        meta = node["_meta"] if isinstance(node.get("_meta"), dict) else {}
         class_type = str(node.get("class_type", "?"))
         result.append(NodeSummary(str(node_id), class_type, str(meta.get("title") or class_type), key_inputs))
     return result

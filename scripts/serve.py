@@ -76,7 +76,11 @@ def main() -> int:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
 
-    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    def on_sigterm(*_args: object) -> None:
+        stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         while all(child.poll() is None for child, _ in children):
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.test import RequestFactory
 
 from accounts.access import SESSION_KEY, current_access
@@ -13,7 +14,9 @@ from accounts.models import Membership, Organization
 def request_for(user, session_org: str | None = None):
     request = RequestFactory().get("/runs/")
     request.user = user
-    request.session = {} if session_org is None else {SESSION_KEY: session_org}
+    request.session = SessionStore()
+    if session_org is not None:
+        request.session[SESSION_KEY] = session_org
     return request
 
 

@@ -75,11 +75,12 @@ class AwsEsdClient(ProviderClient):
     kind = "aws_esd"
     label = "AWS Extension for Stable Diffusion"
     Secret = AwsEsdSecret
+    secret: AwsEsdSecret
     default_base_url = None  # one API Gateway per deployment: https://{api-id}.execute-api.{region}.amazonaws.com/prod
     supports_cancel = False
 
     def auth_headers(self) -> dict[str, str]:
-        secret: AwsEsdSecret = self.secret  # type: ignore[assignment]
+        secret: AwsEsdSecret = self.secret
         return {"x-api-key": secret.api_key, "username": secret.username}
 
     async def submit(self, workflow: dict[str, Any], inputs: dict[str, Any], options: dict[str, Any]) -> str:

@@ -151,6 +151,7 @@ class ComfyCloudClient(ProviderClient):
     kind = "comfycloud"
     label = "Comfy Cloud"
     Secret = ComfyCloudSecret
+    secret: ComfyCloudSecret
     default_base_url = "https://cloud.comfy.org"
     has_list_call = True  # v1 only; v2 instances set it False (see configure)
 
@@ -226,7 +227,7 @@ class ComfyCloudClient(ProviderClient):
         if self.v2 or not ids:
             return await super().fetch_many(ids)
         try:
-            results: dict[str, RunSnapshot | ProviderError] = await self._in_flight(set(ids))
+            results: dict[str, RunSnapshot | ProviderError] = dict(await self._in_flight(set(ids)))
         except ProviderError as exc:
             return dict.fromkeys(ids, exc)
         missing = [i for i in ids if i not in results]
@@ -255,7 +256,7 @@ class ComfyCloudClient(ProviderClient):
                 if number == 0:
                     raise
                 break
-            offset += page.count
+            offset += page.entries
             for entry in page.jobs:
                 if entry["id"] in wanted and (snapshot := self._list_snapshot(entry)) is not None:
                     found[entry["id"]] = snapshot

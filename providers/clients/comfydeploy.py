@@ -103,6 +103,7 @@ class ComfyDeployClient(ProviderClient):
     kind = "comfydeploy"
     label = "ComfyDeploy"
     Secret = ComfyDeploySecret
+    secret: ComfyDeploySecret
     default_base_url = "https://api.comfydeploy.com/api"
 
     def auth_headers(self) -> dict[str, str]:
@@ -251,7 +252,8 @@ def url_expiry(url: str, is_public: bool | None, fetched: datetime) -> datetime 
     signed_at, expires = _AMZ_DATE.search(url), _AMZ_EXPIRES.search(url)
     if signed_at and expires:
         try:
-            start = datetime(*(int(part) for part in signed_at.groups()), tzinfo=UTC)
+            year, month, day, hour, minute, second = (int(part) for part in signed_at.groups())
+            start = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:  # e.g. month 13
             start = None
         if start is not None:

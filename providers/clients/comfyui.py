@@ -91,6 +91,7 @@ class ComfyUIClient(ProviderClient):
     kind = "comfyui"
     label = "ComfyUI (self-hosted)"
     Secret = ComfyUISecret
+    secret: ComfyUISecret
     default_base_url = "http://127.0.0.1:8188"
     has_list_call = True
 
@@ -99,7 +100,7 @@ class ComfyUIClient(ProviderClient):
         self._jobs_api_missing = False  # an older build answered 404 for /api/jobs
 
     def auth_headers(self) -> dict[str, str]:
-        secret: ComfyUISecret = self.secret  # type: ignore[assignment]
+        secret: ComfyUISecret = self.secret
         return {secret.header: secret.value} if secret.header and secret.value else {}
 
     # -- submit --------------------------------------------------------------------------------
@@ -439,12 +440,12 @@ def describe_prompt_error(body: Any) -> str:
     that names each failing node, its class type and what is wrong with it."""
     if not isinstance(body, dict):
         return "ComfyUI rejected the workflow (no details)."
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error = body["error"] if isinstance(body.get("error"), dict) else {}
     head = str(error.get("message") or error.get("type") or "invalid prompt").rstrip(".")
     if error.get("details"):
         head += f" ({error['details']})"
     parts = [f"ComfyUI rejected the workflow: {head}."]
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    node_errors = body["node_errors"] if isinstance(body.get("node_errors"), dict) else {}
     for node_id, node in node_errors.items():
         if isinstance(node, dict):
             parts.append(f"Node {node_id} ({node.get('class_type') or '?'}): {_node_error_text(node)}.")

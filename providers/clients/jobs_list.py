@@ -36,7 +36,7 @@ class JobList(BaseModel):
 
 class Page(NamedTuple):
     jobs: list[dict[str, Any]]  # the entries that have an id
-    count: int  # how many entries the page had: a server may cap pages below PAGE_SIZE
+    entries: int  # how many entries the page had: a server may cap pages below PAGE_SIZE
     more: bool  # whether more pages follow
     total: int | None  # how many jobs the whole list holds, when the server says
 
@@ -95,9 +95,9 @@ class FinishedJobs:
 
     def _keep(self, page: Page) -> None:
         if not self.pages:
-            self.page_size, self.total = page.count, page.total
+            self.page_size, self.total = page.entries, page.total
         self.pages += 1
-        self.offset += page.count
+        self.offset += page.entries
         for entry in page.jobs:
             # Only what is final is kept for later batches (a server might ignore the status filter).
             if entry.get("status") in _FINAL:
@@ -131,6 +131,6 @@ def whole_outputs(entry: dict[str, Any]) -> list[dict[str, Any]] | None:
     if count == 0:
         return []
     is_file = isinstance(preview, dict) and isinstance(preview.get("filename"), str) and bool(preview["filename"])
-    if count == 1 and is_file and isinstance(preview.get("nodeId"), str | int):
+    if count == 1 and is_file and isinstance(preview, dict) and isinstance(preview.get("nodeId"), str | int):
         return [preview]
     return None

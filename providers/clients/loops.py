@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - exercised where uvloop is not installed
-    uvloop = None
-
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - exercised where uvloop is not installed
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

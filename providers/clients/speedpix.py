@@ -96,6 +96,7 @@ class SpeedPixClient(ProviderClient):
     kind = "speedpix"
     label = "Alibaba Cloud SpeedPix"
     Secret = SpeedPixSecret
+    secret: SpeedPixSecret
     default_base_url = "https://openai.edu-aliyun.com"
     supports_cancel = False
 
@@ -119,7 +120,7 @@ class SpeedPixClient(ProviderClient):
 
     def signed_headers(self, path: str, body: bytes) -> dict[str, str]:
         """Alibaba API Gateway digest auth as both SDKs do it (PROVIDERS.md §5, SP-py `_generate_header`)."""
-        secret: SpeedPixSecret = self.secret  # type: ignore[assignment]
+        secret: SpeedPixSecret = self.secret
         now = self.clock()
         headers = {
             # RFC 1123 with `GMT` spelled `GMT+00:00`, as the SDKs send it.
@@ -341,7 +342,7 @@ def _field_output(key: str, item: Any) -> OutputRef | None:
     if not isinstance(item, dict) or not isinstance(item.get("url"), str):
         return None
     url = item["url"]
-    filename = item.get("filename") if isinstance(item.get("filename"), str) else filename_from_url(url)
+    filename = item["filename"] if isinstance(item.get("filename"), str) else filename_from_url(url)
     return OutputRef(
         key=key,
         filename=filename,

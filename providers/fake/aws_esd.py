@@ -60,7 +60,9 @@ async def post_execute(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return web.json_response({"statusCode": 400, "message": "Invalid request body", "requestId": "fake"}, 400)
+        return web.json_response(
+            {"statusCode": 400, "message": "Invalid request body", "requestId": "fake"}, status=400
+        )
     missing = [key for key in _REQUIRED if not isinstance(body, dict) or key not in body]
     if missing:
         # API Gateway model validation (create_excute.ts), as in gateway_error_400_validation.json.

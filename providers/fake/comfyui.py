@@ -113,7 +113,9 @@ def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:
 
 async def get_queue(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    running, pending, now, stale = [], [], time.time(), is_stale(request)
+    running: list[list[Any]] = []
+    pending: list[list[Any]] = []
+    now, stale = time.time(), is_stale(request)
     for run in state.of_kind(KIND, now):
         phase = run.phase_seen(stale, now)
         if phase in (S.RUNNING, S.QUEUED):

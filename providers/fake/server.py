@@ -65,8 +65,12 @@ async def faults_middleware(request: web.Request, handler: Any) -> web.StreamRes
     if mode == "stale":
         request[STALE] = True
     response = await handler(request)
-    if mode in ("malformed", "truncated", "huge") and isinstance(response, web.Response) and response.body:
-        body = bytes(response.body)
+    if (
+        mode in ("malformed", "truncated", "huge")
+        and isinstance(response, web.Response)
+        and isinstance(response.body, bytes)
+    ):
+        body = response.body
         if mode == "malformed":
             body = b"{'status': not json" + body[:20]
         elif mode == "truncated":
@@ -183,18 +187,18 @@ class FakeProviderServer:
         return self
 
     def _serve(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(make_app(self.state), access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
+        self._loop = loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._runner = runner = web.AppRunner(make_app(self.state), access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+        loop.run_until_complete(site.start())
+        self.port = runner.addresses[0][1]
         self._started.set()
         self._loop.run_forever()
 
     def stop(self) -> None:
-        if self._loop is None:
+        if self._loop is None or self._runner is None:
             return
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from providers.clients.base import ProviderError, RunError, RunSnapshot
 
 _SHARED_DIR = os.environ.get("COMFYTRACK_SHARED_DIR")
 PROVIDERS_DIR = Path(_SHARED_DIR) / "providers" if _SHARED_DIR else Path(__file__).resolve().parent / "provider_data"
@@ -36,3 +39,18 @@ def recorded(name: str) -> Any:
 
 def recorded_bytes(name: str) -> bytes:
     return (PROVIDERS_DIR / "recorded-comfyui" / name).read_bytes()
+
+
+def snapshots(results: Mapping[str, RunSnapshot | ProviderError]) -> dict[str, RunSnapshot]:
+    """fetch_many's answers, each asserted to be a snapshot (a ProviderError fails the test with its message)."""
+    found = {}
+    for external_id, result in results.items():
+        assert isinstance(result, RunSnapshot), f"{external_id}: {result}"
+        found[external_id] = result
+    return found
+
+
+def error_of(snapshot: RunSnapshot) -> RunError:
+    """The snapshot's error, asserted to be there."""
+    assert snapshot.error is not None, f"{snapshot.external_id} has no error"
+    return snapshot.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ PATH = f"/prod/executes/{RUN_ID}"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def client(routes: dict, config: dict | None = None, **options: object) -> tuple[AwsEsdClient, Router]:
+def client(routes: dict, config: dict | None = None, **options: Any) -> tuple[AwsEsdClient, Router]:
     router = Router(routes, headers={"x-api-key": "esd-key-abcdef123456", "username": "alice"})
     c = AwsEsdClient(BASE, SECRET, config, transport=router.transport, options=ClientOptions(**options))
     return c, router

@@ -22,7 +22,7 @@ from providers.clients.base import (
     Unsupported,
 )
 from providers.clients.comfycloud import ComfyCloudClient
-from providers.tests.shared import fixture
+from providers.tests.shared import error_of, fixture, snapshots
 
 BASE = "https://cloud.comfy.org"
 KEY = "cc-test-key-abcdef123456"
@@ -166,7 +166,7 @@ def test_it_reads_video_and_audio_outputs_and_skips_flags() -> None:
 
 def test_it_reads_the_v1_node_error() -> None:
     snapshot = fetch_v1(fixture("comfy-cloud/jobs_detail_failed.json"))
-    error = snapshot.error
+    error = error_of(snapshot)
     assert error.message == "Example failure message"
     assert (error.node_id, error.node_type, error.exception_type) == ("2", "SaveImage", "RuntimeError")
     assert error.traceback == '  File "execution.py", line 1, in execute\n'
@@ -176,7 +176,7 @@ def test_it_reads_the_v1_node_error() -> None:
 def test_it_explains_a_v1_failure_without_details() -> None:
     body = {**fixture("comfy-cloud/jobs_detail_in_progress.json"), "status": "failed"}
     snapshot = fetch_v1(body)
-    assert "failed" in snapshot.error.message
+    assert "failed" in error_of(snapshot).message
     assert snapshot.finished == datetime.fromtimestamp(1763630105, tz=UTC)  # update_time
 
 
@@ -252,7 +252,7 @@ def test_it_fetches_many_with_one_list_call() -> None:
 
     c = client(handler)
     assert c.has_list_call
-    results = c.call(c.fetch_many, ids)
+    results = snapshots(c.call(c.fetch_many, ids))
     assert len(requests) == 1
     assert [results[i].status for i in ids] == [RunStatus.RUNNING, RunStatus.QUEUED]
 
@@ -269,7 +269,7 @@ def test_it_fetches_ids_missing_from_both_lists_one_by_one() -> None:
             return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
         return httpx.Response(404, json={"code": "NOT_FOUND", "message": "Job not found"})
 
-    results = (c := client(handler)).call(c.fetch_many, [V1_ID, gone])
+    results = snapshots((c := client(handler)).call(c.fetch_many, [V1_ID, gone]))
     assert sorted(paths) == sorted(["/api/jobs", "/api/jobs", f"/api/jobs/{V1_ID}", f"/api/jobs/{gone}"])
     assert results[V1_ID].status == RunStatus.SUCCEEDED
     assert len(results[V1_ID].outputs) == 1
@@ -300,7 +300,7 @@ def test_the_finished_list_answers_a_job_whose_outputs_it_shows_whole() -> None:
     listed = fixture("comfy-cloud/jobs_list.json")["jobs"][0]  # completed, outputs_count 1, preview_output
     paths: list[str] = []
     c = client(listing_handler([listed], paths))
-    from_list = c.call(c.fetch_many, [listed["id"]])[listed["id"]]
+    from_list = snapshots(c.call(c.fetch_many, [listed["id"]]))[listed["id"]]
     assert [p for p in paths if "/api/jobs/" in p] == []  # no detail call
     detail = client(answer("GET", f"{BASE}/api/jobs/{V1_ID}", fixture("comfy-cloud/jobs_detail_completed.json")))
     from_detail = detail.call(detail.fetch, V1_ID)
@@ -323,10 +323,11 @@ def test_the_finished_list_carries_failures_and_empty_outputs() -> None:
     ]
     paths: list[str] = []
     c = client(listing_handler(finished, paths))
-    results = c.call(c.fetch_many, [failed_id, empty_id])
+    results = snapshots(c.call(c.fetch_many, [failed_id, empty_id]))
     assert len(paths) == 2  # the two lists, no detail
     assert results[failed_id].status == RunStatus.FAILED
-    assert (results[failed_id].error.message, results[failed_id].error.node_type) == ("CUDA out of memory", "KSampler")
+    failure = error_of(results[failed_id])
+    assert (failure.message, failure.node_type) == ("CUDA out of memory", "KSampler")
     assert (results[empty_id].status, results[empty_id].outputs) == (RunStatus.SUCCEEDED, ())
 
 
@@ -344,7 +345,7 @@ def test_a_list_entry_that_does_not_show_every_output_is_fetched(change: dict[st
     listed = {k: v for k, v in {**fixture("comfy-cloud/jobs_list.json")["jobs"][0], **change}.items() if v is not None}
     paths: list[str] = []
     c = client(listing_handler([listed], paths))
-    result = c.call(c.fetch_many, [listed["id"]])[listed["id"]]
+    result = snapshots(c.call(c.fetch_many, [listed["id"]]))[listed["id"]]
     assert paths[-1] == f"{BASE}/api/jobs/{listed['id']}"
     assert len(result.outputs) == 1  # the detail's
 
@@ -368,7 +369,7 @@ def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> Non
     paths: list[str] = []
     c = client(listing_handler(finished, paths))
     wanted = [finished[5]["id"], finished[1500]["id"]]
-    results = c.call(c.fetch_many, wanted)
+    results = snapshots(c.call(c.fetch_many, wanted))
     offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
     assert offsets == ["0", "1000"]  # found both on the second page: the third is never read
     assert all(results[i].status == RunStatus.SUCCEEDED for i in wanted)
@@ -380,13 +381,13 @@ def test_later_batches_of_a_sweep_reuse_the_finished_pages_already_read() -> Non
     c = client(listing_handler(finished, paths))
     c.call(c.fetch_many, [finished[1400]["id"]])  # the oldest: both pages read
     paths.clear()
-    results = c.call(c.fetch_many, [finished[3]["id"], finished[999]["id"]])
+    results = snapshots(c.call(c.fetch_many, [finished[3]["id"], finished[999]["id"]]))
     # Only the in-flight list is asked again; a finished job stays finished.
     assert [httpx.URL(p).params["status"] for p in paths] == ["pending,in_progress"]
     assert all(r.status == RunStatus.SUCCEEDED for r in results.values())
 
 
-def counting_handler(finished: list[dict[str, Any]], paths: list[str], peak: list[int], **faults: Any) -> Any:
+def counting_handler(finished: list[dict[str, Any]], offsets: list[int], peak: list[int], **faults: Any) -> Any:
     """Like listing_handler, but the finished pages state the list's total, take a moment (so overlapping
     requests overlap), and record in `peak` how many were in flight at once. `short_from` caps pages from
     that offset on at 300 entries; `fail_at` answers 500 for that offset."""
@@ -400,7 +401,7 @@ def counting_handler(finished: list[dict[str, Any]], paths: list[str], peak: lis
         if request.url.params["status"] == "pending,in_progress":
             return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
         offset = int(request.url.params["offset"])
-        paths.append(offset)
+        offsets.append(offset)
         active += 1
         peak[0] = max(peak[0], active)
         await asyncio.sleep(0.01)
@@ -421,7 +422,7 @@ def test_once_the_total_is_known_the_pages_still_needed_are_asked_for_together()
     peak = [0]
     c = client(counting_handler(finished, offsets, peak))
     oldest = finished[-1]["id"]
-    results = c.call(c.fetch_many, [oldest])
+    results = snapshots(c.call(c.fetch_many, [oldest]))
     # The first page alone (it tells the total), then the four still needed at once: 2 round trips, not 5.
     assert offsets[0] == 0 and sorted(offsets[1:]) == [1000, 2000, 3000, 4000]
     assert peak[0] == jobs_list.CONCURRENT_PAGES == 4
@@ -473,7 +474,7 @@ def test_a_failed_finished_list_falls_back_to_one_call_per_job() -> None:
         return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
 
     c = client(handler)
-    assert c.call(c.fetch_many, [V1_ID])[V1_ID].status == RunStatus.SUCCEEDED
+    assert snapshots(c.call(c.fetch_many, [V1_ID]))[V1_ID].status == RunStatus.SUCCEEDED
     assert paths == ["/api/jobs", "/api/jobs", f"/api/jobs/{V1_ID}"]
 
 
@@ -647,7 +648,7 @@ def test_it_maps_the_other_v2_strings(raw: str, status: RunStatus) -> None:
 
 def test_it_explains_an_expired_v2_job() -> None:
     snapshot = fetch_v2({**fixture("comfy-cloud/v2_job_queued.json"), "status": "expired"})
-    assert "expired" in snapshot.error.message
+    assert "expired" in error_of(snapshot).message
 
 
 def test_it_reads_v2_queue_progress_and_timestamps() -> None:
@@ -656,6 +657,7 @@ def test_it_reads_v2_queue_progress_and_timestamps() -> None:
     assert queued.progress is None
     done = fetch_v2(fixture("comfy-cloud/v2_job_succeeded.json"))
     assert done.created == datetime(2026, 8, 20, 10, 0, tzinfo=UTC)
+    assert done.queued and done.started and done.finished
     assert (done.started - done.queued).total_seconds() == 9
     assert (done.finished - done.started).total_seconds() == 2
     running = fetch_v2(fixture("comfy-cloud/v2_job_running.json"))
@@ -675,7 +677,7 @@ def test_it_reads_v2_outputs_with_expiry() -> None:
 
 
 def test_it_reads_the_v2_job_error() -> None:
-    error = fetch_v2(fixture("comfy-cloud/v2_job_failed.json")).error
+    error = error_of(fetch_v2(fixture("comfy-cloud/v2_job_failed.json")))
     assert error.message == "Example failure message"
     assert (error.node_id, error.node_type, error.exception_type) == ("2", "SaveImage", "node_execution_error")
 
@@ -732,7 +734,7 @@ def test_it_fetches_many_v2_jobs_one_by_one() -> None:
 
     c = client(handler, api="v2")
     assert not c.has_list_call
-    results = c.call(c.fetch_many, ["a", "b"])
+    results = snapshots(c.call(c.fetch_many, ["a", "b"]))
     assert sorted(seen) == ["/api/v2/jobs/a", "/api/v2/jobs/b"]
     assert {k: v.status for k, v in results.items()} == {"a": RunStatus.RUNNING, "b": RunStatus.RUNNING}
 
@@ -758,7 +760,7 @@ def test_a_failing_later_in_flight_page_keeps_what_the_first_page_showed() -> No
 
     c = client(handler)
     other = "40000000-0000-4000-8000-000000000000"
-    results = c.call(c.fetch_many, [V1_ID, other])
+    results = snapshots(c.call(c.fetch_many, [V1_ID, other]))
     assert results[V1_ID].status == RunStatus.RUNNING  # from the first page, despite the second's 502
     assert isinstance(results[other], RunSnapshot)  # looked up on its own
 
@@ -786,7 +788,7 @@ def test_pages_shorter_than_asked_for_move_the_offset_by_what_came() -> None:
     finished = completed_jobs(1200)
     paths: list[str] = []
     c = client(listing_handler(finished, paths, page_size=400))  # a server capping pages at 400
-    results = c.call(c.fetch_many, [finished[1100]["id"]])
+    results = snapshots(c.call(c.fetch_many, [finished[1100]["id"]]))
     offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
     assert offsets == ["0", "400", "800"]  # nothing skipped
     assert [p for p in paths if "/api/jobs/" in p] == []
@@ -800,5 +802,5 @@ def test_only_final_entries_are_kept_for_later_batches() -> None:
     c = client(listing_handler([running, *completed_jobs(5)], paths))
     c.call(c.fetch_many, [V1_ID])
     paths.clear()
-    assert c.call(c.fetch_many, [V1_ID])[V1_ID].status == RunStatus.SUCCEEDED  # asked again: the detail
+    assert snapshots(c.call(c.fetch_many, [V1_ID]))[V1_ID].status == RunStatus.SUCCEEDED  # asked again: the detail
     assert paths[-1] == f"{BASE}/api/jobs/{V1_ID}"

@@ -12,7 +12,7 @@ import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunSnapshot, RunStatus
 from providers.clients.comfydeploy import ComfyDeployClient, parse_webhook, url_expiry
-from providers.tests.shared import fixture
+from providers.tests.shared import error_of, fixture
 
 BASE = "https://api.comfydeploy.com/api"
 TOKEN = "cd-test-token-123456"
@@ -101,6 +101,7 @@ def test_it_reads_timestamps_as_aware_utc_and_durations_add_up() -> None:
     for value in (snapshot.created, snapshot.queued, snapshot.started, snapshot.finished):
         assert value is not None
         assert value.utcoffset() == timedelta(0)
+    assert snapshot.queued and snapshot.started and snapshot.finished
     assert (snapshot.started - snapshot.queued).total_seconds() == pytest.approx(1.546)
     assert (snapshot.finished - snapshot.started).total_seconds() == pytest.approx(10.843)
 
@@ -151,11 +152,12 @@ def test_it_assumes_an_hour_for_private_urls_without_amz_params() -> None:
     before = datetime.now(UTC)
     (output,) = fetch(success_with({"gifs": [item]})).outputs
     assert output.kind == OutputKind.VIDEO
+    assert output.url_expires is not None
     assert before + timedelta(seconds=3590) <= output.url_expires <= datetime.now(UTC) + timedelta(seconds=3600)
 
 
 def test_it_reads_files_and_mesh_and_skips_text_and_broken_items() -> None:
-    items = {
+    items: dict[str, list[Any]] = {
         "files": [{"url": "https://x/a.json", "type": "output", "filename": "a.json"}],
         "mesh": [{"url": "https://x/m.glb", "type": "output", "filename": "m.glb"}, {"filename": "no-url.glb"}],
         "text": ["hello"],
@@ -176,7 +178,7 @@ def test_it_derives_an_error_from_live_status_and_text_outputs() -> None:
 
 def test_it_explains_a_timeout() -> None:
     snapshot = fetch(fixture("comfydeploy/get_run_timeout.json"))
-    assert "24 hours" in snapshot.error.message
+    assert "24 hours" in error_of(snapshot).message
     assert fetch(fixture("comfydeploy/get_run_success.json")).error is None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ RUNNING_ID = "c59c9472-3d3c-42a6-a21a-0791e20c7b71"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def client(router: Router, **options: object) -> ComfyUIClient:
+def client(router: Router, **options: Any) -> ComfyUIClient:
     return ComfyUIClient(BASE, PROXY, transport=router.transport, options=ClientOptions(**options))
 
 

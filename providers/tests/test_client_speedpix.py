@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ NONCE = "6f1c0d2e-1111-4222-8333-444455556666"
 PROGRESS, RESULT, PROMPT = "/scc/comfy_get_progress", "/scc/comfy_get_result", "/scc/comfy_prompt"
 
 
-def client(routes: dict, config: dict | None = None, **options: object) -> tuple[SpeedPixClient, Router]:
+def client(routes: dict, config: dict | None = None, **options: Any) -> tuple[SpeedPixClient, Router]:
     router = Router(routes, headers={"x-ca-key": "204912345"})
     c = SpeedPixClient(
         None,

@@ -13,7 +13,7 @@ from providers.clients.comfycloud import ComfyCloudClient
 from providers.fake import state
 from providers.fake.files import output_seed
 from providers.fake.png import png_bytes
-from providers.tests.shared import fixture
+from providers.tests.shared import error_of, fixture, snapshots
 
 KIND = "comfycloud"
 APIS = ["v1", "v2"]
@@ -66,12 +66,13 @@ def test_it_follows_a_job_from_submit_to_outputs(held: Any, api: str) -> None:
     run.force(state.SUCCEEDED)
     done = client.call(client.fetch, job_id)
     assert done.status == RunStatus.SUCCEEDED
+    assert done.created and done.started and done.finished
     assert done.created <= done.started <= done.finished
     (output,) = done.outputs
     assert output.filename == "ComfyUI_00001_.png"
     assert download(client, output) == png_bytes(output_seed(KIND, job_id, output.filename))
     if api == "v2":
-        assert output.url_expires > datetime.now(UTC)
+        assert output.url_expires and output.url_expires > datetime.now(UTC)
 
 
 def test_it_resolves_a_v1_view_url_to_a_signed_url_that_needs_no_key(fake: Any) -> None:
@@ -91,9 +92,10 @@ def test_it_reports_the_node_error_of_a_failed_job(held: Any, api: str) -> None:
     held.state.get(KIND, job_id).force(state.FAILED)
     snapshot = client.call(client.fetch, job_id)
     assert snapshot.status == RunStatus.FAILED
-    assert (snapshot.error.node_id, snapshot.error.node_type) == ("3", "KSampler")
-    assert "CUDA out of memory" in snapshot.error.message
-    assert "nodes.py" in snapshot.error.traceback
+    error = error_of(snapshot)
+    assert (error.node_id, error.node_type) == ("3", "KSampler")
+    assert "CUDA out of memory" in error.message
+    assert "nodes.py" in (error.traceback or "")
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -148,7 +150,7 @@ def test_it_fetches_many_v1_jobs_with_list_calls(fake: Any) -> None:
     ids = [r.external_id for r in [*in_flight, finished, gone]]
     fake.state.requests.clear()
     client = make(fake)
-    results = client.call(client.fetch_many, ids)
+    results = snapshots(client.call(client.fetch_many, ids))
     paths = [path for kind, _, path in fake.state.requests if kind == KIND]
     # In flight, then finished: the finished job is in the second list; only the vanished one is asked alone.
     assert paths == ["/comfycloud/api/jobs", "/comfycloud/api/jobs", f"/comfycloud/api/jobs/{gone.external_id}"]

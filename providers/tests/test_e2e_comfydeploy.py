@@ -13,6 +13,7 @@ from providers.clients.comfydeploy import ComfyDeployClient
 from providers.fake import state
 from providers.fake.files import output_seed, url_expiry
 from providers.fake.png import png_bytes
+from providers.tests.shared import error_of
 
 KIND = "comfydeploy"
 
@@ -54,10 +55,14 @@ def test_it_follows_a_run_from_submit_to_outputs(held: Any) -> None:
     done = client.call(client.fetch, run_id)
     assert done.status == RunStatus.SUCCEEDED
     assert done.progress == 1.0
+    assert done.created and done.queued and done.started and done.finished
     assert done.created <= done.queued <= done.started <= done.finished
     (output,) = done.outputs
+    assert output.url_expires is not None
     assert output.filename == "ComfyUI_00001_.png"
-    assert abs(output.url_expires.timestamp() - url_expiry(output.url)) <= 1
+    signed_until = url_expiry(output.url)
+    assert signed_until is not None
+    assert abs(output.url_expires.timestamp() - signed_until) <= 1
     assert output.url_expires > datetime.now(UTC)
     assert download(client, output) == png_bytes(output_seed(KIND, run_id, output.filename))
 
@@ -68,7 +73,7 @@ def test_it_reports_a_failed_run_with_the_node_type(held: Any) -> None:
     held.state.get(KIND, run_id).force(state.FAILED)
     snapshot = client.call(client.fetch, run_id)
     assert snapshot.status == RunStatus.FAILED
-    assert snapshot.error.node_type == "KSampler"
+    assert error_of(snapshot).node_type == "KSampler"
     assert snapshot.outputs == ()
 
 

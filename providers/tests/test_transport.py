@@ -24,7 +24,7 @@ async def _send(handler: Handler, *, timeout: float = 2.0, max_bytes: int = 1000
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     sender = AiohttpSender(headers={"Authorization": "Bearer t"}, timeout=timeout, max_connections=4)
     try:
         return await sender.send("GET", f"http://127.0.0.1:{port}{path}", WHAT, max_bytes)

@@ -1,0 +1,25 @@
+"""Names for the raw SQL written through the public cursor: quoted from model metadata, never from values."""
+
+from __future__ import annotations
+
+from django.db import connection, models
+
+
+def concrete_field(model: type[models.Model], name: str) -> models.Field:
+    """The model's field that has a column of its own (a reverse relation has none to read or write)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise TypeError(f"{model.__name__}.{name} has no column")
+    return field
+
+
+def column_of(field: models.Field) -> str:
+    """The field's column name, quoted for the database."""
+    if field.column is None:
+        raise TypeError(f"{field.name} has no column")
+    return connection.ops.quote_name(field.column)
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The quoted column name of the model's field `name`."""
+    return column_of(concrete_field(model, name))
