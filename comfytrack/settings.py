@@ -231,7 +231,7 @@ PROVIDER_HTTP_TIMEOUT = float(os.environ.get("PROVIDER_HTTP_TIMEOUT", "15"))
 # django-q2: ORM broker by default (transactional with the schedule, inspectable in the admin);
 # set COMFYTRACK_REDIS_URL to use Redis on larger installs. The sweep owns its own retries
 # (next_sync_after), so the broker never re-runs a task: max_attempts=1, ack_failures=True.
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     # The name prefixes the cluster's Redis keys: deployments sharing one Redis need different names.
     "name": os.environ.get("COMFYTRACK_Q_NAME", "comfytrack"),
     # The sync, archive and webhook loops each hold a worker, two for a moment while one hands over to the

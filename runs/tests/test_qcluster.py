@@ -31,7 +31,7 @@ ENQUEUE = (
 )
 
 
-def redis_keys(url: str, name: str) -> list[bytes]:
+def redis_keys(url: str, name: str) -> list:
     import redis
 
     client = redis.from_url(url)
