@@ -22,10 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import pages  # noqa: E402
-from sync_throughput import setup_django  # noqa: E402
+from bench import pages  # noqa: E402
+from bench.sync_throughput import setup_django  # noqa: E402
 
 MODES = ("csv", "jsonl", "csv-in-memory")
 
@@ -36,6 +35,7 @@ def _peak_mb() -> float:
 
 def measure(mode: str) -> dict:
     """One export in this process: rows, seconds, peak RSS before and after."""
+    from django.http import StreamingHttpResponse
     from django.test import Client
 
     from accounts.models import ApiKey, Organization
@@ -49,12 +49,13 @@ def measure(mode: str) -> dict:
     before = _peak_mb()
     started = time.perf_counter()
     if mode == "csv-in-memory":
-        rows = list(export.records(Run.objects.filter(organization=org), org.pk))
-        size = len("".join(export.csv_chunks(iter(rows))))
-        lines = len(rows) + 1
+        records = list(export.records(Run.objects.filter(organization=org), org.pk))
+        size = len("".join(export.csv_chunks(iter(records))))
+        lines = len(records) + 1
     else:
         response = client.get(f"/api/v1/runs/export?format={mode}", headers={"X-API-Key": key})
         assert response.status_code == 200, response.status_code
+        assert isinstance(response, StreamingHttpResponse)
         size = lines = 0
         for chunk in response.streaming_content:
             size += len(chunk)

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from django.http import FileResponse, HttpRequest, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from ninja import Field, Header, Query, Router, Schema, Status
@@ -306,6 +306,7 @@ def track(request: HttpRequest, payload: TrackIn):
             {"external_id": r.external_id, "id": r.run_code, "created": r.created, "error": r.error} for r in results
         ]
         return json_response({"items": items})
+    assert payload.external_id is not None  # TrackIn takes external_id or external_ids
     run, created = track_run(provider, payload.external_id, created_by=user)
     return Status(201 if created else 200, _json_run(run))
 

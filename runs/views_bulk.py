@@ -57,7 +57,7 @@ def track_many(request, access: Access):
     ids, error = _read_ids(request)
     if provider is None:
         error = "Choose one of this organization's providers."
-    if error:
+    if error or provider is None:
         context["error"] = error
         return render(request, "runs/track.html", context, status=400)
     results: list[TrackResult] = []

@@ -36,6 +36,9 @@ class _Pipe:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def drain(self) -> bytes:
         data, self.parts = b"".join(self.parts), []
         return data
