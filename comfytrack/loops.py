@@ -89,7 +89,7 @@ def run_loop(
                 break
             try:
                 close_stale_connections()
-                if holder and not keep_turn(turn, holder):
+                if turn and holder and not keep_turn(turn, holder):
                     logger.info("%s: a newer loop took over", turn)
                     break
                 count, worked = one_pass(max(left or 60.0, 1.0), should_stop)

@@ -28,7 +28,7 @@ def start_idle_loops(**signal_kwargs) -> list[str]:
     from django_q.models import Schedule
     from django_q.tasks import async_task
 
-    started = []
+    started: list[str] = []
     try:
         # Only the loops that are scheduled: a schedule an operator removed or paused stays off.
         loops = Schedule.objects.filter(func__in=LOOPS.values()).exclude(repeats=0)

@@ -50,7 +50,7 @@ class RunChange:
     new_output_keys: tuple[str, ...] = ()
 
 
-RunChangeSubscriber = Callable[[Sequence[RunChange]], None]
+RunChangeSubscriber = Callable[[Sequence[RunChange]], object]  # what it returns is not used
 
 _subscribers: list[RunChangeSubscriber] = []
 
