@@ -1,4 +1,4 @@
-"""Fetching untrusted URLs without becoming an SSRF proxy (PLATFORM.md §5 "SSRF").
+"""Fetching untrusted URLs without becoming an SSRF proxy.
 
 Output URLs come from provider responses, so a hostile or compromised provider could point us at
 our own network (the cloud metadata service, a database admin page on localhost, …). Defences:
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import os
 import socket
 import tempfile
@@ -34,21 +33,11 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
-from providers.clients.http import USER_AGENT
+from comfytrack.net import METADATA_ADDRESSES, USER_AGENT, blocked_reason, parse_ip
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# Not covered by `is_global`'s complement in every Python version, so listed explicitly.
-_EXTRA_BLOCKED = tuple(
-    ipaddress.ip_network(n) for n in ("100.64.0.0/10", "0.0.0.0/8", "192.0.0.0/24", "198.18.0.0/15", "64:ff9b:1::/48")
-)
-# Instance metadata services (AWS/GCP/Azure, AWS IPv6, Alibaba): refused even for an allowed host.
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
-)
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class DownloadError(Exception):
@@ -77,42 +66,6 @@ def redact(url: httpx.URL | str) -> str:
     port = f":{url.port}" if url.port else ""
     host = f"[{url.host}]" if ":" in url.host else url.host
     return f"{url.scheme}://{host}{port}{url.path}"
-
-
-def blocked_reason(ip: IPAddress) -> str | None:
-    """Why `ip` must not be fetched from, or None if it is a public unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or _ipv4_compatible(ip)
-        if embedded is not None:
-            reason = blocked_reason(embedded)
-            return f"{reason} (IPv4-mapped)" if reason else None
-    checks = (
-        (ip in METADATA_ADDRESSES, "a cloud metadata address"),
-        (ip.is_unspecified, "an unspecified address"),
-        (ip.is_loopback, "a loopback address"),
-        (ip.is_link_local, "a link-local address"),
-        (ip.is_multicast, "a multicast address"),
-        (any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version), "a reserved or shared address"),
-        (ip.is_private, "a private address"),
-        (ip.is_reserved, "a reserved address"),
-        (not ip.is_global, "a non-public address"),
-    )
-    return next((reason for hit, reason in checks if hit), None)
-
-
-def _ipv4_compatible(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """Deprecated ::a.b.c.d form; some stacks still route it to the IPv4 address."""
-    value = int(ip)
-    if value >> 32 == 0 and value > 1:
-        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    return None
-
-
-def _parse_ip(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
@@ -171,7 +124,7 @@ class HostGuard:
             )
         if not url.host:
             raise Refused(f"Refused to {self.purpose} a URL without a host.")
-        ip = _parse_ip(url.host)
+        ip = parse_ip(url.host)
         if ip is not None:
             self.check_addresses(url.host, url.port or DEFAULT_PORTS[url.scheme], [str(ip)])
 
@@ -182,7 +135,7 @@ class HostGuard:
             raise Refused(f"Refused {host}: its name resolved to no address.")
         allowed = self.may_be_private(host, port)
         for address in addresses:
-            ip = _parse_ip(address)
+            ip = parse_ip(address)
             if ip is None:
                 raise Refused(f"Refused {host}: it resolved to something that is not an IP address.")
             reason = blocked_reason(ip)

@@ -1,4 +1,4 @@
-"""Sending webhook deliveries: claim, send, record (STYLE.md rule 12), outside the sync sweep.
+"""Sending webhook deliveries: claim, send, record, outside the sync sweep.
 
 1. Claim due deliveries with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), at most
    `PER_ENDPOINT` per endpoint, so one endpoint's backlog never crowds out the others.
@@ -29,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from comfytrack.loops import run_loop
-from providers.clients.http import USER_AGENT
+from comfytrack.net import USER_AGENT
 from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
 from webhooks import signing
 from webhooks.models import WebhookDelivery

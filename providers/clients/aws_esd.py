@@ -1,4 +1,4 @@
-"""AWS "Extension for Stable Diffusion" (ESD), ComfyUI API: `/executes` behind API Gateway (PROVIDERS.md §4).
+"""AWS "Extension for Stable Diffusion" (ESD), ComfyUI API: `/executes` behind API Gateway (docs/providers.md).
 
 Every Lambda answer is wrapped in `{statusCode, debug, data, message}`; API Gateway's own errors are
 `{message, requestId}`. ESD has no running state (`created` covers queued and running), no cancel and
@@ -26,6 +26,7 @@ from providers.clients.base import (
     SecretModel,
     Unsupported,
     content_type_for,
+    error_excerpt,
     guess_kind,
     parse_timestamp,
 )
@@ -186,7 +187,8 @@ class AwsEsdClient(ProviderClient):
         except (ValueError, UnicodeDecodeError):
             return detail
         if isinstance(body, dict) and isinstance(body.get("data"), str) and body["data"]:
-            return f"{detail}: {body['data'][:200]}" if detail else body["data"][:200]
+            data = error_excerpt(body["data"])
+            return f"{detail}: {data}" if detail else data
         return detail
 
 

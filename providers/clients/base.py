@@ -1,4 +1,4 @@
-"""The provider client contract: pure HTTP, no models, no database (DESIGN.md layer 1).
+"""The provider client contract: pure HTTP, no models, no database (docs/architecture.md, "Layers").
 
 Every client is async inside (one implementation serves the sweep's fan-out and the
 one-off calls from views and commands). Sync callers use `ProviderClient.call(...)`,
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 class RunStatus(StrEnum):
-    """Normalised statuses (DESIGN.md "Status"), plus UNKNOWN for "the provider does not know this id".
+    """Normalised statuses (docs/providers.md, "Statuses"), plus UNKNOWN for "the provider does not know this id".
 
     UNKNOWN is never stored on a Run: the sync engine turns repeated UNKNOWNs into `lost`
     after a grace period.
@@ -302,12 +302,26 @@ _KIND_EXTENSIONS = {
 }
 
 
-def error_excerpt(response: ProviderResponse, limit: int = 200) -> str:
-    """A short, single-line excerpt of an error body for messages (never the whole page)."""
-    text = " ".join(response.text.split())
-    if text.lstrip().startswith("<"):
-        return "(an HTML page, not JSON)"
-    return text[:limit] + ("…" if len(text) > limit else "")
+ERROR_EXCERPT_CHARS = 160
+
+
+def error_excerpt(value: str, limit: int = ERROR_EXCERPT_CHARS) -> str:
+    """A provider's error text as a message may quote it: one line, at most `limit` characters, with
+    quotes, backslashes and control characters escaped. Only ever applied to a JSON error field."""
+    text = " ".join(value.split())
+    text = text[:limit] + ("…" if len(text) > limit else "")
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def body_kind(response: ProviderResponse) -> str:
+    """What a body that is not a JSON error looks like, without quoting any of it: a base URL may point
+    at an internal page, and its text must not reach a message, a log or the dashboard."""
+    content = response.content.lstrip()
+    if not content:
+        return "an empty body"
+    if content[:1] == b"<":
+        return "an HTML page"
+    return f"a body of {len(response.content):,} bytes that is not JSON"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +340,7 @@ class ClientOptions:
 class ProviderClient:
     """Base class for one provider kind. Subclasses set the class attributes and implement the methods.
 
-    `base_url` is the provider's documented base, path included (DESIGN.md "Public interfaces");
+    `base_url` is the provider's documented base, path included (docs/providers.md);
     clients join their paths to it. `secret` is a mapping validated against `Secret`.
     """
 
@@ -474,7 +488,7 @@ class ProviderClient:
         try:
             response = await self.sender.send(method, url, what, self.options.max_body_bytes, **kwargs)
         except TransportFailure as exc:
-            raise ProviderError(str(exc)) from None
+            raise ProviderError(str(exc), permanent=exc.permanent) from None
         if response.is_success or response.status_code in allow:
             return response
         raise self.status_error(response, what)
@@ -497,19 +511,20 @@ class ProviderClient:
         return ProviderError(f"{what} answered {code}{suffix}", permanent=True, status_code=code)
 
     def error_detail(self, response: ProviderResponse) -> str:
-        """The provider's own error message, if its body has one. Subclasses may refine this."""
+        """The provider's own error message, if its body is JSON with one (short and escaped); else what
+        kind of body it was, never its text. Subclasses may refine this."""
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
-            return error_excerpt(response)
+            return body_kind(response)
         if isinstance(body, dict):
             for key in ("message", "detail", "error", "errMessage"):
                 value = body.get(key)
                 if isinstance(value, dict):
                     value = value.get("message") or value.get("type")
                 if isinstance(value, str) and value:
-                    return value[:300]
-        return error_excerpt(response)
+                    return error_excerpt(value)
+        return ""
 
     def json(self, response: ProviderResponse, what: str = "") -> Any:
         """Parse a JSON body; HTML pages, truncated or malformed JSON become a ProviderError.
@@ -519,9 +534,8 @@ class ProviderClient:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
             what = what or f"{self.label} {response.method} {response.path}"
-            excerpt = error_excerpt(response, 80)
             raise ProviderError(
-                f"{what} answered {response.status_code} with a body that is not valid JSON {excerpt}".rstrip() + "."
+                f"{what} answered {response.status_code} with a body that is not valid JSON ({body_kind(response)})."
             ) from None
 
     def validate(self, model: type[BaseModel], data: Any, what: str) -> Any:

@@ -2,16 +2,15 @@
 
 Provider clients send with aiohttp (`providers.clients.transport.AiohttpSender`); an httpx client is
 built only around a transport a test injects (`httpx.MockTransport(handler)`: the one seam where HTTP
-is mocked, STYLE.md rule 9).
+is mocked).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from comfytrack import __version__
+from comfytrack.net import USER_AGENT
 
-USER_AGENT = f"comfytrack/{__version__}"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 

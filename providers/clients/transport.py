@@ -4,7 +4,7 @@
 capped. Production sends with aiohttp directly (`AiohttpSender`): the sweep fans out thousands of
 GETs, and httpx's request and response models alone cost about as much CPU per request as the whole
 aiohttp round trip (measured: 1,143 against 461 µs per request, `bench/sync_throughput.py`). Tests
-inject an `httpx.MockTransport` (the one seam where HTTP is mocked, STYLE.md rule 9), which
+inject an `httpx.MockTransport` (the one seam where HTTP is mocked), which
 `HttpxSender` drives; both senders turn every failure into a `TransportFailure` worded the same way.
 """
 
@@ -23,13 +23,38 @@ import aiohttp
 import certifi
 import httpx
 
-from providers.clients.http import USER_AGENT, make_http_client
+from comfytrack.net import USER_AGENT, AddressRefused, LinkLocalGuardResolver, parse_ip, refuse_link_local
+from providers.clients.http import make_http_client
 
 CONNECT_TIMEOUT = 5.0
 
 
 class TransportFailure(Exception):
-    """No complete answer; the message is ready for a person ("ComfyUI GET /queue timed out after 15 s.")."""
+    """No complete answer; the message is ready for a person ("ComfyUI GET /queue timed out after 15 s.").
+
+    permanent: sending again cannot help (the destination is refused).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def refuse_link_local_url(url: str, what: str) -> None:
+    """Provider calls may reach private networks and loopback (self-hosted ComfyUI), never a link-local or
+    cloud-metadata address. Names are checked where they resolve (LinkLocalGuardResolver); IP literals,
+    which aiohttp does not resolve, here."""
+    host = urlsplit(url).hostname or ""
+    if parse_ip(host) is None:
+        return
+    try:
+        refuse_link_local(host, [host])
+    except AddressRefused as exc:
+        raise TransportFailure(refused_message(what, exc), permanent=True) from None
+
+
+def refused_message(what: str, exc: AddressRefused) -> str:
+    return f"{what} was not sent: {exc}. A provider's base URL may point at a private network, not there."
 
 
 @dataclass(slots=True)
@@ -79,7 +104,9 @@ class AiohttpSender:
     def __init__(self, *, headers: Mapping[str, str], timeout: float, max_connections: int) -> None:
         self.timeout = timeout
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context()),
+            connector=aiohttp.TCPConnector(
+                limit=max_connections, ssl=_ssl_context(), resolver=LinkLocalGuardResolver()
+            ),
             headers={"User-Agent": USER_AGENT, **headers},
             # No overall deadline (a big body may take longer), but every read must progress within
             # `timeout`; the pool wait and connect are bounded too. Mirrors httpx's Timeout(timeout, connect=5).
@@ -96,6 +123,7 @@ class AiohttpSender:
             kwargs["data"] = kwargs.pop("content")
         if params := kwargs.get("params"):
             kwargs["params"] = {key: str(value) for key, value in params.items()}
+        refuse_link_local_url(url, what)
         try:
             async with self.session.request(method, url, allow_redirects=False, **kwargs) as response:
                 refuse_declared_size(response.content_length, max_bytes, what)
@@ -108,6 +136,8 @@ class AiohttpSender:
                 return ProviderResponse(response.status, response.headers, body, method, url)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
+        except AddressRefused as exc:
+            raise TransportFailure(refused_message(what, exc), permanent=True) from None
         except aiohttp.ClientError as exc:
             raise TransportFailure(f"{what} failed: {describe_aiohttp(exc)}.") from None
         except ValueError:  # yarl: a URL it cannot parse
@@ -145,6 +175,7 @@ class HttpxSender:
         self.http = make_http_client(base_url=base_url, headers=dict(headers), timeout=timeout, transport=transport)
 
     async def send(self, method: str, url: str, what: str, max_bytes: int, **kwargs: Any) -> ProviderResponse:
+        refuse_link_local_url(url, what)
         try:
             request = self.http.build_request(method, url, **kwargs)
             response = await self.http.send(request, stream=True)

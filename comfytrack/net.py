@@ -1,0 +1,125 @@
+"""Network rules every outbound connection shares: who we say we are, and which addresses are off limits.
+
+Used by the provider clients (`providers/clients/transport.py`), the output archive (`runs/safe_http.py`)
+and webhook delivery (`webhooks/delivery.py`). Plain Python and aiohttp only, no Django, so the provider
+clients can use it too.
+
+Two policies over one classification of addresses (`blocked_reason`):
+- untrusted URLs (output links, webhook targets): only public unicast addresses, unless allow-listed
+  (runs.safe_http.HostGuard);
+- provider API calls: a provider's base URL is set by the organization's staff and a self-hosted
+  ComfyUI on a private network or loopback is the main use, so only link-local and cloud-metadata
+  addresses are refused (`refuse_link_local`): the metadata service hands out the host's cloud
+  credentials to whoever asks, and nothing a provider API needs lives on link-local addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from comfytrack import __version__
+
+USER_AGENT = f"comfytrack/{__version__}"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Instance metadata services (AWS/GCP/Azure, AWS IPv6, Alibaba, ECS task metadata): refused even for an
+# allow-listed host, and for provider calls.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
+)
+# Not covered by `is_global`'s complement in every Python version, so listed explicitly.
+_EXTRA_BLOCKED = tuple(
+    ipaddress.ip_network(n) for n in ("100.64.0.0/10", "0.0.0.0/8", "192.0.0.0/24", "198.18.0.0/15", "64:ff9b:1::/48")
+)
+
+
+class AddressRefused(Exception):
+    """A destination address the rules refuse. Not an OSError, so aiohttp lets it through unwrapped."""
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    """The IP address a URL's host is, or None for a name ("[::1]" and "fe80::1%eth0" forms included)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or -compatible (::a.b.c.d) IPv6 address."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    value = int(ip)  # the deprecated compatible form: some stacks still route it to the IPv4 address
+    return ipaddress.IPv4Address(value & 0xFFFFFFFF) if value >> 32 == 0 and value > 1 else None
+
+
+def blocked_reason(ip: IPAddress) -> str | None:
+    """Why `ip` is not a public unicast address, or None if it is one."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        reason = blocked_reason(embedded)
+        return f"{reason} (IPv4-mapped)" if reason else None
+    checks = (
+        (ip in METADATA_ADDRESSES, "a cloud metadata address"),
+        (ip.is_unspecified, "an unspecified address"),
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_link_local, "a link-local address"),
+        (ip.is_multicast, "a multicast address"),
+        (any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version), "a reserved or shared address"),
+        (ip.is_private, "a private address"),
+        (ip.is_reserved, "a reserved address"),
+        (not ip.is_global, "a non-public address"),
+    )
+    return next((reason for hit, reason in checks if hit), None)
+
+
+def link_local_reason(ip: IPAddress) -> str | None:
+    """Why a provider call must not go to `ip` (link-local or cloud metadata, mapped forms included), or None."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        reason = link_local_reason(embedded)
+        return f"{reason} (IPv4-mapped)" if reason else None
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_link_local:
+        return "a link-local address"
+    return None
+
+
+def refuse_link_local(host: str, addresses: Iterable[str]) -> None:
+    """Raise AddressRefused if any address `host` resolved to is link-local or a metadata service."""
+    for address in addresses:
+        ip = parse_ip(address)
+        reason = link_local_reason(ip) if ip is not None else "not an IP address"
+        if reason:
+            raise AddressRefused(f"refused to connect to {host}: it is {reason} ({address})")
+
+
+class LinkLocalGuardResolver(AbstractResolver):
+    """The system resolver, refusing any answer with a link-local or metadata address.
+
+    aiohttp connects only to the addresses this returns, so the check and the connection use the same
+    answer (no DNS-rebinding window). aiohttp does not resolve IP literals: `refuse_link_local` on the
+    URL's host covers those before sending.
+    """
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        refuse_link_local(host, [r["host"] for r in results])
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
