@@ -24,7 +24,7 @@ def fake(fake_server):
     fake_server.state.reset()
 
 
-# -- people and organizations (STYLE.md rule 22: alice owns, bob reads, charlie is an outsider) -------
+# -- people and organizations (alice owns, bob reads, charlie is an outsider) -------
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Who is calling the JSON API (STYLE.md rule 20).
+"""Who is calling the JSON API.
 
 Three ways in, tried in order: an organization API key in `X-API-Key`, the same key as
 `Authorization: Bearer`, or a signed-in browser session (CSRF checked on writes). Each returns a
@@ -131,7 +131,7 @@ class KeyRateThrottle(BaseThrottle):
 
     One atomic `cache.incr` per request (O(1), unlike a per-request timestamp history), backed by the
     Django cache: per process with the default local-memory cache, shared with Redis or Memcached. A soft
-    guard against runaway scripts, not a security control (PLATFORM.md §4)."""
+    guard against runaway scripts, not a security control."""
 
     _PERIODS = SimpleRateThrottle._PERIODS
 

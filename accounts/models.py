@@ -92,7 +92,7 @@ class Membership(models.Model):
 
 def hash_api_key(plain: str) -> str:
     # Unkeyed SHA-256: the token has 256 bits of entropy, so no pepper is needed and rotating
-    # SECRET_KEY never invalidates API keys (STYLE.md rule 20).
+    # SECRET_KEY never invalidates API keys.
     return hashlib.sha256(plain.encode()).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""The JSON API (DESIGN.md "Public interfaces"), mounted at /api/v1/.
+"""The JSON API (docs/api.md), mounted at /api/v1/.
 
 Every error, whatever raised it, answers with one shape: `{"detail": "<a sentence>", "code": "<slug>"}`,
 plus `field` on validation errors. Bad input is a 4xx, never a 500.

@@ -1,4 +1,4 @@
-"""comfytrack settings: everything comes from the environment (DESIGN.md "Configuration").
+"""comfytrack settings: everything comes from the environment (README, "Configuration").
 
 DEBUG is off unless set. With DEBUG off the secure settings are on by default, and
 environment variables named like the Django settings override them.

@@ -74,7 +74,7 @@ def apply_many(
     from runs.models import Run, RunEvent
 
     now = now or timezone.now()
-    # `run.id`, not `run.pk`, in the per-run loops here: the property's method call was 5% of a sweep.
+    # `run.id`, not `run.pk`, in the per-run loops here: the property's method call costs 5% of a sweep.
     plans = [plan(run, snapshot, now, extra) for run, snapshot, extra in items]
     results = [False] * len(plans)
     with transaction.atomic():

@@ -4,8 +4,8 @@ Django's bulk_create and a `VALUES (…), (…)` list both cost Python time per 
 prepares every field of every object; psycopg's client-side binding quotes every parameter into one
 huge statement). One array per column (one scalar where a column's values are all alike, see
 `_Source`), sent as binary parameters, keeps the statement short and
-constant and leaves the per-value work to psycopg's C dumpers (measured on 2,000 runs: 17 against
-104 ms of CPU for the runs' UPDATE, 25 against 123 ms for the outputs' INSERT). Only model metadata
+constant and leaves the per-value work to psycopg's C dumpers (about a fifth of the CPU of the other
+ways for a 2,000-run batch; `bench/sync_write_floor.py` measures it). Only model metadata
 (quoted names, column types) is formatted into the SQL; every value is a parameter. Other databases
 (the embedded SQLite) take the ORM's way.
 """
@@ -30,10 +30,9 @@ class _Source:
 
     A column whose values differ is one binary array, zipped into rows by `unnest`; a column whose
     values are all the same (the batch's timestamp, an empty error, a default) is one scalar. psycopg
-    dumps array items in Python, one by one, and of a batch of new outputs' 21 columns only 4 differ:
-    in a 10,000-run sweep the outputs' and events' INSERTs went from 280–350 to 220–260 ms and the runs'
-    UPDATE from 390–430 to 340–370 ms. Column 0 is always an array, so the source has one row per value
-    even when every column is uniform.
+    dumps array items in Python, one by one, and of a batch of new outputs' 21 columns only 4 differ,
+    so sending the others once saves most of that work. Column 0 is always an array, so the source has
+    one row per value even when every column is uniform.
     """
 
     def __init__(self, fields: Sequence[models.Field], columns: Sequence[list[Any]]) -> None:

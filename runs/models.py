@@ -238,7 +238,7 @@ class Run(models.Model):
     def from_columns(cls, attnames: Sequence[str], rows: Iterable[Sequence[Any]], db: str) -> list[Run]:
         """Runs from raw rows of columns that need no conversion (ints, strings, UUIDs, aware datetimes).
 
-        `from_db` runs `__init__` (field by field, with signals) for each row, which was a tenth of the
+        `from_db` runs `__init__` (field by field, with signals) for each row, a tenth of the
         sync sweep's CPU. The attributes are set directly instead; the ones left out count as deferred,
         exactly as for `from_db` (Django tells deferred fields by their absence from `__dict__`).
         """

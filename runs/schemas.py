@@ -1,4 +1,4 @@
-"""The run's public JSON shape (DESIGN.md "A run in JSON"), shared by the API and outbound webhooks."""
+"""The run's public JSON shape (docs/api.md), shared by the API and outbound webhooks."""
 
 from __future__ import annotations
 
@@ -106,8 +106,8 @@ def run_rows() -> RunQuerySet:
 def _run_rows() -> RunQuerySet:
     # Resolving the columns and their joins is a third of a small query's ORM cost, so it is done once
     # per process; callers only ever get clones (never evaluate this one: it would cache its rows).
-    # The error document as its JSON text, decoded only when there is one (`_json_document`): Django's
-    # JSONField decoded every row's, a tenth of a list request's CPU.
+    # The error document as its JSON text, decoded only when there is one (`_json_document`): most runs
+    # have none, and decoding every row's would cost a tenth of a list request's CPU.
     runs = Run.objects.annotate(error_text=Cast("error", TextField()))
     if connection.vendor != "postgresql":
         return runs.values(*RUN_FIELDS)
@@ -209,8 +209,8 @@ def output_json(output: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_document(text: str | None) -> Any:
-    """A JSON column's text as Python. Most runs have no error (`{}`), so most rows skip decoding, which
-    Django's JSONField did for every row (a tenth of a list request's CPU). The standard library, not
+    """A JSON column's text as Python. Most runs have no error (`{}`), so most rows skip decoding (a tenth
+    of a list request's CPU if every row were decoded). The standard library, not
     orjson: a provider's integer beyond 64 bits must stay exact, not become a float."""
     if not text or text == "{}":
         return None
@@ -229,7 +229,7 @@ def error_json(error: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One `run_rows` row and its `output_json`s as the run's JSON (DESIGN.md "A run in JSON"): the one
+    """One `run_rows` row and its `output_json`s as the run's JSON (docs/api.md): the one
     implementation behind the API's list and detail and the outbound webhooks' payloads."""
     return {
         "id": run["code"],

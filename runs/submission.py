@@ -1,7 +1,7 @@
 """Submitting new runs to a provider (dashboard and API).
 
 1. Record the run first (`pending`, no external id yet), so a request is never lost.
-2. Call the provider outside any transaction (STYLE.md rule 12: claim, work, apply).
+2. Call the provider outside any transaction (a slow provider must not hold locks).
 3. Store the provider's id and make the run due at once; a refused or failed submission becomes a
    `failed` run carrying the provider's message (never a 500, never a silent drop).
 

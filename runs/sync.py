@@ -1,4 +1,4 @@
-"""The sync engine: claim due runs, ask their providers, apply what they say (STYLE.md rules 11-15).
+"""The sync engine: claim due runs, ask their providers, apply what they say (docs/architecture.md).
 
 1. `claim_due_runs` takes a batch of due, in-flight, unleased runs (`FOR UPDATE SKIP LOCKED` on
    PostgreSQL) and leases them, in one short transaction.
@@ -387,7 +387,7 @@ def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, 
 def apply_result(
     run: Run, result: RunSnapshot | ProviderError | None, stats: SweepStats, now: datetime | None = None
 ) -> None:
-    """Apply one answer and schedule the next poll; never raises (crash guard, STYLE.md rule 15).
+    """Apply one answer and schedule the next poll; never raises (a crash guard: one bad run must not stall the sweep).
 
     `now` defaults to the current time; sweeps run with an explicit `now` (tests, replays) use it throughout.
     """
@@ -414,7 +414,7 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
     if snapshot.status == RunStatus.UNKNOWN:
         unknown_since = run.unknown_since or now
         if run.cancel_requested:
-            # DESIGN.md: a pending ComfyUI prompt we deleted from the queue leaves no history: cancelled.
+            # A pending ComfyUI prompt we deleted from the queue leaves no history: cancelled.
             reason = "Cancelled from comfytrack; the provider removed it from its queue."
             if run.mark(Status.CANCELLED, EventSource.RECONCILER, reason, now=now):
                 stats.changed += 1
@@ -456,7 +456,7 @@ def _flag_credential(credential: Credential, error: ProviderError, now: datetime
 
 
 def _bookkeeping(run: Run, snapshot: RunSnapshot, now: datetime) -> dict:
-    """The attempt's record for a successful answer, written by Run.apply in its own UPDATE (rule 14)."""
+    """The attempt's record for a successful answer, written by Run.apply in its own UPDATE."""
     status = snapshot.status.value if allowed_transition(run.status, snapshot.status.value) else run.status
     next_sync = None if status in TERMINAL else now + cadence_for(status, run.created, now)
     return {
@@ -469,7 +469,7 @@ def _bookkeeping(run: Run, snapshot: RunSnapshot, now: datetime) -> dict:
 
 
 def _finish(run: Run, now: datetime, *, error: str, failures: int, delay: timedelta | None = None) -> None:
-    """One UPDATE records the attempt, schedules the next one and releases the lease (rule 14)."""
+    """One UPDATE records the attempt, schedules the next one and releases the lease."""
     next_sync = None if run.is_finished else now + (delay or cadence(run, now))
     Run.objects.filter(pk=run.pk).update(
         last_synced=now,

@@ -1,7 +1,7 @@
 """Dashboard pages for runs: list (filters, search, cursor, live rows), detail with actions,
 gallery with lightbox, submit, stats, and archived output files served to members only.
 
-Function views behind `accounts.access.org_required` (STYLE.md rule 16); every lookup is scoped
+Function views behind `accounts.access.org_required`; every lookup is scoped
 to the current organization, so another organization's run or output is a 404.
 """
 
@@ -39,7 +39,7 @@ def poll_seconds() -> int:
 
 
 def _get_run(access: Access, code: uuid.UUID) -> Run:
-    """The run if it belongs to the current organization, else 404 (STYLE.md rule 16)."""
+    """The run if it belongs to the current organization, else 404."""
     return get_object_or_404(Run.objects.select_related("provider"), organization=access.organization, code=code)
 
 

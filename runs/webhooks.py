@@ -1,4 +1,4 @@
-"""Inbound provider webhooks (DESIGN.md "Sync engine": applied immediately and idempotently).
+"""Inbound provider webhooks, applied immediately and idempotently.
 
 ComfyDeploy posts `run.updated` / `run.output` events to `/api/v1/hooks/comfydeploy/{provider}/{token}`.
 The token is per provider (only its hash is stored). An event goes through `Run.apply` like a poll,

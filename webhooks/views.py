@@ -18,7 +18,7 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
 def _get_endpoint(access: Access, code) -> WebhookEndpoint:
-    """The endpoint if it belongs to the current organization, else 404 (STYLE.md rule 16)."""
+    """The endpoint if it belongs to the current organization, else 404."""
     return get_object_or_404(WebhookEndpoint, organization=access.organization, code=code)
 
 

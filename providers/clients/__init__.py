@@ -1,4 +1,4 @@
-"""Provider client registry (STYLE.md rule 7): kind -> dotted path, imported lazily."""
+"""Provider client registry: kind -> dotted path, imported lazily."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Comfy Cloud (cloud.comfy.org) client — PROVIDERS.md §2.
+"""Comfy Cloud (cloud.comfy.org) client (docs/providers.md).
 
 Two APIs behind one kind, chosen by the provider's config:
 - `{"api": "v1"}` (default): the ComfyUI-compatible "Cloud API", `X-API-Key`, `POST /api/prompt`,
@@ -56,7 +56,7 @@ V1_STATUS: dict[str, RunStatus] = {
     "failed": RunStatus.FAILED,
     "error": RunStatus.FAILED,
     "non_retryable_error": RunStatus.FAILED,
-    "lost": RunStatus.LOST,  # DESIGN.md "Status": our choice
+    "lost": RunStatus.LOST,  # our choice (docs/providers.md, "Statuses")
     "cancelled": RunStatus.CANCELLED,
 }
 V2_STATUS: dict[str, RunStatus] = {
@@ -67,7 +67,7 @@ V2_STATUS: dict[str, RunStatus] = {
     "failed": RunStatus.FAILED,
     "canceled": RunStatus.CANCELLED,  # v2 spells it with one "l"
     "cancelled": RunStatus.CANCELLED,
-    "expired": RunStatus.TIMED_OUT,  # DESIGN.md "Status": our choice
+    "expired": RunStatus.TIMED_OUT,  # our choice (docs/providers.md, "Statuses")
 }
 V2_KINDS = {"image": OutputKind.IMAGE, "video": OutputKind.VIDEO, "audio": OutputKind.AUDIO, "text": OutputKind.TEXT}
 END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
@@ -314,7 +314,7 @@ class ComfyCloudClient(ProviderClient):
 
     async def resolve_download(self, output: OutputRef) -> str:
         """v1 `/api/view` answers 302 to a signed URL: return that URL (fetch it without our key,
-        PROVIDERS.md §2 "v1 outputs and download"). Other URLs (v2 signed URLs) are returned as they are."""
+        docs/providers.md, Comfy Cloud "v1 outputs"). Other URLs (v2 signed URLs) are returned as they are."""
         if not self.is_own_host(httpx.URL(output.url)):
             return output.url  # never send our key to another host
         response = await self.request("GET", output.url, allow=(301, 302, 303, 307, 308))

@@ -1,10 +1,10 @@
-"""ComfyDeploy (api.comfydeploy.com) client — PROVIDERS.md §1.
+"""ComfyDeploy (api.comfydeploy.com) client (docs/providers.md).
 
 Runs are submitted against a *deployment* (the graph lives on ComfyDeploy), polled with
 `GET /run/{id}`, cancelled with `POST /run/{id}/cancel`, and may push `run.updated` webhooks
 (`parse_webhook`).
 
-Failure details: the run document has no structured node error (PROVIDERS.md §1 "Status"), so
+Failure details: the run document has no structured node error (docs/providers.md), so
 `RunError` is derived from what exists: `live_status` is written by the worker as
 `"Executing <class_type>"` (CD-node custom_routes.py), which names the node type that was running when
 the run failed, and any `text` outputs are appended as the provider's own words.
@@ -45,7 +45,7 @@ STATUS_MAP: dict[str, RunStatus] = {
     "uploading": RunStatus.RUNNING,
     "success": RunStatus.SUCCEEDED,
     "failed": RunStatus.FAILED,
-    "timeout": RunStatus.TIMED_OUT,  # DESIGN.md "Status": our choice, not "failed"
+    "timeout": RunStatus.TIMED_OUT,  # our choice, not "failed" (docs/providers.md)
     "cancelled": RunStatus.CANCELLED,
 }
 
@@ -140,7 +140,7 @@ class ComfyDeployClient(ProviderClient):
 
     async def cancel(self, external_id: str) -> None:
         """POST /run/{id}/cancel. Quirk: every error, a 404 included, is re-wrapped as
-        500 {"detail": "Error cancel function <msg>"} (PROVIDERS.md §1 "Cancel")."""
+        500 {"detail": "Error cancel function <msg>"} (docs/providers.md)."""
         response = await self.request("POST", f"run/{external_id}/cancel", allow=(404, 500))
         if response.is_success:
             return
@@ -181,7 +181,7 @@ def run_snapshot(run: WorkflowRun, external_id: str, fetched: datetime) -> RunSn
         external_id=run.id or external_id,
         status=status,
         provider_status=run.status,
-        progress=clamp_progress(run.progress),  # 0..1 in the source; the docs' 0..100 is wrong (§1)
+        progress=clamp_progress(run.progress),  # 0..1 in the source; the docs' 0..100 is wrong
         live_status=run.live_status,
         created=parse_timestamp(run.created_at),
         queued=parse_timestamp(run.queued_at),
@@ -264,7 +264,7 @@ def url_expiry(url: str, is_public: bool | None, fetched: datetime) -> datetime 
 
 
 def parse_webhook(payload: Any) -> RunSnapshot:
-    """The inbound webhook body (PROVIDERS.md §1 "Webhooks") -> RunSnapshot.
+    """The inbound webhook body (docs/providers.md) -> RunSnapshot.
 
     It carries no timestamps; `run.output` events carry only the new output, so the sync engine must
     add outputs rather than replace them. A body we can't read is a ProviderError (the receiver answers 4xx).

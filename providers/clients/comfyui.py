@@ -1,4 +1,4 @@
-"""Self-hosted OSS ComfyUI: `/prompt`, `/queue`, `/history`, `/interrupt`, `/view` (PROVIDERS.md §3).
+"""Self-hosted OSS ComfyUI: `/prompt`, `/queue`, `/history`, `/interrupt`, `/view` (docs/providers.md).
 
 ComfyUI keeps a run in `/queue` while it is pending or running and moves it to `/history` when it
 finishes; an id in neither is unknown (never submitted, deleted from the pending queue, the server
@@ -113,7 +113,7 @@ class ComfyUIClient(ProviderClient):
             raise ProviderError("ComfyUI needs prompt_id as a canonical lowercase UUID.", permanent=True)
         body: dict[str, Any] = {
             "prompt": prompt,
-            # Most WebSocket events go only to the submitting client_id (PROVIDERS.md §3).
+            # Most WebSocket events go only to the submitting client_id.
             "client_id": str(options.get("client_id") or self.config.get("client_id") or "comfytrack"),
             "prompt_id": prompt_id,
         }
@@ -224,7 +224,7 @@ class ComfyUIClient(ProviderClient):
         body = self.json(response)
         if not isinstance(body, dict):
             raise ProviderError(f"{self.label} GET /history: unexpected response (not an object).")
-        # An unknown or unfinished id gives `{}` (PROVIDERS.md §3, confirmed on 0.3.64).
+        # An unknown or unfinished id gives `{}` (confirmed on 0.3.64).
         raw = body.get(external_id)
         return None if raw is None else self._entry(raw)
 
@@ -367,7 +367,7 @@ class ComfyUIClient(ProviderClient):
 
 
 def not_found(external_id: str) -> RunSnapshot:
-    """Neither queued nor in history: the sync engine decides when that means `lost` (DESIGN.md Status)."""
+    """Neither queued nor in history: the sync engine decides when that means `lost`."""
     return RunSnapshot(external_id=external_id, status=RunStatus.UNKNOWN, provider_status="not_found")
 
 

@@ -1,4 +1,4 @@
-"""The `GET /api/jobs` list that OSS ComfyUI (recent builds) and Comfy Cloud v1 share (PROVIDERS.md §2, §3).
+"""The `GET /api/jobs` list that OSS ComfyUI (recent builds) and Comfy Cloud v1 share (docs/providers.md).
 
 `{jobs: [JobEntry], pagination: {offset, limit, total, has_more}}`, filtered by comma-separated
 statuses, newest first. An entry carries the status, times, error and `outputs_count` with one

@@ -1,4 +1,4 @@
-"""Alibaba Cloud SpeedPix (智作工坊) ComfyUI API: `/scc/comfy_*` behind Alibaba API Gateway (PROVIDERS.md §5).
+"""Alibaba Cloud SpeedPix (智作工坊) ComfyUI API: `/scc/comfy_*` behind Alibaba API Gateway (docs/providers.md).
 
 Every call is a POST signed with the gateway's HMAC-SHA256 digest scheme (AppKey/AppSecret). Answers
 are an envelope `{status: 10|20, errCode, errMessage, subErrCode, subErrMessage, data}`: 10 is success,
@@ -119,7 +119,7 @@ class SpeedPixClient(ProviderClient):
     # -- signing -------------------------------------------------------------------------------
 
     def signed_headers(self, path: str, body: bytes) -> dict[str, str]:
-        """Alibaba API Gateway digest auth as both SDKs do it (PROVIDERS.md §5, SP-py `_generate_header`)."""
+        """Alibaba API Gateway digest auth as both SDKs do it (the Python SDK's `_generate_header`)."""
         secret: SpeedPixSecret = self.secret
         now = self.clock()
         headers = {
@@ -221,7 +221,7 @@ class SpeedPixClient(ProviderClient):
             text = _codes(envelope)
             if _TRANSIENT.search(text):
                 raise ProviderError(f"{self.label} comfy_get_result failed for now: {text}.")
-            # The SDKs treat status != 10 from get_result as a failed task (PROVIDERS.md §5).
+            # The SDKs treat status != 10 from get_result as a failed task.
             error = RunError(f"{self.label} reported the task failed: {text}.", exception_type=envelope.subErrCode)
             return RunSnapshot(external_id=external_id, status=RunStatus.FAILED, provider_status="failed", error=error)
         result = self.validate(Result, envelope.data, f"{self.label} comfy_get_result")

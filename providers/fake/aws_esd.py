@@ -1,5 +1,5 @@
-"""Fake AWS ESD ComfyUI API (PROVIDERS.md §4): `/executes` behind an API Gateway stage, shaped like
-shared/providers/fixtures/aws-esd/. Every Lambda answer is the `{statusCode, debug, data, message}`
+"""Fake AWS ESD ComfyUI API (docs/providers.md): `/executes` behind an API Gateway stage, shaped like
+providers/tests/provider_data/fixtures/aws-esd/. Every Lambda answer is the `{statusCode, debug, data, message}`
 envelope; API Gateway's own errors are `{message, requestId}`.
 
 Fake choices: async endpoints only (201, `start_time` stays ''); a CANCELLED run (ESD has no cancel)

@@ -1,7 +1,7 @@
-"""Fake Comfy Cloud API (PROVIDERS.md §2), mounted at /comfycloud: v1 (`X-API-Key`) and v2 (`Bearer`).
+"""Fake Comfy Cloud API (docs/providers.md), mounted at /comfycloud: v1 (`X-API-Key`) and v2 (`Bearer`).
 
-Shapes follow ../shared/providers/fixtures/comfy-cloud. Runs are shared by both APIs. v1 output items
-carry the job id as `subfolder` (Cloud ignores subfolders, §2), which is how `/api/view` finds the run.
+Shapes follow providers/tests/provider_data/fixtures/comfy-cloud. Runs are shared by both APIs. v1 output items
+carry the job id as `subfolder` (Cloud ignores subfolders), which is how `/api/view` finds the run.
 """
 
 from __future__ import annotations

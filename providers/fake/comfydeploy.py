@@ -1,6 +1,6 @@
-"""Fake ComfyDeploy API (PROVIDERS.md §1), mounted at /comfydeploy/api.
+"""Fake ComfyDeploy API (docs/providers.md), mounted at /comfydeploy/api.
 
-Shapes follow ../shared/providers/fixtures/comfydeploy. A deployment's graph lives on the provider,
+Shapes follow providers/tests/provider_data/fixtures/comfydeploy. A deployment's graph lives on the provider,
 so submissions steer the fake through their inputs: an input whose value is "FakeFail" makes the run
 fail (the same rule as `script_for_workflow`, applied to {input: {"class_type": value}}).
 """
@@ -99,7 +99,7 @@ async def cancel_run(request: web.Request) -> web.Response:
         return denied
     run = request.app[STATE].get(KIND, request.match_info["run_id"])
     if run is None:
-        # The quirk: the 404 is re-wrapped as a 500 (PROVIDERS.md §1 "Cancel").
+        # The quirk: the backend re-wraps its 404 as a 500 (docs/providers.md, ComfyDeploy "Cancel").
         detail = "Error cancel function 404: Run not found or has no modal function call ID"
         return web.json_response({"detail": detail}, status=500)
     if run.phase() not in state.TERMINAL:

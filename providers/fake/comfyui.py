@@ -1,5 +1,6 @@
-"""Fake self-hosted ComfyUI (PROVIDERS.md §3), shaped like the recorded 0.3.64 answers in
-shared/providers/recorded-comfyui/: `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`, `/system_stats`.
+"""Fake self-hosted ComfyUI (docs/providers.md), shaped like the recorded 0.3.64 answers in
+providers/tests/provider_data/recorded-comfyui/: `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`,
+`/system_stats`.
 
 Fake choices:
 - Output items use the run id as `subfolder`, so `/view` knows which run a file belongs to

@@ -1,4 +1,4 @@
-"""Fake Alibaba Cloud SpeedPix (PROVIDERS.md §5): `/scc/comfy_prompt`, `/scc/comfy_get_progress`,
+"""Fake Alibaba Cloud SpeedPix (docs/providers.md): `/scc/comfy_prompt`, `/scc/comfy_get_progress`,
 `/scc/comfy_get_result`, behind a fake API Gateway that VERIFIES the HMAC-SHA256 digest signature
 and content-md5 the way Alibaba API Gateway does.
 

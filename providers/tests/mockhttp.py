@@ -1,4 +1,4 @@
-"""A tiny router for `httpx.MockTransport` (the one mock seam, STYLE.md rule 23) used by the contract tests."""
+"""A tiny router for `httpx.MockTransport` (the one mock seam; CONTRIBUTING.md "Tests") used by the contract tests."""
 
 from __future__ import annotations
 

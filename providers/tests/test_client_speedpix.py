@@ -1,5 +1,5 @@
 """Contract tests for the SpeedPix client: the gateway signature (checked against one computed here from
-PROVIDERS.md §5, not by the client's code) and the envelope/status mapping on the shared fixtures."""
+docs/providers.md, not by the client's code) and the envelope/status mapping on the shared fixtures."""
 
 from __future__ import annotations
 
