@@ -11,6 +11,7 @@ from django.utils import timezone
 from providers.clients.base import ProviderError, Unsupported
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
+from runs.applying import mark_status
 from runs.fetching import client_options, fetch_batch
 from runs.models import EventSource, Origin, Run, RunOutput, Status
 from runs.submission import submit_run
@@ -42,7 +43,7 @@ def cancel_run(run: Run, *, source: str = EventSource.API) -> Run:
         raise ActionError(f"This run already {run.get_status_display().lower()}; there is nothing to cancel.")
     if not run.external_id:
         # Never reached the provider (a submission still in flight or stuck): cancel it here.
-        run.mark(Status.CANCELLED, source, "Cancelled before the provider accepted it.")
+        mark_status(run, Status.CANCELLED, source, "Cancelled before the provider accepted it.")
         return run
     if not run.provider.client_class.supports_cancel:
         raise ActionError(f"{run.provider.kind_label} has no API to cancel a run.")

@@ -59,7 +59,7 @@ class RunAdmin(OrgScopedAdmin):
     inlines = [RunOutputInline, RunEventInline]
 
     def get_readonly_fields(self, request, obj=None):
-        # Which provider run a record tracks is fixed once created; status only changes through Run.apply.
+        # Which provider run a record tracks is fixed once created; status only changes through runs.applying.
         fixed = ["organization", "provider", "credential", "external_id", "retry_of"] if obj else []
         return [*self.readonly_fields, *fixed]
 

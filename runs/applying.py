@@ -1,4 +1,6 @@
-"""Applying provider snapshots to runs: one run (`Run.apply`) or a whole sweep batch (`apply_many`).
+"""Applying provider snapshots to runs: one run (`apply_snapshot`, `mark_status`) or a whole sweep batch
+(`apply_many`). The rules themselves belong to the models (runs.models: `allowed_transition`,
+`Run.snapshot_fields`); this module is the one code path that writes them.
 
 Both go through `apply_many`, so there is one implementation of the rules:
 1. UNKNOWN is ignored (the sync engine decides about `lost`); so is any backwards move.
@@ -18,17 +20,42 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from providers.clients.base import OutputRef, RunSnapshot, RunStatus
+from providers.clients.base import OutputRef, RunError, RunSnapshot, RunStatus
 from runs import changes as run_changes
 from runs.bulk import add_to, insert_rows, update_where
+from runs.models import Run, RunEvent, RunOutput, Status, allowed_transition
 
-if TYPE_CHECKING:
-    from runs.models import Run, RunOutput
+
+def apply_snapshot(
+    run: Run, snapshot: RunSnapshot, source: str, *, now: datetime | None = None, extra: dict | None = None
+) -> bool:
+    """Apply what the provider says about one run; True if its status changed.
+
+    A terminal status never changes; a stale earlier status is ignored; a lost race re-reads the run.
+    """
+    return apply_many([(run, snapshot, extra)], source, now)[0]
+
+
+def mark_status(run: Run, status: Status, source: str, reason: str, *, now: datetime | None = None) -> bool:
+    """A status decided here rather than by the provider (timed_out, lost, cancelled by us, failed submit)."""
+    snapshot = RunSnapshot(
+        external_id=run.external_id,
+        status=RunStatus(status.value),
+        provider_status=run.provider_status,
+        error=RunError(message=reason) if status != Status.SUCCEEDED else None,
+        live_status=reason,
+    )
+    return apply_snapshot(run, snapshot, source, now=now)
+
+
+def record_outputs(run: Run, outputs: Sequence[OutputRef]) -> int:
+    """Upsert one run's outputs by their provider key; refresh URLs (they expire and get re-signed)."""
+    return record_outputs_many([(run, outputs)])
 
 
 @dataclass
@@ -46,7 +73,6 @@ class Plan:
 
 
 def plan(run: Run, snapshot: RunSnapshot, now: datetime, extra: dict | None) -> Plan | None:
-    from runs.models import Status, allowed_transition
 
     if snapshot.status == RunStatus.UNKNOWN:
         return None
@@ -71,7 +97,6 @@ def apply_many(
     `extra` fields (the sync engine's bookkeeping) ride along in the run's UPDATE; when the race is
     lost they are not written, and the run object then shows the other worker's state.
     """
-    from runs.models import Run, RunEvent
 
     now = now or timezone.now()
     # `run.id`, not `run.pk`, in the per-run loops here: the property's method call costs 5% of a sweep.
@@ -134,7 +159,6 @@ def conditional_update(plans: list[Plan]) -> set[int]:
 
     One statement per shape of change (the set of columns written), each over the whole batch.
     """
-    from runs.models import Run
 
     shapes: dict[tuple[str, ...], list[Plan]] = defaultdict(list)
     for p in plans:
@@ -155,7 +179,6 @@ class OutputChanges:
 
     def write(self, run_pks: set[int], new_keys: dict[int, list[str]] | None = None) -> Counter:
         """Write the changes of `run_pks`; returns the rows inserted per run pk (and their keys in `new_keys`)."""
-        from runs.models import RunOutput
 
         for pk in run_pks:
             for current, ref in self.refreshed.get(pk, ()):
@@ -172,7 +195,6 @@ class OutputChanges:
 def output_changes(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> OutputChanges:
     """Compare each run's reported outputs with its stored ones (upsert by provider key). Runs known to
     have no outputs yet skip the read."""
-    from runs.models import RunOutput
 
     existing: dict[int, dict[str, RunOutput]] = defaultdict(dict)
     with_outputs = [run.id for run, _ in pairs if run.n_outputs]
@@ -197,7 +219,6 @@ def output_changes(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> OutputChange
 def record_outputs_many(pairs: list[tuple[Run, Sequence[OutputRef]]]) -> int:
     """Upsert outputs by provider key for several runs outside a status change; refresh re-signed URLs.
     Returns how many are new."""
-    from runs.models import Run
 
     if not pairs:
         return 0

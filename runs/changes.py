@@ -1,7 +1,7 @@
 """The run-change hook: what other apps use to react to run status changes and new outputs.
 
 Every status change and every new output goes through `runs.applying.apply_many` (the sync sweep's
-batches, `Run.apply`, `Run.mark`, inbound provider webhooks). At the end of that function, still
+batches, `apply_snapshot`, `mark_status`, inbound provider webhooks). At the end of that function, still
 inside its transaction, the batch's changes are handed to every subscriber. A subscriber writes its
 own rows (webhook deliveries, alerts) through the same connection, so they commit or roll back
 together with the change that caused them: a committed change always has its events, a rolled-back

@@ -1,8 +1,9 @@
-"""Runs, their outputs and their status history.
+"""Runs, their outputs and their status history, and the rules a status change follows.
 
-`Run.apply(snapshot, source)` is the one place a run's status changes. It is a conditional
-UPDATE on the status the caller read, so two workers never both apply a change, and a terminal
-status never goes back, whatever a late or stale answer says.
+The rules live here (`Status`, `TERMINAL`, `allowed_transition`, `Run.snapshot_fields`); the one code
+path that applies them is `runs.applying` (`apply_snapshot`, `mark_status`, `apply_many`): a conditional
+UPDATE on the status the caller read, so two workers never both apply a change, and a terminal status
+never goes back, whatever a late or stale answer says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.models import Organization
-from providers.clients.base import RunError, RunSnapshot, RunStatus
+from providers.clients.base import RunSnapshot
 from providers.models import Credential, Provider
 
 if TYPE_CHECKING:
@@ -251,19 +252,6 @@ class Run(models.Model):
             runs.append(run)
         return runs
 
-    # -- the one place status changes ---------------------------------------------------------
-
-    def apply(
-        self, snapshot: RunSnapshot, source: str, *, now: datetime | None = None, extra: dict | None = None
-    ) -> bool:
-        """Apply what the provider says; returns True if the status changed (rules in runs.applying).
-
-        A terminal status never changes; a stale earlier status is ignored; a lost race re-reads the run.
-        """
-        from runs.applying import apply_many
-
-        return apply_many([(self, snapshot, extra)], source, now)[0]
-
     def snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
         """The column values a snapshot implies for this run (timestamps only ever fill in)."""
         fields: dict = {
@@ -299,23 +287,6 @@ class Run(models.Model):
                 "traceback": snapshot.error.traceback,
             }
         return fields
-
-    def record_outputs(self, outputs: tuple[OutputRef, ...] | list[OutputRef]) -> int:
-        """Upsert outputs by their provider key; refresh URLs (they expire and get re-signed)."""
-        from runs.applying import record_outputs_many
-
-        return record_outputs_many([(self, outputs)])
-
-    def mark(self, status: Status, source: str, reason: str, *, now: datetime | None = None) -> bool:
-        """A status decided here rather than by the provider (timed_out, lost, cancelled by us, failed submit)."""
-        snapshot = RunSnapshot(
-            external_id=self.external_id,
-            status=RunStatus(status.value),
-            provider_status=self.provider_status,
-            error=RunError(message=reason) if status != Status.SUCCEEDED else None,
-            live_status=reason,
-        )
-        return self.apply(snapshot, source, now=now)
 
     def push_next_sync(self, delay: timedelta, now: datetime | None = None) -> None:
         self.next_sync_after = (now or timezone.now()) + delay

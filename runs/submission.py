@@ -19,6 +19,7 @@ from django.utils import timezone
 from providers.clients.base import ProviderError
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
+from runs.applying import mark_status
 from runs.fetching import client_options
 from runs.models import EventSource, Origin, Run, Status
 
@@ -91,7 +92,7 @@ def submit_run(
 
 
 def _failed(run: Run, message: str) -> Run:
-    run.mark(Status.FAILED, EventSource.API, message)
+    mark_status(run, Status.FAILED, EventSource.API, message)
     Run.objects.filter(pk=run.pk).update(next_sync_after=None)
     run.next_sync_after = None
     return run

@@ -33,7 +33,7 @@ from comfytrack import metrics
 from comfytrack.sql import column, column_of, concrete_field
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
-from runs.applying import apply_many
+from runs.applying import apply_many, apply_snapshot, mark_status
 from runs.archive import archive_due_batch
 from runs.fetching import Fetcher, Pending
 from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
@@ -268,7 +268,7 @@ def reconcile_stale_submissions(now: datetime) -> int:
         "The submission never completed (comfytrack stopped while sending it), so there is no provider id "
         "to follow; the run may or may not have started on the provider."
     )
-    return sum(run.mark(Status.LOST, EventSource.RECONCILER, reason, now=now) for run in stale[:100])
+    return sum(mark_status(run, Status.LOST, EventSource.RECONCILER, reason, now=now) for run in stale[:100])
 
 
 def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
@@ -416,15 +416,17 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
         if run.cancel_requested:
             # A pending ComfyUI prompt we deleted from the queue leaves no history: cancelled.
             reason = "Cancelled from comfytrack; the provider removed it from its queue."
-            if run.mark(Status.CANCELLED, EventSource.RECONCILER, reason, now=now):
+            if mark_status(run, Status.CANCELLED, EventSource.RECONCILER, reason, now=now):
                 stats.changed += 1
         elif now - unknown_since >= lost_after(run):
-            if run.mark(Status.LOST, EventSource.RECONCILER, f"{run.provider.name} no longer knows this run.", now=now):
+            if mark_status(
+                run, Status.LOST, EventSource.RECONCILER, f"{run.provider.name} no longer knows this run.", now=now
+            ):
                 stats.lost += 1
         else:
             Run.objects.filter(pk=run.pk).update(unknown_since=unknown_since)
             run.unknown_since = unknown_since
-    elif run.apply(snapshot, EventSource.POLL, now=now, extra=_bookkeeping(run, snapshot, now)):
+    elif apply_snapshot(run, snapshot, EventSource.POLL, now=now, extra=_bookkeeping(run, snapshot, now)):
         stats.changed += 1
     stats.by_status[run.status] += 1
     if run.last_synced != now:
@@ -456,7 +458,7 @@ def _flag_credential(credential: Credential, error: ProviderError, now: datetime
 
 
 def _bookkeeping(run: Run, snapshot: RunSnapshot, now: datetime) -> dict:
-    """The attempt's record for a successful answer, written by Run.apply in its own UPDATE."""
+    """The attempt's record for a successful answer, written by apply_snapshot in the run's own UPDATE."""
     status = snapshot.status.value if allowed_transition(run.status, snapshot.status.value) else run.status
     next_sync = None if status in TERMINAL else now + cadence_for(status, run.created, now)
     return {
@@ -489,7 +491,7 @@ def _enforce_time_limit(run: Run, stats: SweepStats, now: datetime) -> None:
     if _over_time_limit(run, now):
         hours = max_run_time(run).total_seconds() / 3600
         reason = f"Still {run.status} after {hours:g} h: comfytrack gave up waiting (limit for {run.provider.name})."
-        if run.mark(Status.TIMED_OUT, EventSource.RECONCILER, reason, now=now):
+        if mark_status(run, Status.TIMED_OUT, EventSource.RECONCILER, reason, now=now):
             stats.timed_out += 1
             Run.objects.filter(pk=run.pk).update(next_sync_after=None)
             run.next_sync_after = None

@@ -1,7 +1,7 @@
 """Inbound provider webhooks, applied immediately and idempotently.
 
 ComfyDeploy posts `run.updated` / `run.output` events to `/api/v1/hooks/comfydeploy/{provider}/{token}`.
-The token is per provider (only its hash is stored). An event goes through `Run.apply` like a poll,
+The token is per provider (only its hash is stored). An event goes through `runs.applying.apply_snapshot` like a poll,
 so duplicates and out-of-order deliveries are harmless; the run is also made due so the poller
 confirms what the webhook said.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from providers.clients.base import ProviderError
 from providers.clients.comfydeploy import parse_webhook
 from providers.models import Provider
+from runs.applying import apply_snapshot
 from runs.models import EventSource, Run
 
 
@@ -37,7 +38,7 @@ def apply_comfydeploy_webhook(provider: Provider, token: str, payload: Any) -> R
     run = Run.objects.filter(provider=provider, external_id=snapshot.external_id).first()
     if run is None:
         return None
-    run.apply(snapshot, EventSource.WEBHOOK)
+    apply_snapshot(run, snapshot, EventSource.WEBHOOK)
     if not run.is_finished:
         run.push_next_sync(timedelta(0))  # due now: the poller confirms (and fills in timestamps)
     return run

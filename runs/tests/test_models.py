@@ -7,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from providers.clients.base import OutputKind, OutputRef, RunError, RunSnapshot, RunStatus
+from runs.applying import apply_snapshot, mark_status, record_outputs
 from runs.models import EventSource, Run, RunEvent, Status
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -22,9 +23,11 @@ def run(provider, make_run):
 
 
 def test_it_moves_forward_and_records_each_change_with_its_source(run):
-    assert run.apply(snap(RunStatus.QUEUED, queued=T0), EventSource.POLL)
-    assert run.apply(snap(RunStatus.RUNNING, started=T0 + timedelta(seconds=5), progress=0.5), EventSource.WEBHOOK)
-    assert run.apply(snap(RunStatus.SUCCEEDED, finished=T0 + timedelta(seconds=65)), EventSource.POLL)
+    assert apply_snapshot(run, snap(RunStatus.QUEUED, queued=T0), EventSource.POLL)
+    assert apply_snapshot(
+        run, snap(RunStatus.RUNNING, started=T0 + timedelta(seconds=5), progress=0.5), EventSource.WEBHOOK
+    )
+    assert apply_snapshot(run, snap(RunStatus.SUCCEEDED, finished=T0 + timedelta(seconds=65)), EventSource.POLL)
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED
     assert run.progress == 1.0
@@ -39,9 +42,9 @@ def test_it_moves_forward_and_records_each_change_with_its_source(run):
 
 
 def test_it_never_reverts_a_terminal_status(run):
-    run.apply(snap(RunStatus.FAILED, error=RunError("boom", node_id="3")), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.FAILED, error=RunError("boom", node_id="3")), EventSource.POLL)
     for stale in (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.CANCELLED):
-        assert not run.apply(snap(stale), EventSource.POLL)
+        assert not apply_snapshot(run, snap(stale), EventSource.POLL)
     run.refresh_from_db()
     assert run.status == Status.FAILED
     assert run.error["message"] == "boom"
@@ -49,15 +52,17 @@ def test_it_never_reverts_a_terminal_status(run):
 
 
 def test_it_ignores_a_stale_earlier_in_flight_status(run):
-    run.apply(snap(RunStatus.RUNNING, progress=0.6, live_status="Executing KSampler"), EventSource.POLL)
-    assert not run.apply(snap(RunStatus.QUEUED, progress=0.0), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, progress=0.6, live_status="Executing KSampler"), EventSource.POLL)
+    assert not apply_snapshot(run, snap(RunStatus.QUEUED, progress=0.0), EventSource.POLL)
     run.refresh_from_db()
     assert (run.status, run.progress, run.live_status) == ("running", 0.6, "Executing KSampler")
 
 
 def test_it_updates_progress_without_a_status_change(run):
-    run.apply(snap(RunStatus.RUNNING, progress=0.2), EventSource.POLL)
-    assert not run.apply(snap(RunStatus.RUNNING, progress=0.7, live_status="Executing VAEDecode"), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, progress=0.2), EventSource.POLL)
+    assert not apply_snapshot(
+        run, snap(RunStatus.RUNNING, progress=0.7, live_status="Executing VAEDecode"), EventSource.POLL
+    )
     run.refresh_from_db()
     assert (run.progress, run.live_status) == (0.7, "Executing VAEDecode")
     assert run.events.count() == 1
@@ -65,33 +70,33 @@ def test_it_updates_progress_without_a_status_change(run):
 
 def test_it_loses_the_race_gracefully_when_another_worker_applied_first(run):
     stale_copy = Run.objects.get(pk=run.pk)
-    assert run.apply(snap(RunStatus.SUCCEEDED), EventSource.POLL)
+    assert apply_snapshot(run, snap(RunStatus.SUCCEEDED), EventSource.POLL)
     # The second worker read "pending" before the first one wrote: its conditional update matches nothing.
-    assert not stale_copy.apply(snap(RunStatus.FAILED), EventSource.POLL)
+    assert not apply_snapshot(stale_copy, snap(RunStatus.FAILED), EventSource.POLL)
     assert stale_copy.status == Status.SUCCEEDED
     assert Run.objects.get(pk=run.pk).status == Status.SUCCEEDED
     assert RunEvent.objects.filter(run=run).count() == 1
 
 
 def test_it_ignores_unknown_snapshots(run):
-    assert not run.apply(snap(RunStatus.UNKNOWN, raw="not_found"), EventSource.POLL)
+    assert not apply_snapshot(run, snap(RunStatus.UNKNOWN, raw="not_found"), EventSource.POLL)
     assert Run.objects.get(pk=run.pk).status == Status.PENDING
 
 
 def test_it_upserts_outputs_by_key_and_refreshes_expiring_urls(run):
     first = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=1")
-    run.apply(snap(RunStatus.RUNNING, outputs=(first,)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, outputs=(first,)), EventSource.POLL)
     resigned = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=2")
     second = OutputRef(key="9/b.png", filename="b.png", kind=OutputKind.IMAGE, url="https://x/b.png")
-    run.apply(snap(RunStatus.SUCCEEDED, outputs=(resigned, second)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.SUCCEEDED, outputs=(resigned, second)), EventSource.POLL)
     run.refresh_from_db()
     assert run.n_outputs == 2
     assert sorted(run.outputs.values_list("provider_url", flat=True)) == ["https://x/a.png?sig=2", "https://x/b.png"]
 
 
 def test_it_keeps_finished_after_started_despite_provider_clock_skew(run):
-    run.apply(snap(RunStatus.RUNNING, started=T0), EventSource.POLL)
-    run.apply(snap(RunStatus.SUCCEEDED, finished=T0 - timedelta(seconds=3)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, started=T0), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.SUCCEEDED, finished=T0 - timedelta(seconds=3)), EventSource.POLL)
     run.refresh_from_db()
     assert run.finished >= run.started
 
@@ -108,7 +113,7 @@ def test_the_database_refuses_a_duplicate_external_id(provider, make_run):
 
 
 def test_mark_records_a_reconciler_decision_with_its_reason(run):
-    assert run.mark(Status.LOST, EventSource.RECONCILER, "Deploy no longer knows this run.")
+    assert mark_status(run, Status.LOST, EventSource.RECONCILER, "Deploy no longer knows this run.")
     run.refresh_from_db()
     assert run.status == Status.LOST
     assert run.error["message"] == "Deploy no longer knows this run."
@@ -117,12 +122,12 @@ def test_mark_records_a_reconciler_decision_with_its_reason(run):
 
 def test_a_resigned_link_gives_an_abandoned_archive_a_fresh_try(run):
     old = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=1")
-    run.apply(snap(RunStatus.RUNNING, outputs=(old,)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, outputs=(old,)), EventSource.POLL)
     output = run.outputs.get()
     output.next_archive_after, output.archive_attempts = None, 3
     output.save()
     new = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png?sig=2")
-    run.apply(snap(RunStatus.RUNNING, outputs=(new,)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.RUNNING, outputs=(new,)), EventSource.POLL)
     output.refresh_from_db()
     assert (output.archive_attempts, output.next_archive_after is not None) == (0, True)
 
@@ -155,16 +160,16 @@ def test_the_output_counter_grows_with_the_status_and_stays_true_when_another_wr
     ref = OutputRef(key="9/a.png", filename="a.png", kind=OutputKind.IMAGE, url="https://x/a.png")
     # Another writer (the inbound webhook) stored the same output first; this copy of the run has not seen it.
     other = Run.objects.get(pk=run.pk)
-    other.record_outputs([ref])
+    record_outputs(other, [ref])
     assert run.n_outputs == 0
     second = OutputRef(key="9/b.png", filename="b.png", kind=OutputKind.IMAGE, url="https://x/b.png")
-    run.apply(snap(RunStatus.SUCCEEDED, outputs=(ref, second)), EventSource.POLL)
+    apply_snapshot(run, snap(RunStatus.SUCCEEDED, outputs=(ref, second)), EventSource.POLL)
     run.refresh_from_db()
     assert run.n_outputs == RunOutput.objects.filter(run=run).count() == 2
     # Without a race the counter rides along in the status UPDATE: no second UPDATE of the run.
     fresh = Run.objects.get(pk=make_second(run).pk)
     with CaptureQueriesContext(connection) as queries:
-        fresh.apply(snap(RunStatus.SUCCEEDED, outputs=(ref,)), EventSource.POLL)
+        apply_snapshot(fresh, snap(RunStatus.SUCCEEDED, outputs=(ref,)), EventSource.POLL)
     updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "runs_run"')]
     assert len(updates) == 1 and "n_outputs" in updates[0]
     fresh.refresh_from_db()

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.utils import timezone
 
+import runs.webhooks
 from providers.models import Provider
 from providers.tests.shared import fixture
 from runs.models import Run, RunEvent, Status
@@ -165,6 +166,6 @@ def test_it_never_answers_500(client, hooked, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(Run, "apply", explode)
+    monkeypatch.setattr(runs.webhooks, "apply_snapshot", explode)
     response = post(client, provider, token, RUNNING)
     assert response.status_code == 503

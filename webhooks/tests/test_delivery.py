@@ -1,4 +1,4 @@
-"""Emission from Run.apply, Standard Webhooks signatures, delivery, backoff, redelivery, isolation."""
+"""Emission from applying a snapshot, Standard Webhooks signatures, delivery, backoff, redelivery, isolation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.clients.base import OutputKind, OutputRef, RunSnapshot, RunStatus
+from runs.applying import apply_snapshot
 from runs.models import EventSource, Status
 from webhooks import signing
 from webhooks.delivery import deliver_due_webhooks
@@ -73,11 +74,11 @@ def test_it_enqueues_status_and_output_events_with_the_change(org, other_org, pr
     make_endpoint(org, "https://hooks.example.com/off", is_active=False)
     run = make_run(provider, status=Status.QUEUED)
     with transaction.atomic():
-        run.apply(snapshot(run, RunStatus.RUNNING), EventSource.POLL)
+        apply_snapshot(run, snapshot(run, RunStatus.RUNNING), EventSource.POLL)
         # Written in the change's own transaction (an outbox), not after its commit.
         assert WebhookDelivery.objects.filter(event_type="run.started").count() == 1
-    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
-    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new
     sent = sorted(WebhookDelivery.objects.values_list("endpoint__url", "event_type"))
     assert sent == [
         ("https://hooks.example.com/all", "run.output"),
@@ -98,7 +99,7 @@ def test_it_writes_times_exactly_as_the_api_does(client, org, provider, make_run
     make_endpoint(org, "https://hooks.example.com/all")
     created = timezone.now().replace(microsecond=123456)
     run = make_run(provider, status=Status.QUEUED, created=created, queued=created)
-    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
     payload = WebhookDelivery.objects.get(event_type="run.succeeded").payload
     api = client.get(f"/api/v1/runs/{run.code}", headers={"X-API-Key": key}).json()
     assert payload["data"]["run"] == api
@@ -108,7 +109,7 @@ def test_it_writes_times_exactly_as_the_api_does(client, org, provider, make_run
 
 def test_it_costs_nothing_without_endpoints(provider, make_run):
     run = make_run(provider, status=Status.QUEUED)
-    run.apply(snapshot(run, RunStatus.FAILED), EventSource.POLL)
+    apply_snapshot(run, snapshot(run, RunStatus.FAILED), EventSource.POLL)
     assert not WebhookDelivery.objects.exists()
 
 

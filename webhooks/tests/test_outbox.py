@@ -9,6 +9,7 @@ import pytest
 from django.db import DatabaseError, OperationalError, connection, connections, transaction
 
 from providers.clients.base import OutputKind, OutputRef, RunSnapshot, RunStatus
+from runs.applying import apply_snapshot
 from runs.changes import RunChange, on_run_changes, remove_subscriber
 from runs.models import EventSource, Run, RunEvent, Status
 from webhooks.models import WebhookDelivery
@@ -44,8 +45,8 @@ def test_subscribers_get_the_batch_inside_the_transaction(provider, make_run, su
 
     on_run_changes(record)  # registering twice calls it once
     run = make_run(provider, status=Status.QUEUED)
-    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
-    run.apply(snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new: no change
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED, outputs=(PNG,)), EventSource.POLL)  # nothing new: no change
     assert len(seen) == 1
     change = seen[0]
     assert change.run.pk == run.pk and change.run.status == Status.SUCCEEDED
@@ -62,7 +63,7 @@ def test_a_failing_subscriber_rolls_the_change_back(org, provider, make_run, mak
 
     run = make_run(provider, status=Status.QUEUED)
     with pytest.raises(DatabaseError):
-        run.apply(snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
+        apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
     run.refresh_from_db()
     assert run.status == Status.QUEUED
     assert not RunEvent.objects.filter(run=run).exists() and not WebhookDelivery.objects.exists()
@@ -103,7 +104,7 @@ def test_a_connection_lost_between_the_change_and_its_messages_loses_both(org, p
             pytest.raises(OperationalError),
             transaction.atomic(),
         ):
-            run.apply(snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
+            apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
     finally:
         killer.close()
         connection.close()
@@ -111,6 +112,6 @@ def test_a_connection_lost_between_the_change_and_its_messages_loses_both(org, p
     assert run.status == Status.QUEUED
     assert not RunEvent.objects.filter(run=run).exists() and not WebhookDelivery.objects.exists()
     # The next attempt writes the change and its message together.
-    run.apply(snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
+    apply_snapshot(run, snapshot(run, RunStatus.SUCCEEDED), EventSource.POLL)
     assert Run.objects.get(pk=run.pk).status == Status.SUCCEEDED
     assert list(WebhookDelivery.objects.values_list("event_type", flat=True)) == ["run.succeeded"]
