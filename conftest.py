@@ -127,3 +127,85 @@ def redis_url():
     finally:
         client.close()
     return TEST_REDIS_URL
+
+
+# -- storage: the local directory and an S3 API (moto's server on loopback) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a loopback port for the session (a real S3 API over HTTP, in memory)."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_TEST_KEYS = {"access_key": "moto-test-key", "secret_key": "moto-test-secret"}  # moto accepts any
+
+
+def s3_options(endpoint: str, bucket: str, prefix: str = "comfytrack") -> dict:
+    """The OPTIONS comfytrack.settings builds from COMFYTRACK_S3_* for this bucket."""
+    return {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "location": prefix,
+        "signature_version": "s3v4",
+        "file_overwrite": False,
+        "default_acl": None,
+        **S3_TEST_KEYS,
+    }
+
+
+def s3_resource(endpoint: str):
+    import boto3
+
+    return boto3.resource(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_TEST_KEYS["access_key"],
+        aws_secret_access_key=S3_TEST_KEYS["secret_key"],
+    )
+
+
+class StoredFiles:
+    """What a storage backend under test holds, named relative to its root."""
+
+    def __init__(self, kind: str, names, bucket=None) -> None:
+        self.kind, self._names, self.bucket = kind, names, bucket
+
+    def names(self) -> set[str]:
+        return set(self._names())
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request, settings, tmp_path):
+    """Archived files in a fresh local MEDIA_ROOT, or in a fresh bucket (under a key prefix) on moto's S3."""
+    if request.param == "local":
+        root = tmp_path / "media"
+        settings.MEDIA_ROOT = str(root)
+        settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
+        yield StoredFiles("local", lambda: (str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()))
+        return
+    import uuid
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = s3_resource(endpoint).Bucket(f"ct-test-{uuid.uuid4().hex[:16]}")
+    bucket.create()
+    options = s3_options(endpoint, bucket.name)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "comfytrack.storage.BucketStorage", "OPTIONS": options},
+    }
+    yield StoredFiles("s3", lambda: (obj.key.removeprefix("comfytrack/") for obj in bucket.objects.all()), bucket)
+    bucket.objects.all().delete()
+    bucket.delete()

@@ -42,6 +42,14 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     created = models.DateTimeField(default=timezone.now, editable=False)
+    # Runs finished longer ago than this lose their events, outputs and archived files to the scheduled
+    # prune (runs.retention); the runs themselves stay. Empty: kept forever.
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Delete the events, outputs and archived files of runs finished more than this many days "
+        "ago (the runs themselves are kept). Empty keeps everything forever.",
+    )
 
     objects = OrganizationQuerySet.as_manager()
 

@@ -178,6 +178,36 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# Archived outputs and thumbnails in an S3-compatible bucket (AWS S3, MinIO, R2, …) when
+# COMFYTRACK_S3_BUCKET is set; MEDIA_ROOT otherwise. The bucket stays private: members get files
+# through the app (comfytrack.storage; docs/deploy.md "Object storage"). Without keys, boto3's own
+# chain applies (instance role, AWS_* variables, ~/.aws).
+COMFYTRACK_S3_BUCKET = os.environ.get("COMFYTRACK_S3_BUCKET", "").strip()
+if COMFYTRACK_S3_BUCKET:
+    from botocore.config import Config as BotoConfig
+
+    STORAGES["default"] = {
+        "BACKEND": "comfytrack.storage.BucketStorage",
+        "OPTIONS": {
+            "bucket_name": COMFYTRACK_S3_BUCKET,
+            "endpoint_url": os.environ.get("COMFYTRACK_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("COMFYTRACK_S3_REGION") or None,
+            "access_key": envsecret("COMFYTRACK_S3_ACCESS_KEY_ID") or None,
+            "secret_key": envsecret("COMFYTRACK_S3_SECRET_ACCESS_KEY") or None,
+            # Every key under this prefix ("" for the bucket's root), so one bucket can serve several installs.
+            "location": os.environ.get("COMFYTRACK_S3_PREFIX", "").strip("/"),
+            "addressing_style": os.environ.get("COMFYTRACK_S3_ADDRESSING_STYLE") or None,
+            "signature_version": "s3v4",
+            # Two outputs named alike must never overwrite each other (a HEAD per save finds a free name).
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+            "client_config": BotoConfig(
+                connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
+            ),
+        },
+    }
+
 # Security: on by default when DEBUG is off; each can be overridden by its own variable.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
