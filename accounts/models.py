@@ -43,7 +43,7 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     created = models.DateTimeField(default=timezone.now, editable=False)
     # Runs finished longer ago than this lose their events, outputs and archived files to the scheduled
-    # prune (runs.retention); the runs themselves stay. Empty: kept forever.
+    # prune (comfytrack.retention); the runs themselves stay. Empty: kept forever.
     retention_days = models.PositiveIntegerField(
         null=True,
         blank=True,

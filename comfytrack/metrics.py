@@ -62,7 +62,10 @@ def error_cause(error) -> str:
         return "unsupported" if getattr(error, "permanent", False) else "network"
     if status >= 500:
         return "server_error"
-    return "client_error"
+    if status >= 400:
+        return "client_error"
+    # A 2xx whose body could not be read as the provider's answer (malformed, truncated, HTML).
+    return "bad_answer"
 
 
 def count_answers(runs: Sequence, results: Mapping) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 from comfytrack.loops import run_loop
-from runs.retention import prune_expired
 from runs.sync import archive_all_due_outputs, sync_due_runs
 
 logger = logging.getLogger("runs.sync")
@@ -46,10 +45,3 @@ def archive_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 2.0) -> int:
         return archived, bool(archived)
 
     return run_loop(one_pass, idle_sleep, seconds=seconds, turn=ARCHIVE_TURN)
-
-
-def prune_retention() -> str:
-    """Daily: apply each organization's retention limit (runs.retention); the summary is the task's result."""
-    summary = prune_expired().summary()
-    logger.info(summary)
-    return summary

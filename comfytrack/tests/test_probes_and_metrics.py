@@ -188,6 +188,7 @@ def test_metrics_count_api_responses_by_status(client, settings):
         ({"status_code": 429, "retry_after": 5}, "rate_limited"),
         ({"status_code": 503}, "server_error"),
         ({"status_code": 400, "permanent": True}, "client_error"),
+        ({"status_code": 200}, "bad_answer"),
         ({}, "network"),
         ({"permanent": True}, "unsupported"),
     ],

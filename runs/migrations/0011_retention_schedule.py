@@ -1,4 +1,4 @@
-"""Install the daily django-q2 schedule that applies each organization's retention limit (runs.retention)."""
+"""Install the daily django-q2 schedule that applies each organization's retention limit (comfytrack.retention)."""
 
 from django.db import migrations
 
@@ -9,7 +9,7 @@ def install(apps, schema_editor):
     Schedule = apps.get_model("django_q", "Schedule")
     Schedule.objects.update_or_create(
         name=SCHEDULE_NAME,
-        defaults={"func": "runs.tasks.prune_retention", "schedule_type": "D", "repeats": -1},
+        defaults={"func": "comfytrack.retention.prune_retention", "schedule_type": "D", "repeats": -1},
     )
 
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from comfytrack.retention import prune_expired
 from providers.fake import state as S
 from runs.models import Run, RunEvent, RunOutput, Status
-from runs.retention import prune_expired
 from runs.sync import sync_due_runs
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,5 +1,8 @@
 """Retention: an organization's `retention_days` limits how long finished runs keep their details.
 
+It spans apps (runs, webhooks), so it lives in the project package: the sync engine (runs) never
+imports webhooks, its subscriber.
+
 For each organization with a limit, the runs that finished longer ago lose their status events, their
 outputs (rows, archived files and thumbnails in storage) and the organization's finished webhook
 deliveries of that age. The runs themselves stay (counts, durations and statistics remain true).
@@ -24,7 +27,7 @@ from accounts.models import Organization
 from runs.models import TERMINAL, Run, RunEvent, RunOutput
 from webhooks.models import WebhookDelivery
 
-logger = logging.getLogger("runs.retention")
+logger = logging.getLogger("comfytrack.retention")
 
 BATCH_SIZE = 500
 
@@ -90,3 +93,10 @@ def _prune_outputs(outputs, pruned: Pruned, batch_size: int) -> None:
                 logger.warning("retention: could not delete %s from storage; it is orphaned", name, exc_info=True)
             else:
                 pruned.files += 1
+
+
+def prune_retention() -> str:
+    """The daily scheduled task (django-q2): apply every limit; the summary is the task's result."""
+    summary = prune_expired().summary()
+    logger.info(summary)
+    return summary

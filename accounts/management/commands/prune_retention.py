@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from runs.retention import prune_expired
+from comfytrack.retention import prune_expired
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Retention limits per organization (runs.retention), the command and its daily schedule."""
+"""Retention limits per organization (comfytrack.retention), the command and its daily schedule."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from comfytrack.retention import prune_expired
 from runs.models import Run, RunEvent, RunOutput, Status
-from runs.retention import prune_expired
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -88,12 +88,12 @@ def test_the_prune_is_scheduled_daily():
     from django_q.models import Schedule
 
     import_module("runs.migrations.0011_retention_schedule").install(apps, None)
-    schedule = Schedule.objects.get(func="runs.tasks.prune_retention")
+    schedule = Schedule.objects.get(func="comfytrack.retention.prune_retention")
     assert (schedule.schedule_type, schedule.repeats) == ("D", -1)
 
 
 def test_the_scheduled_task_returns_the_summary(org):
-    from runs.tasks import prune_retention
+    from comfytrack.retention import prune_retention
 
     org.retention_days = 5
     org.save()
