@@ -177,6 +177,18 @@ def s3_resource(endpoint: str):
     )
 
 
+def s3_environment(endpoint: str, bucket: str, prefix: str) -> dict[str, str]:
+    """The COMFYTRACK_S3_* variables an operator sets for this bucket (for processes the tests start)."""
+    return {
+        "COMFYTRACK_S3_BUCKET": bucket,
+        "COMFYTRACK_S3_ENDPOINT_URL": endpoint,
+        "COMFYTRACK_S3_REGION": "us-east-1",
+        "COMFYTRACK_S3_ACCESS_KEY_ID": S3_TEST_KEYS["access_key"],
+        "COMFYTRACK_S3_SECRET_ACCESS_KEY": S3_TEST_KEYS["secret_key"],
+        "COMFYTRACK_S3_PREFIX": prefix,
+    }
+
+
 class StoredFiles:
     """What a storage backend under test holds, named relative to its root."""
 

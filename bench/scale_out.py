@@ -24,9 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from sync_throughput import RemoteFake, add_finished_runs, setup_django  # noqa: E402
+from bench.sync_throughput import RemoteFake, add_finished_runs, setup_django  # noqa: E402
 
 ORG_SLUG = "bench-scale-out"
 

@@ -31,7 +31,7 @@ from comfytrack.tests.processes import (
     stop,
     wait_for,
 )
-from conftest import S3_TEST_KEYS, s3_resource
+from conftest import s3_environment, s3_resource
 from providers.fake import state as S
 from runs.models import LoopTurn, Run, RunOutput, Status
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -115,12 +115,7 @@ def test_the_production_set_end_to_end(
             COMFYTRACK_REDIS_URL=redis_url,
             COMFYTRACK_Q_NAME=q_name,
             COMFYTRACK_Q_WORKERS="4",
-            COMFYTRACK_S3_BUCKET=bucket.name,
-            COMFYTRACK_S3_ENDPOINT_URL=s3_endpoint,
-            COMFYTRACK_S3_REGION="us-east-1",
-            COMFYTRACK_S3_ACCESS_KEY_ID=S3_TEST_KEYS["access_key"],
-            COMFYTRACK_S3_SECRET_ACCESS_KEY=S3_TEST_KEYS["secret_key"],
-            COMFYTRACK_S3_PREFIX="e2e",
+            **s3_environment(s3_endpoint, bucket.name, "e2e"),
             COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS=receiver.host,
             COMFYTRACK_METRICS_TOKEN=METRICS_TOKEN,
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),

@@ -127,19 +127,12 @@ def test_the_bucket_settings_come_from_the_environment(s3_endpoint, tmp_path):
     import uuid
 
     from comfytrack.tests.processes import ROOT, child_env
-    from conftest import S3_TEST_KEYS, s3_resource
+    from conftest import s3_environment, s3_resource
 
     s3 = s3_resource(s3_endpoint)
     bucket = s3.Bucket(f"ct-env-{uuid.uuid4().hex[:16]}")
     bucket.create()
-    env = child_env(
-        COMFYTRACK_S3_BUCKET=bucket.name,
-        COMFYTRACK_S3_ENDPOINT_URL=s3_endpoint,
-        COMFYTRACK_S3_REGION="us-east-1",
-        COMFYTRACK_S3_ACCESS_KEY_ID=S3_TEST_KEYS["access_key"],
-        COMFYTRACK_S3_SECRET_ACCESS_KEY=S3_TEST_KEYS["secret_key"],
-        COMFYTRACK_S3_PREFIX="/team-a/",
-    )
+    env = child_env(**s3_environment(s3_endpoint, bucket.name, "/team-a/"))
     code = (
         "from django.core.files.base import ContentFile; from django.core.files.storage import default_storage as s; "
         "print(type(s._wrapped).__name__ if s.save('outputs/x.txt', ContentFile(b'hello')) else '')"
