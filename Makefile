@@ -10,6 +10,7 @@ run:
 test:
 	@scripts/bootstrap.sh requirements-dev.txt
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-axe.sh
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m mypy .
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import SESSION_KEY, Access, _is_uuid, org_required
 from accounts.models import ApiKey, Organization
+from providers.crypto import SecretUnreadable, decrypt_json, encrypt_json
 
 _OBJECT_PAGE = re.compile(r"^/runs/[0-9a-f]{8}-")
 
@@ -37,10 +38,22 @@ def switch_org(request):
     return redirect(target or "/runs/")
 
 
+# The session slot that carries a just-created key from the POST to the page it redirects to.
+NEW_KEY_SESSION = "new_api_key"
+
+
 @org_required(manage=True)
 def api_keys(request, access: Access):
     keys = ApiKey.objects.filter(organization=access.organization).select_related("created_by")
-    return render(request, "accounts/api_keys.html", {"keys": keys, "access": access})
+    context = {"keys": keys, "access": access}
+    sealed = request.session.pop(NEW_KEY_SESSION, None)
+    if sealed:
+        # Popped on this first view: a reload (or anyone later) no longer sees the key.
+        try:
+            context.update(decrypt_json(sealed))
+        except SecretUnreadable:
+            messages.error(request, "The new key could not be shown: revoke it and create another.")
+    return render(request, "accounts/api_keys.html", context)
 
 
 @org_required(manage=True)
@@ -56,9 +69,10 @@ def api_key_create(request, access: Access):
     key, plain = ApiKey.issue(
         access.organization, name, read_only=bool(request.POST.get("read_only")), created_by=request.user
     )
-    keys = ApiKey.objects.filter(organization=access.organization).select_related("created_by")
-    # Rendered, never stored or redirected with: the plain key is shown exactly once.
-    return render(request, "accounts/api_keys.html", {"keys": keys, "access": access, "new_key": key, "plain": plain})
+    # POST-redirect-GET, so a reload never re-posts the form. The key rides to the next page encrypted
+    # (sessions live in the database, which never holds a secret in plaintext) and is shown there once.
+    request.session[NEW_KEY_SESSION] = encrypt_json({"plain": plain, "new_key_name": key.name})
+    return redirect("api-keys")
 
 
 @org_required(manage=True)

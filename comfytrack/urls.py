@@ -9,12 +9,18 @@ from runs import views_bulk as runs_bulk
 
 handler403 = "runs.views.forbidden"
 
+admin.site.site_header = "comfytrack administration"
+admin.site.site_title = "comfytrack administration"
+admin.site.index_title = "Organizations, providers, runs and keys"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # JSON API (the inbound ComfyDeploy webhook lives there too: /api/v1/hooks/comfydeploy/…)
     path("api/v1/", api.urls),
     # Dashboard
     path("", runs.home, name="home"),
+    # Browsers and tools ask for /favicon.ico whatever a page links: the SVG icon answers it.
+    path("favicon.ico", runs.favicon, name="favicon"),
     path("login/", accounts.login, name="login"),
     path("logout/", accounts.logout, name="logout"),
     path("org/", accounts.switch_org, name="switch-org"),

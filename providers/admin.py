@@ -116,16 +116,21 @@ class CredentialAdmin(OrgScopedAdmin):
     list_display = ["__str__", "hint", "is_active", "last_ok", "failing_since", "last_error_short"]
     list_filter = ["is_active", "provider__kind"]
     search_fields = ["name", "provider__name"]
-    readonly_fields = ["code", "hint", "created", "last_ok", "failing_since", "last_error", "blocked_until"]
+    readonly_fields = ["code", "secret_hint", "created", "last_ok", "failing_since", "last_error", "blocked_until"]
     actions = [check_connection_action]
 
     def get_fieldsets(self, request, obj=None):
         secret_fields = [f"secret_{key}" for key in all_secret_keys()]
         return [
-            (None, {"fields": ["provider", "name", "is_active", "hint"]}),
+            (None, {"fields": ["provider", "name", "is_active", "secret_hint"]}),
             ("Secret (write-only)", {"fields": secret_fields}),
             ("Health", {"fields": ["last_ok", "failing_since", "blocked_until", "last_error", "created", "code"]}),
         ]
+
+    @admin.display(description="hint")
+    def secret_hint(self, obj: Credential | None) -> str:
+        # A credential being added has no secret yet: nothing to hint at (not "invalid").
+        return obj.hint if obj is not None and obj.pk else "—"
 
     @admin.display(description="last error")
     def last_error_short(self, obj: Credential) -> str:

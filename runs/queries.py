@@ -136,20 +136,22 @@ def _moment(value: Any, name: str, errors: list[FilterError], *, end: bool) -> d
     return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
 
 
-def filter_runs(queryset: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
+def filter_runs(queryset: QuerySet, filters: RunFilters, *, through: str = "") -> QuerySet:
+    """`queryset` narrowed to the runs `filters` choose; `through` is the lookup path to the run when the
+    queryset is of another model (the gallery's outputs: "run__")."""
     if filters.statuses:
-        queryset = queryset.filter(status__in=filters.statuses)
+        queryset = queryset.filter(**{f"{through}status__in": filters.statuses})
     if filters.providers:
-        queryset = queryset.filter(provider__in=filters.providers)
+        queryset = queryset.filter(**{f"{through}provider__in": filters.providers})
     if filters.origins:
-        queryset = queryset.filter(origin__in=filters.origins)
+        queryset = queryset.filter(**{f"{through}origin__in": filters.origins})
     if filters.created_after:
-        queryset = queryset.filter(created__gte=filters.created_after)
+        queryset = queryset.filter(**{f"{through}created__gte": filters.created_after})
     if filters.created_before:
-        queryset = queryset.filter(created__lte=filters.created_before)
+        queryset = queryset.filter(**{f"{through}created__lte": filters.created_before})
     if filters.q:
         for word in filters.q.lower().split()[:8]:
-            queryset = queryset.filter(search_text__contains=word)
+            queryset = queryset.filter(**{f"{through}search_text__contains": word})
     return queryset
 
 

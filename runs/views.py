@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import json
 import uuid
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
 from providers.models import Provider
+from runs import live
 from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_archiving, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
 from runs.models import HEAVY_FIELDS, IN_FLIGHT, EventSource, Origin, Run, RunOutput, Status
-from runs.queries import MAX_LIMIT, filter_runs, paginate_or_restart, parse_filters, parse_limit
+from runs.queries import (
+    encode_cursor,
+    filter_runs,
+    newest_first,
+    paginate_or_restart,
+    parse_filters,
+    parse_limit,
+)
 from runs.stats import compute_stats, window_from_days
 from runs.submission import submit_run
 
@@ -60,10 +68,22 @@ def run_list(request, access: Access):
         errors.append(str(exc))
         limit = PAGE_SIZE
     organization_runs = Run.objects.filter(organization=access.organization).defer(*HEAVY_FIELDS)
-    queryset = filter_runs(organization_runs, filters).select_related("provider")
-    runs, next_cursor = paginate_or_restart(queryset, request.GET.get("cursor"), limit, errors)
+    matching = filter_runs(organization_runs, filters)
+    cursor = request.GET.get("cursor")
+    runs, next_cursor = paginate_or_restart(matching.select_related("provider"), cursor, limit, errors)
+    cursor_ok = bool(cursor) and not any("cursor" in e for e in errors)
+    # Where the live list starts looking for new runs: the newest one shown, or on a later page the
+    # newest there is now (the page counts what arrives after it).
+    newest = newest_first(matching).only("created", "code").first() if cursor_ok else (runs[0] if runs else None)
+    first_page = not cursor_ok
     context = {
-        **_rows_context(runs),
+        "runs": runs,
+        "poll_seconds": poll_seconds(),
+        "first_page": first_page,
+        "since": encode_cursor(newest) if newest else "",
+        "live": _may_change(runs, filters),
+        "live_query": live.live_query(request.GET, first_page=first_page),
+        "filter_query": live.live_query(request.GET, first_page=True),
         "access": access,
         "next_cursor": next_cursor,
         "filters": filters,
@@ -77,30 +97,23 @@ def run_list(request, access: Access):
     return render(request, "runs/run_list.html", context)
 
 
+def _may_change(runs: list[Run], filters) -> bool:
+    """Whether polling can show anything: a row is unfinished, or new runs can still match the filters
+    (not when the date range ended in the past)."""
+    ended = filters.created_before is not None and filters.created_before < timezone.now()
+    return any(not run.is_finished for run in runs) or not ended
+
+
 @org_required
 def run_rows(request, access: Access):
-    """The list's rows again, for htmx polling: `?code=…` for each run shown, in the page's order.
-    Unknown codes (deleted runs, other organizations') are left out; polling stops once all are finished."""
-    codes = []
-    for value in request.GET.getlist("code")[:MAX_LIMIT]:  # a page shows at most MAX_LIMIT runs
-        try:
-            codes.append(uuid.UUID(value))
-        except ValueError:
-            continue
-    found = Run.objects.filter(organization=access.organization, code__in=codes).defer(*HEAVY_FIELDS)
-    found = found.select_related("provider")
-    by_code = {run.code: run for run in found}
-    runs = [by_code[code] for code in dict.fromkeys(codes) if code in by_code]
-    return render(request, "runs/run_list.html#run-rows", _rows_context(runs))
-
-
-def _rows_context(runs: list[Run]) -> dict:
-    return {
-        "runs": runs,
-        "polling": any(not run.is_finished for run in runs),
-        "row_codes": urlencode([("code", run.code) for run in runs]),
-        "poll_seconds": poll_seconds(),
+    """One poll of the live list (runs/live.py): the unfinished rows shown, refreshed in place, and the
+    matching runs newer than `since`, added at the top (first page) or counted (later pages)."""
+    update = live.poll(request.GET, access.organization)
+    context = {
+        "update": update,
+        "filter_query": live.live_query(request.GET, first_page=True),
     }
+    return render(request, "runs/run_list.html#live-update", context)
 
 
 # -- run detail and actions ----------------------------------------------------------------------------
@@ -191,22 +204,20 @@ def run_retry(request, access: Access, code: uuid.UUID):
 
 @org_required
 def gallery(request, access: Access):
-    outputs = RunOutput.objects.filter(organization=access.organization)
     filters = parse_filters(request.GET, access.organization)
-    errors = [str(e) for e in filters.errors if e.field not in ("status", "origin")]  # not gallery filters
-    if filters.providers:
-        outputs = outputs.filter(run__provider__in=filters.providers)
-    if filters.created_after:
-        outputs = outputs.filter(created__gte=filters.created_after)
-    if filters.created_before:
-        outputs = outputs.filter(created__lte=filters.created_before)
+    errors = [str(e) for e in filters.errors]
+    outputs = filter_runs(RunOutput.objects.filter(organization=access.organization), filters, through="run__")
     kind = request.GET.get("kind", "")
     if kind:
         if kind in RunOutput.Kind.values:
             outputs = outputs.filter(kind=kind)
         else:
             errors.append(f"Unknown kind {kind!r} (use {', '.join(RunOutput.Kind.values)}).")
+    outputs = outputs.select_related("run__provider")
     page, next_cursor = paginate_or_restart(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE, errors)
+    for output in page:
+        # The tile's caption: what the picture is of, without opening it.
+        output.headline = dict(wf.headline(output.run.workflow, output.run.inputs))
     context = {
         "access": access,
         "outputs": page,
@@ -214,6 +225,7 @@ def gallery(request, access: Access):
         "filters": filters,
         "kind": kind,
         "kinds": RunOutput.Kind.choices,
+        "statuses": Status.choices,
         "errors": errors,
         "providers": _providers(access),
     }
@@ -229,7 +241,7 @@ def _get_output(access: Access, code: uuid.UUID, *, with_run: bool = False) -> R
 @org_required
 def output_lightbox(request, access: Access, code: uuid.UUID):
     output = _get_output(access, code, with_run=True)
-    context = {"output": output, "key_values": wf.key_values(output.run.workflow, output.run.inputs)}
+    context = {"output": output, "headline": wf.headline(output.run.workflow, output.run.inputs)}
     template = "runs/gallery.html#lightbox" if request.headers.get("HX-Request") else "runs/output.html"
     return render(request, template, {**context, "access": access})
 
@@ -359,11 +371,16 @@ STATS_WINDOWS = (7, 30, 90)
 
 @org_required
 def stats(request, access: Access):
-    try:
-        days = int(request.GET.get("days", 30))
-    except ValueError:
-        days = 30
-    days = days if days in STATS_WINDOWS else 30
+    days, error = 30, None
+    raw = request.GET.get("days")
+    if raw is not None:
+        try:
+            days = int(raw)
+        except ValueError:
+            days = 0
+        if days not in STATS_WINDOWS:
+            error = f"days must be one of {', '.join(map(str, STATS_WINDOWS))}, not {raw[:20]!r}: showing 30 days."
+            days = 30
     result = compute_stats(Run.objects.filter(organization=access.organization), window_from_days(days))
     context = {
         "access": access,
@@ -372,12 +389,17 @@ def stats(request, access: Access):
         "windows": STATS_WINDOWS,
         "chart": runs_per_day_svg(result.per_day, days=days, today=timezone.now().date()),
         "legend": [(s, Status(s).label) for s in Status.values],
+        "error": error,
     }
     return render(request, "runs/stats.html", context)
 
 
 def home(request):
     return redirect("run-list")
+
+
+def favicon(request):
+    return redirect(static("favicon.svg"))
 
 
 def forbidden(request, exception=None):

@@ -67,6 +67,31 @@ def key_values(workflow: Any, inputs: Any) -> dict[str, Any]:
     return values
 
 
+# The inputs that say what a picture is, in the order people read them: (label, input names to look for).
+HEADLINE = (
+    ("Prompt", ("text", "prompt", "positive")),
+    ("Negative", ("negative",)),
+    ("Seed", ("seed", "noise_seed")),
+    ("Checkpoint", ("ckpt_name", "unet_name")),
+    ("LoRA", ("lora_name",)),
+    ("Steps", ("steps",)),
+    ("Sampler", ("sampler_name",)),
+)
+
+
+def headline(workflow: Any, inputs: Any) -> list[tuple[str, Any]]:
+    """(label, value) for the key inputs a gallery shows: prompt, seed, checkpoint, … — those the run has."""
+    values = key_values(workflow, inputs)
+    found = []
+    for label, names in HEADLINE:
+        value = next((values[name] for name in names if name in values and values[name] != ""), None)
+        if value is not None:
+            found.append((label, value))
+    if "width" in values and "height" in values:
+        found.append(("Requested size", f"{values['width']}×{values['height']}"))
+    return found
+
+
 def search_text(external_id: str, workflow: Any, inputs: Any) -> str:
     """What free-text search looks at: the external id plus key input values and node types."""
     parts = [external_id]

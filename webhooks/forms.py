@@ -5,18 +5,23 @@ from django import forms
 from django.conf import settings
 
 from runs.safe_http import DEFAULT_PORTS, Refused
-from webhooks.delivery import target_guard
+from webhooks.delivery import ALLOW_PRIVATE_SETTING, target_guard
 from webhooks.models import EVENT_TYPES
 
 
 class EndpointForm(forms.Form):
-    url = forms.URLField(max_length=500, assume_scheme="https", label="URL")
-    description = forms.CharField(max_length=200, required=False)
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        label="URL",
+        help_text="Where comfytrack POSTs each event, e.g. https://ci.example.com/hooks/comfytrack.",
+    )
+    description = forms.CharField(max_length=200, required=False, help_text="For people: what listens there.")
     events = forms.MultipleChoiceField(
         choices=[(e, e) for e in EVENT_TYPES],
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None selected: every event.",
+        help_text="None ticked: every event, including kinds added later.",
     )
 
     def clean_url(self) -> str:
@@ -27,12 +32,16 @@ class EndpointForm(forms.Form):
         guard = target_guard(settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
         local = parsed.host.lower() in ("localhost", "localhost.localdomain")
         if local and not guard.may_be_private(parsed.host, parsed.port or DEFAULT_PORTS[parsed.scheme]):
-            raise forms.ValidationError("Webhooks cannot target this server's own network (localhost).")
+            raise forms.ValidationError(
+                "Webhooks cannot target this server's own network (localhost). To allow it, e.g. for local "
+                f"testing, list the host and port in {ALLOW_PRIVATE_SETTING} (e.g. localhost:8080)."
+            )
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).
             guard.check_url(parsed)
         except Refused as exc:
             raise forms.ValidationError(
-                f"Webhooks cannot target private or local addresses ({exc.message.split(':', 1)[0]})."
+                f"Webhooks cannot target private or local addresses ({exc.message.split(':', 1)[0]}). "
+                f"To allow one on your own network, list its host and port in {ALLOW_PRIVATE_SETTING}."
             ) from None
         return url

@@ -9,5 +9,6 @@ urlpatterns = [
     path("<uuid:code>/", views.endpoint_detail, name="detail"),
     path("<uuid:code>/delete/", views.endpoint_delete, name="delete"),
     path("<uuid:code>/toggle/", views.endpoint_toggle, name="toggle"),
+    path("<uuid:code>/test/", views.endpoint_test, name="test"),
     path("<uuid:code>/deliveries/<uuid:delivery>/redeliver/", views.redeliver, name="redeliver"),
 ]

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.access import Access, org_required
 from webhooks.forms import EndpointForm
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.ping import send_test
 
 
 def _get_endpoint(access: Access, code) -> WebhookEndpoint:
@@ -75,6 +76,16 @@ def endpoint_toggle(request: HttpRequest, access: Access, code) -> HttpResponse:
     endpoint = _get_endpoint(access, code)
     endpoint.is_active = not endpoint.is_active
     endpoint.save(update_fields=["is_active"])
+    return redirect("webhooks:detail", code=endpoint.code)
+
+
+@org_required(manage=True)
+@require_POST
+def endpoint_test(request: HttpRequest, access: Access, code) -> HttpResponse:
+    """Queue a `webhook.test` message: the log then shows what the receiver answered."""
+    endpoint = _get_endpoint(access, code)
+    delivery = send_test(endpoint)
+    messages.success(request, f"Test delivery {delivery.event_id} queued: its outcome appears in the log below.")
     return redirect("webhooks:detail", code=endpoint.code)
 
 

@@ -49,3 +49,32 @@ def percent(value: float | None) -> str:
 @register.filter
 def is_past(moment: datetime | None) -> bool:
     return moment is not None and moment <= timezone.now()
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """How long ago, in the words the page's script keeps up to date: "just now", "12 s ago", "3 min ago",
+    "2 h ago", "4 d ago"; the date once it is a month old. Never "0 minutes ago"."""
+    if moment is None:
+        return "—"
+    seconds = (timezone.now() - moment).total_seconds()
+    if seconds < 0:
+        return "just now"  # clocks of the writer and the reader disagree by a moment
+    if seconds < 10:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    if seconds < 30 * 86400:
+        return f"{int(seconds // 86400)} d ago"
+    return timezone.localtime(moment).strftime("%Y-%m-%d")
+
+
+@register.inclusion_tag("includes/time_ago.html")
+def time_ago(moment: datetime | None) -> dict:
+    """A <time> showing how long ago `moment` was, its absolute time on hover (the script puts it in the
+    viewer's time zone; the server's rendering says UTC)."""
+    return {"moment": moment}

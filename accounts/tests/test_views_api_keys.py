@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.sessions.models import Session
 
 from accounts.models import ApiKey, Membership
 
@@ -11,13 +12,19 @@ from accounts.models import ApiKey, Membership
 def test_it_creates_a_key_and_shows_it_once(client, alice, org):
     client.force_login(alice)
     response = client.post("/settings/api-keys/new/", {"name": "farm", "read_only": "1"})
-    assert response.status_code == 200
+    # POST-redirect-GET: the page that shows the key is a GET, so reloading it posts nothing.
+    assert response.status_code == 302 and response["Location"] == "/settings/api-keys/"
     key = ApiKey.objects.get(organization=org, name="farm")
     assert key.read_only
-    plain = response.context["plain"]
-    assert plain.encode() in response.content and ApiKey.objects.authenticate(plain) == key
+    stored = [row.get_decoded() for row in Session.objects.all()]
+    shown = client.get("/settings/api-keys/")
+    plain = shown.context["plain"]
+    assert plain.encode() in shown.content and ApiKey.objects.authenticate(plain) == key
+    # The session carried it encrypted, never in plaintext (sessions are stored in the database).
+    assert stored and not any(plain in str(data) for data in stored)
     listing = client.get("/settings/api-keys/")
     assert plain.encode() not in listing.content and key.prefix.encode() in listing.content
+    assert ApiKey.objects.filter(organization=org).count() == 1
 
 
 @pytest.mark.django_db

@@ -3,8 +3,9 @@
 Playwright cannot download its own browsers here, so we launch Debian's Chromium (`make test`
 installs it through scripts/ensure-chromium.sh; COMFYTRACK_CHROMIUM points elsewhere). A missing
 browser fails these tests rather than skipping them. Each test collects console errors: any CSP
-violation ("Refused to …") fails the test. Every
-page is saved to docs/screenshots/ for the README.
+violation ("Refused to …") fails the test. Every page is checked with axe-core (the npm package pinned in
+package-lock.json, installed by scripts/ensure-axe.sh) at 1280 and 390 px. Screenshots go to a
+temporary folder, or to docs/screenshots/ for the README with COMFYTRACK_SCREENSHOTS=docs/screenshots.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,11 +31,16 @@ from providers.fake.state import FAILED, QUEUED, RUNNING, SUCCEEDED
 from runs.actions import sync_run_now
 from runs.models import Origin, RunOutput, Status
 from runs.submission import submit_run
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
+expect = playwright_api.expect
 CHROMIUM = os.environ.get("COMFYTRACK_CHROMIUM", "/usr/bin/chromium")
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
 # The README's screenshots are refreshed with COMFYTRACK_SCREENSHOTS=docs/screenshots; otherwise they go
 # to a temporary folder, so an ordinary test run leaves the work tree untouched.
 SHOTS = Path(os.environ.get("COMFYTRACK_SCREENSHOTS") or tempfile.mkdtemp(prefix="comfytrack-shots-")).resolve()
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
 pytestmark = [pytest.mark.django_db(transaction=True)]
 # The live server runs in a thread; Playwright's sync API runs an event loop in this one.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -61,12 +69,22 @@ WORKFLOW = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl_base_1.0.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk"}},
 }
+# axe-core, run in the page: the serious and critical violations, each with a few of its elements.
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations
+    .filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")}`);
+}"""
 
 
-# Module scope: Playwright's sync API keeps an event loop running in this thread until it exits, and the
-# rest of the suite calls asyncio.run().
+# One browser for the whole module (all browser tests live here). Module scope rather than session:
+# Playwright's sync API keeps an event loop running in this thread until it exits, and the rest of the
+# suite calls asyncio.run().
 @pytest.fixture(scope="module")
 def browser():
+    if not AXE.exists():
+        pytest.fail(f"axe-core is missing at {AXE}: run scripts/ensure-axe.sh (make test does)")
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -83,24 +101,62 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, live_server, settings, alice):
-    settings.COMFYTRACK_POLL_SECONDS = 1
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=live_server.url)
+def _open(browser, live_server, viewport, username="alice"):
+    """A signed-in page in a fresh context: console errors collected, axe-core injected into every page
+    (as an init script, which the page's CSP does not apply to)."""
+    context = browser.new_context(viewport=viewport, base_url=live_server.url)
+    context.add_init_script(path=str(AXE))
     page = context.new_page()
     page.set_default_timeout(8000)
     page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     page.goto("/login/")
-    page.screenshot(path=str(SHOTS / "login.png"))
-    page.fill("#id_username", "alice")
+    assert_accessible(page)
+    page.fill("#id_username", username)
     page.fill("#id_password", "password")
     page.click("button[type=submit]")
     page.wait_for_url("**/runs/")
+    return page
+
+
+@pytest.fixture
+def page(browser, live_server, settings, alice):
+    settings.COMFYTRACK_POLL_SECONDS = 1
+    page = _open(browser, live_server, DESKTOP)
     yield page
     assert page.console_errors == [], page.console_errors
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def phone(browser, live_server, settings, alice):
+    settings.COMFYTRACK_POLL_SECONDS = 1
+    page = _open(browser, live_server, PHONE)
+    yield page
+    assert page.console_errors == [], page.console_errors
+    page.context.close()
+
+
+def assert_accessible(page) -> None:
+    violations = page.evaluate(AXE_RUN)
+    assert violations == [], f"{page.url}: {violations}"
+
+
+def assert_no_sideways_scroll(page) -> None:
+    width, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= viewport, f"{page.url} is {width} px wide in a {viewport} px window"
+
+
+def shot(page, name: str, *, full_page: bool = False) -> None:
+    """A screenshot, at most 2,000 px tall, stored as a 256-colour PNG (the README's stay small)."""
+    from PIL import Image
+
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    with Image.open(path) as image:
+        image = image.crop((0, 0, image.width, min(image.height, 2000)))
+        image.convert("RGB").quantize(256).save(path, optimize=True)
 
 
 @pytest.fixture
@@ -127,7 +183,73 @@ def _submit(provider, fake, script):
     return _off_loop(lambda: sync_run_now(submit_run(provider, WORKFLOW, origin=Origin.API)))
 
 
-def test_runs_update_live_filter_and_cancel(page, local, fake):
+def _archived_output(run, i: int, size: int = 64) -> RunOutput:
+    out = RunOutput(run=run, key=f"k{i}", kind="image", filename=f"ComfyUI_{i:05d}_.png", width=size, height=size)
+    image = png_bytes(f"seed-{i}", size, size)
+    out.file.save(out.filename, ContentFile(image), save=False)
+    out.thumbnail.save(out.filename, ContentFile(image), save=False)
+    out.archived = timezone.now()
+    out.save()
+    return out
+
+
+@pytest.fixture
+def everything(local, make_run, org, alice):
+    """One of each page's subjects: runs of every kind of outcome, outputs, an API key, a webhook with deliveries."""
+    now = timezone.now()
+    failed = make_run(
+        local,
+        "failed-run-0001",
+        status=Status.FAILED,
+        provider_status="error",
+        workflow=WORKFLOW,
+        created=now - timedelta(minutes=3),
+        started=now - timedelta(minutes=3),
+        finished=now - timedelta(minutes=2),
+        error={
+            "message": "CUDA out of memory. Tried to allocate 2.00 GiB",
+            "node_id": "3",
+            "node_type": "KSampler",
+            "exception_type": "torch.OutOfMemoryError",
+            "traceback": 'Traceback (most recent call last):\n  File "execution.py", line 323\n',
+        },
+    )
+    succeeded = make_run(
+        local,
+        "succeeded-run-0001",
+        status=Status.SUCCEEDED,
+        provider_status="success",
+        workflow=WORKFLOW,
+        created=now - timedelta(minutes=5),
+        started=now - timedelta(minutes=5) + timedelta(seconds=4),
+        finished=now - timedelta(minutes=4),
+        n_outputs=2,
+    )
+    _archived_output(succeeded, 1)
+    RunOutput.objects.create(run=succeeded, key="pending", kind="image", filename="ComfyUI_00002_.png")
+    for i, status in enumerate([Status.SUCCEEDED] * 5 + [Status.TIMED_OUT, Status.RUNNING, Status.QUEUED]):
+        created = now - timedelta(days=i % 4, minutes=10 + i)
+        make_run(local, status=status, created=created, started=created + timedelta(seconds=8), progress=0.4)
+    endpoint = WebhookEndpoint(organization=org, url="https://hooks.example.com/comfytrack", events=["run.failed"])
+    endpoint.rotate_secret()
+    endpoint.save()
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_id="msg_2Ab",
+        event_type="run.failed",
+        payload={},
+        attempt=2,
+        status_code=503,
+        response_excerpt="Service Unavailable",
+        next_attempt_at=now + timedelta(minutes=5),
+    )
+    return {"failed": failed, "succeeded": succeeded, "endpoint": endpoint}
+
+
+# -- item: the live list ---------------------------------------------------------------------------------
+
+
+def test_the_runs_list_is_live_new_runs_appear_and_polling_pauses_while_hidden(page, local, fake, make_run):
     running = _submit(local, fake, ((0.0, RUNNING),))
     failed = _submit(local, fake, ((0.0, FAILED),))
     queued = _submit(local, fake, ((0.0, QUEUED),))
@@ -137,94 +259,217 @@ def test_runs_update_live_filter_and_cancel(page, local, fake):
     page.on("request", lambda request: polls.append(request.url) if "/runs/rows/" in request.url else None)
     page.goto("/runs/")
     row = page.locator(f"#run-{running.code}")
-    playwright_api.expect(row.locator(".badge")).to_have_text("Running")
-    page.screenshot(path=str(SHOTS / "runs.png"))
-    # The provider finishes the run; the sweep (here: sync now) applies it; htmx polling shows it.
+    expect(row.locator(".badge")).to_have_text("Running")
+    created = row.locator("time")
+    expect(created).to_have_text("just now")
+    assert "20" in created.get_attribute("title")  # the absolute time, in the viewer's time zone
+
+    # The provider finishes the run; the sweep (here: sync now) applies it; the poll shows it.
     fake.state.get("comfyui", running.external_id).force(SUCCEEDED)
     _off_loop(sync_run_now, running)
-    playwright_api.expect(row.locator(".badge")).to_have_text("Succeeded")
+    expect(row.locator(".badge")).to_have_text("Succeeded")
+    # A run created while the page is open appears at the top, without a reload.
+    new = make_run(local, "brand-new-run", status=Status.PENDING)
+    expect(page.locator("#run-rows tr.run-row").first).to_have_id(f"run-{new.code}")
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
-    # One request per poll refreshed the whole table (the queued run keeps it polling).
-    assert polls and all(str(running.code) in url and str(queued.code) in url for url in polls)
-    playwright_api.expect(page.locator("#run-rows")).to_have_attribute("hx-trigger", "every 1s")
+    # Each poll is one request: it names the unfinished rows only, and where "new" starts.
+    assert polls and all("since=" in url and str(failed.code) not in url for url in polls)
+    assert any(str(queued.code) in url for url in polls)
+
+    # Hidden: no polls at all; visible again: one at once.
+    page.evaluate(
+        """() => {
+          Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+          Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+          document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    time.sleep(0.3)  # a request already on its way may still land
+    before = len(polls)
+    page.wait_for_timeout(2500)
+    assert len(polls) == before
+    page.evaluate(
+        """() => {
+          Object.defineProperty(document, "hidden", {configurable: true, get: () => false});
+          Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "visible"});
+          document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    page.wait_for_timeout(300)
+    assert len(polls) == before + 1
 
     page.click("a.chip:has-text('Failed')")
     page.wait_for_url("**status=problems")
-    playwright_api.expect(page.locator(f"#run-{failed.code}")).to_be_visible()
-    playwright_api.expect(page.locator(f"#run-{running.code}")).to_have_count(0)
-
-    page.goto(f"/runs/{failed.code}/")
-    page.click("details summary")
-    page.screenshot(path=str(SHOTS / "run-detail-failed.png"), full_page=True)
+    expect(page.locator(f"#run-{failed.code}")).to_be_visible()
+    expect(page.locator(f"#run-{running.code}")).to_have_count(0)
 
     page.goto(f"/runs/{queued.code}/")
     page.click("button:has-text('Cancel run')")
-    playwright_api.expect(page.locator("#run-live .badge")).to_have_text("Cancelled")
-    page.screenshot(path=str(SHOTS / "run-detail.png"), full_page=True)
+    expect(page.locator("#run-live .badge")).to_have_text("Cancelled")
 
 
-def test_gallery_lightbox(page, local, make_run):
+def test_later_pages_say_how_many_new_runs_arrived(page, local, make_run):
+    now = timezone.now()
+    for i in range(3):
+        make_run(local, f"older-{i}", status=Status.SUCCEEDED, created=now - timedelta(minutes=10 + i))
+    page.goto("/runs/?limit=2")
+    page.click("a:has-text('Older runs')")
+    expect(page.locator("tr.run-row")).to_have_count(1)
+    notice = page.locator("#new-runs")
+    expect(notice).to_be_hidden()
+    make_run(local, "arrived-1")
+    make_run(local, "arrived-2")
+    expect(notice).to_contain_text("2 new runs since this page loaded")
+    expect(page.locator("tr.run-row")).to_have_count(1)  # this page keeps what it shows
+    notice.locator("a").click()
+    expect(page.locator("tr.run-row").first).to_contain_text("arrived-2")
+
+
+# -- item: gallery and lightbox ---------------------------------------------------------------------------
+
+
+def test_gallery_captions_and_an_accessible_lightbox(page, local, make_run):
     run = make_run(local, "gallery-run", status=Status.SUCCEEDED, workflow=WORKFLOW)
     for i in range(6):
-        out = RunOutput(run=run, key=f"k{i}", kind="image", filename=f"ComfyUI_{i:05d}_.png", width=256, height=256)
-        image = png_bytes(f"seed-{i}", 256, 256)
-        out.file.save(out.filename, ContentFile(image), save=False)
-        out.thumbnail.save(out.filename, ContentFile(image), save=False)
-        out.archived = timezone.now()
-        out.save()
+        _archived_output(run, i, size=64)
+    RunOutput.objects.create(run=run, key="waiting", kind="image", filename="ComfyUI_99999_.png")
     page.goto("/gallery/")
-    page.screenshot(path=str(SHOTS / "gallery.png"))
-    page.locator(".tile-link").first.click()
+    # An output not archived yet shows a placeholder that says so.
+    expect(page.locator(".tile .placeholder").first).to_contain_text("Archiving…")
+    tiles = page.locator(".tile-link")
+    tiles.nth(1).focus()
+    caption = page.locator(".tile").nth(1).locator(".tile-caption")
+    expect(caption).to_contain_text("Local ComfyUI")
+    expect(caption).to_contain_text("a lighthouse at dusk")
+    expect(caption).to_have_css("opacity", "1")  # shown on focus, not only on hover
+    shot(page, "gallery")
+
+    tiles.nth(1).press("Enter")
     dialog = page.locator("dialog.lightbox")
-    playwright_api.expect(dialog).to_be_visible()
-    playwright_api.expect(dialog).to_contain_text("a lighthouse at dusk")
-    playwright_api.expect(dialog.locator("a:has-text('Download')")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "gallery-lightbox.png"))
+    expect(dialog).to_be_visible()
+    for text in ("a lighthouse at dusk", "1234", "sdxl_base_1.0.safetensors", "Local ComfyUI", "Succeeded"):
+        expect(dialog).to_contain_text(text)
+    expect(dialog.locator("a:has-text('Download')")).to_be_visible()
+    # The 64×64 picture is scaled up to the space there is, keeping its aspect.
+    image = dialog.locator(".lb-media img")
+    expect(image).to_have_js_property("complete", True)
+    # What is painted (object-fit: contain): the natural size times one scale for both sides.
+    drawn = image.evaluate(
+        """img => {
+          const scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+          return [img.naturalWidth * scale, img.naturalHeight * scale, img.getBoundingClientRect().bottom];
+        }"""
+    )
+    assert drawn[0] >= 400 and drawn[0] == drawn[1] and drawn[2] <= DESKTOP["height"], drawn
+    assert_accessible(page)
+    shot(page, "gallery-lightbox")
+    # Focus is trapped: Tab and Shift+Tab go round the dialog's controls.
+    for key in ["Tab"] * 5 + ["Shift+Tab"] * 7:
+        page.keyboard.press(key)
+        assert page.evaluate("!!document.activeElement.closest('dialog.lightbox')")
     page.keyboard.press("Escape")
-    playwright_api.expect(dialog).to_have_count(0)
+    expect(dialog).to_have_count(0)
+    # Focus returns to the tile that opened it.
+    assert page.evaluate("document.activeElement.classList.contains('tile-link')")
 
 
-def test_other_pages(page, local, fake, make_run):
-    now = timezone.now()
-    for i, status in enumerate([Status.SUCCEEDED] * 6 + [Status.FAILED] * 2 + [Status.TIMED_OUT]):
-        created = now - timezone.timedelta(days=i % 5, minutes=5)
-        error = {"message": "CUDA out of memory"} if status != Status.SUCCEEDED else {}
-        started = created + timezone.timedelta(seconds=10 + i)
-        make_run(
-            local,
-            status=status,
-            created=created,
-            started=started,
-            finished=started + timezone.timedelta(seconds=30 + 7 * i),
-            error=error,
-        )
-    for path, name in [
-        ("/runs/new/", "submit"),
-        ("/providers/", "providers"),
-        ("/stats/", "stats"),
-        ("/settings/api-keys/", "api-keys"),
-    ]:
+def test_the_gallery_empty_state_spans_the_grid(page):
+    page.goto("/gallery/?q=nothing-matches")
+    empty = page.locator(".gallery .empty")
+    expect(empty).to_contain_text("match these filters")
+    assert abs(empty.bounding_box()["width"] - page.locator(".gallery").bounding_box()["width"]) < 2
+
+
+# -- items: phone width and accessibility, on every page -------------------------------------------------
+
+PAGES = [
+    ("/runs/", "runs"),
+    ("failed", "run-detail-failed"),
+    ("succeeded", "run-detail"),
+    ("/gallery/", "gallery-page"),
+    ("/providers/", "providers"),
+    ("/stats/", "stats"),
+    ("/runs/new/", "submit"),
+    ("/settings/api-keys/", "api-keys"),
+    ("/settings/webhooks/", "webhooks"),
+    ("endpoint", "webhook-detail"),
+]
+
+
+def _visit_every_page(page, everything, suffix: str) -> None:
+    for path, name in PAGES:
+        if path in ("failed", "succeeded"):
+            path = f"/runs/{everything[path].code}/"
+        elif path == "endpoint":
+            path = f"/settings/webhooks/{everything['endpoint'].code}/"
         page.goto(path)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    page.goto("/providers/")
-    page.click("button:has-text('Test connection')")
-    playwright_api.expect(page.locator(".msg-success")).to_contain_text("Local ComfyUI")
-    page.goto("/settings/api-keys/")
-    page.fill("input[name=name]", "render-farm")
-    page.click("button:has-text('Create key')")
-    playwright_api.expect(page.locator("#new-key")).to_contain_text("ct_")
+        page.wait_for_load_state("networkidle")
+        if suffix == "-phone":
+            assert_no_sideways_scroll(page)
+        assert_accessible(page)
+        if name != "gallery-page":
+            shot(page, f"{name}{suffix}", full_page=name.startswith("run-detail"))
 
 
-def test_status_colours_agree_on_badges_bars_and_swatches(page, local, make_run):
-    """One colour per status (static/comfytrack.css sets it once as --status): check what Chromium paints."""
-    expected = {"succeeded": "rgb(47, 158, 68)", "failed": "rgb(224, 49, 49)", "timed_out": "rgb(240, 140, 0)"}
+def test_every_page_is_accessible_at_desktop_width(page, everything):
+    _visit_every_page(page, everything, "")
+    # Focus is visible: a keyboard user sees where they are.
+    page.goto("/runs/")
+    page.keyboard.press("Tab")  # the skip link
+    page.keyboard.press("Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
+
+
+def test_every_page_fits_a_phone_without_sideways_scrolling(phone, everything):
+    _visit_every_page(phone, everything, "-phone")
+    # The navigation folds behind a Menu button and opens on demand.
+    phone.goto("/runs/")
+    nav = phone.locator("nav.mainnav")
+    expect(nav).to_be_hidden()
+    menu = phone.locator("button.navtoggle")
+    menu.click()
+    expect(nav).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    # The runs table is one card per run: nothing wider than the screen.
+    assert phone.locator("tr.run-row").first.evaluate("e => getComputedStyle(e).display") == "flex"
+    phone.context.clear_cookies()
+    phone.goto("/login/")
+    assert_no_sideways_scroll(phone)
+    shot(phone, "login-phone")
+
+
+def test_status_is_never_colour_alone(page, local, make_run):
+    """Each status has its colour (written once as --status, so badges, bars and swatches agree), its word
+    and its shape."""
+    expected = {"succeeded": "rgb(42, 122, 59)", "failed": "rgb(201, 42, 42)", "timed_out": "rgb(168, 84, 0)"}
     for status in expected:
         make_run(local, status=status)
     style = "(e, prop) => getComputedStyle(e)[prop]"
     page.goto("/runs/")
     badges = {s: page.locator(f"table.runs .badge.s-{s}").first.evaluate(style, "backgroundColor") for s in expected}
+    shapes = {
+        s: page.locator(f"table.runs .badge.s-{s}").first.evaluate("e => getComputedStyle(e, '::before').content")
+        for s in expected
+    }
+    words = {s: page.locator(f"table.runs .badge.s-{s}").first.inner_text() for s in expected}
     page.goto("/stats/")
     bars = {s: page.locator(f"svg.chart rect.s-{s}").first.evaluate(style, "fill") for s in expected}
     swatches = {s: page.locator(f".swatch.s-{s}").evaluate(style, "backgroundColor") for s in expected}
     assert badges == bars == swatches == expected
-    assert page.locator(".swatch.s-queued").evaluate(style, "backgroundColor") == "rgb(116, 192, 252)"
+    assert words == {"succeeded": "Succeeded", "failed": "Failed", "timed_out": "Timed out"}
+    assert len(set(shapes.values())) == 3 and "none" not in shapes.values()
+
+
+def test_test_connection_and_a_new_api_key(page, local):
+    page.goto("/providers/")
+    page.click("button:has-text('Test connection')")
+    expect(page.locator(".msg-success")).to_contain_text("Local ComfyUI")
+    page.goto("/settings/api-keys/")
+    page.fill("input[name=name]", "render-farm")
+    page.click("button:has-text('Create key')")
+    expect(page.locator("#new-key")).to_contain_text("ct_")
+    # Shown once: reloading neither re-posts the form nor shows the key again.
+    page.reload()
+    expect(page.locator("#new-key")).to_have_count(0)
+    expect(page.locator("table")).to_contain_text("render-farm")

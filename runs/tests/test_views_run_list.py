@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from runs.models import Status
+from runs.queries import encode_cursor
 
 WORKFLOW = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox in snow"}}}
 
@@ -79,32 +81,76 @@ def test_it_explains_malformed_filters_instead_of_failing(signed_in, provider, m
     assert "visible" in content
 
 
-def _tbody(content: str) -> str:
-    return content[content.index('<tbody id="run-rows"') :].split(">")[0]
+def _poller(content: str) -> str:
+    return content[content.index('<div id="runs-live"') :].split(">")[0]
 
 
-def test_the_table_polls_once_for_all_rows_while_any_is_unfinished(signed_in, provider, make_run):
+def _rows(fragment: str) -> list[str]:
+    """The codes of the <tr>s in a page or a poll's answer, in order."""
+    return re.findall(r'<tr id="run-([0-9a-f-]{36})"', fragment)
+
+
+def test_the_page_marks_what_a_poll_asks_about(signed_in, provider, make_run):
     done = make_run(provider, "done-run", status=Status.SUCCEEDED)
-    content = signed_in.get("/runs/").content.decode()
-    assert "hx-trigger" not in _tbody(content)  # nothing left to watch
     running = make_run(provider, "running-run", status=Status.RUNNING, progress=0.4)
+    content = signed_in.get("/runs/?status=running,succeeded&q=run").content.decode()
+    poller = _poller(content)
+    # One poller for the page; it carries the filters (new runs must match them) and starts after the newest row.
+    assert content.count('hx-trigger="poll"') == 1 and "later=1" not in poller
+    assert "/runs/rows/?status=running%2Csucceeded&amp;q=run" in poller and "data-first-page" in poller
+    assert f'data-since="{encode_cursor(running)}"' in poller
+    # Only unfinished rows are asked about again: a finished status is final.
+    assert re.search(rf'<tr id="run-{running.code}"[^>]* data-live', content)
+    assert not re.search(rf'<tr id="run-{done.code}"[^>]* data-live', content)
+
+
+def test_a_poll_refreshes_unfinished_rows_and_adds_new_runs_on_the_first_page(signed_in, provider, make_run):
+    now = timezone.now()
+    shown = make_run(provider, "shown", status=Status.RUNNING, created=now - timedelta(minutes=5))
+    since = encode_cursor(shown)
+    assert _rows(signed_in.get(f"/runs/rows/?since={since}&code={shown.code}").content.decode()) == [str(shown.code)]
+    shown.status = Status.SUCCEEDED
+    shown.save()
+    newer = make_run(provider, "newer", status=Status.QUEUED, created=now - timedelta(minutes=1))
+    newest = make_run(provider, "newest", status=Status.PENDING, created=now)
+    other = make_run(provider, "filtered-out", status=Status.FAILED, created=now)
+    answer = signed_in.get(f"/runs/rows/?status=queued,pending,succeeded&since={since}&code={shown.code}")
+    fragment = answer.content.decode()
+    assert answer.status_code == 200 and "<html" not in fragment
+    # The refreshed row replaces itself (out of band); new rows go on top, newest first; no notice.
+    refreshed, inserted = fragment.split('hx-swap-oob="afterbegin:#run-rows"')
+    assert _rows(refreshed) == [str(shown.code)] and "Succeeded" in refreshed and 'hx-swap-oob="true"' in refreshed
+    assert _rows(inserted) == [str(newest.code), str(newer.code)] and str(other.code) not in fragment
+    assert re.search(r'<p id="new-runs"[^>]* hidden', fragment)
+
+
+def test_later_pages_count_new_runs_instead(signed_in, provider, make_run):
+    old = make_run(provider, "old", status=Status.SUCCEEDED, created=timezone.now() - timedelta(hours=1))
+    for i in range(3):
+        make_run(provider, f"new-{i}")
+    fragment = signed_in.get(f"/runs/rows/?later=1&since={encode_cursor(old)}").content.decode()
+    assert _rows(fragment) == [] and "3 new runs since this page loaded" in fragment
+    assert 'href="/runs/"' in fragment
+
+
+def test_a_first_page_that_was_empty_gets_its_first_runs(signed_in, provider, make_run):
     content = signed_in.get("/runs/").content.decode()
-    tbody = _tbody(content)
-    # Newest first, like the page: one URL naming every row shown.
-    assert "hx-trigger" in tbody and f"/runs/rows/?code={running.code}&amp;code={done.code}" in tbody
-    assert content.count("hx-trigger") == 1
+    assert 'data-since=""' in _poller(content) and "No runs yet" in content
+    run = make_run(provider, "first")
+    assert _rows(signed_in.get("/runs/rows/").content.decode()) == [str(run.code)]
 
 
-def test_the_rows_fragment_keeps_the_order_and_stops_polling_once_all_finished(signed_in, provider, make_run):
-    first, second = make_run(provider, status=Status.RUNNING), make_run(provider, status=Status.SUCCEEDED)
-    url = f"/runs/rows/?code={second.code}&code={first.code}&code=not-a-uuid"
-    fragment = signed_in.get(url).content.decode()
-    assert fragment.lstrip().startswith('<tbody id="run-rows"') and "<html" not in fragment
-    assert fragment.index(str(second.code)) < fragment.index(str(first.code)) and "hx-trigger" in fragment
-    first.status = Status.SUCCEEDED
-    first.save()
-    fragment = signed_in.get(url).content.decode()
-    assert "hx-trigger" not in fragment and fragment.count("Succeeded") == 2
+def test_polling_is_off_when_nothing_can_change(signed_in, provider, make_run):
+    make_run(provider, status=Status.SUCCEEDED, created=timezone.now() - timedelta(days=3))
+    ended = (timezone.now() - timedelta(days=1)).date().isoformat()
+    assert "data-poll-off" in _poller(signed_in.get(f"/runs/?created_before={ended}").content.decode())
+    assert "data-poll-off" not in _poller(signed_in.get("/runs/").content.decode())
+
+
+def test_a_poll_with_a_bad_since_only_refreshes(signed_in, provider, make_run):
+    run = make_run(provider, status=Status.RUNNING)
+    fragment = signed_in.get(f"/runs/rows/?since=garbage!&code={run.code}&code=not-a-uuid").content.decode()
+    assert _rows(fragment) == [str(run.code)] and "afterbegin" not in fragment
 
 
 def test_it_ignores_nul_characters_in_filters(signed_in, provider, make_run):
@@ -125,7 +171,7 @@ def test_it_hides_other_orgs(client, charlie, provider, make_run):
     run = make_run(provider, "acme-secret-run")
     client.force_login(charlie)
     assert b"acme-secret-run" not in client.get("/runs/").content
-    # Another organization's run is simply not there: no row, nothing to poll.
+    # Another organization's run is simply not there: not refreshed, not new.
     fragment = client.get(f"/runs/rows/?code={run.code}").content.decode()
-    assert str(run.code) not in fragment and "hx-trigger" not in fragment
+    assert str(run.code) not in fragment
     assert b"Unknown provider" in client.get(f"/runs/?provider={provider.code}").content

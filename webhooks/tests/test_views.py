@@ -126,3 +126,22 @@ def test_it_refuses_get_on_mutations(client, alice, org, make_endpoint):
     endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
     client.force_login(alice)
     assert client.get(f"{LIST}{endpoint.code}/delete/").status_code == 405
+
+
+def test_a_test_delivery_is_queued_signed_like_any_other(client, alice, bob, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, "https://hooks.example.com/ct")
+    client.force_login(bob)
+    assert client.post(f"{LIST}{endpoint.code}/test/").status_code == 403
+    client.force_login(alice)
+    response = client.post(f"{LIST}{endpoint.code}/test/", follow=True)
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert delivery.event_type == "webhook.test" and delivery.payload["type"] == "webhook.test"
+    assert delivery.event_id.startswith("msg_") and delivery.next_attempt_at is not None
+    assert "Test delivery" in response.content.decode() and "webhook.test" in response.content.decode()
+
+
+def test_a_refused_local_url_names_the_setting_that_allows_it(client, alice):
+    client.force_login(alice)
+    content = client.post(LIST, {"url": "http://localhost:8080/hook"}).content.decode()
+    error = re.search(r'<p class="field-error"[^>]*>([^<]*)</p>', content).group(1)
+    assert "COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS" in error and not WebhookEndpoint.objects.exists()
