@@ -77,7 +77,7 @@ async def post_prompt(request: web.Request) -> web.Response:
         return _error("no_prompt", "No prompt provided", "No prompt provided")
     for node_id, node in prompt.items():
         class_type = node.get("class_type") if isinstance(node, dict) else None
-        if class_type == "NoSuchNode" or not class_type:
+        if class_type in state.missing_node_types or not class_type:
             # recorded-comfyui/post_prompt_unknown_node.json
             return _error(
                 "invalid_prompt", f"Cannot execute because node {class_type} does not exist.", f"Node ID '#{node_id}'"

@@ -163,6 +163,11 @@ class FakeState:
         }
         # Default script for runs created by a submission (tests/demo may replace it).
         self.default_script: tuple[tuple[float, str], ...] = DEFAULT_SCRIPT
+        # Node types this server does not have (custom nodes not installed): a prompt using one is refused
+        # at submission, as ComfyUI does. The demo adds some.
+        self.missing_node_types: set[str] = {"NoSuchNode"}
+        # The error of a submitted run whose script fails (None: a CUDA out-of-memory on the KSampler).
+        self.failure_error: dict[str, Any] | None = None
 
     def add_run(
         self,
@@ -189,7 +194,7 @@ class FakeState:
             run.created = created
         run.number = len(self.runs)
         if run.error is None and FAILED in {p for _, p in run.script}:
-            run.error = default_error()
+            run.error = dict(self.failure_error) if self.failure_error else default_error()
         self.runs[(kind, run.external_id)] = run
         return run
 
@@ -209,6 +214,8 @@ class FakeState:
         self.comfyui_jobs_api = True
         self.requests.clear()
         self.default_script = DEFAULT_SCRIPT
+        self.missing_node_types = {"NoSuchNode"}
+        self.failure_error = None
 
 
 def default_error() -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The demo: Demo organization, Simulator provider, runs that succeed with PNGs or fail with node errors."""
+"""The demo: Demo organization, Simulator provider, runs that succeed with PNGs or fail the ways real runs do."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 from django.core.management import call_command
@@ -11,8 +12,9 @@ from django.core.management.base import CommandError
 from accounts.models import Organization
 from providers.fake.state import FAILED, SUCCEEDED
 from runs.actions import sync_run_now
-from runs.demo import ensure_demo, submit_demo_run
+from runs.demo import FAILURE_RATE, FAILURES, ensure_demo, pick_outcome, prepare_simulator, submit_demo_run
 from runs.models import Status
+from runs.sync import max_run_time
 
 
 @pytest.mark.django_db
@@ -25,19 +27,62 @@ def test_it_sets_up_the_demo_once(fake, django_user_model):
     assert org.role_of(admin) == "owner" and org.providers.count() == 1
 
 
-@pytest.mark.django_db
-def test_demo_runs_succeed_with_outputs_or_fail_with_node_errors(fake, monkeypatch):
+def test_about_a_quarter_of_demo_runs_fail_in_every_way():
+    rng = random.Random(7)
+    outcomes = Counter(pick_outcome(rng) for _ in range(4000))
+    failed = 1 - outcomes["succeeded"] / 4000
+    assert FAILURE_RATE == 0.25 and 0.22 <= failed <= 0.28, failed
+    assert set(outcomes) == {"succeeded", *FAILURES} and all(outcomes[kind] >= 50 for kind in FAILURES)
+
+
+@pytest.fixture
+def simulator(fake, monkeypatch):
     provider = ensure_demo(fake.base_url("comfyui"))
-    rng = random.Random(1)
-    monkeypatch.setattr("runs.demo.FAILURE_RATE", 0.0)
-    fake.state.default_script = ((0.0, SUCCEEDED),)
-    ok = sync_run_now(submit_demo_run(provider, None, rng))
-    assert ok.status == Status.SUCCEEDED and ok.outputs.count() >= 1 and ok.origin == "demo"
-    monkeypatch.setattr("runs.demo.FAILURE_RATE", 1.0)
-    bad = submit_demo_run(provider, None, rng)
-    fake.state.get("comfyui", bad.external_id).force(FAILED)
-    bad = sync_run_now(bad)
-    assert bad.status == Status.FAILED and bad.error["node_type"]
+    prepare_simulator(fake.state)
+    return provider
+
+
+def _demo_run(simulator, fake, monkeypatch, outcome: str):
+    monkeypatch.setattr("runs.demo.pick_outcome", lambda rng: outcome)
+    return submit_demo_run(simulator, fake.state, random.Random(3))
+
+
+@pytest.mark.django_db
+def test_a_succeeding_demo_run_has_a_png(simulator, fake, monkeypatch):
+    run = _demo_run(simulator, fake, monkeypatch, "succeeded")
+    fake.state.get("comfyui", run.external_id).force(SUCCEEDED)
+    run = sync_run_now(run)
+    assert run.status == Status.SUCCEEDED and run.outputs.count() >= 1 and run.origin == "demo"
+
+
+@pytest.mark.parametrize(
+    "outcome, node_type, words",
+    [
+        ("out_of_memory", "KSampler", "CUDA out of memory"),
+        ("missing_model", "CheckpointLoaderSimple", "No such file or directory"),
+        ("node_exception", "VAEDecode", "to have 4 channels, but got 16"),
+    ],
+)
+@pytest.mark.django_db
+def test_failing_demo_runs_carry_the_node_error_real_ones_do(simulator, fake, monkeypatch, outcome, node_type, words):
+    run = _demo_run(simulator, fake, monkeypatch, outcome)
+    fake.state.get("comfyui", run.external_id).force(FAILED)
+    run = sync_run_now(run)
+    assert run.status == Status.FAILED and run.error["node_type"] == node_type and words in run.error["message"]
+    assert "FakeFail" not in str(run.workflow)  # nothing in the demo's workflows gives the game away
+
+
+@pytest.mark.django_db
+def test_a_workflow_with_a_missing_custom_node_fails_validation_at_submission(simulator, fake, monkeypatch):
+    run = _demo_run(simulator, fake, monkeypatch, "validation_error")
+    assert run.status == Status.FAILED and "IPAdapterAdvanced does not exist" in run.error["message"]
+
+
+@pytest.mark.django_db
+def test_a_demo_run_that_never_finishes_is_timed_out_within_minutes(simulator, fake, monkeypatch):
+    run = _demo_run(simulator, fake, monkeypatch, "timeout")
+    script = fake.state.get("comfyui", run.external_id).script
+    assert script[-1][1] == "running" and max_run_time(run).total_seconds() <= 300
 
 
 @pytest.mark.django_db

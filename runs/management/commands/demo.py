@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from providers.fake import FakeProviderServer
-from runs.demo import ensure_demo, submit_demo_run
+from runs.demo import ensure_demo, prepare_simulator, submit_demo_run
 
 
 class Command(BaseCommand):
@@ -31,6 +31,7 @@ class Command(BaseCommand):
         rng = random.Random()
         with FakeProviderServer(port=port) as simulator:
             provider = ensure_demo(simulator.base_url("comfyui"))
+            prepare_simulator(simulator.state)
             self.stdout.write(f"Demo: Simulator on {simulator.root}, a demo run every ~{every:g} s (Ctrl-C stops)")
             submitted = 0
             try:
