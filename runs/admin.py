@@ -9,6 +9,13 @@ from accounts.scoping import OrgScopedAdmin
 from runs.models import Run, RunEvent, RunOutput
 
 
+@admin.display(description="run")
+def short_run(obj) -> str:
+    """An output's or event's run as "Provider: external id" cut to fit a list column."""
+    label = f"{obj.run.provider.name}: {obj.run.external_id or obj.run.code}"
+    return label if len(label) <= 32 else label[:31] + "…"
+
+
 def _pretty_json(value) -> str:
     if not value:
         return "—"
@@ -104,7 +111,8 @@ class RunAdmin(OrgScopedAdmin):
 @admin.register(RunOutput)
 class RunOutputAdmin(OrgScopedAdmin):
     org_path = "run__organization"
-    list_display = ["filename", "kind", "run", "archived", "size_bytes", "created"]
+    short_run = staticmethod(short_run)
+    list_display = ["filename", "kind", "short_run", "archived", "size_bytes", "created"]
     list_filter = ["kind"]
     search_fields = ["filename", "run__external_id"]
     list_select_related = ["run__provider"]
@@ -117,7 +125,8 @@ class RunOutputAdmin(OrgScopedAdmin):
 @admin.register(RunEvent)
 class RunEventAdmin(OrgScopedAdmin):
     org_path = "run__organization"
-    list_display = ["run", "created", "source", "from_status", "to_status", "provider_status"]
+    short_run = staticmethod(short_run)
+    list_display = ["short_run", "created", "source", "from_status", "to_status", "provider_status"]
     list_filter = ["source", "to_status"]
     list_select_related = ["run__provider"]
     readonly_fields = ["run", "created", "source", "from_status", "to_status", "provider_status", "detail"]

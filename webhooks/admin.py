@@ -27,13 +27,19 @@ class WebhookEndpointAdmin(OrgScopedAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(OrgScopedAdmin):
     org_path = "endpoint__organization"
-    list_display = ["event_type", "endpoint", "state", "attempt", "status_code", "latency_ms", "created"]
+    list_select_related = ["endpoint"]
+    list_display = ["event_type", "short_endpoint", "state", "attempt", "status_code", "latency_ms", "created"]
     list_filter = ["event_type"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     actions = ["redeliver"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="endpoint", ordering="endpoint__url")
+    def short_endpoint(self, obj: WebhookDelivery) -> str:
+        url = obj.endpoint.url
+        return url if len(url) <= 40 else url[:39] + "…"
 
     @admin.action(description="Redeliver the selected messages")
     def redeliver(self, request, queryset):
