@@ -71,14 +71,18 @@ def poll(params, organization) -> LiveUpdate:
     except BadCursor:
         return update
     if params.get("later"):
-        found = newer.values_list("pk", flat=True)[: MAX_COUNTED + 1]
-        update.new_count = len(found)
+        update.new_count = _count(newer)
     else:
         found = list(newer[: MAX_INSERTED + 1])
         if len(found) <= MAX_INSERTED:
             update.inserted = found
         else:
-            update.new_count = newer.values_list("pk", flat=True)[: MAX_COUNTED + 1].count()
+            update.new_count = _count(newer)
     if update.new_count > MAX_COUNTED:
         update.new_count, update.more_than_counted = MAX_COUNTED, True
     return update
+
+
+def _count(newer: QuerySet[Run]) -> int:
+    """How many runs `newer` holds, counting no further than one past MAX_COUNTED."""
+    return len(newer.values_list("pk", flat=True)[: MAX_COUNTED + 1])

@@ -389,6 +389,12 @@ def stats(request, access: Access):
         "windows": STATS_WINDOWS,
         "chart": runs_per_day_svg(result.per_day, days=days, today=timezone.now().date()),
         "legend": [(s, Status(s).label) for s in Status.values],
+        # The chart's numbers as a table: a status is never told by its colour alone.
+        "day_rows": [
+            (day, [counts.get(s, 0) for s in Status.values], sum(counts.values()))
+            for day, counts in sorted(result.per_day, reverse=True)
+            if counts
+        ],
         "error": error,
     }
     return render(request, "runs/stats.html", context)

@@ -113,6 +113,8 @@ def _open(browser, live_server, viewport, username="alice"):
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     page.goto("/login/")
     assert_accessible(page)
+    if viewport == DESKTOP:
+        shot(page, "login")
     page.fill("#id_username", username)
     page.fill("#id_password", "password")
     page.click("button[type=submit]")
@@ -153,10 +155,12 @@ def shot(page, name: str, *, full_page: bool = False) -> None:
     from PIL import Image
 
     path = SHOTS / f"{name}.png"
+    # Pictures in view have loaded (the gallery's thumbnails are lazy).
+    page.wait_for_function("[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)")
     page.screenshot(path=str(path), full_page=full_page)
-    with Image.open(path) as image:
-        image = image.crop((0, 0, image.width, min(image.height, 2000)))
-        image.convert("RGB").quantize(256).save(path, optimize=True)
+    with Image.open(path) as taken:
+        cropped = taken.crop((0, 0, taken.width, min(taken.height, 2000)))
+    cropped.convert("RGB").quantize(256).save(path, optimize=True)
 
 
 @pytest.fixture

@@ -36,3 +36,15 @@ def test_it_hides_other_orgs(client, charlie, provider, make_run):
     client.force_login(charlie)
     content = client.get("/stats/").content.decode()
     assert "acme-only failure" not in content and provider.name not in content
+
+
+def test_the_chart_has_its_numbers_as_a_table(client, alice, provider, make_run):
+    make_run(provider, status="failed")
+    make_run(provider, status="succeeded")
+    make_run(provider, status="succeeded")
+    client.force_login(alice)
+    response = client.get("/stats/")
+    today = timezone.now().date()
+    ((day, counts, total),) = response.context["day_rows"]
+    assert day == today and total == 3 and counts[Status.values.index("succeeded")] == 2
+    assert "The same numbers as a table" in response.content.decode()
