@@ -43,7 +43,7 @@ logger = logging.getLogger("runs.sync")
 # A claimed run is leased this long, and the lease is renewed every RENEW_EVERY while its batch is in
 # hand (fetching takes as long as the provider does): a worker that dies mid-sweep leaves its runs to
 # the next sweeper within LEASE, instead of the several minutes a lease sized for the slowest fetch takes.
-LEASE = timedelta(seconds=20)
+LEASE = timedelta(seconds=15)
 RENEW_EVERY = 5.0
 # Runs per claim: measured 997 / 1,047 / 1,190 / 1,145 runs/s at 250 / 500 / 1,000 / 2,000 (bench/sync_throughput.py);
 # a bigger batch amortises the round trips, a smaller one starts the fetch/apply overlap sooner.
@@ -141,7 +141,7 @@ def _sweep(
         held.release_all()
         raise
     if archive:
-        stats.archived = archive_all_due_outputs()
+        stats.archived = archive_all_due_outputs(should_stop=should_stop)
     return stats
 
 
@@ -243,16 +243,18 @@ class Claims:
         return runs, self.fetcher.start(runs)
 
 
-def archive_all_due_outputs(should_stop: Callable[[], bool] | None = None) -> int:
-    """Archive every output due now, batch after batch, until no batch is left; returns how many were archived.
+def archive_all_due_outputs(should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None) -> int:
+    """Archive every output due now, batch after batch, until no batch is left (or `max_seconds` have
+    passed, or `should_stop()` says so); returns how many were archived.
 
     A batch whose outputs all failed does not end it: each failure is scheduled for a later retry,
     so the next claim takes the outputs after them and the loop still ends.
     """
     # Outputs of runs that just finished are due now, not at a sweep's start: use the current time.
     cutoff = timezone.now()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     total = 0
-    while not (should_stop and should_stop()):
+    while not (should_stop and should_stop()) and not (deadline and time.monotonic() > deadline):
         batch = archive_due_batch(now=cutoff)
         total += batch.archived
         if not batch.claimed:

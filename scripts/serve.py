@@ -6,7 +6,7 @@
     scripts/serve.py --worker        the django-q2 cluster only (a worker machine)
 
 Each child runs in a process group of its own, so that stopping it also stops what it forked (gunicorn's
-workers, the q cluster's workers, which may be in the middle of a 50-second sync loop): Ctrl-C or SIGTERM
+workers, the q cluster's workers, which may be in the middle of a sync loop): Ctrl-C or SIGTERM
 here sends each group its stop signal (gunicorn: SIGTERM, a graceful stop; the others SIGINT), waits for
 gunicorn's graceful timeout, then kills whatever is left. Nothing keeps running behind.
 

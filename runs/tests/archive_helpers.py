@@ -4,7 +4,9 @@ scriptable HTTP server on loopback (for redirects, stalls and oversized bodies).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import os
 import threading
 import time
 import uuid
@@ -13,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+from django.core.files.storage import FileSystemStorage
 from PIL import Image
 
 from accounts.models import Organization
@@ -94,6 +98,27 @@ def png_of_size(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (200, 30, 90)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+class FullDisk(FileSystemStorage):
+    """A disk that fills up after `room` bytes: the write fails part-way, as it does on a real full
+    disk, leaving what it wrote so far behind (FileSystemStorage does not remove it)."""
+
+    def __init__(self, room: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.room = room
+
+    def _save(self, name, content):
+        path = Path(self.path(name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.read()
+        with open(path, "wb") as out:
+            out.write(data[: max(self.room, 0)])
+            if len(data) > self.room:
+                self.room = 0  # the partial write took what was left
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return name
 
 
 # -- a scriptable loopback HTTP server ------------------------------------------------------------

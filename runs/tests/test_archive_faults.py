@@ -3,13 +3,11 @@ key, a batch whose outputs all fail, a worker that dies mid-batch; and the retry
 
 from __future__ import annotations
 
-import errno
 import io
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +19,14 @@ from runs import archive
 from runs.archive import CLIENT_ERROR_GIVE_UP_AFTER, MAX_ATTEMPTS, archive_due_outputs
 from runs.models import Run, RunOutput
 from runs.sync import sync_due_runs
-from runs.tests.archive_helpers import body, fake_file_url, local_server, make_output, stub_client_registered
+from runs.tests.archive_helpers import (
+    FullDisk,
+    body,
+    fake_file_url,
+    local_server,
+    make_output,
+    stub_client_registered,
+)
 
 pytestmark = pytest.mark.django_db
 ENOSPC_MESSAGE = "No space left on device writing to media storage."
@@ -43,26 +48,6 @@ def files_in(path: Path) -> list[Path]:
 
 def in_future(seconds: int = 3600) -> int:
     return int(timezone.now().timestamp()) + seconds
-
-
-class FullDisk(FileSystemStorage):
-    """A disk that fills up after `room` bytes: the write fails part-way, as it does on a real full
-    disk, leaving what it wrote so far behind (FileSystemStorage does not remove it)."""
-
-    def __init__(self, room: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.room = room
-
-    def _save(self, name, content):
-        path = Path(self.path(name))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = content.read()
-        with open(path, "wb") as out:
-            out.write(data[: self.room])
-            if len(data) > self.room:
-                raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return name
 
 
 @pytest.fixture

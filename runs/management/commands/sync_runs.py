@@ -3,7 +3,10 @@ import logging
 from django.core.management.base import BaseCommand
 
 from comfytrack.loops import run_loop
-from runs.sync import sync_due_runs
+from runs.sync import archive_all_due_outputs, sync_due_runs
+
+# Seconds of archiving between two sweeps of the loop (--once archives everything due).
+ARCHIVE_SLICE = 5.0
 
 
 class Command(BaseCommand):
@@ -21,7 +24,9 @@ class Command(BaseCommand):
             return
 
         def one_pass(left, should_stop) -> tuple[int, bool]:
-            stats = sync_due_runs(should_stop=should_stop)
+            stats = sync_due_runs(archive=False, should_stop=should_stop)
+            # Archive in slices, so that a backlog of downloads never holds the next sweep back for long.
+            stats.archived = archive_all_due_outputs(should_stop=should_stop, max_seconds=ARCHIVE_SLICE)
             if stats.claimed or stats.archived:
                 self.stdout.write(stats.summary())
             return stats.claimed, False  # wait `interval` between sweeps either way
