@@ -263,6 +263,33 @@ def turn_taken_after(moment, timeout: float) -> float | None:
     return None
 
 
+def leases_of(pks: list[int]) -> dict[int, object]:
+    """The runs of `pks` under a lease now, with the lease's end."""
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    held = Run.objects.filter(pk__in=pks, sync_locked_until__gt=timezone.now())
+    return dict(held.values_list("pk", "sync_locked_until"))
+
+
+def picked_up(leases: dict[int, object], moment, timeout: float) -> float | None:
+    """Seconds until another sweeper has taken every one of these runs: leased it anew, or synced it."""
+    from runs.models import Run
+
+    started = time.monotonic()
+    waiting = dict(leases)
+    while time.monotonic() - started < timeout:
+        rows = Run.objects.filter(pk__in=list(waiting)).values_list("pk", "sync_locked_until", "last_synced")
+        for pk, lease, last_synced in rows:
+            if (last_synced and last_synced > moment) or (lease and lease != waiting[pk]):
+                del waiting[pk]
+        if not waiting:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
 def wait_for_leases(pks: list[int], timeout: float = 60) -> list[int]:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -282,9 +309,10 @@ def kill_q_cluster(bench: Bench) -> Outcome:
     bench.fake.set_faults(latency_ms=300)  # sweeps long enough to be caught in the middle
     pks = bench.add_runs()
     cluster = bench.start("qcluster", name="qcluster-1")
-    held = wait_for_leases(pks)
+    wait_for_leases(pks)
     bench.stop(cluster, signal.SIGKILL, 5)
     killed_at = timezone.now()
+    held = leases_of(pks)
     outcome.notes.append(f"{len(held)} run(s) were leased by the killed cluster")
     bench.terminate_other_backends()
     bench.fake.set_faults(latency_ms=20)
@@ -294,10 +322,14 @@ def kill_q_cluster(bench: Bench) -> Outcome:
     # dead one leased are not due before their lease ends, so the loop's turn shows when it started.
     first = turn_taken_after(killed_at, 60)
     outcome.recoveries["first sweep of the restarted cluster"] = (first, 5.0)
-    pickup = synced_after(held, killed_at, 90)
-    outcome.recoveries["dead cluster's leased runs synced"] = (
-        None if pickup is None else time.monotonic() - restarted,
+    taken = picked_up(held, killed_at, 90)
+    outcome.recoveries["dead cluster's leased runs picked up"] = (
+        None if taken is None else time.monotonic() - restarted,
         30.0,
+    )
+    synced = synced_after(list(held), killed_at, 90)
+    outcome.notes.append(
+        f"...and synced {'never' if synced is None else f'{time.monotonic() - restarted:.1f} s'} after the restart"
     )
     bench.wait_terminal(pks, 120)
     bench.stop(second, signal.SIGINT, 20)
@@ -311,18 +343,23 @@ def kill_sync_runs(bench: Bench) -> Outcome:
     bench.fake.set_faults(latency_ms=300)
     pks = bench.add_runs()
     first = bench.start("sync_runs", "--interval", "0.25", name="sync-1")
-    held = wait_for_leases(pks)
+    wait_for_leases(pks)
     bench.stop(first, signal.SIGKILL, 5)
     killed_at = timezone.now()
+    held = leases_of(pks)
     bench.terminate_other_backends()
     bench.fake.set_faults(latency_ms=20)
     outcome.notes.append(f"{len(held)} run(s) were leased by the killed sweeper")
     started = time.monotonic()
     second = bench.start("sync_runs", "--interval", "0.25", name="sync-2")
-    pickup = synced_after(held, killed_at, 90)
-    outcome.recoveries["its leased runs synced by the next sweeper"] = (
-        None if pickup is None else time.monotonic() - started,
+    taken = picked_up(held, killed_at, 90)
+    outcome.recoveries["its leased runs picked up by the next sweeper"] = (
+        None if taken is None else time.monotonic() - started,
         30.0,
+    )
+    synced = synced_after(list(held), killed_at, 90)
+    outcome.notes.append(
+        f"...and synced {'never' if synced is None else f'{time.monotonic() - started:.1f} s'} after its start"
     )
     bench.wait_terminal(pks, 120)
     rc = bench.stop(second, signal.SIGTERM, 20)
@@ -398,11 +435,15 @@ def full_disk(bench: Bench) -> Outcome:
     media = Path(tempfile.mkdtemp(prefix="comfytrack-faults-media-"))
     temp = Path(tempfile.mkdtemp(prefix="comfytrack-faults-tmp-"))
     tempfile.tempdir = str(temp)
+    from django.db.models import FileField
+
     from runs.tests.archive_helpers import FullDisk
 
     storage = FullDisk(room=DISK_ROOM, location=str(media))
     for name in ("file", "thumbnail"):
-        RunOutput._meta.get_field(name).storage = storage
+        file_field = RunOutput._meta.get_field(name)
+        assert isinstance(file_field, FileField)
+        file_field.storage = storage
     outputs = RunOutput.objects.filter(run_id__in=pks)
     total = outputs.count()
     logging.getLogger("runs.archive").setLevel(logging.CRITICAL)  # one line per failure: counted below instead
@@ -432,7 +473,7 @@ def full_disk(bench: Bench) -> Outcome:
     left = outputs.filter(archived=None).count()
     mismatched = 0
     for output in outputs.exclude(archived=None):
-        mismatched += hashlib.sha256(Path(media, output.file.name).read_bytes()).hexdigest() != output.sha256
+        mismatched += hashlib.sha256(Path(media, output.file.name or "").read_bytes()).hexdigest() != output.sha256
     outcome.notes.append(
         f"after freeing space and retrying: {total - left} of {total} archived in {elapsed:.1f} s, "
         f"{mismatched} sha256 mismatch(es), {len(list(temp.iterdir()))} temp file(s) left"

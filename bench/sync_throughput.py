@@ -305,7 +305,7 @@ class RemoteFake:
     def secret(self, kind: str) -> dict[str, str]:
         return dict(self.state.secrets[kind])
 
-    def set_faults(self, **faults: float) -> None:
+    def set_faults(self, **faults: float | str) -> None:
         import httpx
 
         httpx.post(f"{self.root}/_fake/faults", json=faults, timeout=10).raise_for_status()

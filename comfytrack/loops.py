@@ -33,6 +33,8 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 # A loop that has not finished a pass for this long is taken to be dead: a new one may start at once.
 TURN_STALE_AFTER = timedelta(seconds=20)
+# How often a loop records that it is alive (one UPDATE) and sees whether a newer one took over.
+BEAT_EVERY = 2.0
 
 # (count to add up, whether it found work). `should_stop()` turns true once a stop was asked for.
 OnePass = Callable[[float, Callable[[], bool]], tuple[int, bool]]
@@ -77,6 +79,7 @@ def run_loop(
     total = 0
     failures = 0
     holder = take_turn(turn) if turn else None
+    beaten = time.monotonic()
     with stop_on_signals() as signalled:
         stopping = stop or signalled
 
@@ -89,9 +92,11 @@ def run_loop(
                 break
             try:
                 close_stale_connections()
-                if turn and holder and not keep_turn(turn, holder):
-                    logger.info("%s: a newer loop took over", turn)
-                    break
+                if turn and holder and time.monotonic() - beaten >= BEAT_EVERY:
+                    if not keep_turn(turn, holder):
+                        logger.info("%s: a newer loop took over", turn)
+                        break
+                    beaten = time.monotonic()
                 count, worked = one_pass(max(left or 60.0, 1.0), should_stop)
             except Exception as exc:
                 failures += 1

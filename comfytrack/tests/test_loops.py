@@ -75,7 +75,8 @@ def test_sigterm_asks_the_pass_to_stop_and_the_loop_returns():
 
 
 @pytest.mark.django_db
-def test_a_newer_loop_takes_the_turn_and_the_older_one_ends_after_its_pass():
+def test_a_newer_loop_takes_the_turn_and_the_older_one_ends_after_its_pass(monkeypatch):
+    monkeypatch.setattr(loops, "BEAT_EVERY", 0.0)
     passes = []
 
     def one_pass(left, should_stop):
