@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts import shown_once
 from accounts.access import SESSION_KEY, Access, _is_uuid, org_required
 from accounts.models import ApiKey, Organization
-from providers.crypto import SecretUnreadable, decrypt_json, encrypt_json
 
 _OBJECT_PAGE = re.compile(r"^/runs/[0-9a-f]{8}-")
 
@@ -46,13 +46,7 @@ NEW_KEY_SESSION = "new_api_key"
 def api_keys(request, access: Access):
     keys = ApiKey.objects.filter(organization=access.organization).select_related("created_by")
     context = {"keys": keys, "access": access}
-    sealed = request.session.pop(NEW_KEY_SESSION, None)
-    if sealed:
-        # Popped on this first view: a reload (or anyone later) no longer sees the key.
-        try:
-            context.update(decrypt_json(sealed))
-        except SecretUnreadable:
-            messages.error(request, "The new key could not be shown: revoke it and create another.")
+    context.update(shown_once.take(request, NEW_KEY_SESSION) or {})
     return render(request, "accounts/api_keys.html", context)
 
 
@@ -69,9 +63,8 @@ def api_key_create(request, access: Access):
     key, plain = ApiKey.issue(
         access.organization, name, read_only=bool(request.POST.get("read_only")), created_by=request.user
     )
-    # POST-redirect-GET, so a reload never re-posts the form. The key rides to the next page encrypted
-    # (sessions live in the database, which never holds a secret in plaintext) and is shown there once.
-    request.session[NEW_KEY_SESSION] = encrypt_json({"plain": plain, "new_key_name": key.name})
+    # POST-redirect-GET, so a reload never re-posts the form; the keys page shows the key once.
+    shown_once.keep_for_next_page(request, NEW_KEY_SESSION, {"plain": plain, "new_key_name": key.name})
     return redirect("api-keys")
 
 

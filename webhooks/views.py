@@ -12,10 +12,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import shown_once
 from accounts.access import Access, org_required
 from webhooks.forms import EndpointForm
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.ping import send_test
+
+# The session slot that carries a new endpoint's signing secret from the POST to its page.
+NEW_SECRET_SESSION = "new_webhook_secret"  # noqa: S105 — a session key, not a secret
 
 
 def _get_endpoint(access: Access, code) -> WebhookEndpoint:
@@ -30,7 +34,6 @@ def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
         raise PermissionDenied("Only owners and admins can change webhooks.")
     organization, can_manage = access.organization, access.can_manage
     form = EndpointForm(request.POST or None)
-    secret = created = None
     if request.method == "POST" and form.is_valid():
         created = WebhookEndpoint(
             organization=organization,
@@ -41,16 +44,16 @@ def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
         )
         secret = created.rotate_secret()
         created.save()
-        form = EndpointForm()
+        # POST-redirect-GET, so a reload never adds the endpoint twice; its page shows the secret once.
+        shown_once.keep_for_next_page(request, NEW_SECRET_SESSION, {"code": str(created.code), "secret": secret})
+        return redirect("webhooks:detail", code=created.code)
     context = {
         "organization": organization,
         "endpoints": WebhookEndpoint.objects.filter(organization=organization),
         "form": form,
         "can_manage": can_manage,
-        "created": created,
-        "secret": secret,  # shown in this response only; never again
     }
-    return render(request, "webhooks/endpoint_list.html", context, status=201 if created else 200)
+    return render(request, "webhooks/endpoint_list.html", context)
 
 
 @org_required
@@ -58,6 +61,9 @@ def endpoint_detail(request: HttpRequest, access: Access, code) -> HttpResponse:
     endpoint = _get_endpoint(access, code)
     deliveries = endpoint.deliveries.order_by("-created", "-id")[:100]
     context = {"endpoint": endpoint, "deliveries": deliveries, "can_manage": access.can_manage}
+    new = shown_once.take(request, NEW_SECRET_SESSION, code=str(endpoint.code))
+    if new:
+        context["secret"] = new["secret"]
     return render(request, "webhooks/endpoint_detail.html", context)
 
 

@@ -394,6 +394,9 @@ PAGES = [
     ("/providers/", "providers"),
     ("/stats/", "stats"),
     ("/runs/new/", "submit"),
+    ("/runs/track/", "track"),
+    ("output", "output-page"),
+    ("/runs/00000000-0000-0000-0000-000000000000/", "not-found"),
     ("/settings/api-keys/", "api-keys"),
     ("/settings/webhooks/", "webhooks"),
     ("endpoint", "webhook-detail"),
@@ -406,12 +409,16 @@ def _visit_every_page(page, everything, suffix: str) -> None:
             path = f"/runs/{everything[path].code}/"
         elif path == "endpoint":
             path = f"/settings/webhooks/{everything['endpoint'].code}/"
+        elif path == "output":  # an output's own page (the lightbox without JavaScript)
+            path = f"/outputs/{everything['succeeded'].outputs.filter(archived__isnull=False).get().code}/"
         page.goto(path)
         page.wait_for_load_state("networkidle")
+        if name == "not-found":  # the page itself answers 404, which the console reports
+            page.console_errors[:] = [e for e in page.console_errors if "status of 404" not in e]
         if suffix == "-phone":
             assert_no_sideways_scroll(page)
         assert_accessible(page)
-        if name != "gallery-page":
+        if name not in ("gallery-page", "output-page", "not-found", "track"):
             shot(page, f"{name}{suffix}", full_page=name.startswith("run-detail"))
 
 
@@ -469,11 +476,35 @@ def test_test_connection_and_a_new_api_key(page, local):
     page.goto("/providers/")
     page.click("button:has-text('Test connection')")
     expect(page.locator(".msg-success")).to_contain_text("Local ComfyUI")
+    assert_accessible(page)  # with a message shown
     page.goto("/settings/api-keys/")
     page.fill("input[name=name]", "render-farm")
     page.click("button:has-text('Create key')")
     expect(page.locator("#new-key")).to_contain_text("ct_")
+    assert_accessible(page)
     # Shown once: reloading neither re-posts the form nor shows the key again.
     page.reload()
     expect(page.locator("#new-key")).to_have_count(0)
     expect(page.locator("table")).to_contain_text("render-farm")
+
+
+def test_a_webhook_endpoint_from_creation_to_test_delivery_and_deletion(page):
+    page.goto("/settings/webhooks/")
+    page.fill("input[name=url]", "http://localhost:9/hook")
+    page.click("button:has-text('Add endpoint')")
+    # A local target is refused with the setting that would allow it.
+    expect(page.locator(".field-error")).to_contain_text("COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS")
+    page.fill("input[name=url]", "https://hooks.example.com/comfytrack")
+    page.check("input[value='run.failed']")
+    page.click("button:has-text('Add endpoint')")
+    # Redirected to the endpoint's page, which shows the signing secret once.
+    expect(page.locator("#new-secret")).to_contain_text("whsec_")
+    page.reload()
+    expect(page.locator("#new-secret")).to_have_count(0)
+    page.click("button:has-text('Send a test delivery')")
+    expect(page.locator("table.deliveries")).to_contain_text("webhook.test")
+    assert_accessible(page)
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete … and its delivery log?"
+    page.click("button:has-text('Delete endpoint')")
+    page.wait_for_url("**/settings/webhooks/")
+    expect(page.locator(".msg-success")).to_contain_text("Deleted the webhook endpoint")

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.test import Client
 
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -28,11 +29,14 @@ def test_it_requires_login(client, org):
 def test_it_creates_an_endpoint_and_shows_the_secret_once(client, alice, org):
     client.force_login(alice)
     response = client.post(LIST, {"url": "https://hooks.example.com/ct", "events": ["run.failed", "run.succeeded"]})
-    assert response.status_code == 201
     endpoint = WebhookEndpoint.objects.get()
+    # POST-redirect-GET: the endpoint's page shows the secret; reloading it posts nothing.
+    assert response.status_code == 302 and response["Location"] == f"{LIST}{endpoint.code}/"
     assert endpoint.organization == org and endpoint.events == ["run.failed", "run.succeeded"]
     secret = endpoint.signing_secret
-    assert secret.startswith("whsec_") and secret in response.content.decode()
+    assert not any(secret in str(row.get_decoded()) for row in Session.objects.all())  # encrypted meanwhile
+    assert secret.startswith("whsec_") and secret in client.get(response["Location"]).content.decode()
+    assert secret not in client.get(response["Location"]).content.decode()  # once
     again = client.get(LIST)
     assert secret not in again.content.decode() and "hooks.example.com/ct" in again.content.decode()
     assert not re.search(r"<script(?![^>]*\bsrc=)", again.content.decode())  # CSP: no inline scripts
@@ -60,7 +64,7 @@ def test_it_checks_localhost_on_the_schemes_default_port(client, alice, settings
     settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = allowed
     client.force_login(alice)
     response = client.post(LIST, {"url": url})
-    assert response.status_code == (201 if accepted else 200)
+    assert response.status_code == (302 if accepted else 200)
     assert WebhookEndpoint.objects.filter(url=url).exists() == accepted
 
 
