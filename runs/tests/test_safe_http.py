@@ -180,6 +180,12 @@ OWN = "https://cloud.comfy.org"
 GCS = "https://storage.googleapis.com/comfy-outputs/x.png?X-Goog-Signature=deadbeef"
 
 
+@pytest.fixture(autouse=True)
+def downloads_in_tmp_path(tmp_path, monkeypatch):
+    """The downloads these tests make land in the test's own directory, not in /tmp for good."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+
+
 def download(handler, url: str = f"{OWN}/api/view?filename=x.png", *, max_bytes: int = 1_000_000):
     """Run one download against a MockTransport; returns (result or error, requests seen)."""
     seen: list[httpx.Request] = []
