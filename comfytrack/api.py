@@ -1,7 +1,8 @@
 """The JSON API (docs/api.md), mounted at /api/v1/.
 
-Every error, whatever raised it, answers with one shape: `{"detail": "<a sentence>", "code": "<slug>"}`,
-plus `field` on validation errors. Bad input is a 4xx, never a 500.
+Every error, whatever raised it, answers with one shape: `{"detail": "<a sentence>", "code": "<slug>",
+"field": "<the field at fault>" | null}` (docs/api.md "Errors"). Bad input is a 4xx, never a 500.
+Every answer, GET or POST, error or not, is written by one renderer (comfytrack.api_json).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Thr
 
 from accounts.api_auth import API_AUTH, KeyRateThrottle
 from comfytrack.api_errors import ApiError, describe_validation_errors
+from comfytrack.api_json import OrjsonRenderer
 
 logger = logging.getLogger("comfytrack.api")
 
@@ -24,9 +26,10 @@ api = NinjaAPI(
     description=(
         "Submit, track and read ComfyUI runs on any configured hosting provider. Authenticate with an "
         "organization API key in `X-API-Key` or `Authorization: Bearer`. Errors are "
-        '`{"detail": "…", "code": "…"}`.'
+        '`{"detail": "…", "code": "…", "field": "…" | null}`.'
     ),
     auth=API_AUTH,
+    renderer=OrjsonRenderer(),
     throttle=[KeyRateThrottle()],
     urls_namespace="api",
 )
@@ -47,15 +50,18 @@ HTTP_CODES = {
 }
 
 
-def error_response(request: HttpRequest, status: int, detail: str, code: str | None = None, **extra) -> HttpResponse:
-    body = {"detail": detail, "code": code or HTTP_CODES.get(status, "error"), **extra}
+def error_response(
+    request: HttpRequest, status: int, detail: str, code: str | None = None, *, field: str | None = None, **extra
+) -> HttpResponse:
+    """The one error body: `detail`, `code` and `field` (null when no one field is at fault) always."""
+    body = {"detail": detail, "code": code or HTTP_CODES.get(status, "error"), "field": field, **extra}
     return api.create_response(request, body, status=status)
 
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    extra = {"field": exc.field} if exc.field else {}
-    return error_response(request, exc.status, exc.detail, exc.code, **extra)
+    extra = {"errors": exc.errors} if exc.errors else {}
+    return error_response(request, exc.status, exc.detail, exc.code, field=exc.field, **extra)
 
 
 @api.exception_handler(ValidationError)

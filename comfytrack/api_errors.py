@@ -8,21 +8,37 @@ from typing import Any
 from ninja import Schema
 
 
+class FieldErrorOut(Schema):
+    field: str | None
+    detail: str
+
+
 class ErrorOut(Schema):
     detail: str
     code: str
     field: str | None = None
+    errors: list[FieldErrorOut] | None = None
 
 
 class ApiError(Exception):
-    """Raised by handlers; the API turns it into `{"detail", "code"[, "field"]}` with `status`."""
+    """Raised by handlers; the API turns it into `{"detail", "code", "field"}` with `status` (plus
+    `errors`, one `{field, detail}` per problem, when there are several)."""
 
-    def __init__(self, status: int, detail: str, code: str | None = None, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, str | None]] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code
         self.field = field
+        self.errors = errors
 
 
 def not_found(what: str = "Not found.") -> ApiError:

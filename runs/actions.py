@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from providers.clients.base import ProviderError, Unsupported
+from providers.clients.base import ProviderError, SubmissionRejected, Unsupported
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
 from runs.applying import mark_status
@@ -67,7 +67,10 @@ def retry_run(run: Run, *, provider: Provider | None = None, created_by=None) ->
         raise ActionError("Retry on a provider of the same organization.", status=404)
     if not run.workflow:
         raise ActionError("This run was tracked by its id, so comfytrack has no workflow to submit again.", status=409)
-    return submit_run(target, run.workflow, run.inputs, origin=Origin.RETRY, created_by=created_by, retry_of=run)
+    try:
+        return submit_run(target, run.workflow, run.inputs, origin=Origin.RETRY, created_by=created_by, retry_of=run)
+    except SubmissionRejected as exc:
+        raise ActionError(f"{target.name} refused the workflow: {exc.message}", status=422) from None
 
 
 def retry_archiving(run: Run) -> Run:

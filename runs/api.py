@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from accounts.api_auth import caller
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
+from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import export
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
@@ -268,22 +269,48 @@ def submit(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
 ):
     """Submit a workflow to a provider. 201 with the new run (`pending` until the provider accepts it,
-    `failed` with the provider's message if it refused). With an `Idempotency-Key` header, repeating the
-    request returns the same run (200) instead of submitting again."""
+    `failed` with the provider's message if it failed to answer). A workflow the provider refuses at
+    validation (or inputs naming nodes not in the workflow) is a 422 naming the nodes and inputs at
+    fault, and no run is recorded. With an `Idempotency-Key` header, repeating the request returns the
+    same run (200) instead of submitting again; the same key with a different body is a 422."""
     provider = find_provider(request, payload.provider)
     key = (idempotency_key or "").replace("\x00", "").strip() or None
     existing = key and Run.objects.filter(organization=_org(request), idempotency_key=key).first()
     if existing:
-        return Status(200, _json_run(existing))
-    run = submit_run(
-        provider,
-        payload.workflow,
-        payload.inputs or {},
-        origin=Origin.API,
-        created_by=caller(request).user,
-        idempotency_key=key,
-    )
+        return Status(200, _json_run(_same_request(existing, provider, payload)))
+    try:
+        run = submit_run(
+            provider,
+            payload.workflow,
+            payload.inputs or {},
+            origin=Origin.API,
+            created_by=caller(request).user,
+            idempotency_key=key,
+        )
+    except SubmissionRejected as exc:
+        raise rejected(exc) from None
+    if key:
+        _same_request(run, provider, payload)  # the same key may have raced in with another body
     return Status(201, _json_run(run))
+
+
+def _same_request(run: Run, provider: Provider, payload: SubmitIn) -> Run:
+    """The run an Idempotency-Key named, if it was made by the same request; else a 422 saying so."""
+    if run.provider_id != provider.pk or run.workflow != payload.workflow or run.inputs != (payload.inputs or {}):
+        raise ApiError(
+            422,
+            "This Idempotency-Key was already used with a different request body (provider, workflow or inputs); "
+            "use a new key for a different submission.",
+            "idempotency_key_reused",
+            field="Idempotency-Key",
+        )
+    return run
+
+
+def rejected(exc: SubmissionRejected) -> ApiError:
+    """A refused submission as a 422: `field` is the first node/input at fault, `errors` lists them all."""
+    errors = [{"field": p.field, "detail": p.message} for p in exc.problems]
+    return ApiError(422, exc.message, "rejected", field=exc.problems[0].field, errors=errors)
 
 
 @router.post(
@@ -320,7 +347,7 @@ def _act(action, *args, **kwargs) -> Run:
     try:
         return action(*args, **kwargs)
     except ActionError as exc:
-        code = {404: "not_found", 409: "conflict", 502: "provider_error"}.get(exc.status, "error")
+        code = {404: "not_found", 409: "conflict", 422: "rejected", 502: "provider_error"}.get(exc.status, "error")
         raise ApiError(exc.status, exc.message, code) from None
 
 
@@ -343,6 +370,9 @@ def _optional_body[S: Schema](request: HttpRequest, schema: type[S]) -> S:
     raw = request.body.strip()
     content_type = request.content_type or ""
     is_json = content_type in ("application/json", "") or content_type.endswith("+json")
+    # `curl -d '{…}'` without a Content-Type header labels JSON as a form: a body that is a JSON object
+    # is read as one, rather than silently ignored as a form with one odd field.
+    is_json = is_json or raw.startswith(b"{")
     try:
         if not is_json:
             return schema.model_validate(request.POST.dict())

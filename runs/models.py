@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from providers.clients.base import RunSnapshot
 from providers.models import Credential, Provider
+from runs.times import OBSERVED, TIME_FIELDS, TimeSource, merged_times, time_source
 
 if TYPE_CHECKING:
     from providers.clients.base import OutputRef
@@ -55,16 +56,22 @@ SWEEP_FIELDS = (
     "provider_status",
     "progress",
     "live_status",
+    "origin",
     "created",
     "queued",
     "started",
     "finished",
+    "created_source",
+    "queued_source",
+    "started_source",
+    "finished_source",
     "last_synced",
     "next_sync_after",
     "sync_locked_until",
     "sync_failures",
     "last_sync_error",
     "unknown_since",
+    "lost_at",
     "n_outputs",
     "cancel_requested",
 )
@@ -148,6 +155,11 @@ class Run(models.Model):
     queued = models.DateTimeField(null=True, blank=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # Where each time came from (runs.times): the provider's own clock, or comfytrack's observation.
+    created_source = models.CharField(max_length=8, choices=TimeSource.choices, default=OBSERVED, editable=False)
+    queued_source = models.CharField(max_length=8, choices=TimeSource.choices, blank=True, editable=False)
+    started_source = models.CharField(max_length=8, choices=TimeSource.choices, blank=True, editable=False)
+    finished_source = models.CharField(max_length=8, choices=TimeSource.choices, blank=True, editable=False)
 
     # Sync engine bookkeeping (runs.sync).
     last_synced = models.DateTimeField(null=True, blank=True, editable=False)
@@ -157,6 +169,8 @@ class Run(models.Model):
     last_sync_error = models.TextField(blank=True, editable=False)
     # First time the provider said it did not know this run (the grace period for `lost` starts here).
     unknown_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # While unknown_since is set: when the run will be marked lost; for a lost run: when it was.
+    lost_at = models.DateTimeField(null=True, blank=True, editable=False)
     n_outputs = models.PositiveIntegerField(default=0, editable=False)
     # Lower-cased external id, key input values and node types: what free-text search matches (runs.workflow).
     search_text = models.TextField(blank=True, editable=False)
@@ -235,6 +249,22 @@ class Run(models.Model):
     def run_seconds(self) -> float | None:
         return elapsed(self.started, self.finished)
 
+    def time_source(self, name: str) -> str | None:
+        """'provider' or 'observed' for the time `name` (created, queued, started, finished); None if unset."""
+        return time_source(getattr(self, name), getattr(self, f"{name}_source"))
+
+    @property
+    def approximate_times(self) -> dict[str, bool]:
+        """Which times stand in for a provider time comfytrack does not have (pages mark them "≈").
+        A submitted run's `created` is comfytrack's own record, exact; a tracked run's is not."""
+        names = ("queued", "started", "finished") if self.origin != Origin.TRACKED else TIME_FIELDS
+        return {name: self.time_source(name) == OBSERVED for name in names}
+
+    @property
+    def unseen_since(self) -> datetime | None:
+        """Since when the provider has not known this run (in flight or lost), else None."""
+        return self.unknown_since if self.status in (*IN_FLIGHT, Status.LOST) else None
+
     @classmethod
     def from_columns(cls, attnames: Sequence[str], rows: Iterable[Sequence[Any]], db: str) -> list[Run]:
         """Runs from raw rows of columns that need no conversion (ints, strings, UUIDs, aware datetimes).
@@ -253,31 +283,32 @@ class Run(models.Model):
         return runs
 
     def snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
-        """The column values a snapshot implies for this run (timestamps only ever fill in)."""
+        """The column values a snapshot implies for this run (times by the rules of runs.times)."""
         fields: dict = {
             "status": status,
             "provider_status": (snapshot.provider_status or "")[:100],
             "live_status": (snapshot.live_status or "")[:300],
-            "unknown_since": None,
         }
+        if status == Status.LOST:
+            # A lost run keeps the moment the provider stopped knowing it: its page says so.
+            fields["lost_at"] = now
+        else:
+            fields["unknown_since"], fields["lost_at"] = None, None
         if snapshot.progress is not None:
             fields["progress"] = 1.0 if status == Status.SUCCEEDED else snapshot.progress
         elif status == Status.SUCCEEDED:
             fields["progress"] = 1.0
-        queued = self.queued or snapshot.queued or snapshot.created
-        started = self.started or snapshot.started
-        if status == Status.RUNNING and started is None:
-            started = now
-        finished = self.finished or snapshot.finished
-        if status in TERMINAL and finished is None:
-            finished = now
-        if queued and queued != self.queued:
-            fields["queued"] = queued
-        if started and started != self.started:
-            fields["started"] = started
-        if finished and finished != self.finished:
-            # Clock skew between provider and us must not break finished >= started.
-            fields["finished"] = max(finished, started) if started else finished
+        # comfytrack never saw a lost run end: it gets no finish time (and so no run time) of ours.
+        fields.update(
+            merged_times(
+                self,
+                snapshot,
+                now,
+                running=status == Status.RUNNING,
+                finished=status in TERMINAL and status != Status.LOST,
+                tracked=self.origin == Origin.TRACKED,
+            )
+        )
         if snapshot.error:
             fields["error"] = {
                 "message": snapshot.error.message,

@@ -10,7 +10,6 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import QuerySet, TextField
 from django.db.models.expressions import RawSQL
@@ -19,9 +18,11 @@ from django.http import HttpResponse
 from ninja import Schema
 from pydantic import Field
 
+from comfytrack.api_json import json_bytes
 from comfytrack.rawsql import CompiledValuesQuery, column, select_rows
-from runs.models import Run, RunEvent, RunOutput, RunQuerySet, elapsed, queue_seconds
+from runs.models import IN_FLIGHT, Run, RunEvent, RunOutput, RunQuerySet, Status, elapsed, queue_seconds
 from runs.queries import cut_page, decode_cursor, newest_first
+from runs.times import TIME_FIELDS, time_source
 
 
 class ProviderRef(Schema):
@@ -34,7 +35,15 @@ class ErrorInfo(Schema):
     message: str
     node_id: str | None = None
     node_type: str | None = None
+    exception_type: str | None = None
     traceback: str | None = None
+
+
+class TimesSource(Schema):
+    created: str | None = Field(None, examples=["provider"])
+    queued: str | None = Field(None, examples=["provider"])
+    started: str | None = Field(None, examples=["observed"])
+    finished: str | None = Field(None, examples=["provider"])
 
 
 class OutputOut(Schema):
@@ -60,6 +69,14 @@ class RunOut(Schema):
     queued: datetime | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    times_source: TimesSource = Field(
+        description="Per time: `provider` (the provider's own clock) or `observed` (comfytrack's, approximate); "
+        "null when the time is null."
+    )
+    unseen_since: datetime | None = Field(None, description="Since when the provider has not known this run.")
+    lost_at: datetime | None = Field(
+        None, description="When the run will be (in flight) or was (lost) marked lost for being unknown."
+    )
     queue_seconds: float | None = None
     run_seconds: float | None = None
     error: ErrorInfo | None = None
@@ -92,6 +109,7 @@ def _text(value: Any) -> str | None:
 RUN_FIELDS = (
     "pk", "code", "provider__code", "provider__name", "provider__kind", "external_id", "status", "provider_status",
     "progress", "live_status", "created", "queued", "started", "finished", "error_text", "origin", "retry_of__code",
+    "created_source", "queued_source", "started_source", "finished_source", "unknown_since", "lost_at",
 )  # fmt: skip
 OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height", "size_bytes")
 OUTPUT_ORDER = ("created", "id")  # oldest first, RunOutput's own ordering
@@ -224,8 +242,16 @@ def error_json(error: dict[str, Any] | None) -> dict[str, Any] | None:
         "message": str(error.get("message") or ""),
         "node_id": _text(error.get("node_id")),
         "node_type": _text(error.get("node_type")),
+        "exception_type": _text(error.get("exception_type")),
         "traceback": _text(error.get("traceback")),
     }
+
+
+def unseen(status: str, unknown_since: datetime | None, lost_at: datetime | None) -> dict[str, datetime | None]:
+    """`unseen_since` and `lost_at` of a run the provider stopped knowing (both None otherwise)."""
+    if unknown_since is None or status not in (*IN_FLIGHT, Status.LOST):
+        return {"unseen_since": None, "lost_at": lost_at if status == Status.LOST else None}
+    return {"unseen_since": unknown_since, "lost_at": lost_at}
 
 
 def run_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,6 +269,8 @@ def run_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, An
         "queued": run["queued"],
         "started": run["started"],
         "finished": run["finished"],
+        "times_source": {name: time_source(run[name], run[f"{name}_source"]) for name in TIME_FIELDS},
+        **unseen(run["status"], run["unknown_since"], run["lost_at"]),
         "queue_seconds": queue_seconds(run["created"], run["queued"], run["started"]),
         "run_seconds": elapsed(run["started"], run["finished"]),
         "error": error_json(_json_document(run["error_text"])),
@@ -263,33 +291,15 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     }
 
 
-_DJANGO_ENCODER = DjangoJSONEncoder()
-
-
-def datetime_text(value: Any) -> str:
-    """A datetime (or UUID, Decimal, …) as API text: exactly as ninja's encoder (a DjangoJSONEncoder)
-    writes it everywhere else in the API, milliseconds and "Z", rather than orjson's own microseconds."""
-    if type(value) is datetime:
-        # The encoder's own steps for an aware datetime, without its chain of isinstance checks: a list
-        # page writes 200 of them.
-        text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-    return _DJANGO_ENCODER.default(value)
-
-
-def _dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=datetime_text, option=orjson.OPT_PASSTHROUGH_DATETIME)
-
-
 def json_response(data: Any, status: int = 200) -> HttpResponse:
     """Hot read paths (run list and detail) build their JSON directly: the values already have the
     documented shape (the OpenAPI schema still describes them, and the schemathesis test checks it),
     so re-validating every run through pydantic would only cost time. orjson writes a 50-run page in
     about a quarter of the time of `json.dumps` with a `default` for every UUID and datetime."""
-    return HttpResponse(_dumps(data), status=status, content_type="application/json")
+    return HttpResponse(json_bytes(data), status=status, content_type="application/json")
 
 
 def json_ready(data: Any) -> Any:
     """`data` as plain JSON values, written exactly as `json_response` writes them: for JSON stored
     now and sent later (outbound webhook payloads), so it matches what the API answers."""
-    return orjson.loads(_dumps(data))
+    return orjson.loads(json_bytes(data))

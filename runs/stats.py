@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from runs.models import TERMINAL, Run, Status
 from runs.queries import PROBLEM_STATUSES
+from runs.times import PROVIDER
 
 MAX_WINDOW_DAYS = 366
 
@@ -98,12 +99,26 @@ def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
         entry.finished += n if status in TERMINAL else 0
         entry.succeeded += n if status == Status.SUCCEEDED else 0
     durations: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    timed = window.exclude(started=None).values_list("provider_id", "created", "queued", "started", "finished")
-    for provider_id, created, queued, started, finished in timed.iterator(chunk_size=2000):
-        assert started is not None  # excluded by the query
+    # Only the provider's own times: a poll's observation is off by up to a poll interval, which would
+    # swamp the percentiles of short runs (docs/api.md "Times").
+    timed = window.filter(started_source=PROVIDER).values_list(
+        "provider_id", "created", "created_source", "queued", "queued_source", "started", "finished", "finished_source"
+    )
+    for (
+        provider_id,
+        created,
+        created_source,
+        queued,
+        queued_source,
+        started,
+        finished,
+        finished_source,
+    ) in timed.iterator(chunk_size=2000):
         queue_list, run_list = durations[provider_id]
-        queue_list.append(max((started - (queued or created)).total_seconds(), 0.0))
-        if finished:
+        waited_from = (queued, queued_source) if queued else (created, created_source)
+        if waited_from[1] == PROVIDER:
+            queue_list.append(max((started - waited_from[0]).total_seconds(), 0.0))
+        if finished and finished_source == PROVIDER:
             run_list.append(max((finished - started).total_seconds(), 0.0))
     for provider_id, (queue_list, run_list) in durations.items():
         entry = by_provider[provider_id]

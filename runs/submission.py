@@ -2,8 +2,13 @@
 
 1. Record the run first (`pending`, no external id yet), so a request is never lost.
 2. Call the provider outside any transaction (a slow provider must not hold locks).
-3. Store the provider's id and make the run due at once; a refused or failed submission becomes a
-   `failed` run carrying the provider's message (never a 500, never a silent drop).
+3. Store the provider's id and make the run due at once; a failed submission becomes a `failed` run
+   carrying the provider's message (never a 500, never a silent drop).
+
+A submission that is invalid, by comfytrack's own check (inputs naming no node of the workflow, before
+any provider call) or by the provider's validation (ComfyUI's 400 with node errors), raises
+`SubmissionRejected` instead and leaves no run: nothing started, and callers show the form or the 422
+with the nodes and inputs at fault (docs/api.md "Submitting").
 
 Idempotent: the same (organization, idempotency_key) returns the same run, whoever submitted first.
 """
@@ -16,12 +21,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from providers.clients.base import ProviderError
+from providers.clients.base import ProviderError, SubmissionRejected
+from providers.clients.comfyui import override_problems
 from providers.crypto import SecretUnreadable
 from providers.models import Provider
 from runs.applying import mark_status
 from runs.fetching import client_options
 from runs.models import EventSource, Origin, Run, Status
+from runs.times import TimeSource
 
 logger = logging.getLogger("runs.submission")
 
@@ -47,6 +54,9 @@ def submit_run(
         existing = Run.objects.filter(organization_id=provider.organization_id, idempotency_key=key).first()
         if existing is not None:
             return existing
+    if provider.client_class.inputs_override_nodes and (problems := override_problems(workflow, inputs)):
+        text = "; ".join(p.message for p in problems)
+        raise SubmissionRejected(f"{text[:1].upper()}{text[1:]}.", problems)
     credential = provider.credentials.filter(is_active=True).first()
     try:
         with transaction.atomic():
@@ -73,6 +83,9 @@ def submit_run(
     try:
         client = provider.client(credential, options=client_options(provider))
         external_id = client.call(client.submit, workflow or {}, inputs or {}, options)
+    except SubmissionRejected:
+        run.delete()  # refused as invalid: nothing started, so there is nothing to follow
+        raise
     except (ProviderError, SecretUnreadable) as exc:
         return _failed(run, f"{provider.name} did not accept the run: {exc}")
     except Exception:
@@ -83,7 +96,10 @@ def submit_run(
     try:
         with transaction.atomic():
             run.external_id, run.next_sync_after = external_id[:200], now
-            run.save(update_fields=["external_id", "next_sync_after"])  # save() also refreshes search_text
+            # The provider queued it by now; its own queue time, when it reports one, replaces this.
+            run.queued, run.queued_source = now, TimeSource.OBSERVED
+            # save() also refreshes search_text
+            run.save(update_fields=["external_id", "next_sync_after", "queued", "queued_source"])
     except IntegrityError:
         # Someone tracked the provider's id in the meantime: that run follows it; this record says why.
         run.external_id, run.next_sync_after = "", None

@@ -50,6 +50,8 @@ RENEW_EVERY = 5.0
 BATCH_SIZE = 1000
 # A provider that says "not found" this long is believed: the run is lost.
 DEFAULT_LOST_AFTER = timedelta(minutes=10)
+# A provider that keeps runs only in memory and does not know one: look once more after this, then believe it.
+RECHECK_FORGETFUL = timedelta(seconds=4)
 # No run stays in flight forever (ComfyDeploy itself gives up after 24 h).
 DEFAULT_MAX_RUN_TIME = timedelta(hours=24)
 MAX_BACKOFF = timedelta(minutes=15)
@@ -413,27 +415,32 @@ def _crash_guard(run: Run, now: datetime) -> None:
 
 
 def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: datetime) -> None:
+    delay = None
     if snapshot.status == RunStatus.UNKNOWN:
-        unknown_since = run.unknown_since or now
         if run.cancel_requested:
             # A pending ComfyUI prompt we deleted from the queue leaves no history: cancelled.
             reason = "Cancelled from comfytrack; the provider removed it from its queue."
             if mark_status(run, Status.CANCELLED, EventSource.RECONCILER, reason, now=now):
                 stats.changed += 1
-        elif now - unknown_since >= lost_after(run):
+        elif run.unknown_since and now >= (run.lost_at or run.unknown_since + lost_after(run)):
+            # Only after a second answer: one "unknown" may be a race (a run moving from queue to history).
             if mark_status(
                 run, Status.LOST, EventSource.RECONCILER, f"{run.provider.name} no longer knows this run.", now=now
             ):
                 stats.lost += 1
         else:
-            Run.objects.filter(pk=run.pk).update(unknown_since=unknown_since)
-            run.unknown_since = unknown_since
+            unknown_since = run.unknown_since or now
+            lost_at = run.lost_at or unknown_since + lost_after(run)
+            Run.objects.filter(pk=run.pk).update(unknown_since=unknown_since, lost_at=lost_at)
+            run.unknown_since, run.lost_at = unknown_since, lost_at
+            # Look again no later than the moment it would be marked lost.
+            delay = min(cadence(run, now), max(lost_at - now, timedelta(seconds=1)))
     elif apply_snapshot(run, snapshot, EventSource.POLL, now=now, extra=_bookkeeping(run, snapshot, now)):
         stats.changed += 1
     stats.by_status[run.status] += 1
     if run.last_synced != now:
         # Nothing rode along with apply (UNKNOWN, or another worker won the race): record the attempt.
-        _finish(run, now, error="", failures=0)
+        _finish(run, now, error="", failures=0, delay=delay)
     credential = run.credential
     if credential and (credential.consecutive_failures or credential.failing_since):
         credential.mark_ok(now)
@@ -521,8 +528,13 @@ def backoff(failures: int, retry_after: float | None = None) -> timedelta:
 
 
 def lost_after(run: Run) -> timedelta:
+    """How long a provider may not know a run before it is `lost`: the provider's `lost_after_minutes`;
+    by default, for providers that keep runs only in memory (a restarted ComfyUI has forgotten them, and
+    nowhere else holds them), the one re-check; for the others, DEFAULT_LOST_AFTER."""
     minutes = _config_number(run, "lost_after_minutes")
-    return timedelta(minutes=minutes) if minutes is not None else DEFAULT_LOST_AFTER
+    if minutes is not None:
+        return timedelta(minutes=minutes)
+    return RECHECK_FORGETFUL if run.provider.client_class.forgets_runs_on_restart else DEFAULT_LOST_AFTER
 
 
 def max_run_time(run: Run) -> timedelta:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
+from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import live
 from runs import workflow as wf
@@ -125,7 +126,8 @@ def run_detail(request, access: Access, code: uuid.UUID):
     context = {
         "access": access,
         "run": run,
-        "nodes": wf.nodes(run.workflow),
+        # The workflow as it ran: the node table and the summary both show the inputs' overrides.
+        "nodes": wf.nodes(wf.effective(run.workflow, run.inputs, run.provider.client_class)),
         "key_values": wf.key_values(run.workflow, run.inputs),
         "events": run.events.all(),
         "outputs": (outputs := list(run.outputs.all())),
@@ -348,15 +350,20 @@ def submit(request, access: Access):
         context["error"] = error
         return render(request, "runs/submit.html", context, status=400)
     key = request.POST.get("idempotency_key", "")[:100]
-    run = submit_run(
-        provider,
-        workflow,
-        inputs,
-        origin=Origin.DASHBOARD,
-        created_by=request.user,
-        # A double-clicked or re-posted form carries the same key, so it lands on the same run.
-        idempotency_key=f"dashboard:{request.user.pk}:{key}" if key else None,
-    )
+    try:
+        run = submit_run(
+            provider,
+            workflow,
+            inputs,
+            origin=Origin.DASHBOARD,
+            created_by=request.user,
+            # A double-clicked or re-posted form carries the same key, so it lands on the same run.
+            idempotency_key=f"dashboard:{request.user.pk}:{key}" if key else None,
+        )
+    except SubmissionRejected as exc:
+        # Nothing was started: the form again, with what the provider (or our check) found wrong.
+        context.update(error=f"{provider.name} refused the workflow.", problems=exc.problems)
+        return render(request, "runs/submit.html", context, status=422)
     if run.status == Status.FAILED:
         messages.error(request, run.error.get("message", "The provider did not accept the run."))
     else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from providers.clients.base import ProviderClient
+from providers.clients.comfyui import effective_workflow
+
 # Inputs that tell runs apart: prompts, seeds, models, sampling settings.
 KEY_INPUTS = (
     "text",
@@ -51,6 +54,14 @@ def nodes(workflow: Any) -> list[NodeSummary]:
         class_type = str(node.get("class_type", "?"))
         result.append(NodeSummary(str(node_id), class_type, str(meta.get("title") or class_type), key_inputs))
     return result
+
+
+def effective(workflow: Any, inputs: Any, client_class: type[ProviderClient]) -> Any:
+    """The workflow with the run's inputs written into its nodes, where the provider's inputs override
+    node inputs (ComfyUI, Comfy Cloud, ESD); as stored where they are a deployment's named inputs."""
+    if not client_class.inputs_override_nodes or not isinstance(workflow, dict) or not isinstance(inputs, dict):
+        return workflow
+    return effective_workflow(workflow, inputs)
 
 
 def key_values(workflow: Any, inputs: Any) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
 
 
 def _messages(run_data: dict[str, Any], status_event: str | None, new_outputs: set[str]):
-    from runs.schemas import datetime_text
+    from comfytrack.api_json import datetime_text
 
     now = datetime_text(timezone.now())  # the API's format, like every time in the payload
     if status_event:

@@ -79,6 +79,7 @@ class AwsEsdClient(ProviderClient):
     secret: AwsEsdSecret
     default_base_url = None  # one API Gateway per deployment: https://{api-id}.execute-api.{region}.amazonaws.com/prod
     supports_cancel = False
+    inputs_override_nodes = True
 
     def auth_headers(self) -> dict[str, str]:
         secret: AwsEsdSecret = self.secret

@@ -145,6 +145,24 @@ class ProviderError(Exception):
         return f"ProviderError({self.message!r}, permanent={self.permanent}, retry_after={self.retry_after})"
 
 
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One reason a submission is invalid. `field` names what is wrong: a node ("3"), a node's input
+    ("3.seed"), or "workflow"/"inputs" as a whole; None when the provider did not say."""
+
+    field: str | None
+    message: str
+
+
+class SubmissionRejected(ProviderError):
+    """The provider (or comfytrack, checking first) refused a submission as invalid: nothing was started,
+    and sending it again unchanged will not help. `problems` name the nodes and inputs at fault."""
+
+    def __init__(self, message: str, problems: Iterable[FieldProblem] = (), *, status_code: int | None = None) -> None:
+        super().__init__(message, permanent=True, status_code=status_code)
+        self.problems = tuple(problems) or (FieldProblem(None, message),)
+
+
 class Unsupported(ProviderError):
     """The provider has no API for this operation (e.g. AWS ESD and SpeedPix have no cancel)."""
 
@@ -350,6 +368,12 @@ class ProviderClient:
     default_base_url: ClassVar[str | None] = None
     supports_submit: ClassVar[bool] = True
     supports_cancel: ClassVar[bool] = True
+    # True where `inputs` override inputs of the workflow's nodes ({"3.seed": 1} or {"3": {"seed": 1}}),
+    # False where they are named inputs of a deployment the provider keeps (ComfyDeploy, SpeedPix).
+    inputs_override_nodes: ClassVar[bool] = False
+    # True where the provider keeps runs only in memory (self-hosted ComfyUI): a run it no longer knows
+    # is gone for good, so the sync engine believes a confirmed "unknown" at once (runs.sync.lost_after).
+    forgets_runs_on_restart: ClassVar[bool] = False
     # True where fetch_many uses one list call rather than one request per run (configure() may
     # change it per instance when the provider's config picks an API without one).
     has_list_call: bool = False

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from providers.clients import jobs_list
 from providers.clients.base import (
+    FieldProblem,
     OutputKind,
     OutputRef,
     ProviderClient,
@@ -31,6 +32,7 @@ from providers.clients.base import (
     RunSnapshot,
     RunStatus,
     SecretModel,
+    SubmissionRejected,
     Unsupported,
     clamp_progress,
     content_type_for,
@@ -38,8 +40,11 @@ from providers.clients.base import (
     parse_timestamp,
     view_query,
 )
+from providers.clients.comfyui import prompt_error_problems
 from providers.clients.transport import ProviderResponse
 
+# Answers to a submission that mean "this workflow is invalid" (validation, with node errors).
+_REJECTED = (400, 422)
 # v1: `/api/jobs` enum, plus the raw strings of `/api/job/{id}/status` (docs snippet 2026-08: only
 # success/error/non_retryable_error/lost/cancelled are final; every other string is in flight).
 V1_STATUS: dict[str, RunStatus] = {
@@ -154,6 +159,7 @@ class ComfyCloudClient(ProviderClient):
     secret: ComfyCloudSecret
     default_base_url = "https://cloud.comfy.org"
     has_list_call = True  # v1 only; v2 instances set it False (see configure)
+    inputs_override_nodes = True
 
     def configure(self) -> None:
         try:
@@ -184,7 +190,8 @@ class ComfyCloudClient(ProviderClient):
         body: dict[str, Any] = {"prompt": graph}
         if extra_data:
             body["extra_data"] = extra_data
-        response = await self.request("POST", "api/prompt", json=body)
+        response = await self.request("POST", "api/prompt", json=body, allow=_REJECTED)
+        self.raise_if_rejected(response, "Comfy Cloud POST /api/prompt")
         data = self.json(response)
         prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
         if not isinstance(prompt_id, str) or not prompt_id:
@@ -196,9 +203,28 @@ class ComfyCloudClient(ProviderClient):
         if extra_data:
             body["extra_data"] = extra_data
         headers = {"Idempotency-Key": str(key)} if key else {}
-        response = await self.request("POST", "api/v2/jobs", json=body, headers=headers)
+        response = await self.request("POST", "api/v2/jobs", json=body, headers=headers, allow=_REJECTED)
+        self.raise_if_rejected(response, "Comfy Cloud POST /api/v2/jobs")
         job = self.validate(V2Job, self.json(response), "Comfy Cloud POST /api/v2/jobs")
         return job.id
+
+    def raise_if_rejected(self, response: ProviderResponse, what: str) -> None:
+        """A 400/422 to a submission: the workflow was refused at validation, with its node errors."""
+        if response.status_code not in _REJECTED:
+            return
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        problems: tuple[FieldProblem, ...] = ()
+        if isinstance(body, dict):
+            error = body.get("error")
+            details = error.get("details") if isinstance(error, dict) else None
+            node_errors = body.get("node_errors") or (details.get("node_errors") if isinstance(details, dict) else None)
+            if node_errors:
+                problems = prompt_error_problems({"node_errors": node_errors})
+        message = self.status_error(response, what).message
+        raise SubmissionRejected(message, problems, status_code=response.status_code)
 
     # -- fetch -------------------------------------------------------------------------------------
 
@@ -441,10 +467,8 @@ def apply_inputs(workflow: dict[str, Any], inputs: Mapping[str, Any] | None) -> 
         node_id, _, name = str(key).partition(".")
         node = graph.get(node_id)
         if not name or not isinstance(node, dict):
-            raise ProviderError(
-                f'Comfy Cloud input "{key}" must be "<node_id>.<input_name>" of a node in the workflow.',
-                permanent=True,
-            )
+            problem = FieldProblem(str(key), 'must be "<node_id>.<input_name>" of a node in the workflow')
+            raise SubmissionRejected(f'Comfy Cloud input "{key}" {problem.message}.', [problem])
         node["inputs"] = {**(node.get("inputs") or {}), name: value}
     return graph
 

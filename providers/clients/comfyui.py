@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from providers.clients import jobs_list
 from providers.clients.base import (
+    FieldProblem,
     OutputRef,
     ProviderClient,
     ProviderError,
@@ -26,6 +27,7 @@ from providers.clients.base import (
     RunSnapshot,
     RunStatus,
     SecretModel,
+    SubmissionRejected,
     content_type_for,
     guess_kind,
     parse_timestamp,
@@ -94,6 +96,8 @@ class ComfyUIClient(ProviderClient):
     secret: ComfyUISecret
     default_base_url = "http://127.0.0.1:8188"
     has_list_call = True
+    forgets_runs_on_restart = True
+    inputs_override_nodes = True
 
     def configure(self) -> None:
         self._finished = jobs_list.FinishedJobs(self)  # see fetch_many
@@ -122,7 +126,7 @@ class ComfyUIClient(ProviderClient):
         response = await self.request("POST", "/prompt", json=body, allow=(400,))
         data = self.json(response)
         if response.status_code == 400:
-            raise ProviderError(describe_prompt_error(data), permanent=True, status_code=400)
+            raise SubmissionRejected(describe_prompt_error(data), prompt_error_problems(data), status_code=400)
         accepted = self.validate(PromptAccepted, data, f"{self.label} POST /prompt")
         # ComfyUI before client-chosen ids ignores ours and answers with its own: that one is the truth.
         return accepted.prompt_id
@@ -461,29 +465,86 @@ def _node_error_text(node: dict[str, Any]) -> str:
     return "; ".join(texts) or "invalid"
 
 
+def prompt_error_problems(body: Any) -> tuple[FieldProblem, ...]:
+    """The nodes and inputs a 400 from POST /prompt blames, one problem per error: `field` is
+    "<node>.<input>" where ComfyUI names the input (extra_info.input_name), else "<node>"."""
+    if not isinstance(body, dict):
+        return ()
+    problems = []
+    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    for node_id, node in node_errors.items():
+        if not isinstance(node, dict):
+            continue
+        where = f"Node {node_id} ({node.get('class_type') or '?'})"
+        for error in node.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            extra = error.get("extra_info") if isinstance(error.get("extra_info"), dict) else {}
+            input_name = extra.get("input_name")
+            field = f"{node_id}.{input_name}" if isinstance(input_name, str) and input_name else str(node_id)
+            problems.append(FieldProblem(field, f"{where}: {_node_error_text({'errors': [error]})}."))
+    if not problems:
+        # e.g. an unknown node type: the node is only named in the details, "Node ID '#1'".
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        named = _NODE_IN_DETAILS.search(str(error.get("details") or ""))
+        message = str(error.get("message") or error.get("type") or "ComfyUI rejected the workflow")
+        problems.append(FieldProblem(named.group(1) if named else "workflow", message))
+    return tuple(problems)
+
+
+_NODE_IN_DETAILS = re.compile(r"Node ID '#([^']+)'")
+
+
 def check_api_workflow(workflow: Any, label: str) -> dict[str, Any]:
     """ComfyUI runs the API format `{node_id: {class_type, inputs}}`; the UI format (nodes + links) fails late."""
     if not isinstance(workflow, dict) or not workflow:
-        raise ProviderError(
-            f"{label} needs a workflow in API format ({{node_id: {{class_type, inputs}}}}).", permanent=True
+        raise SubmissionRejected(
+            f"{label} needs a workflow in API format ({{node_id: {{class_type, inputs}}}}).",
+            [FieldProblem("workflow", "not an API-format workflow")],
         )
     if isinstance(workflow.get("nodes"), list) and "links" in workflow:
-        raise ProviderError(
-            f"{label} needs the workflow in API format; this is the UI format (use “Export (API)”).", permanent=True
+        raise SubmissionRejected(
+            f"{label} needs the workflow in API format; this is the UI format (use “Export (API)”).",
+            [FieldProblem("workflow", "UI format, not API format")],
         )
     return workflow
 
 
+def override_problems(workflow: Any, inputs: Any) -> list[FieldProblem]:
+    """Inputs that name no node of the workflow (or give a node something other than an object of
+    input values): checked before anything is sent, each named by its key."""
+    graph = workflow if isinstance(workflow, dict) else {}
+    problems = []
+    for key, value in (inputs or {}).items() if isinstance(inputs, dict) else ():
+        node_id, _, name = str(key).partition(".")
+        if not isinstance(graph.get(node_id), dict):
+            message = f"input {key!r} names node {node_id!r}, which is not in the workflow"
+        elif not name and not isinstance(value, dict):
+            message = f'input {key!r} needs an input name ("{node_id}.seed") or an object of input values'
+        else:
+            continue
+        problems.append(FieldProblem(str(key), message))
+    return problems
+
+
 def apply_inputs(workflow: dict[str, Any], inputs: dict[str, Any], label: str) -> dict[str, Any]:
     """Inputs override node inputs: `{"3": {"seed": 1}}` or `{"3.seed": 1}`. Returns a new graph."""
+    problems = override_problems(workflow, inputs)
+    if problems:
+        raise SubmissionRejected(f"{label}: " + "; ".join(p.message for p in problems) + ".", problems)
+    return effective_workflow(workflow, inputs)
+
+
+def effective_workflow(workflow: dict[str, Any], inputs: dict[str, Any] | None) -> dict[str, Any]:
+    """The graph as it runs: a copy with the overrides written into the nodes' inputs (keys naming no
+    node are left out)."""
     graph = {node_id: dict(node) if isinstance(node, dict) else node for node_id, node in workflow.items()}
     for key, value in (inputs or {}).items():
         node_id, _, name = str(key).partition(".")
         overrides = {name: value} if name else value
         node = graph.get(node_id)
-        if not isinstance(node, dict) or not isinstance(overrides, dict):
-            raise ProviderError(f"{label}: input {key!r} does not name a node of the workflow.", permanent=True)
-        node["inputs"] = {**(node.get("inputs") or {}), **overrides}
+        if isinstance(node, dict) and isinstance(overrides, dict):
+            node["inputs"] = {**(node.get("inputs") if isinstance(node.get("inputs"), dict) else {}), **overrides}
     return graph
 
 

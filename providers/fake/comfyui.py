@@ -82,6 +82,10 @@ async def post_prompt(request: web.Request) -> web.Response:
             return _error(
                 "invalid_prompt", f"Cannot execute because node {class_type} does not exist.", f"Node ID '#{node_id}'"
             )
+    node_errors = _validation_errors(prompt)
+    if node_errors:
+        # recorded-comfyui/post_prompt_validation_error.json
+        return _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", node_errors)
     prompt_id = body.get("prompt_id") or str(uuid.uuid4())
     if not isinstance(prompt_id, str) or not _CANONICAL_UUID.match(prompt_id):
         return _error(
@@ -99,6 +103,24 @@ async def post_prompt(request: web.Request) -> web.Response:
     )
     run.inputs = {"client_id": body.get("client_id")}
     return web.json_response({"prompt_id": run.external_id, "number": run.number, "node_errors": {}})
+
+
+def _validation_errors(prompt: dict[str, Any]) -> dict[str, Any]:
+    """ComfyUI's input validation, for the one case the fake knows: LoadImage of a file it does not have
+    (any name starting "missing" or "does_not_exist")."""
+    errors: dict[str, Any] = {}
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs") if isinstance(node, dict) and isinstance(node.get("inputs"), dict) else {}
+        image = inputs.get("image")
+        if node.get("class_type") == "LoadImage" and str(image).startswith(("missing", "does_not_exist")):
+            error = {
+                "type": "custom_validation_failed",
+                "message": "Custom validation failed for node",
+                "details": f"image - Invalid image file: {image}",
+                "extra_info": {"input_name": "image"},
+            }
+            errors[str(node_id)] = {"errors": [error], "dependent_outputs": ["9"], "class_type": "LoadImage"}
+    return errors
 
 
 def _fail_error(prompt: dict[str, Any]) -> dict[str, Any] | None:

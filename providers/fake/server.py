@@ -94,6 +94,7 @@ def make_app(state: FakeState | None = None) -> web.Application:
     app.router.add_post("/_fake/runs", control_add_runs)
     app.router.add_post("/_fake/runs/{kind}/{external_id}/force", control_force)
     app.router.add_post("/_fake/faults", control_faults)
+    app.router.add_post("/_fake/restart/{kind}", control_restart)
     app.router.add_post("/_fake/reset", control_reset)
     app.router.add_get("/_fake/health", control_health)
     return app
@@ -133,6 +134,14 @@ async def control_faults(request: web.Request) -> web.Response:
     body = await request.json()
     state.faults = Faults(**{k: v for k, v in body.items() if k in Faults.__dataclass_fields__})
     return web.json_response({"faults": state.faults.__dict__})
+
+
+async def control_restart(request: web.Request) -> web.Response:
+    """POST /_fake/restart/{kind}: the provider forgets its runs, as a restarted ComfyUI does."""
+    kind = request.match_info["kind"]
+    if kind not in KINDS:
+        return web.json_response({"error": f"unknown kind {kind!r}"}, status=400)
+    return web.json_response({"forgotten": request.app[STATE_KEY].restart(kind)})
 
 
 async def control_reset(request: web.Request) -> web.Response:

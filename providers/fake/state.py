@@ -208,6 +208,14 @@ class FakeState:
         now = time.time() if now is None else now
         return [r for (k, _), r in self.runs.items() if k == kind and r.phase(now) != VANISHED]
 
+    def restart(self, kind: str) -> int:
+        """A provider process restarting: self-hosted ComfyUI keeps queue and history in memory only,
+        so every run of `kind` is forgotten (in neither /queue nor /history). Returns how many."""
+        forgotten = [key for key in self.runs if key[0] == kind]
+        for key in forgotten:
+            del self.runs[key]
+        return len(forgotten)
+
     def reset(self) -> None:
         self.runs.clear()
         self.faults = Faults()

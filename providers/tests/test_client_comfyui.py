@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus
+from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, SubmissionRejected
 from providers.clients.comfyui import ComfyUIClient
 from providers.tests.mockhttp import BAD_RESPONSES, Router, body_of
 from providers.tests.shared import fixture, recorded
@@ -60,7 +60,7 @@ def test_it_uses_the_servers_id_when_an_old_comfyui_ignores_ours():
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("name", "expected", "field"),
     [
         (
             "post_prompt_validation_error.json",
@@ -70,27 +70,33 @@ def test_it_uses_the_servers_id_when_an_old_comfyui_ignores_ours():
                 "Custom validation failed",
                 "does_not_exist.png",
             ],
+            "1.image",
         ),
-        ("post_prompt_unknown_node.json", ["NoSuchNode does not exist", "#1"]),
-        ("post_prompt_no_output.json", ["Prompt has no outputs"]),
+        ("post_prompt_unknown_node.json", ["NoSuchNode does not exist", "#1"], "1"),
+        ("post_prompt_no_output.json", ["Prompt has no outputs"], "workflow"),
     ],
 )
-def test_it_reports_validation_errors_on_submit(name, expected):
+def test_it_reports_validation_errors_on_submit(name, expected, field):
     r = router({("POST", "/prompt"): (400, recorded(name))})
     c = client(r)
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(SubmissionRejected) as caught:
         c.call(c.submit, recorded("workflow_invalid_validation.json"), {}, {})
     assert caught.value.permanent and not caught.value.auth_failed
     for text in expected:
         assert text in caught.value.message
+    # Each problem names the node (and input) at fault, for the API's 422 and the form.
+    assert caught.value.problems[0].field == field and caught.value.problems[0].message
+    if field == "1.image":
+        assert "does_not_exist.png" in caught.value.problems[0].message
 
 
 def test_it_rejects_ui_format_workflows_and_unknown_input_nodes():
     c = client(router({}))
     with pytest.raises(ProviderError, match="API format"):
         c.call(c.submit, {"nodes": [], "links": []}, {}, {})
-    with pytest.raises(ProviderError, match="does not name a node"):
+    with pytest.raises(SubmissionRejected, match="not in the workflow") as caught:
         c.call(c.submit, recorded("workflow_minimal.json"), {"99.seed": 1}, {})
+    assert [p.field for p in caught.value.problems] == ["99.seed"]
 
 
 def test_it_validates_the_proxy_secret():

@@ -15,9 +15,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from comfytrack.api_json import datetime_text
 from providers.fake.state import QUEUED, RUNNING, SUCCEEDED
 from runs.models import EventSource, Run, RunEvent, RunOutput, Status
-from runs.schemas import datetime_text
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
@@ -26,6 +26,7 @@ WORKFLOW = {
 RUN_KEYS = {
     "id", "provider", "external_id", "status", "provider_status", "progress", "live_status", "created", "queued",
     "started", "finished", "queue_seconds", "run_seconds", "error", "outputs", "origin", "retry_of",
+    "times_source", "unseen_since", "lost_at",
 }  # fmt: skip
 OUTPUT_KEYS = {"id", "kind", "filename", "url", "archived", "width", "height", "size_bytes"}
 
@@ -210,6 +211,9 @@ def test_it_returns_the_documented_run_shape(client, provider, make_run, key):
         queued=now - timedelta(seconds=30),
         started=now - timedelta(seconds=20),
         finished=now,
+        queued_source="provider",
+        started_source="observed",
+        finished_source="provider",
         progress=1.0,
         retry_of=original,
         error={"message": "boom", "node_id": "3", "node_type": "KSampler", "exception_type": "X", "traceback": "tb"},
@@ -221,7 +225,16 @@ def test_it_returns_the_documented_run_shape(client, provider, make_run, key):
     assert body["queue_seconds"] == 10.0 and body["run_seconds"] == 20.0
     # Timestamps as everywhere else in the API (ninja's DjangoJSONEncoder): milliseconds and "Z".
     assert body["finished"] == DjangoJSONEncoder().default(run.finished) and body["finished"].endswith("Z")
-    assert body["error"] == {"message": "boom", "node_id": "3", "node_type": "KSampler", "traceback": "tb"}
+    assert body["error"] == {
+        "message": "boom",
+        "node_id": "3",
+        "node_type": "KSampler",
+        "exception_type": "X",
+        "traceback": "tb",
+    }
+    sources = {"created": "observed", "queued": "provider", "started": "observed", "finished": "provider"}
+    assert body["times_source"] == sources
+    assert body["unseen_since"] is None and body["lost_at"] is None
     assert body["retry_of"] == str(original.code) and body["origin"] == "tracked"
     assert body["outputs"] == [
         {

@@ -261,7 +261,9 @@ def test_it_flags_a_refused_credential_and_leaves_its_runs_alone(org, make_provi
 # -- reconciliation: lost and timed out -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "comfyui"])
 def test_it_marks_an_unknown_run_lost_only_after_the_grace_period(org, make_provider, fake, kind):
+    """Providers with durable records: a run they stop knowing is lost after `lost_after` (10 min)."""
     provider = provider_for(org, make_provider, fake, kind)
     fake_run, run = tracked(fake, provider)
     sweep()
@@ -269,7 +271,7 @@ def test_it_marks_an_unknown_run_lost_only_after_the_grace_period(org, make_prov
     now = timezone.now()
     sweep(now)
     run.refresh_from_db()
-    assert run.status == Status.QUEUED and run.unknown_since == now
+    assert run.status == Status.QUEUED and run.unknown_since == now and run.lost_at == now + timedelta(minutes=10)
     sweep(now + timedelta(minutes=9))
     run.refresh_from_db()
     assert run.status == Status.QUEUED and run.unknown_since == now
@@ -277,6 +279,9 @@ def test_it_marks_an_unknown_run_lost_only_after_the_grace_period(org, make_prov
     run.refresh_from_db()
     assert run.status == Status.LOST and "no longer knows" in run.error["message"]
     assert transitions(run)[-1] == ("queued", "lost", "reconciler")
+    # No finish or run time of comfytrack's making; when it was last seen and marked lost stay on record.
+    assert run.finished is None and run.run_seconds is None
+    assert run.unknown_since == now and run.lost_at == now + timedelta(minutes=10, seconds=1)
 
 
 def test_it_forgets_an_unknown_spell_when_the_run_comes_back(org, make_provider, fake):
