@@ -24,9 +24,13 @@ if TYPE_CHECKING:
 def providers_with_health(organization_id: int) -> QuerySet[ProviderWithHealth]:
     """An organization's providers by name, with `runs_in_flight` and their credentials by name, for the
     providers page and API. `only` keeps the encrypted secret column out: health is shown, never decrypted."""
-    credentials = Credential.objects.only(
-        "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_error"
-    ).order_by("name")
+    credentials = (
+        Credential.objects.only(
+            "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_failure", "last_error"
+        )
+        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
+        .order_by("name")
+    )
     return (
         Provider.objects.filter(organization_id=organization_id)
         .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))

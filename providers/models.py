@@ -95,6 +95,10 @@ class Provider(models.Model):
         return self.client_class(self.effective_base_url, secret, self.config, **kwargs)
 
 
+# Seconds between two probes of a credential whose calls keep failing transiently (runs.breaker).
+MAX_PROBE_INTERVAL = 8
+
+
 class Credential(models.Model):
     code = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
     provider = models.ForeignKey(Provider, models.CASCADE, related_name="credentials")
@@ -106,6 +110,8 @@ class Credential(models.Model):
     last_ok = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # The latest failed call (its message is last_error): health is the latest outcome, this or last_ok.
+    last_failure = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     # Circuit breaker / Retry-After: the sync engine leaves this credential alone until then.
     blocked_until = models.DateTimeField(null=True, blank=True, editable=False)
@@ -149,6 +155,14 @@ class Credential(models.Model):
     def is_failing(self) -> bool:
         return self.failing_since is not None
 
+    @property
+    def latest_outcome(self) -> str:
+        """ "ok", "failing" or "unknown": what the latest call with this credential (a sweep's, a Sync
+        now, a Test connection) came to."""
+        if self.last_failure and (self.last_ok is None or self.last_failure > self.last_ok):
+            return "failing"
+        return "ok" if self.last_ok else "unknown"
+
     def mark_ok(self, now=None) -> None:
         now = now or timezone.now()
         Credential.objects.filter(pk=self.pk).update(
@@ -157,26 +171,26 @@ class Credential(models.Model):
         self.last_ok, self.failing_since, self.consecutive_failures, self.blocked_until = now, None, 0, None
 
     def mark_failed(self, error: str, *, permanent: bool = False, retry_after: float | None = None, now=None) -> None:
-        """Record a failure. Permanent errors (401/403) block the credential for an hour; repeated
-        transient ones open the circuit breaker with exponential back-off (30 s · 2^n, at most 30 min)."""
+        """Record a failure and open the credential's circuit breaker: its runs wait until `blocked_until`,
+        then one probe decides for all of them (runs.breaker). Refused credentials (401/403) wait an
+        hour; transient failures 1, 2, 4, 8 s (never sooner than the provider's Retry-After), so a
+        provider that comes back is seen within seconds while a dead one gets one request every 8 s."""
         now = now or timezone.now()
         failures = self.consecutive_failures + 1
         if permanent:
             block = timedelta(hours=1)
-        elif retry_after:
-            block = timedelta(seconds=retry_after)
-        elif failures >= 3:
-            block = timedelta(seconds=min(30 * 2 ** (failures - 3), 1800))
         else:
-            block = None
+            block = timedelta(seconds=max(min(2 ** (failures - 1), MAX_PROBE_INTERVAL), retry_after or 0))
         self.consecutive_failures = failures
         self.last_error = error[:2000]
-        self.failing_since = self.failing_since or (now if permanent or failures >= 3 else None)
-        self.blocked_until = now + block if block else self.blocked_until
+        self.failing_since = self.failing_since or now
+        self.last_failure = now
+        self.blocked_until = now + block
         Credential.objects.filter(pk=self.pk).update(
             consecutive_failures=failures,
             last_error=self.last_error,
             failing_since=self.failing_since,
+            last_failure=now,
             blocked_until=self.blocked_until,
         )
 

@@ -28,13 +28,24 @@ class ActionError(Exception):
 
 
 def sync_run_now(run: Run) -> Run:
-    """Ask the provider about this run right away and apply the answer (same path as the sweep)."""
-    if run.is_finished or not run.external_id:
-        return run
-    results = fetch_batch([run])
-    apply_result(run, results.get(run.pk), SweepStats())
-    run.refresh_from_db()
+    """Ask the provider about this run right away and apply the answer (same path as the sweep).
+
+    Raises ActionError (502) when the provider could not answer, with its reason: the failure is
+    recorded on the run and its credential as a sweep's would be."""
+    error = _sync(run)
+    if error is not None:
+        raise ActionError(f"{run.provider.name} did not answer: {error.message}", status=502)
     return run
+
+
+def _sync(run: Run) -> ProviderError | None:
+    """Sync the run now; returns the provider's error, if it gave one instead of an answer."""
+    if run.is_finished or not run.external_id:
+        return None
+    result = fetch_batch([run]).get(run.pk) or ProviderError("No answer for this run.")
+    apply_result(run, result, SweepStats())
+    run.refresh_from_db()
+    return result if isinstance(result, ProviderError) else None
 
 
 def cancel_run(run: Run, *, source: str = EventSource.API) -> Run:
@@ -57,7 +68,8 @@ def cancel_run(run: Run, *, source: str = EventSource.API) -> Run:
     now = timezone.now()
     Run.objects.filter(pk=run.pk).update(cancel_requested=now, next_sync_after=now)
     run.cancel_requested = now
-    return sync_run_now(run)
+    _sync(run)  # the cancel was sent; if this look fails, the sweep's next one tells
+    return run
 
 
 def retry_run(run: Run, *, provider: Provider | None = None, created_by=None) -> Run:

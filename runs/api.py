@@ -398,9 +398,10 @@ def retry(request: HttpRequest, run_id: UUID):
     return Status(201, _json_run(new))
 
 
-@router.post("/runs/{run_id}/sync", response={200: RunOut, **errors(403, 404)}, summary="Sync now")
+@router.post("/runs/{run_id}/sync", response={200: RunOut, **errors(403, 404, 502)}, summary="Sync now")
 def sync_now(request: HttpRequest, run_id: UUID):
-    """Ask the provider about the run right away (instead of waiting for the next sweep)."""
+    """Ask the provider about the run right away (instead of waiting for the next sweep). 502 with the
+    reason when the provider could not answer (unreachable, an error status, a body it could not read)."""
     return _json_run(_act(sync_run_now, get_run(request, run_id)))
 
 

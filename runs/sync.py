@@ -35,6 +35,7 @@ from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many, apply_snapshot, mark_status
 from runs.archive import archive_due_batch
+from runs.breaker import counts_against_credential, probe_credentials
 from runs.fetching import Fetcher, Pending
 from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
 
@@ -72,12 +73,18 @@ class SweepStats:
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Credentials already flagged in this sweep: one failing batch counts once towards the breaker.
     flagged: set[int] = field(default_factory=set)
+    # Per failing credential: (provider name, the first error's message), for people (sync_runs --once).
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
             f"Synced {self.claimed} run(s) in {self.batches} batch(es): {self.changed} status change(s), "
             f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost, {self.archived} output(s) archived"
         )
+
+    def failure_lines(self) -> list[str]:
+        """One line per provider credential that failed in this sweep, with the reason."""
+        return [f"{name}: {message}" for name, message in sorted(self.failures.values())]
 
 
 def sync_due_runs(
@@ -110,6 +117,8 @@ def _sweep(
     start = now or timezone.now()
     stats = SweepStats()
     stats.lost += reconcile_stale_submissions(start)
+    # Half-open breakers first: a credential that answers again has all its runs due in this sweep.
+    probe_credentials(start, stats, apply_result, LEASE)
     clock = timezone.now()
 
     def stopping() -> bool:
@@ -283,7 +292,8 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
             Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
             .exclude(external_id="")
             .filter(Q(sync_locked_until__isnull=True) | Q(sync_locked_until__lt=now))
-            .exclude(credential__blocked_until__gt=now)
+            # A credential whose breaker is open or half-open: its runs wait for the probe (runs.breaker).
+            .exclude(credential__consecutive_failures__gt=0)
             .order_by("next_sync_after")
         )
         if connection.features.has_select_for_update_skip_locked:
@@ -357,6 +367,10 @@ def apply_results(
     for run in runs:
         if run.id not in done:
             apply_result(run, results.get(run.id), stats, now=now)
+    # Health is the latest outcome per credential (the providers page): one UPDATE per batch.
+    answered_by = {run.credential_id for run in runs if isinstance(results.get(run.id), RunSnapshot)} - {None}
+    if answered_by:
+        Credential.objects.filter(pk__in=answered_by).update(last_ok=now)
 
 
 def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, ok_credentials: set[int]) -> None:
@@ -441,21 +455,24 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
     if run.last_synced != now:
         # Nothing rode along with apply (UNKNOWN, or another worker won the race): record the attempt.
         _finish(run, now, error="", failures=0, delay=delay)
-    credential = run.credential
-    if credential and (credential.consecutive_failures or credential.failing_since):
-        credential.mark_ok(now)
+    if run.credential:
+        run.credential.mark_ok(now)  # it answered: the latest outcome is a success
 
 
 def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetime) -> None:
     stats.errors += 1
     failures = run.sync_failures + 1
-    # Auth failures, Retry-After and transient errors (5xx, bad bodies, timeouts) count against the
-    # credential's circuit breaker; a permanent per-run error (e.g. a 400 for one id) does not.
-    counts = error.auth_failed or error.retry_after or not error.permanent
-    if run.credential and counts and run.credential.pk not in stats.flagged:
-        stats.flagged.add(run.credential.pk)
-        _flag_credential(run.credential, error, now)
-    delay = backoff(failures, error.retry_after)
+    if run.credential and counts_against_credential(error):
+        if run.credential_id not in stats.flagged:
+            stats.flagged.add(run.credential_id)
+            _flag_credential(run.credential, error, now)
+        stats.failures.setdefault(run.credential_id, (run.provider.name, error.message))
+        # The credential's breaker holds the run back until its probe succeeds (runs.breaker), which then
+        # makes it due at once: no back-off of its own, so no run lags behind the others.
+        delay = cadence(run, now)
+    else:
+        stats.failures.setdefault(-run.provider_id, (run.provider.name, error.message))
+        delay = backoff(failures, error.retry_after)
     _finish(run, now, error=error.message[:2000], failures=failures, delay=delay)
 
 

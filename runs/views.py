@@ -172,7 +172,14 @@ def run_cancel(request, access: Access, code: uuid.UUID):
 @org_required(write=True)
 @require_POST
 def run_sync(request, access: Access, code: uuid.UUID):
-    return _action(request, access, code, sync_run_now, "Synced with the provider.")
+    run = _get_run(access, code)
+    try:
+        run = sync_run_now(run)
+    except ActionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Synced with {run.provider.name}: the run is {run.get_status_display().lower()}.")
+    return redirect("run-detail", code=run.code)
 
 
 @org_required(write=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from providers.clients.base import SubmissionRejected
 from providers.fake import state as S
 from providers.tests.shared import recorded
 from runs.models import Origin, Run, RunEvent, Status
@@ -53,21 +54,19 @@ def test_it_submits_a_comfydeploy_deployment_run(org, make_provider, fake):
 
 
 @pytest.mark.parametrize(
-    ("kind", "graph", "expected"),
+    ("kind", "graph", "expected", "field"),
     [
-        ("comfyui", {"1": {"class_type": "NoSuchNode", "inputs": {}}}, "NoSuchNode"),
-        ("comfycloud", {"5": {"inputs": {}}}, "node 5"),
+        ("comfyui", {"1": {"class_type": "NoSuchNode", "inputs": {}}}, "NoSuchNode", "1"),
+        ("comfycloud", {"5": {"inputs": {}}}, "node 5", "5"),
     ],
 )
-def test_it_turns_a_validation_error_into_a_failed_run(org, make_provider, fake, kind, graph, expected):
+def test_a_workflow_the_provider_refuses_leaves_no_run(org, make_provider, fake, kind, graph, expected, field):
     provider = provider_for(org, make_provider, fake, kind)
-    run = submit_run(provider, graph, {}, origin=Origin.API)
-    run.refresh_from_db()
-    assert run.status == Status.FAILED and run.external_id == "" and run.next_sync_after is None
-    assert expected in run.error["message"] and run.error["message"].startswith(f"{kind} did not accept")
-    assert list(RunEvent.objects.filter(run=run).values_list("from_status", "to_status", "source")) == [
-        ("pending", "failed", "api")
-    ]
+    with pytest.raises(SubmissionRejected) as caught:
+        submit_run(provider, graph, {}, origin=Origin.API, idempotency_key="k-1")
+    assert expected in caught.value.message and caught.value.problems[0].field == field
+    # Nothing started and nothing recorded: the same key may be used again for the corrected workflow.
+    assert not Run.objects.exists() and not RunEvent.objects.exists()
     assert not fake.state.of_kind(kind)
 
 

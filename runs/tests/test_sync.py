@@ -163,32 +163,32 @@ def test_it_backs_off_on_a_fault_and_recovers_when_it_clears(org, make_provider,
     assert stats.errors == 1 and run.status == Status.PENDING
     assert run.sync_failures == 1 and run.last_sync_error and run.sync_locked_until is None
     assert "secret" not in run.last_sync_error.lower()
-    assert run.next_sync_after >= start + timedelta(seconds=5)  # back-off, not the 4 s cadence
     credential = Credential.objects.get(provider=provider)
-    if mode == "429":
-        assert run.next_sync_after >= start + timedelta(seconds=30)
-        assert credential.blocked_until >= start + timedelta(seconds=30)
-        # Blocked: its runs are not claimed, even when due.
-        assert sweep(start + timedelta(seconds=10)).claimed == 1  # only the healthy run
-        run.refresh_from_db()
-        assert run.sync_failures == 1
-    else:
-        assert credential.blocked_until is None
+    # The credential's breaker opens: 1 s, or the provider's Retry-After.
+    wait = timedelta(seconds=30 if mode == "429" else 1)
+    assert credential.consecutive_failures == 1 and credential.blocked_until >= start + wait
+    assert credential.latest_outcome == "failing" and credential.last_error == run.last_sync_error
+    # Its runs wait for the breaker, even when due: only the healthy run is claimed.
+    assert sweep(start + wait - timedelta(milliseconds=500)).claimed == 1
+    run.refresh_from_db()
+    assert run.sync_failures == 1
 
-    # A second failure backs off further.
-    later = max(run.next_sync_after, credential.blocked_until or start) + timedelta(seconds=1)
+    # Half-open: one probe decides; still failing, the breaker opens again for longer.
+    later = credential.blocked_until + timedelta(milliseconds=1)
     sweep(later)
     run.refresh_from_db()
-    assert run.sync_failures == 2 and run.next_sync_after >= later + timedelta(seconds=10)
+    credential.refresh_from_db()
+    assert run.sync_failures == 2 and credential.consecutive_failures == 2
+    assert credential.blocked_until >= later + (wait if mode == "429" else timedelta(seconds=2))
 
     fake.set_faults()
     forced(fake, kind, fake_run.external_id, S.RUNNING)
-    later = max(run.next_sync_after, Credential.objects.get(pk=credential.pk).blocked_until or start)
-    stats = sweep(later + timedelta(seconds=1))
+    stats = sweep(credential.blocked_until + timedelta(milliseconds=1))
     run.refresh_from_db()
     assert run.status == running(kind) and (run.sync_failures, run.last_sync_error) == (0, "")
     credential.refresh_from_db()
     assert credential.blocked_until is None and credential.consecutive_failures == 0
+    assert credential.latest_outcome == "ok"
     assert transitions(run) == [("pending", running(kind), "poll")]
 
 

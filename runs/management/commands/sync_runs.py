@@ -1,6 +1,6 @@
 import logging
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from comfytrack.loops import run_loop
 from runs.sync import archive_all_due_outputs, sync_due_runs
@@ -19,8 +19,14 @@ class Command(BaseCommand):
     def handle(self, *args, once, interval, **options):
         logging.getLogger("runs.sync").setLevel(logging.INFO)
         if once:
-            stats = sync_due_runs()
+            try:
+                stats = sync_due_runs()
+            except Exception as exc:
+                # A person reads this: the reason, not a traceback (e.g. the database is unreachable).
+                raise CommandError(f"The sweep failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
             self.stdout.write(stats.summary())
+            for line in stats.failure_lines():
+                self.stdout.write(f"  failing: {line}")
             return
 
         def one_pass(left, should_stop) -> tuple[int, bool]:
