@@ -103,3 +103,20 @@ def test_sync_now_says_what_happened(org, make_provider, fake, client, alice):
     providers = client.get("/providers/").content.decode()
     assert "badge s-succeeded" in providers and "502" in providers  # the last failure, with its message
     assert fake_run.external_id  # the run exists on the provider
+
+
+def test_runs_of_a_comfyui_that_restarted_during_an_outage_are_lost_seconds_after_it_answers(org, make_provider, fake):
+    provider = provider_for(org, make_provider, fake, "comfyui")
+    for _ in range(5):
+        tracked(fake, provider, script=((0.0, S.RUNNING),))
+    sweep()
+    fake.set_faults(mode="5xx", only_kind="comfyui")  # down...
+    sweep_for(3.5)
+    assert Run.objects.filter(status=Status.RUNNING).count() == 5
+    fake.state.restart("comfyui")  # ...and back, with an empty queue and history
+    fake.set_faults()
+    took = sweep_for(20, until=lambda: not Run.objects.in_flight().exists())
+    assert set(Run.objects.values_list("status", flat=True)) == {Status.LOST}
+    # The probe (at most 4 s into the breaker here), then the first "unknown", then the re-check 4 s later.
+    assert took <= 10.0, took
+    assert not Run.objects.filter(finished__isnull=False).exists()

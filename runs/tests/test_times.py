@@ -160,3 +160,28 @@ def test_every_kind_ends_with_provider_times(org, make_provider, fake, kind):
     if run.started is not None:
         assert run.started <= run.finished
     assert run.created_source == PROVIDER and run.created <= (run.queued or run.created)
+
+
+def test_pages_mark_observed_times_as_approximate(org, make_provider, make_run, client, alice):
+    provider = make_provider(org)
+    now = timezone.now()
+    run = make_run(
+        provider,
+        status=Status.SUCCEEDED,
+        origin=Origin.API,
+        queued=now - timedelta(seconds=20),
+        queued_source=PROVIDER,
+        started=now - timedelta(seconds=10),
+        started_source=OBSERVED,
+        finished=now,
+        finished_source=PROVIDER,
+    )
+    client.force_login(alice)
+    page = client.get(f"/runs/{run.code}/").content.decode()
+    timeline = page[page.index('<ol class="timeline">') : page.index("</ol>", page.index('<ol class="timeline">'))]
+    assert timeline.count("≈ ") == 3  # the observed start, and the queue and run times computed from it
+    assert 'class="approx"' in timeline and "Observed by comfytrack" in timeline
+    assert f"Reported by {provider.name}" in timeline
+    listing = client.get("/runs/").content.decode()
+    row = listing[listing.index(f'id="run-{run.code}"') :]
+    assert row[: row.index("</tr>")].count("≈ ") == 2
