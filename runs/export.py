@@ -18,9 +18,9 @@ import orjson
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
+from comfytrack.api_json import datetime_text
 from providers.models import Provider
 from runs.models import Run, elapsed, queue_seconds
-from runs.schemas import datetime_text
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 # Rows per database round trip (and per chunk written to the client).
