@@ -73,6 +73,8 @@ class SweepStats:
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Credentials already flagged in this sweep: one failing batch counts once towards the breaker.
     flagged: set[int] = field(default_factory=set)
+    # Credentials with at least one answer in the batch being applied (apply_results sets it).
+    answered: set[int] = field(default_factory=set)
     # Per failing credential: (provider name, the first error's message), for people (sync_runs --once).
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
 
@@ -349,6 +351,8 @@ def apply_results(
         for run in runs
         if isinstance(result := results.get(run.id), RunSnapshot) and result.status != RunStatus.UNKNOWN
     ]
+    answered_by = {run.credential_id for run in runs if isinstance(results.get(run.id), RunSnapshot)} - {None}
+    stats.answered = answered_by
     done: set[int] = set()
     if answered:
         items = [(run, snapshot, _bookkeeping(run, snapshot, now)) for run, snapshot in answered]
@@ -367,8 +371,8 @@ def apply_results(
     for run in runs:
         if run.id not in done:
             apply_result(run, results.get(run.id), stats, now=now)
+    stats.answered = set()
     # Health is the latest outcome per credential (the providers page): one UPDATE per batch.
-    answered_by = {run.credential_id for run in runs if isinstance(results.get(run.id), RunSnapshot)} - {None}
     if answered_by:
         Credential.objects.filter(pk__in=answered_by).update(last_ok=now)
 
@@ -462,7 +466,10 @@ def _apply_snapshot(run: Run, snapshot: RunSnapshot, stats: SweepStats, now: dat
 def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetime) -> None:
     stats.errors += 1
     failures = run.sync_failures + 1
-    if run.credential and counts_against_credential(error):
+    # A transient error on some runs while others of the same credential were answered in this batch
+    # (one slow request, say) is those runs' alone; when none was answered, the provider is the problem.
+    answered_anyway = run.credential_id in stats.answered and not (error.retry_after or error.auth_failed)
+    if run.credential and counts_against_credential(error) and not answered_anyway:
         if run.credential_id not in stats.flagged:
             stats.flagged.add(run.credential_id)
             _flag_credential(run.credential, error, now)
