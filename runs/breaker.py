@@ -51,9 +51,10 @@ def half_open(now: datetime):
 
 
 def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, lease: timedelta) -> int:
-    """Probe each half-open credential with one of its runs, leased for `lease`; each answer is written
-    with `apply_result` (the sweep's, which calls this). Returns how many closed again."""
-    closed = 0
+    """Probe each half-open credential with one of its runs (all probes at once, one request each),
+    leased for `lease`; each answer is written with `apply_result` (the sweep's, which calls this).
+    Returns how many closed again."""
+    probes: list[tuple[Credential, Run]] = []
     for credential in half_open(now).select_related("provider")[:MAX_PROBES]:
         taken = Credential.objects.filter(
             pk=credential.pk,
@@ -66,8 +67,14 @@ def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, leas
         if run is None:
             # Nothing in flight to ask about: close it; the next failure opens it again.
             credential.mark_ok(now)
-            continue
-        result = fetch_batch([run]).get(run.id) or ProviderError("No answer for this run.")
+        else:
+            probes.append((credential, run))
+    if not probes:
+        return 0
+    results = fetch_batch([run for _, run in probes])
+    closed = 0
+    for credential, run in probes:
+        result = results.get(run.id) or ProviderError("No answer for this run.")
         if isinstance(result, ProviderError) and counts_against_credential(result):
             stats.flagged.add(credential.pk)  # this probe's failure is recorded here, once
             credential.blocked_until = None
@@ -75,14 +82,15 @@ def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, leas
                 result.message, permanent=result.auth_failed, retry_after=result.retry_after, now=now
             )
             stats.failures.setdefault(credential.pk, (credential.provider.name, result.message))
-            apply_result(run, result, stats, now=now)
-            continue
-        credential.mark_ok(now)
-        closed += 1
-        # Every run it held back is due now: the claims of this sweep take them, batch by batch.
-        Run.objects.filter(credential=credential, status__in=IN_FLIGHT).exclude(pk=run.pk).update(next_sync_after=now)
+        else:
+            credential.mark_ok(now)
+            closed += 1
+            # Every run it held back is due now: the claims of this sweep take them, batch by batch.
+            Run.objects.filter(credential=credential, status__in=IN_FLIGHT).exclude(pk=run.pk).update(
+                next_sync_after=now
+            )
+            logger.info("%s is answering again: its runs are synced now", credential)
         apply_result(run, result, stats, now=now)
-        logger.info("%s is answering again: its runs are synced now", credential)
     return closed
 
 
