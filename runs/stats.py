@@ -114,10 +114,11 @@ def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
         finished,
         finished_source,
     ) in timed.iterator(chunk_size=2000):
+        assert started is not None  # selected by its source, which is set only with the time
         queue_list, run_list = durations[provider_id]
-        waited_from = (queued, queued_source) if queued else (created, created_source)
-        if waited_from[1] == PROVIDER:
-            queue_list.append(max((started - waited_from[0]).total_seconds(), 0.0))
+        waited_from, waited_source = (queued, queued_source) if queued else (created, created_source)
+        if waited_source == PROVIDER:
+            queue_list.append(max((started - waited_from).total_seconds(), 0.0))
         if finished and finished_source == PROVIDER:
             run_list.append(max((finished - started).total_seconds(), 0.0))
     for provider_id, (queue_list, run_list) in durations.items():

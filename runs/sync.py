@@ -351,7 +351,11 @@ def apply_results(
         for run in runs
         if isinstance(result := results.get(run.id), RunSnapshot) and result.status != RunStatus.UNKNOWN
     ]
-    answered_by = {run.credential_id for run in runs if isinstance(results.get(run.id), RunSnapshot)} - {None}
+    answered_by = {
+        run.credential_id
+        for run in runs
+        if run.credential_id is not None and isinstance(results.get(run.id), RunSnapshot)
+    }
     stats.answered = answered_by
     done: set[int] = set()
     if answered:
@@ -470,10 +474,10 @@ def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetim
     # (one slow request, say) is those runs' alone; when none was answered, the provider is the problem.
     answered_anyway = run.credential_id in stats.answered and not (error.retry_after or error.auth_failed)
     if run.credential and counts_against_credential(error) and not answered_anyway:
-        if run.credential_id not in stats.flagged:
-            stats.flagged.add(run.credential_id)
+        if run.credential.pk not in stats.flagged:
+            stats.flagged.add(run.credential.pk)
             _flag_credential(run.credential, error, now)
-        stats.failures.setdefault(run.credential_id, (run.provider.name, error.message))
+        stats.failures.setdefault(run.credential.pk, (run.provider.name, error.message))
         # The credential's breaker holds the run back until its probe succeeds (runs.breaker), which then
         # makes it due at once: no back-off of its own, so no run lags behind the others.
         delay = cadence(run, now)

@@ -471,7 +471,7 @@ def prompt_error_problems(body: Any) -> tuple[FieldProblem, ...]:
     if not isinstance(body, dict):
         return ()
     problems = []
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    node_errors: dict[str, Any] = body["node_errors"] if isinstance(body.get("node_errors"), dict) else {}
     for node_id, node in node_errors.items():
         if not isinstance(node, dict):
             continue
@@ -479,15 +479,15 @@ def prompt_error_problems(body: Any) -> tuple[FieldProblem, ...]:
         for error in node.get("errors") or []:
             if not isinstance(error, dict):
                 continue
-            extra = error.get("extra_info") if isinstance(error.get("extra_info"), dict) else {}
+            extra: dict[str, Any] = error["extra_info"] if isinstance(error.get("extra_info"), dict) else {}
             input_name = extra.get("input_name")
             field = f"{node_id}.{input_name}" if isinstance(input_name, str) and input_name else str(node_id)
             problems.append(FieldProblem(field, f"{where}: {_node_error_text({'errors': [error]})}."))
     if not problems:
         # e.g. an unknown node type: the node is only named in the details, "Node ID '#1'".
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        named = _NODE_IN_DETAILS.search(str(error.get("details") or ""))
-        message = str(error.get("message") or error.get("type") or "ComfyUI rejected the workflow")
+        head: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+        named = _NODE_IN_DETAILS.search(str(head.get("details") or ""))
+        message = str(head.get("message") or head.get("type") or "ComfyUI rejected the workflow")
         problems.append(FieldProblem(named.group(1) if named else "workflow", message))
     return tuple(problems)
 
@@ -544,7 +544,8 @@ def effective_workflow(workflow: dict[str, Any], inputs: dict[str, Any] | None) 
         overrides = {name: value} if name else value
         node = graph.get(node_id)
         if isinstance(node, dict) and isinstance(overrides, dict):
-            node["inputs"] = {**(node.get("inputs") if isinstance(node.get("inputs"), dict) else {}), **overrides}
+            current: dict[str, Any] = node["inputs"] if isinstance(node.get("inputs"), dict) else {}
+            node["inputs"] = {**current, **overrides}
     return graph
 
 

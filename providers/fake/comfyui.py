@@ -110,7 +110,9 @@ def _validation_errors(prompt: dict[str, Any]) -> dict[str, Any]:
     (any name starting "missing" or "does_not_exist")."""
     errors: dict[str, Any] = {}
     for node_id, node in prompt.items():
-        inputs = node.get("inputs") if isinstance(node, dict) and isinstance(node.get("inputs"), dict) else {}
+        if not isinstance(node, dict):
+            continue
+        inputs = node["inputs"] if isinstance(node.get("inputs"), dict) else {}
         image = inputs.get("image")
         if node.get("class_type") == "LoadImage" and str(image).startswith(("missing", "does_not_exist")):
             error = {
