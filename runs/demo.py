@@ -36,7 +36,7 @@ FAILURE_RATE = 0.25
 FAILURES = {
     "out_of_memory": 3,  # torch.OutOfMemoryError on the KSampler
     "missing_model": 2,  # the checkpoint file is gone (FileNotFoundError)
-    "validation_error": 2,  # a custom node the Simulator lacks: refused at submission
+    "validation_error": 2,  # a custom node the Simulator lacks: refused at submission (no run, a 422)
     "node_exception": 2,  # RuntimeError in VAEDecode
     "timeout": 1,  # never finishes: comfytrack times it out
 }

@@ -18,6 +18,8 @@ from django.http import HttpResponse
 from ninja import Schema
 from pydantic import Field
 
+# Re-exported: the run JSON's datetime text, for the modules that write run JSON (webhooks, exports).
+from comfytrack.api_json import datetime_text as datetime_text
 from comfytrack.api_json import json_bytes
 from comfytrack.rawsql import CompiledValuesQuery, column, select_rows
 from runs.models import IN_FLIGHT, Run, RunEvent, RunOutput, RunQuerySet, Status, elapsed, queue_seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from runs.schemas import datetime_text
+from comfytrack.api_json import datetime_text
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 

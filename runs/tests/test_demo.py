@@ -10,10 +10,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.models import Organization
+from providers.clients.base import SubmissionRejected
 from providers.fake.state import FAILED, SUCCEEDED
 from runs.actions import sync_run_now
 from runs.demo import FAILURE_RATE, FAILURES, ensure_demo, pick_outcome, prepare_simulator, submit_demo_run
-from runs.models import Status
+from runs.models import Run, Status
 from runs.sync import max_run_time
 
 
@@ -74,8 +75,9 @@ def test_failing_demo_runs_carry_the_node_error_real_ones_do(simulator, fake, mo
 
 @pytest.mark.django_db
 def test_a_workflow_with_a_missing_custom_node_fails_validation_at_submission(simulator, fake, monkeypatch):
-    run = _demo_run(simulator, fake, monkeypatch, "validation_error")
-    assert run.status == Status.FAILED and "IPAdapterAdvanced does not exist" in run.error["message"]
+    with pytest.raises(SubmissionRejected, match="IPAdapterAdvanced does not exist"):
+        _demo_run(simulator, fake, monkeypatch, "validation_error")
+    assert not Run.objects.exists()
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from providers.clients.base import SubmissionRejected
 from providers.fake import FakeProviderServer
 from runs.demo import ensure_demo, prepare_simulator, submit_demo_run
 
@@ -37,9 +38,14 @@ class Command(BaseCommand):
             try:
                 while not count or submitted < count:
                     close_old_connections()
-                    run = submit_demo_run(provider, simulator.state, rng)
                     submitted += 1
-                    self.stdout.write(f"demo run {run.code} ({run.status})")
+                    try:
+                        run = submit_demo_run(provider, simulator.state, rng)
+                    except SubmissionRejected as exc:
+                        # Refused at validation, as a real ComfyUI refuses it: no run, the reason instead.
+                        self.stdout.write(f"demo submission refused: {exc.message}")
+                    else:
+                        self.stdout.write(f"demo run {run.code} ({run.status})")
                     time.sleep(rng.uniform(every * 0.5, every * 1.5))
             except KeyboardInterrupt:
                 pass

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0010_loop_turn'),
+        ('runs', '0011_retention_schedule'),
     ]
 
     operations = [
