@@ -72,10 +72,15 @@ def main() -> None:
     parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    db = setup_django()
     if args.measure:
+        # The parent migrated and seeded: this process only sets Django up, so its peak memory is the export's.
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfytrack.test_settings")
+        import django
+
+        django.setup()
         print(json.dumps(measure(args.measure)))
         return
+    db = setup_django()
     pages.ORGS = 1  # every run in one organization: the export reads them all
     _, providers = pages.ensure_orgs()
     pages.seed(providers, args.runs)

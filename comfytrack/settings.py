@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "providers",
     "runs",
     "webhooks",
+    "insights",
 ]
 
 MIDDLEWARE = [

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from accounts import views as accounts
 from comfytrack.api import api
+from insights import views as insights
 from providers import views as providers
 from runs import views as runs
 from runs import views_bulk as runs_bulk
@@ -43,6 +44,8 @@ urlpatterns = [
     path("outputs/<uuid:code>/file/", runs.output_file, name="output-file"),
     path("outputs/<uuid:code>/thumbnail/", runs.output_thumbnail, name="output-thumbnail"),
     path("stats/", runs.stats, name="stats"),
+    path("compare/", insights.compare_page, name="compare"),
+    path("compare/label/", insights.workflow_label, name="workflow-label"),
     path("providers/", providers.provider_list, name="provider-list"),
     path("providers/<uuid:code>/test/", providers.provider_test, name="provider-test"),
     path("settings/api-keys/", accounts.api_keys, name="api-keys"),

@@ -176,6 +176,9 @@ class Run(models.Model):
     search_text = models.TextField(blank=True, editable=False)
     # Set when comfytrack asked the provider to cancel: a run that then vanishes was cancelled, not lost.
     cancel_requested = models.DateTimeField(null=True, blank=True, editable=False)
+    # The same workflow run again has the same value, whatever its seeds and prompts (runs.fingerprint);
+    # "" while comfytrack does not know the run's workflow (tracked by id).
+    workflow_fingerprint = models.CharField(max_length=16, blank=True, default="", editable=False)
 
     objects = RunQuerySet.as_manager()
 
@@ -217,6 +220,12 @@ class Run(models.Model):
             models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),
             models.Index(fields=["organization", "status", "-created", "-code"], name="runs_run_org_status"),
             models.Index(fields=["organization", "provider", "-created", "-code"], name="runs_run_org_provider"),
+            # Used by insights.compare: one workflow's runs in a period; only runs with a known workflow.
+            models.Index(
+                fields=["organization", "workflow_fingerprint", "created"],
+                name="runs_run_org_workflow",
+                condition=~Q(workflow_fingerprint=""),
+            ),
             # Mostly empty columns: index only the rows that have a value (deletes and "retries of" need them).
             models.Index(fields=["retry_of"], name="runs_run_retry_of", condition=Q(retry_of__isnull=False)),
             models.Index(fields=["created_by"], name="runs_run_created_by", condition=Q(created_by__isnull=False)),
@@ -226,13 +235,18 @@ class Run(models.Model):
         return f"{self.provider.name}:{self.external_id or self.code}"
 
     def save(self, *args, **kwargs) -> None:
+        from runs.fingerprint import workflow_fingerprint
         from runs.workflow import search_text
 
-        text = search_text(self.external_id, self.workflow, self.inputs)
-        if text != self.search_text:
-            self.search_text = text
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "search_text"}
+        derived = {
+            "search_text": search_text(self.external_id, self.workflow, self.inputs),
+            "workflow_fingerprint": workflow_fingerprint(self.workflow, self.inputs),
+        }
+        for name, value in derived.items():
+            if value != getattr(self, name):
+                setattr(self, name, value)
+                if kwargs.get("update_fields") is not None:
+                    kwargs["update_fields"] = {*kwargs["update_fields"], name}
         super().save(*args, **kwargs)
 
     # -- derived -----------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""Real-browser test of the compare page: from a run to its workflow's comparison, naming it on the way."""
+
+from __future__ import annotations
+
+import pytest
+from playwright import sync_api as playwright_api
+
+from insights.tests.test_compare import FP, timed_run
+from runs.models import Run, Status
+from runs.tests.test_browser import SHOTS, browser, page  # noqa: F401 - the shared browser fixtures
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def test_comparing_a_workflow_across_providers(page, org, provider, make_provider, make_run):  # noqa: F811
+    cloud = make_provider(org, name="Comfy Cloud", kind="comfycloud", secret={"api_key": "k"})
+    for day in range(1, 8):
+        timed_run(make_run, provider, queue=3 + day, run=40 + 3 * day, days_ago=day)
+        timed_run(make_run, cloud, queue=20 + day, run=25 + (day % 3) * 4, days_ago=day)
+    timed_run(make_run, cloud, queue=5, run=5, status=Status.FAILED, error={"message": "CUDA out of memory"})
+    run = Run.objects.filter(provider=provider).first()
+    page.goto(f"/runs/{run.code}/")
+    page.click("a:has-text('Compare this workflow across providers')")
+    page.wait_for_url(f"**/compare/?workflow={FP}")
+    playwright_api.expect(page.locator("tr.provider-row")).to_have_count(2)
+    playwright_api.expect(page.locator("svg.line-chart polyline")).to_have_count(2)
+    page.fill("input[name=label]", "Product shots SDXL")
+    page.click("button:has-text('Save name')")
+    playwright_api.expect(page.locator("h1")).to_contain_text("Product shots SDXL")
+    playwright_api.expect(page.locator("section:has-text('Top errors')")).to_contain_text("CUDA out of memory")
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    page.click("a.chip:has-text('7 days')")
+    page.wait_for_url("**days=7**")
+    page.goto("/compare/")
+    playwright_api.expect(page.locator("table.runs")).to_contain_text("Product shots SDXL")

@@ -1,0 +1,84 @@
+"""runs.fingerprint: the same workflow with other seeds, prompts, files or overridden inputs has one
+fingerprint; a different graph, model or setting has another. Stored on save and backfilled."""
+
+from __future__ import annotations
+
+import copy
+from io import StringIO
+
+from django.core.management import call_command
+
+from runs.backfill import fingerprint_runs
+from runs.fingerprint import most_common_prefix, save_image_prefix, workflow_fingerprint
+from runs.models import Run
+
+GRAPH = {
+    "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 25, "cfg": 7, "model": ["4", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
+    "8": {"class_type": "LoadImage", "inputs": {"image": "upload_123.png"}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "fox"}, "_meta": {"title": "x"}},
+}
+
+
+def variant(**changes) -> dict:
+    graph = copy.deepcopy(GRAPH)
+    for path, value in changes.items():
+        node, name = path.split("__")
+        graph[node]["inputs"][name] = value
+    return graph
+
+
+def test_per_run_values_leave_the_fingerprint_alone():
+    base = workflow_fingerprint(GRAPH)
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert workflow_fingerprint(variant(**{"3__seed": 99, "6__text": "a blue cat", "8__image": "other.png"})) == base
+    retitled = copy.deepcopy(GRAPH)
+    retitled["9"]["_meta"] = {"title": "renamed"}
+    assert workflow_fingerprint(retitled) == base
+
+
+def test_overridden_inputs_leave_it_alone_in_every_shape():
+    base = workflow_fingerprint(GRAPH, {"3.steps": 30})
+    assert workflow_fingerprint(variant(**{"3__steps": 40}), {"3.steps": 30}) == base
+    assert workflow_fingerprint(variant(**{"3__steps": 40}), {"3": {"steps": 30}}) == base
+    external = {
+        **GRAPH,
+        "20": {"class_type": "ComfyUIDeployExternalText", "inputs": {"input_id": "style", "default_value": "x"}},
+    }
+    other = copy.deepcopy(external)
+    other["20"]["inputs"]["default_value"] = "y"
+    assert workflow_fingerprint(external, {"style": "z"}) == workflow_fingerprint(other, {"style": "w"})
+
+
+def test_the_graph_models_and_settings_change_it():
+    base = workflow_fingerprint(GRAPH)
+    assert workflow_fingerprint(variant(**{"3__steps": 30})) != base
+    assert workflow_fingerprint(variant(**{"4__ckpt_name": "flux.safetensors"})) != base
+    rewired = variant(**{"3__model": ["8", 0]})
+    assert workflow_fingerprint(rewired) != base
+    assert workflow_fingerprint({**GRAPH, "10": {"class_type": "Upscale", "inputs": {}}}) != base
+
+
+def test_it_is_empty_for_unknown_or_malformed_workflows():
+    assert workflow_fingerprint({}) == "" and workflow_fingerprint(None) == ""
+    assert workflow_fingerprint({"nodes": [], "links": []}) == ""
+    assert workflow_fingerprint({"1": "not a node"}) == ""
+
+
+def test_it_names_workflows_by_their_save_prefix():
+    assert save_image_prefix(GRAPH) == "fox" and save_image_prefix({}) == ""
+    assert most_common_prefix([GRAPH, GRAPH, variant(**{"9__filename_prefix": "cat"}), {}]) == "fox"
+
+
+def test_runs_store_it_on_save_and_the_backfill_fills_old_ones(provider, make_run):
+    run = make_run(provider, workflow=GRAPH, inputs={"6.text": "a wolf"})
+    assert run.workflow_fingerprint == workflow_fingerprint(GRAPH, {"6.text": "a wolf"}) != ""
+    tracked = make_run(provider)
+    assert tracked.workflow_fingerprint == ""
+    Run.objects.filter(pk=run.pk).update(workflow_fingerprint="")
+    assert fingerprint_runs(Run) == 1
+    assert Run.objects.get(pk=run.pk).workflow_fingerprint == run.workflow_fingerprint
+    out = StringIO()
+    call_command("fingerprint_runs", "--all", stdout=out)
+    assert out.getvalue().strip() == "0 run(s) fingerprinted"
