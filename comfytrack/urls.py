@@ -31,6 +31,7 @@ urlpatterns = [
     path("runs/new/", runs.submit, name="run-submit"),
     path("runs/track/", runs_bulk.track_many, name="run-track"),
     path("runs/export/", runs_bulk.export_runs, name="run-export"),
+    path("runs/cost/", runs_bulk.cost_total, name="run-cost"),
     path("runs/<uuid:code>/", runs.run_detail, name="run-detail"),
     path("runs/rows/", runs.run_rows, name="run-rows"),
     path("runs/<uuid:code>/live/", runs.run_live, name="run-live"),

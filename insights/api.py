@@ -10,8 +10,9 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 
 from comfytrack.api_errors import errors, not_found
-from insights.compare import Comparison, compare, list_workflows, named_workflows
+from insights.compare import Comparison, ProviderComparison, compare, list_workflows, named_workflows
 from insights.views import FINGERPRINT
+from runs.schemas import money
 from runs.stats import MAX_WINDOW_DAYS
 
 router = Router(tags=["workflows"])
@@ -49,6 +50,9 @@ class ProviderComparisonOut(Schema):
     queue_p95: float | None
     run_p50: float | None
     run_p95: float | None
+    costed_runs: int = Field(description="Runs with a cost (reported or estimated).")
+    cost_total: str | None = Field(description="USD, the sum over costed runs (a decimal string), or null.")
+    cost_per_run: str | None = Field(description="USD, cost_total / costed_runs, or null.")
     top_errors: list[ErrorCount]
 
 
@@ -116,6 +120,28 @@ def compare_workflow(request: HttpRequest, fingerprint: str, days: int = Query(3
     return comparison_json(result)
 
 
+def provider_comparison_json(entry: ProviderComparison) -> dict:
+    p = entry.stats
+    return {
+        "id": p.code,
+        "name": p.name,
+        "kind": p.kind,
+        "runs": p.total,
+        "finished": p.finished,
+        "succeeded": p.succeeded,
+        "success_rate": p.success_rate,
+        "timed_runs": entry.timed_runs,
+        "queue_p50": p.queue_p50,
+        "queue_p95": p.queue_p95,
+        "run_p50": p.run_p50,
+        "run_p95": p.run_p95,
+        "costed_runs": p.costed,
+        "cost_total": money(p.cost_total),
+        "cost_per_run": money(p.cost_per_run),
+        "top_errors": [{"message": m, "count": n} for m, n in entry.top_errors],
+    }
+
+
 def comparison_json(result: Comparison) -> dict:
     return {
         "fingerprint": result.workflow.fingerprint,
@@ -124,17 +150,10 @@ def comparison_json(result: Comparison) -> dict:
         "since": result.since,
         "until": result.until,
         "runs": result.runs,
-        "providers": [
-            {
-                **{k: getattr(p, k) for k in ProviderComparisonOut.model_fields if k not in ("id", "top_errors")},
-                "id": p.code,
-                "top_errors": [{"message": m, "count": n} for m, n in p.top_errors],
-            }
-            for p in result.providers
-        ],
+        "providers": [provider_comparison_json(p) for p in result.providers],
         "run_time_per_day": {
-            code: [{"day": d, "run_p50": s, "runs": n} for d, s, n in points]
-            for code, points in result.run_time_per_day.items()
+            p.stats.code: [{"day": d, "run_p50": s, "runs": n} for d, s, n in p.run_time_per_day]
+            for p in result.providers
         },
     }
 

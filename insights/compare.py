@@ -1,10 +1,9 @@
 """One workflow across providers: how often it succeeds, how long it waits and runs, what it costs, why it
 fails. Shared by the compare page and `GET /api/v1/workflows/{fingerprint}/compare`.
 
-Durations use provider times only: a queue time needs the provider's queued and started times, a run time
-its started and finished times. A time comfytrack only observed (when a poll first saw the run running,
-say) says more about the poll interval than about the provider, so those runs count in the totals but not
-in the percentiles (`timed_runs` says how many did).
+The counts, percentiles and costs per provider are the stats page's (runs.stats.per_provider) over the
+workflow's runs, so both use provider times only; this adds each provider's top errors, how many runs the
+provider timed, and the median run time per day for the chart.
 """
 
 from __future__ import annotations
@@ -17,33 +16,20 @@ from django.db.models import Count, Max, QuerySet
 
 from insights.models import Workflow
 from runs.fingerprint import most_common_prefix
-from runs.models import TERMINAL, Run, Status
+from runs.models import Run
 from runs.queries import PROBLEM_STATUSES
-from runs.stats import percentile
+from runs.stats import ProviderStats, per_provider, percentile, provider_timed
 
-PROVIDER = "provider"
 TOP_ERRORS = 5
 NAME_SAMPLE = 20  # recent runs whose SaveImage prefixes name a workflow
 
 
 @dataclass
 class ProviderComparison:
-    code: str
-    name: str
-    kind: str
-    runs: int = 0
-    finished: int = 0
-    succeeded: int = 0
-    timed_runs: int = 0
-    queue_p50: float | None = None
-    queue_p95: float | None = None
-    run_p50: float | None = None
-    run_p95: float | None = None
+    stats: ProviderStats
+    timed_runs: int = 0  # runs whose start the provider reported: the percentiles' population
     top_errors: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def success_rate(self) -> float | None:
-        return round(self.succeeded / self.finished, 4) if self.finished else None
+    run_time_per_day: list[tuple[date, float, int]] = field(default_factory=list)  # (day, median s, runs)
 
 
 @dataclass
@@ -52,12 +38,10 @@ class Comparison:
     since: datetime
     until: datetime
     providers: list[ProviderComparison] = field(default_factory=list)
-    # provider code → [(day, median run seconds, timed runs that day)]
-    run_time_per_day: dict[str, list[tuple[date, float, int]]] = field(default_factory=dict)
 
     @property
     def runs(self) -> int:
-        return sum(p.runs for p in self.providers)
+        return sum(p.stats.total for p in self.providers)
 
 
 def workflow_runs(organization_id: int, fingerprint: str) -> QuerySet[Run]:
@@ -70,59 +54,31 @@ def compare(organization_id: int, fingerprint: str, since: datetime, until: date
     if workflow is None:
         return None
     window = workflow_runs(organization_id, fingerprint).filter(created__gte=since, created__lte=until)
-    result = Comparison(workflow, since, until)
-    by_provider = _counts(window)
-    per_day = _durations(window, by_provider)
-    for provider_id, messages in _errors(window).items():
-        by_provider[provider_id].top_errors = messages.most_common(TOP_ERRORS)
-    result.providers = sorted(by_provider.values(), key=lambda p: (-p.runs, p.name))
-    ids = {pk: p.code for pk, p in by_provider.items()}
-    result.run_time_per_day = {
-        ids[pk]: [(day, percentile(sorted(values), 0.5), len(values)) for day, values in sorted(days.items())]
-        for pk, days in per_day.items()
-    }
-    return result
-
-
-def _counts(window: QuerySet[Run]) -> dict[int, ProviderComparison]:
-    by_provider: dict[int, ProviderComparison] = {}
-    rows = window.values_list("provider_id", "provider__code", "provider__name", "provider__kind", "status")
-    for provider_id, code, name, kind, status, n in rows.annotate(n=Count("id")).order_by():
-        entry = by_provider.setdefault(provider_id, ProviderComparison(str(code), name, kind))
-        entry.runs += n
-        entry.finished += n if status in TERMINAL else 0
-        entry.succeeded += n if status == Status.SUCCEEDED else 0
-    return by_provider
-
-
-def _durations(window: QuerySet[Run], by_provider: dict[int, ProviderComparison]) -> dict[int, dict[date, list]]:
-    """Queue and run percentiles per provider from provider times; run seconds per provider and day."""
-    queue: dict[int, list[float]] = defaultdict(list)
-    run: dict[int, list[float]] = defaultdict(list)
+    by_code = {p.code: ProviderComparison(p) for p in per_provider(window)}
+    codes = dict(window.values_list("provider_id", "provider__code").distinct().order_by())
+    timed: dict[int, int] = Counter()
     per_day: dict[int, dict[date, list[float]]] = defaultdict(lambda: defaultdict(list))
-    timed = window.filter(started_source=PROVIDER).values_list(
-        "provider_id", "queued", "queued_source", "started", "finished", "finished_source"
-    )
-    for provider_id, queued, queued_source, started, finished, finished_source in timed.iterator(chunk_size=2000):
-        by_provider[provider_id].timed_runs += 1
-        if queued is not None and queued_source == PROVIDER:
-            queue[provider_id].append(max((started - queued).total_seconds(), 0.0))
-        if finished is not None and finished_source == PROVIDER:
-            seconds = max((finished - started).total_seconds(), 0.0)
-            run[provider_id].append(seconds)
-            per_day[provider_id][started.date()].append(seconds)
-    for provider_id, entry in by_provider.items():
-        queue_list, run_list = sorted(queue[provider_id]), sorted(run[provider_id])
-        entry.queue_p50, entry.queue_p95 = percentile(queue_list, 0.5), percentile(queue_list, 0.95)
-        entry.run_p50, entry.run_p95 = percentile(run_list, 0.5), percentile(run_list, 0.95)
-    return per_day
+    for provider_id, _, run, started in provider_timed(window):
+        timed[provider_id] += 1
+        if run is not None:
+            per_day[provider_id][started.date()].append(run)
+    errors = _errors(window)
+    for provider_id, code in codes.items():
+        entry = by_code[str(code)]
+        entry.timed_runs = timed[provider_id]
+        entry.top_errors = errors[provider_id].most_common(TOP_ERRORS)
+        entry.run_time_per_day = [
+            (day, percentile(sorted(values), 0.5), len(values)) for day, values in sorted(per_day[provider_id].items())
+        ]
+    providers = sorted(by_code.values(), key=lambda p: (-p.stats.total, p.stats.name))
+    return Comparison(workflow, since, until, providers)
 
 
 def _errors(window: QuerySet[Run]) -> dict[int, Counter[str]]:
     found: dict[int, Counter[str]] = defaultdict(Counter)
     rows = window.filter(status__in=PROBLEM_STATUSES).values_list("provider_id", "error__message")
     for provider_id, message in rows.iterator(chunk_size=2000):
-        text = str(message or "").strip().splitlines()[0][:160] if message else ""
+        text = str(message).strip().splitlines()[0][:160] if message else ""
         found[provider_id][text or "(no message)"] += 1
     return found
 
@@ -147,12 +103,11 @@ def list_workflows(
         runs = runs.filter(created__gte=since)
     if fingerprint is not None:
         runs = runs.filter(workflow_fingerprint=fingerprint)
-    rows = (
+    rows = list(
         runs.values("workflow_fingerprint")
         .annotate(runs=Count("id"), providers=Count("provider", distinct=True), last_run=Max("created"))
         .order_by("-last_run")[:limit]
     )
-    rows = list(rows)
     named = named_workflows(organization_id, [row["workflow_fingerprint"] for row in rows])
     return [
         WorkflowSummary(named[row["workflow_fingerprint"]], row["runs"], row["providers"], row["last_run"])

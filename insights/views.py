@@ -43,11 +43,12 @@ def compare_page(request, access: Access):
     result = compare(access.organization.pk, fingerprint, since, now)
     if result is None:
         raise Http404("No such workflow in this organization.")
-    series = [(p.name, result.run_time_per_day.get(p.code, [])) for p in result.providers]
+    series = [(p.stats.name, p.run_time_per_day) for p in result.providers]
     context.update(
         result=result,
         rows=[(p, f"series-{n % SERIES_CLASSES}") for n, p in enumerate(result.providers)],
         chart=run_time_per_day_svg(series, first=since.date(), last=now.date()),
+        has_errors=any(p.top_errors for p in result.providers),
     )
     return render(request, "insights/compare.html", context)
 

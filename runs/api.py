@@ -38,13 +38,14 @@ from runs.schemas import (
     RunPage,
     event_json,
     json_response,
+    money,
     organization_run_json,
     organization_runs_page,
     run_json_or_none,
     run_rows,
     runs_json,
 )
-from runs.stats import MAX_WINDOW_DAYS, compute_stats, window_from_days
+from runs.stats import MAX_WINDOW_DAYS, ProviderStats, compute_stats, window_from_days
 from runs.submission import submit_run
 from runs.tracking import MAX_EXTERNAL_ID, MAX_TRACK_IDS, track_run, track_runs
 from runs.views_hooks import handle_comfydeploy_hook
@@ -473,11 +474,18 @@ class ProviderStatsOut(Schema):
     queue_p95: float | None
     run_p50: float | None
     run_p95: float | None
+    costed_runs: int = Field(description="Runs with a cost (reported or estimated).")
+    cost_total: str | None = Field(description="USD over the costed runs (a decimal string), or null.")
 
 
 class DayOut(Schema):
     day: date
     by_status: dict[str, int]
+
+
+class CostDayOut(Schema):
+    day: date
+    by_provider: dict[str, str] = Field(description="Provider name → USD spent on runs created that day.")
 
 
 class FailureOut(Schema):
@@ -495,6 +503,8 @@ class StatsOut(Schema):
     providers: list[ProviderStatsOut]
     per_day: list[DayOut]
     top_failures: list[FailureOut]
+    cost_total: str | None = Field(description="USD over the window's costed runs, or null when none has a cost.")
+    cost_per_day: list[CostDayOut]
 
 
 @router.get("/stats", response={200: StatsOut, **errors()}, summary="Statistics over a window")
@@ -509,12 +519,24 @@ def stats(request: HttpRequest, days: int = Query(7, ge=1, le=MAX_WINDOW_DAYS)):
         "finished": result.finished,
         "success_rate": result.success_rate,
         "by_status": result.by_status,
-        "providers": [
-            {**{k: getattr(p, k) for k in ProviderStatsOut.model_fields if k != "id"}, "id": p.code}
-            for p in result.providers
-        ],
+        "providers": [provider_stats_json(p) for p in result.providers],
         "per_day": [{"day": day, "by_status": counts} for day, counts in result.per_day],
         "top_failures": [{"message": m, "count": n} for m, n in result.top_failures],
+        "cost_total": money(result.cost_total),
+        "cost_per_day": [
+            {"day": day, "by_provider": {name: money(total) for name, total in costs.items()}}
+            for day, costs in result.cost_per_day
+        ],
+    }
+
+
+def provider_stats_json(p: ProviderStats) -> dict[str, Any]:
+    plain = ("name", "kind", "total", "succeeded", "finished", "success_rate", "queue_p50", "queue_p95", "run_p50")
+    return {
+        **{k: getattr(p, k) for k in (*plain, "run_p95")},
+        "id": p.code,
+        "costed_runs": p.costed,
+        "cost_total": money(p.cost_total),
     }
 
 

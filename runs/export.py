@@ -21,6 +21,7 @@ from django.http import StreamingHttpResponse
 from comfytrack.api_json import datetime_text
 from providers.models import Provider
 from runs.models import Run, elapsed, queue_seconds
+from runs.schemas import money
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 # Rows per database round trip (and per chunk written to the client).
@@ -29,11 +30,12 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 # What is read of each run: no heavy columns (workflow, inputs), no joins (providers come from a dict).
 _FIELDS = (
     "code", "provider_id", "external_id", "status", "provider_status", "created", "queued", "started", "finished",
-    "error__message", "error__node_type", "origin", "n_outputs",
+    "error__message", "error__node_type", "origin", "n_outputs", "cost", "cost_source",
 )  # fmt: skip
 COLUMNS = (
     "id", "provider", "provider_kind", "external_id", "status", "provider_status", "created", "queued", "started",
-    "finished", "queue_seconds", "run_seconds", "error", "error_node_type", "origin", "n_outputs",
+    "finished", "queue_seconds", "run_seconds", "error", "error_node_type", "origin", "n_outputs", "cost",
+    "cost_source",
 )  # fmt: skip
 
 
@@ -50,7 +52,23 @@ def records(runs: QuerySet[Run], organization_id: int) -> Iterator[dict[str, Any
     """One flat dict per run of `runs` (already filtered and scoped), newest first."""
     providers = {p.pk: p for p in Provider.objects.filter(organization=organization_id).only("pk", "name", "kind")}
     rows = runs.order_by("-created", "-code").values_list(*_FIELDS).iterator(chunk_size=CHUNK_ROWS)
-    for code, provider_id, ext, status, pstatus, created, queued, started, finished, err, node, origin, n in rows:
+    for (
+        code,
+        provider_id,
+        ext,
+        status,
+        pstatus,
+        created,
+        queued,
+        started,
+        finished,
+        err,
+        node,
+        origin,
+        n,
+        cost,
+        cs,
+    ) in rows:
         provider = providers.get(provider_id)
         yield {
             "id": str(code),
@@ -69,6 +87,8 @@ def records(runs: QuerySet[Run], organization_id: int) -> Iterator[dict[str, Any
             "error_node_type": _text(node),
             "origin": origin,
             "n_outputs": n,
+            "cost": money(cost),
+            "cost_source": cs or None,
         }
 
 

@@ -87,6 +87,11 @@ class EventSource(models.TextChoices):
     RECONCILER = "reconciler", "Reconciler"
 
 
+class CostSource(models.TextChoices):
+    REPORTED = "reported", "Priced from the usage the provider reported"
+    ESTIMATED = "estimated", "Estimated from the run time or a price per run"
+
+
 class Origin(models.TextChoices):
     TRACKED = "tracked", "Tracked (registered by id)"
     DASHBOARD = "dashboard", "Submitted from the dashboard"
@@ -179,6 +184,12 @@ class Run(models.Model):
     # The same workflow run again has the same value, whatever its seeds and prompts (runs.fingerprint);
     # "" while comfytrack does not know the run's workflow (tracked by id).
     workflow_fingerprint = models.CharField(max_length=16, blank=True, default="", editable=False)
+    # Usage the provider reported (its GPU type; the GPU seconds it bills), and what the run cost in USD
+    # (insights.costing: from the reported usage, else estimated from the run time or a price per run).
+    gpu = models.CharField(max_length=40, blank=True, editable=False)
+    gpu_seconds = models.FloatField(null=True, blank=True, editable=False)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True, editable=False)
+    cost_source = models.CharField(max_length=9, choices=CostSource.choices, blank=True, editable=False)
 
     objects = RunQuerySet.as_manager()
 
@@ -323,6 +334,10 @@ class Run(models.Model):
                 tracked=self.origin == Origin.TRACKED,
             )
         )
+        if snapshot.gpu:
+            fields["gpu"] = snapshot.gpu[:40]
+        if snapshot.gpu_seconds is not None:
+            fields["gpu_seconds"] = snapshot.gpu_seconds
         if snapshot.error:
             fields["error"] = {
                 "message": snapshot.error.message,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -85,6 +86,15 @@ class RunOut(Schema):
     outputs: list[OutputOut]
     origin: str
     retry_of: UUID | None = None
+    cost: str | None = Field(
+        None, examples=["0.012340"], description="What the run cost in USD (a decimal string), or null when unknown."
+    )
+    cost_source: str | None = Field(
+        None,
+        examples=["reported"],
+        description="`reported` (priced from the GPU time the provider reported), `estimated` (from the run time "
+        "or a price per run), or null.",
+    )
 
 
 class RunPage(Schema):
@@ -101,6 +111,11 @@ class EventOut(Schema):
     detail: str
 
 
+def money(value: Decimal | None) -> str | None:
+    """A USD amount as the API writes it: a decimal string (never a float), or None."""
+    return None if value is None else f"{value:f}"
+
+
 def _text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
@@ -112,6 +127,7 @@ RUN_FIELDS = (
     "pk", "code", "provider__code", "provider__name", "provider__kind", "external_id", "status", "provider_status",
     "progress", "live_status", "created", "queued", "started", "finished", "error_text", "origin", "retry_of__code",
     "created_source", "queued_source", "started_source", "finished_source", "unknown_since", "lost_at",
+    "cost", "cost_source",
 )  # fmt: skip
 OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height", "size_bytes")
 OUTPUT_ORDER = ("created", "id")  # oldest first, RunOutput's own ordering
@@ -279,6 +295,8 @@ def run_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, An
         "outputs": outputs,
         "origin": run["origin"],
         "retry_of": run["retry_of__code"],
+        "cost": money(run["cost"]),
+        "cost_source": run["cost_source"] or None,
     }
 
 

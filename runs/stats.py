@@ -6,10 +6,12 @@ Shared by the dashboard's stats page and `GET /api/v1/stats`.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -32,10 +34,17 @@ class ProviderStats:
     queue_p95: float | None = None
     run_p50: float | None = None
     run_p95: float | None = None
+    # Runs with a cost (insights.costing) and their sum; None when none has one.
+    costed: int = 0
+    cost_total: Decimal | None = None
 
     @property
     def success_rate(self) -> float | None:
         return round(self.succeeded / self.finished, 4) if self.finished else None
+
+    @property
+    def cost_per_run(self) -> Decimal | None:
+        return (self.cost_total / self.costed).quantize(Decimal("0.000001")) if self.cost_total is not None else None
 
 
 @dataclass
@@ -47,6 +56,13 @@ class Stats:
     providers: list[ProviderStats] = field(default_factory=list)
     per_day: list[tuple[date, dict[str, int]]] = field(default_factory=list)
     top_failures: list[tuple[str, int]] = field(default_factory=list)
+    # Cost per day of creation and provider name (only days with costed runs).
+    cost_per_day: list[tuple[date, dict[str, Decimal]]] = field(default_factory=list)
+
+    @property
+    def cost_total(self) -> Decimal | None:
+        costs = [p.cost_total for p in self.providers if p.cost_total is not None]
+        return sum(costs, Decimal(0)) if costs else None
 
     @property
     def finished(self) -> int:
@@ -77,8 +93,9 @@ def compute_stats(runs: QuerySet[Run], since: datetime, until: datetime | None =
         by_status.update(counts)
     stats.by_status = dict(by_status)
     stats.total = sum(stats.by_status.values())
-    stats.providers = _per_provider(window)
+    stats.providers = per_provider(window)
     stats.top_failures = _top_failures(window)
+    stats.cost_per_day = _cost_per_day(window)
     return stats
 
 
@@ -90,37 +107,33 @@ def _per_day(window: QuerySet[Run]) -> list[tuple[date, dict[str, int]]]:
     return sorted(days.items())
 
 
-def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
+def _cost_per_day(window: QuerySet[Run]) -> list[tuple[date, dict[str, Decimal]]]:
+    days: dict[date, dict[str, Decimal]] = defaultdict(dict)
+    rows = window.exclude(cost=None).annotate(day=TruncDate("created")).values_list("day", "provider__name")
+    for day, provider, total in rows.annotate(total=Sum("cost")).order_by():
+        days[day][provider] = total
+    return sorted(days.items())
+
+
+def per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
     by_provider: dict[int, ProviderStats] = {}
     counts = window.values_list("provider_id", "provider__code", "provider__name", "provider__kind", "status")
-    for provider_id, code, name, kind, status, n in counts.annotate(n=Count("id")).order_by():
+    counts = counts.annotate(n=Count("id"), costed=Count("cost"), cost=Sum("cost")).order_by()
+    for provider_id, code, name, kind, status, n, costed, cost in counts:
         entry = by_provider.setdefault(provider_id, ProviderStats(str(code), name, kind))
         entry.total += n
         entry.finished += n if status in TERMINAL else 0
         entry.succeeded += n if status == Status.SUCCEEDED else 0
+        if costed:
+            entry.costed += costed
+            entry.cost_total = (entry.cost_total or Decimal(0)) + cost
     durations: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    # Only the provider's own times: a poll's observation is off by up to a poll interval, which would
-    # swamp the percentiles of short runs (docs/api.md "Times").
-    timed = window.filter(started_source=PROVIDER).values_list(
-        "provider_id", "created", "created_source", "queued", "queued_source", "started", "finished", "finished_source"
-    )
-    for (
-        provider_id,
-        created,
-        created_source,
-        queued,
-        queued_source,
-        started,
-        finished,
-        finished_source,
-    ) in timed.iterator(chunk_size=2000):
-        assert started is not None  # selected by its source, which is set only with the time
+    for provider_id, queue, run, _ in provider_timed(window):
         queue_list, run_list = durations[provider_id]
-        waited_from, waited_source = (queued, queued_source) if queued else (created, created_source)
-        if waited_source == PROVIDER:
-            queue_list.append(max((started - waited_from).total_seconds(), 0.0))
-        if finished and finished_source == PROVIDER:
-            run_list.append(max((finished - started).total_seconds(), 0.0))
+        if queue is not None:
+            queue_list.append(queue)
+        if run is not None:
+            run_list.append(run)
     for provider_id, (queue_list, run_list) in durations.items():
         entry = by_provider[provider_id]
         queue_list.sort()
@@ -128,6 +141,23 @@ def _per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
         entry.queue_p50, entry.queue_p95 = percentile(queue_list, 0.5), percentile(queue_list, 0.95)
         entry.run_p50, entry.run_p95 = percentile(run_list, 0.5), percentile(run_list, 0.95)
     return sorted(by_provider.values(), key=lambda p: p.name)
+
+
+def provider_timed(window: QuerySet[Run]) -> Iterator[tuple[int, float | None, float | None, datetime]]:
+    """(provider id, queue seconds, run seconds, started) of each run whose start the provider reported.
+
+    Only the provider's own times: a poll's observation is off by up to a poll interval, which would
+    swamp the percentiles of short runs (docs/api.md "Times"). A duration is None unless both its ends
+    are the provider's (the queue starts at the provider's queued time, else at its created time)."""
+    timed = window.filter(started_source=PROVIDER).values_list(
+        "provider_id", "created", "created_source", "queued", "queued_source", "started", "finished", "finished_source"
+    )
+    for row in timed.iterator(chunk_size=2000):
+        provider_id, created, created_source, queued, queued_source, started, finished, finished_source = row
+        waited_from = (queued, queued_source) if queued else (created, created_source)
+        queue = max((started - waited_from[0]).total_seconds(), 0.0) if waited_from[1] == PROVIDER else None
+        run = max((finished - started).total_seconds(), 0.0) if finished and finished_source == PROVIDER else None
+        yield provider_id, queue, run, started
 
 
 def _top_failures(window: QuerySet[Run], limit: int = 5) -> list[tuple[str, int]]:

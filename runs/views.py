@@ -410,8 +410,16 @@ def stats(request, access: Access):
             if counts
         ],
         "error": error,
+        **cost_table(result.cost_per_day),
     }
     return render(request, "runs/stats.html", context)
+
+
+def cost_table(cost_per_day: list) -> dict:
+    """The stats page's cost grid: a column per provider, a row per day (newest first), a total each."""
+    names = sorted({name for _, costs in cost_per_day for name in costs})
+    rows = [(day, [costs.get(name) for name in names], sum(costs.values())) for day, costs in reversed(cost_per_day)]
+    return {"cost_providers": names, "cost_rows": rows}
 
 
 def home(request):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from itertools import batched
 
+from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -14,13 +15,14 @@ from django.views.decorators.http import require_POST
 from accounts.access import Access, org_required
 from providers.models import Provider
 from runs import export, zipping
-from runs.models import Run, RunOutput
+from runs.models import CostSource, Run, RunOutput
 from runs.queries import filter_runs, parse_filters
 from runs.tracking import MAX_TRACK_IDS, TrackResult, read_external_ids, track_runs
 
 # A pasted list or an uploaded CSV: 10 statements of 1,000 at most, well within one request.
 MAX_PAGE_IDS = 10_000
 MAX_UPLOAD_BYTES = 2_000_000
+ESTIMATED = Q(cost_source=CostSource.ESTIMATED)
 
 
 def _read_ids(request) -> tuple[list[str], str | None]:
@@ -116,3 +118,12 @@ def gallery_zip(request, access: Access):
     response["Content-Disposition"] = f'attachment; filename="comfytrack-outputs-{now:%Y%m%d-%H%M%S}.zip"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+@org_required
+def cost_total(request, access: Access):
+    """The total cost of the runs the list's filters select (loaded after the page, it reads them all)."""
+    filters = parse_filters(request.GET, access.organization)
+    runs = filter_runs(Run.objects.filter(organization=access.organization), filters)
+    totals = runs.aggregate(total=Sum("cost"), costed=Count("cost"), estimated=Count("cost", filter=ESTIMATED))
+    return render(request, "runs/run_list.html#cost-total", {"totals": totals, "filters": filters})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from django import template
 from django.utils import timezone
@@ -78,3 +79,15 @@ def time_ago(moment: datetime | None) -> dict:
     """A <time> showing how long ago `moment` was, its absolute time on hover (the script puts it in the
     viewer's time zone; the server's rendering says UTC)."""
     return {"moment": moment}
+
+
+@register.filter
+def usd(value: Decimal | None) -> str:
+    """A cost in US dollars: cents for a dollar or more, four significant decimals below (GPU-seconds
+    cost fractions of a cent); an em dash when unknown."""
+    if value is None:
+        return "—"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    whole, fraction = f"{value:.4f}".split(".")
+    return f"${whole}.{fraction[:2]}{fraction[2:].rstrip('0')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -59,7 +60,8 @@ def two_providers(org, provider, make_provider, make_run):
     timed_run(make_run, provider, queue=3, run=5, status=Status.FAILED, error={"message": "CUDA out of memory"})
     for queue, run in [(30, 8), (50, 9)]:
         timed_run(make_run, cloud, queue=queue, run=run, days_ago=2)
-    timed_run(make_run, cloud, queue=1, run=1, status=Status.FAILED, days_ago=2, error={"message": "Node X missing\nTrace"})
+    failure = {"message": "Node X missing\nTrace"}
+    timed_run(make_run, cloud, queue=1, run=1, status=Status.FAILED, days_ago=2, error=failure)
     make_run(cloud, workflow=OTHER, status=Status.SUCCEEDED)  # another workflow
     make_run(provider, workflow=GRAPH, created=timezone.now() - timedelta(days=60))  # outside 30 days
     return provider, cloud
@@ -129,3 +131,13 @@ def test_writers_name_a_workflow_on_the_page(client, alice, two_providers):
     response = client.post("/compare/label/", {"workflow": FP, "label": "  Hero shots  "})
     assert response.status_code == 302 and Workflow.objects.get(fingerprint=FP).label == "Hero shots"
     assert "Hero shots" in client.get(f"/compare/?workflow={FP}").content.decode()
+
+
+def test_it_compares_costs(client, key, two_providers):
+    deploy, _cloud = two_providers
+    Run.objects.filter(provider=deploy, workflow_fingerprint=FP).update(cost=Decimal("0.02"), cost_source="reported")
+    body = get(client, f"/workflows/{FP}/compare?days=30", key).json()
+    d = next(p for p in body["providers"] if p["name"] == "Deploy")
+    c = next(p for p in body["providers"] if p["name"] == "Cloud")
+    assert (d["costed_runs"], d["cost_total"], d["cost_per_run"]) == (5, "0.100000", "0.020000")
+    assert (c["costed_runs"], c["cost_total"], c["cost_per_run"]) == (0, None, None)

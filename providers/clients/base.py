@@ -112,6 +112,9 @@ class RunSnapshot:
     error: RunError | None = None
     outputs: tuple[OutputRef, ...] = ()
     queue_position: int | None = None
+    # Usage the provider reports for billing: its GPU type and the GPU seconds the run used (None: not said).
+    gpu: str | None = None
+    gpu_seconds: float | None = None
 
 
 class ProviderError(Exception):
@@ -260,6 +263,16 @@ def parse_retry_after(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(seconds, 1.0), 3600.0)
+
+
+def usage_seconds(value: Any, scale: float = 1.0) -> float | None:
+    """A provider's reported usage (GPU seconds; scale=1000 for milliseconds), or None if it is not a
+    plausible duration (negative, not finite, over a year)."""
+    try:
+        seconds = float(value) / scale
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds < 366 * 86400 else None
 
 
 def clamp_progress(value: Any, scale: float = 1.0) -> float | None:

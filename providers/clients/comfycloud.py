@@ -38,6 +38,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    usage_seconds,
     view_query,
 )
 from providers.clients.comfyui import prompt_error_problems
@@ -140,9 +141,15 @@ class V2Progress(_Model):
     current_node_class: str | None = None
 
 
+class V2Metrics(_Model):
+    queue_ms: float | None = None
+    execution_ms: float | None = None
+
+
 class V2Job(_Model):
     id: str
     status: str
+    metrics: V2Metrics | None = None
     created_at: str | float | None = None
     started_at: str | float | None = None
     completed_at: str | float | None = None
@@ -450,6 +457,8 @@ class ComfyCloudClient(ProviderClient):
             error=v2_error(job, status),
             outputs=tuple(v2_outputs(job.outputs or [])),
             queue_position=job.queue_position if status == RunStatus.QUEUED else None,
+            # The v2 API bills GPU seconds; execution_ms is the time the job held the GPU.
+            gpu_seconds=usage_seconds(job.metrics.execution_ms, 1000) if job.metrics and status.is_terminal else None,
         )
 
 

@@ -31,6 +31,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    usage_seconds,
 )
 
 # Presigned S3 GET URLs for non-public outputs live 3600 s (CD-api utils.py get_temporary_download_url).
@@ -86,6 +87,9 @@ class WorkflowRun(_Model):
     ended_at: str | None = None
     queue_position: int | None = None
     outputs: list[RunOutputRow] | None = None
+    gpu: str | None = None
+    # Seconds: the run's GPU time including cold starts (run_duration + cold_start_duration_total).
+    duration: float | None = None
 
 
 class WebhookBody(_Model):
@@ -190,6 +194,8 @@ def run_snapshot(run: WorkflowRun, external_id: str, fetched: datetime) -> RunSn
         error=error_of(status, run.live_status, run.outputs or []),
         outputs=outputs,
         queue_position=run.queue_position if status == RunStatus.QUEUED else None,
+        gpu=(run.gpu or "").strip()[:40] or None,
+        gpu_seconds=usage_seconds(run.duration) if status.is_terminal else None,
     )
 
 

@@ -285,8 +285,16 @@ def v2_job(request: web.Request, run: FakeRun, phase: str, now: float) -> dict[s
         "progress": v2_progress(run, phase, now),
         "outputs": v2_outputs(request, run) if phase == state.SUCCEEDED else [],
         "error": v2_job_error(run) if phase == state.FAILED else None,
-        "metrics": {"queue_ms": None, "execution_ms": None},
+        "metrics": v2_metrics(run, phase, now),
         "urls": {"self": path, "events": f"{path}/events", "cancel": f"{path}/cancel"},
+    }
+
+
+def v2_metrics(run: FakeRun, phase: str, now: float) -> dict[str, int | None]:
+    started, finished = run.entered(state.RUNNING, now), run.finished_at(now) if phase in state.TERMINAL else None
+    return {
+        "queue_ms": round((started - run.created) * 1000) if started else None,
+        "execution_ms": round((finished - started) * 1000) if started and finished else None,
     }
 
 

@@ -124,11 +124,18 @@ def render_run(request: web.Request, run: FakeRun, phase: str, now: float) -> di
         "started_at": iso(run.entered(state.RUNNING, now)),
         "ended_at": iso(ended),
         "gpu": "A10G",
+        # The run's GPU time (run_duration + cold_start_duration_total), once it has ended.
+        "duration": gpu_duration(run, ended, now),
         "live_status": live,
         "progress": run.progress(now) if phase != state.FAILED else 0.45,
         "outputs": render_outputs(request, run) if phase == state.SUCCEEDED else [],
         "queue_position": 0 if phase == state.QUEUED and request.query.get("queue_position") == "true" else None,
     }
+
+
+def gpu_duration(run: FakeRun, ended: float | None, now: float) -> float | None:
+    started = run.entered(state.RUNNING, now)
+    return round(ended - started, 3) if ended and started else None
 
 
 def render_outputs(request: web.Request, run: FakeRun) -> list[dict[str, Any]]:

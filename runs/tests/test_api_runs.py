@@ -26,7 +26,7 @@ WORKFLOW = {
 RUN_KEYS = {
     "id", "provider", "external_id", "status", "provider_status", "progress", "live_status", "created", "queued",
     "started", "finished", "queue_seconds", "run_seconds", "error", "outputs", "origin", "retry_of",
-    "times_source", "unseen_since", "lost_at",
+    "times_source", "unseen_since", "lost_at", "cost", "cost_source",
 }  # fmt: skip
 OUTPUT_KEYS = {"id", "kind", "filename", "url", "archived", "width", "height", "size_bytes"}
 
