@@ -115,3 +115,4 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 api.add_router("/", "runs.api.router")
 api.add_router("/providers", "providers.api.router")
 api.add_router("/workflows", "insights.api.router")
+api.add_router("/alerts", "alerts.api.router")

@@ -15,11 +15,12 @@ from comfytrack.loops import claim_start
 
 logger = logging.getLogger("comfytrack.loops")
 
-# turn name -> the task that holds it (the schedules in runs/migrations and webhooks/migrations)
+# turn name -> the task that holds it (the schedules in runs/, webhooks/ and alerts/migrations)
 LOOPS = {
     "sync": "runs.tasks.sync_loop",
     "archive": "runs.tasks.archive_loop",
     "webhooks": "webhooks.delivery.deliver_loop",
+    "alerts": "alerts.tasks.alerts_loop",
 }
 
 

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "runs",
     "webhooks",
     "insights",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -340,6 +341,32 @@ COMFYTRACK_PUBLIC_URL = os.environ.get("COMFYTRACK_PUBLIC_URL", "").rstrip("/")
 COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS", [])
 # Seconds one delivery may take (connect + send + answer); a hanging endpoint never holds more than this.
 COMFYTRACK_WEBHOOK_TIMEOUT = envint("COMFYTRACK_WEBHOOK_TIMEOUT", 10)
+
+# --- Alerts (alerts): email through Django's email backend, Slack/Discord incoming webhooks --------
+# Email goes to the SMTP server EMAIL_HOST (default localhost). With DEBUG on and no EMAIL_HOST it is
+# printed to the console instead (local development).
+_SMTP_HOST = os.environ.get("EMAIL_HOST", "")
+MAILERS = {
+    "default": (
+        {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+        if DEBUG and not _SMTP_HOST
+        else {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _SMTP_HOST or "localhost",
+                "port": envint("EMAIL_PORT", 25),
+                "username": os.environ.get("EMAIL_HOST_USER", ""),
+                "password": envsecret("EMAIL_HOST_PASSWORD"),
+                "use_tls": envbool("EMAIL_USE_TLS", False),
+                "use_ssl": envbool("EMAIL_USE_SSL", False),
+                "timeout": envint("EMAIL_TIMEOUT", 10),
+            },
+        }
+    )
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "comfytrack <alerts@localhost>")
+# Slack/Discord webhook URLs get the outbound SSRF rules too (private hosts only when listed here).
+COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS", [])
 
 # --- Operations: probes and metrics (comfytrack.health, comfytrack.metrics; docs/deploy.md) ---------
 # /metrics answers a request bearing this token (Authorization: Bearer …) or coming from one of the

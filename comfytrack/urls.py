@@ -53,4 +53,5 @@ urlpatterns = [
     path("settings/api-keys/new/", accounts.api_key_create, name="api-key-create"),
     path("settings/api-keys/<uuid:code>/revoke/", accounts.api_key_revoke, name="api-key-revoke"),
     path("settings/webhooks/", include("webhooks.urls")),
+    path("settings/alerts/", include("alerts.urls")),
 ]

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 
+from accounts.api_auth import caller
 from comfytrack.api_errors import errors, not_found
 from insights.compare import Comparison, ProviderComparison, compare, list_workflows, named_workflows
 from insights.views import FINGERPRINT
@@ -94,7 +95,7 @@ def workflows(request: HttpRequest, days: int = Query(90, ge=1, le=MAX_WINDOW_DA
     """The organization's workflows (runs with a known graph, grouped by fingerprint) that ran in the last
     `days` days, most recently run first (at most 200)."""
     since, _ = _days(days)
-    found = list_workflows(request.auth.organization_id, since)
+    found = list_workflows(caller(request).organization_id, since)
     return {"items": [_workflow_json(s.workflow, s.runs, s.providers, s.last_run) for s in found]}
 
 
@@ -114,7 +115,7 @@ def compare_workflow(request: HttpRequest, fingerprint: str, days: int = Query(3
     """Per provider, for this workflow's runs created in the last `days` days: runs, success rate, p50/p95
     queue and run seconds (provider-reported times only), top errors, and median run seconds per day."""
     since, until = _days(days)
-    result = compare(request.auth.organization_id, _fingerprint(fingerprint), since, until)
+    result = compare(caller(request).organization_id, _fingerprint(fingerprint), since, until)
     if result is None:
         raise not_found(NO_SUCH_WORKFLOW)
     return comparison_json(result)
@@ -162,10 +163,10 @@ def comparison_json(result: Comparison) -> dict:
 def label_workflow(request: HttpRequest, fingerprint: str, payload: LabelIn):
     """Set the workflow's name as shown on the compare page and in `GET /workflows`."""
     fingerprint = _fingerprint(fingerprint)
-    workflow = named_workflows(request.auth.organization_id, [fingerprint]).get(fingerprint)
+    workflow = named_workflows(caller(request).organization_id, [fingerprint]).get(fingerprint)
     if workflow is None:
         raise not_found(NO_SUCH_WORKFLOW)
     workflow.label = payload.label.replace("\x00", "").strip()
     workflow.save(update_fields=["label", "updated"])
-    summary = list_workflows(request.auth.organization_id, None, fingerprint=fingerprint)[0]
+    summary = list_workflows(caller(request).organization_id, None, fingerprint=fingerprint)[0]
     return _workflow_json(workflow, summary.runs, summary.providers, summary.last_run)

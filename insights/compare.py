@@ -67,11 +67,19 @@ def compare(organization_id: int, fingerprint: str, since: datetime, until: date
         entry = by_code[str(code)]
         entry.timed_runs = timed[provider_id]
         entry.top_errors = errors[provider_id].most_common(TOP_ERRORS)
-        entry.run_time_per_day = [
-            (day, percentile(sorted(values), 0.5), len(values)) for day, values in sorted(per_day[provider_id].items())
-        ]
+        entry.run_time_per_day = _medians(per_day[provider_id])
     providers = sorted(by_code.values(), key=lambda p: (-p.stats.total, p.stats.name))
     return Comparison(workflow, since, until, providers)
+
+
+def _medians(days: dict[date, list[float]]) -> list[tuple[date, float, int]]:
+    """(day, median run seconds, runs) for each day, in order."""
+    found = []
+    for day, values in sorted(days.items()):
+        median = percentile(sorted(values), 0.5)
+        if median is not None:
+            found.append((day, median, len(values)))
+    return found
 
 
 def _errors(window: QuerySet[Run]) -> dict[int, Counter[str]]:

@@ -55,7 +55,8 @@ def shape(workflow: Any, inputs: Any = None) -> dict[str, Any] | None:
     for node_id, node in workflow.items():
         if not isinstance(node, dict) or "class_type" not in node:
             return None
-        node_inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        raw_inputs = node.get("inputs")
+        node_inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
         # A ComfyDeploy external input node whose input_id the submission sets: its value is per run.
         external = str(node_inputs.get("input_id", "")) in names
         kept = {}

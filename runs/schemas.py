@@ -111,9 +111,13 @@ class EventOut(Schema):
     detail: str
 
 
+USD_STEP = Decimal("0.000001")
+
+
 def money(value: Decimal | None) -> str | None:
     """A USD amount as the API writes it: a decimal string (never a float), or None."""
-    return None if value is None else f"{value:f}"
+    # Six decimals whatever the database summed them to (SQLite's sums carry their own scale).
+    return None if value is None else f"{value.quantize(USD_STEP):f}"
 
 
 def _text(value: Any) -> str | None:

@@ -6,10 +6,11 @@ Shared by the dashboard's stats page and `GET /api/v1/stats`.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -118,8 +119,8 @@ def _cost_per_day(window: QuerySet[Run]) -> list[tuple[date, dict[str, Decimal]]
 def per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
     by_provider: dict[int, ProviderStats] = {}
     counts = window.values_list("provider_id", "provider__code", "provider__name", "provider__kind", "status")
-    counts = counts.annotate(n=Count("id"), costed=Count("cost"), cost=Sum("cost")).order_by()
-    for provider_id, code, name, kind, status, n, costed, cost in counts:
+    rows: Iterable[tuple[Any, ...]] = counts.annotate(n=Count("id"), costed=Count("cost"), cost=Sum("cost")).order_by()
+    for provider_id, code, name, kind, status, n, costed, cost in rows:
         entry = by_provider.setdefault(provider_id, ProviderStats(str(code), name, kind))
         entry.total += n
         entry.finished += n if status in TERMINAL else 0
@@ -152,8 +153,8 @@ def provider_timed(window: QuerySet[Run]) -> Iterator[tuple[int, float | None, f
     timed = window.filter(started_source=PROVIDER).values_list(
         "provider_id", "created", "created_source", "queued", "queued_source", "started", "finished", "finished_source"
     )
-    for row in timed.iterator(chunk_size=2000):
-        provider_id, created, created_source, queued, queued_source, started, finished, finished_source = row
+    rows: Iterator[tuple[Any, ...]] = timed.iterator(chunk_size=2000)
+    for provider_id, created, created_source, queued, queued_source, started, finished, finished_source in rows:
         waited_from = (queued, queued_source) if queued else (created, created_source)
         queue = max((started - waited_from[0]).total_seconds(), 0.0) if waited_from[1] == PROVIDER else None
         run = max((finished - started).total_seconds(), 0.0) if finished and finished_source == PROVIDER else None

@@ -7,7 +7,7 @@ from playwright import sync_api as playwright_api
 
 from insights.tests.test_compare import FP, timed_run
 from runs.models import Run, Status
-from runs.tests.test_browser import SHOTS, browser, page  # noqa: F401 - the shared browser fixtures
+from runs.tests.test_browser import assert_accessible, browser, page, shot  # noqa: F401 - shared browser fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,8 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
     page.click("button:has-text('Save name')")
     playwright_api.expect(page.locator("h1")).to_contain_text("Product shots SDXL")
     playwright_api.expect(page.locator("section:has-text('Top errors')")).to_contain_text("CUDA out of memory")
-    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    assert_accessible(page)
+    shot(page, "compare", full_page=True)
     page.click("a.chip:has-text('7 days')")
     page.wait_for_url("**days=7**")
     page.goto("/compare/")

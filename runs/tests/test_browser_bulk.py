@@ -11,7 +11,7 @@ from playwright import sync_api as playwright_api
 
 from providers.fake.png import png_bytes
 from runs.models import Run, RunOutput
-from runs.tests.test_browser import SHOTS, browser, page  # noqa: F401 - the shared browser fixtures
+from runs.tests.test_browser import assert_accessible, browser, page, shot  # noqa: F401 - shared browser fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +25,8 @@ def test_tracking_a_pasted_list(page, provider):  # noqa: F811
     page.click("button:has-text('Track runs')")
     results = page.locator("#track-results")
     playwright_api.expect(results).to_contain_text("2 newly tracked · 1 already tracked · 1 refused")
-    page.screenshot(path=str(SHOTS / "track-runs.png"), full_page=True)
+    assert_accessible(page)
+    shot(page, "track-runs", full_page=True)
     results.locator("a:has-text('fresh-1')").click()
     playwright_api.expect(page.locator("h1")).to_contain_text("fresh-1")
     assert Run.objects.filter(external_id__startswith="fresh-").count() == 2
@@ -49,7 +50,8 @@ def test_exporting_the_filtered_list_and_zipping_a_gallery_selection(page, provi
     boxes = page.locator("input[name=output]")
     boxes.nth(0).check()
     boxes.nth(2).check()
-    page.screenshot(path=str(SHOTS / "gallery-selection.png"))
+    assert_accessible(page)
+    shot(page, "gallery-selection")
     with page.expect_download() as download:
         page.click("button:has-text('Download selected (zip)')")
     archive = zipfile.ZipFile(download.value.path())

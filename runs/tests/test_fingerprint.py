@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from io import StringIO
+from typing import Any
 
 from django.core.management import call_command
 
@@ -12,7 +13,7 @@ from runs.backfill import fingerprint_runs
 from runs.fingerprint import most_common_prefix, save_image_prefix, workflow_fingerprint
 from runs.models import Run
 
-GRAPH = {
+GRAPH: dict[str, Any] = {
     "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 25, "cfg": 7, "model": ["4", 0]}},
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},

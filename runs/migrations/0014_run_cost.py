@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0011_run_workflow_fingerprint'),
+        ('runs', '0013_run_workflow_fingerprint'),
     ]
 
     operations = [

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0001_initial'),
         ('providers', '0003_provider_webhook_token_hash'),
-        ('runs', '0010_run_time_sources'),
+        ('runs', '0012_run_time_sources'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

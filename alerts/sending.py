@@ -1,0 +1,226 @@
+"""Delivering alert messages: email through Django's email backend, Slack and Discord incoming webhooks
+over the SSRF-guarded HTTP client (runs.safe_http), signed webhooks through the webhooks outbox.
+
+1. claim: due messages get a short lease (next_attempt_at moves ahead) in one transaction;
+2. send: outside any transaction;
+3. record: sent, or a retry later with back-off, or failed after the last attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.models import Channel, Message, Rule
+from providers.clients.http import USER_AGENT
+from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
+from webhooks.emit import message_id
+from webhooks.models import WebhookDelivery
+
+logger = logging.getLogger("comfytrack.alerts")
+
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
+LEASE = timedelta(minutes=2)
+BATCH = 100
+TIMEOUT = 10.0
+SLACK_GREEN, SLACK_RED = "#2f9e44", "#e03131"
+
+
+@dataclass
+class Outcome:
+    message_pk: int
+    error: str | None = None
+
+
+def claim_due(now: datetime, limit: int = BATCH, only: list[int] | None = None) -> list[Message]:
+    with transaction.atomic():
+        due = Message.objects.filter(sent=None, failed=None, next_attempt_at__lte=now)
+        if only is not None:
+            due = due.filter(pk__in=only)
+        claimed = list(due.select_for_update(skip_locked=True).order_by("next_attempt_at", "id")[:limit])
+        Message.objects.filter(pk__in=[m.pk for m in claimed]).update(next_attempt_at=now + LEASE)
+    return claimed
+
+
+# -- formats ---------------------------------------------------------------------------------------
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(message: Message) -> dict:
+    body = f"*{_slack_escape(message.subject)}*\n{_slack_escape(message.text)}"
+    if message.link.startswith(("https://", "http://")):
+        body += f"\n<{message.link}|Open in comfytrack>"
+    return {
+        "text": message.subject,
+        "attachments": [
+            {
+                "color": SLACK_GREEN if message.recovered else SLACK_RED,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}}],
+            }
+        ],
+    }
+
+
+def discord_payload(message: Message) -> dict:
+    embed = {
+        "title": message.subject[:256],
+        "description": message.text[:4000],
+        "color": 0x2F9E44 if message.recovered else 0xE03131,
+    }
+    if message.link.startswith(("https://", "http://")):
+        embed["url"] = message.link
+    # Provider error texts end up in messages: never let one ping @everyone.
+    return {"username": "comfytrack", "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+# -- sending ---------------------------------------------------------------------------------------
+
+
+def send_email(message: Message) -> str | None:
+    addresses = message.channel.addresses
+    if not addresses:
+        return "The channel has no email address."
+    text = f"{message.text}\n\n{message.link}" if message.link else message.text
+    try:
+        send_mail(message.subject, text, settings.DEFAULT_FROM_EMAIL, addresses, fail_silently=False)
+    except (smtplib.SMTPException, OSError) as exc:
+        return f"The mail server refused or could not be reached: {exc.__class__.__name__}: {str(exc)[:200]}"
+    return None
+
+
+def send_to_webhook_endpoint(message: Message) -> str | None:
+    endpoint = message.channel.endpoint
+    if endpoint is None or not endpoint.is_active:
+        return "The channel's webhook endpoint is gone or disabled."
+    payload = {
+        "type": "alert.recovered" if message.recovered else "alert.fired",
+        "rule": {"id": str(message.rule.code), "name": message.rule.name} if message.rule else None,
+        "subject": message.subject,
+        "text": message.text,
+        "link": message.link,
+        "created": message.created.isoformat(),
+    }
+    event_type = "alert.recovered" if message.recovered else "alert.fired"
+    # Signed and retried by the webhooks app's own delivery loop, like every other webhook.
+    WebhookDelivery.objects.create(endpoint=endpoint, event_id=message_id(), event_type=event_type, payload=payload)
+    return None
+
+
+def guard() -> HostGuard:
+    return HostGuard.for_base_url(
+        None,
+        settings.COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS,
+        purpose="send alerts to",
+        setting="COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS",
+    )
+
+
+async def post_all(jobs: list[tuple[int, str, dict]], timeout: float = TIMEOUT) -> dict[int, str | None]:
+    """POST each (message pk, url, JSON body); returns {message pk: error or None}."""
+    host_guard = guard()
+    client = httpx.AsyncClient(
+        transport=guarded_transport(host_guard, max_connections=8),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": USER_AGENT},
+    )
+    async with client:
+        results = await asyncio.gather(*(_post(client, host_guard, url, body, timeout) for _, url, body in jobs))
+    return {pk: error for (pk, _, _), error in zip(jobs, results, strict=True)}
+
+
+async def _post(client: httpx.AsyncClient, host_guard: HostGuard, url: str, body: dict, timeout: float) -> str | None:
+    try:
+        target = httpx.URL(url)
+        host_guard.check_url(target)
+        async with asyncio.timeout(timeout):
+            response = await client.post(target, json=body)
+    except DownloadError as exc:  # refused by the SSRF guard
+        return exc.message
+    except (TimeoutError, httpx.TimeoutException):
+        return f"No answer from {redact(url)} within {timeout:g} s."
+    except httpx.HTTPError as exc:
+        return f"Could not send to {redact(url)}: {describe_http_error(exc)}."
+    if response.is_success:
+        return None
+    return f"{redact(url)} answered {response.status_code}: {response.text[:200]}"
+
+
+def send(messages: list[Message]) -> list[Outcome]:
+    """Send each message by its channel's kind (network calls, no transaction)."""
+    outcomes: dict[int, str | None] = {}
+    posts = []
+    for message in messages:
+        kind = message.channel.kind
+        if kind == Channel.Kind.EMAIL:
+            outcomes[message.pk] = send_email(message)
+        elif kind == Channel.Kind.WEBHOOK:
+            outcomes[message.pk] = send_to_webhook_endpoint(message)
+        elif not message.channel.url:
+            outcomes[message.pk] = "The channel's webhook URL cannot be read (was the encryption key removed?)."
+        else:
+            payload = slack_payload(message) if kind == Channel.Kind.SLACK else discord_payload(message)
+            posts.append((message.pk, message.channel.url, payload))
+    if posts:
+        outcomes.update(asyncio.run(post_all(posts)))
+    return [Outcome(pk, error) for pk, error in outcomes.items()]
+
+
+def record(outcomes: list[Outcome], now: datetime) -> tuple[int, int]:
+    sent = failed = 0
+    for outcome in outcomes:
+        message = Message.objects.get(pk=outcome.message_pk)
+        message.attempts += 1
+        if outcome.error is None:
+            message.sent, message.last_error = now, ""
+            sent += 1
+        else:
+            message.last_error = outcome.error[:1000]
+            if message.attempts > len(RETRY_DELAYS):
+                message.failed = now
+            else:
+                message.next_attempt_at = now + RETRY_DELAYS[message.attempts - 1]
+            failed += 1
+            logger.warning("alert message %s to %s failed: %s", message.pk, message.channel_id, outcome.error)
+        message.save(update_fields=["attempts", "sent", "last_error", "failed", "next_attempt_at"])
+    return sent, failed
+
+
+def deliver_due(now: datetime | None = None, only: list[int] | None = None) -> tuple[int, int]:
+    """Send the due messages (or only the given ones); returns (sent, failed attempts)."""
+    now = now or timezone.now()
+    messages = claim_due(now, only=only)
+    if not messages:
+        return 0, 0
+    for message in messages:
+        message.channel  # noqa: B018 - loaded before the network part
+    return record(send(messages), timezone.now())
+
+
+def send_test(rule: Rule) -> list[tuple[Channel, str | None]]:
+    """Send a test message to each of the rule's channels now; returns (channel, error or None) each."""
+    text = f"A test of the alert rule {rule.name!r} ({rule.summary}). If you can read this, the channel works."
+    link = f"{settings.COMFYTRACK_PUBLIC_URL}/settings/alerts/rules/{rule.code}/"
+    messages = [
+        Message.objects.create(channel=c, rule=rule, subject=f"[comfytrack] Test: {rule.name}", text=text, link=link)
+        for c in rule.channels.all()
+    ]
+    ids = [m.pk for m in messages]
+    deliver_due(only=ids)
+    # A test is sent once, now: it is not retried later.
+    Message.objects.filter(pk__in=ids, sent=None).update(failed=timezone.now())
+    result = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("channel")}
+    return [(result[m.pk].channel, result[m.pk].last_error or None) for m in messages]

@@ -1,0 +1,183 @@
+"""Alert rules from run changes to messages on real receivers (SMTP and HTTP on loopback)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from alerts.messages import compose_due
+from alerts.models import Channel, Event, Incident, Message, Rule
+from alerts.recording import check_credentials
+from alerts.sending import deliver_due, send_test
+from alerts.tasks import alerts_pass
+from providers.clients.base import RunError, RunSnapshot, RunStatus
+from runs.applying import apply_snapshot
+from runs.models import EventSource, Status
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def finish(run, status: str, message: str | None = None):
+    """The provider says the run ended: through runs.applying, so the run-change hook sees it."""
+    snapshot = RunSnapshot(
+        external_id=run.external_id,
+        status=RunStatus(status),
+        provider_status=status,
+        error=RunError(message=message) if message else None,
+    )
+    assert apply_snapshot(run, snapshot, EventSource.POLL)
+    return run
+
+
+def chat_channel(org, name: str, kind: str, url: str) -> Channel:
+    channel = Channel(organization=org, name=name, kind=kind)
+    channel.secret = {"url": url}
+    channel.save()
+    return channel
+
+
+@pytest.fixture
+def slack(org, receiver):
+    return chat_channel(org, "ops-slack", Channel.Kind.SLACK, receiver.url("/services/T000/B000/XXXX"))
+
+
+@pytest.fixture
+def discord(org, receiver):
+    return chat_channel(org, "ops-discord", Channel.Kind.DISCORD, receiver.url("/api/webhooks/1/abc"))
+
+
+@pytest.fixture
+def mail(org, smtp):
+    return Channel.objects.create(organization=org, name="oncall", kind=Channel.Kind.EMAIL, emails="a@x.test, b@x.test")
+
+
+def rule_for(org, kind, *channels, **fields) -> Rule:
+    rule = Rule.objects.create(organization=org, name=f"{kind} rule", kind=kind, **fields)
+    rule.channels.set(channels)
+    return rule
+
+
+def test_a_failed_run_fires_once_then_recovers(org, provider, make_run, slack, discord, mail, receiver, smtp):
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, discord, mail)
+    now = timezone.now()
+    with time_machine.travel(now, tick=False):
+        finish(make_run(provider, "r1", status=Status.RUNNING), "failed", "CUDA out of memory")
+        assert alerts_pass() == (0, 3, 3)
+    (slack_path, slack_body), (discord_path, discord_body) = sorted(receiver.posts, key=lambda p: p[0], reverse=True)
+    assert (
+        slack_path == "/services/T000/B000/XXXX"
+        and "CUDA out of memory" in slack_body["attachments"][0]["blocks"][0]["text"]["text"]
+    )
+    assert discord_body["embeds"][0]["title"] == f"[comfytrack] Alert: {rule.name}"
+    assert discord_body["allowed_mentions"] == {"parse": []} and discord_path == "/api/webhooks/1/abc"
+    (email,) = smtp.messages
+    assert email["to"] == ["a@x.test", "b@x.test"] and "CUDA out of memory" in email["data"]
+    assert Incident.objects.get().closed is None
+
+    # More failures within 5 minutes: no message yet; after 5 minutes one digest with both.
+    with time_machine.travel(now + timedelta(minutes=1), tick=False):
+        finish(make_run(provider, "r2", status=Status.RUNNING), "failed", "timeout in node 3")
+        finish(make_run(provider, "r3", status=Status.RUNNING), "succeeded")
+        assert alerts_pass() == (0, 0, 0)
+    with time_machine.travel(now + timedelta(minutes=6), tick=False):
+        assert alerts_pass() == (0, 3, 3)
+    digest = receiver.posts[-1][1] if "embeds" in receiver.posts[-1][1] else receiver.posts[-2][1]
+    assert "2 events (recovered)" in digest["embeds"][0]["title"]
+    assert (
+        "timeout in node 3" in digest["embeds"][0]["description"]
+        and "Runs succeed again" in digest["embeds"][0]["description"]
+    )
+    assert Incident.objects.get().closed is not None and len(smtp.messages) == 2
+
+
+def test_rules_scope_by_provider_and_workflow(org, provider, make_provider, make_run, slack):
+    other = make_provider(org, name="Other")
+    rule = rule_for(org, Rule.Kind.RUN_TIMED_OUT_OR_LOST, slack)
+    rule.providers.set([other])
+    finish(make_run(provider, status=Status.RUNNING), "timed_out")
+    assert not Event.objects.exists()
+    finish(make_run(other, status=Status.RUNNING), "lost")
+    assert Event.objects.get().kind == "fired"
+    wf_rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, workflows=["0123456789abcdef"])
+    finish(make_run(provider, status=Status.RUNNING), "failed")
+    assert not Event.objects.filter(rule=wf_rule).exists()
+
+
+def test_success_rate_below_threshold_fires_and_recovers(org, provider, make_run, slack, receiver):
+    rule = rule_for(org, Rule.Kind.SUCCESS_RATE, slack, threshold=50, window=4)
+    for status in ["succeeded", "failed", "failed"]:
+        finish(make_run(provider, status=Status.RUNNING), status)
+    assert not Incident.objects.exists()  # 3 runs: fewer than the window
+    finish(make_run(provider, status=Status.RUNNING), "failed")  # 1 of 4 = 25%
+    incident = Incident.objects.get(rule=rule)
+    assert incident.key == f"provider:{provider.pk}" and "25% of the last 4" in Event.objects.get().text
+    for _ in range(3):
+        finish(make_run(provider, status=Status.RUNNING), "succeeded")
+    assert Incident.objects.get(pk=incident.pk).closed is not None
+    assert list(Event.objects.values_list("kind", flat=True)) == ["fired", "update", "recovered"]
+
+
+def test_a_credential_failing_for_n_minutes(org, provider, slack, receiver):
+    rule = rule_for(org, Rule.Kind.CREDENTIAL_FAILING, slack, minutes=10)
+    credential = provider.credentials.get()
+    now = timezone.now()
+    credential.failing_since, credential.last_error = now - timedelta(minutes=5), "401 Unauthorized: bad token"
+    credential.save()
+    assert check_credentials(now) == 0
+    assert check_credentials(now + timedelta(minutes=6)) == 1
+    assert check_credentials(now + timedelta(minutes=7)) == 0  # still the same incident: no new event
+    assert "401 Unauthorized" in Event.objects.get(rule=rule).text
+    credential.failing_since = None
+    credential.save()
+    assert check_credentials(now + timedelta(minutes=8)) == 1
+    assert list(Event.objects.values_list("kind", flat=True)) == ["fired", "recovered"]
+
+
+def test_muted_rules_record_but_do_not_send(org, provider, make_run, slack, receiver):
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, muted_until=timezone.now() + timedelta(hours=1))
+    finish(make_run(provider, status=Status.RUNNING), "failed")
+    assert compose_due() == 0 and not Message.objects.exists()
+    assert Event.objects.get(rule=rule).muted and receiver.posts == []
+
+
+def test_failed_sends_retry_with_back_off_then_give_up(org, provider, make_run, slack, receiver):
+    receiver.status = 500
+    rule_for(org, Rule.Kind.RUN_FAILED, slack)
+    finish(make_run(provider, status=Status.RUNNING), "failed")
+    compose_due()
+    assert deliver_due() == (0, 1)
+    now = timezone.now()
+    message = Message.objects.get()
+    assert message.attempts == 1 and "answered 500" in message.last_error and message.next_attempt_at > now
+    assert deliver_due() == (0, 0)  # not due yet
+    for step in range(1, 5):
+        deliver_due(now + timedelta(hours=2 * step))
+    message.refresh_from_db()
+    assert message.failed is not None and message.sent is None and message.attempts == 5
+
+
+def test_outbound_urls_are_ssrf_guarded(org, provider, make_run, settings):
+    settings.COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS = []
+    channel = chat_channel(org, "sneaky", Channel.Kind.SLACK, "http://169.254.169.254/latest/meta-data/")
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, channel)
+    ((_, error),) = send_test(rule)
+    assert error and "169.254.169.254" in error and "Refused" in error
+
+
+def test_signed_webhook_channels_queue_a_signed_delivery(org, provider, make_run):
+    endpoint = WebhookEndpoint(organization=org, url="https://hooks.example.com/ct")
+    endpoint.rotate_secret()
+    endpoint.save()
+    channel = Channel.objects.create(organization=org, name="hook", kind=Channel.Kind.WEBHOOK, endpoint=endpoint)
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, channel)
+    assert send_test(rule) == [(channel, None)]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event_type == "alert.fired" and delivery.payload["rule"]["name"] == rule.name
+
+
+def test_send_test_reports_each_channel(org, slack, mail, receiver, smtp):
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, mail)
+    assert {c.name: e for c, e in send_test(rule)} == {"ops-slack": None, "oncall": None}
+    assert "Test: " in receiver.posts[0][1]["text"] and "If you can read this" in smtp.messages[0]["data"]

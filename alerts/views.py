@@ -1,0 +1,145 @@
+"""Alert pages under /settings/alerts/: channels and rules (members read; owners and admins change),
+a rule's incidents and messages, "send a test message", mute and unmute."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.access import Access, org_required
+from alerts.config import ConfigError, create_channel, create_rule
+from alerts.models import Channel, Event, Rule
+from alerts.sending import send_test
+from providers.models import Provider
+from webhooks.models import WebhookEndpoint
+
+MUTE_CHOICES = [(60, "1 hour"), (24 * 60, "1 day"), (7 * 24 * 60, "1 week")]
+FOREVER = timedelta(days=365 * 100)
+
+
+def _rule(access: Access, code: uuid.UUID) -> Rule:
+    return get_object_or_404(Rule, organization=access.organization, code=code)
+
+
+def _page(request, access: Access, status: int = 200, **extra):
+    org = access.organization
+    context = {
+        "access": access,
+        "channels": Channel.objects.filter(organization=org).select_related("endpoint"),
+        "rules": Rule.objects.filter(organization=org).prefetch_related("channels", "providers"),
+        "events": Event.objects.filter(rule__organization=org).select_related("rule").order_by("-created", "-id")[:20],
+        "channel_kinds": Channel.Kind.choices,
+        "rule_kinds": Rule.Kind.choices,
+        "providers": Provider.objects.filter(organization=org).order_by("name"),
+        "endpoints": WebhookEndpoint.objects.filter(organization=org),
+        "now": timezone.now(),
+        **extra,
+    }
+    return render(request, "alerts/alerts.html", context, status=status)
+
+
+@org_required
+def alert_list(request, access: Access):
+    return _page(request, access)
+
+
+def _form_data(request) -> dict:
+    data = {key: request.POST.get(key, "") for key in request.POST}
+    for key in ("providers", "channels"):
+        data[key] = request.POST.getlist(key)
+    return data
+
+
+@org_required(manage=True)
+@require_POST
+def channel_create(request, access: Access):
+    try:
+        channel = create_channel(access.organization, _form_data(request))
+    except ConfigError as exc:
+        return _page(request, access, 400, channel_error=exc, channel_form=request.POST)
+    messages.success(request, f"Channel {channel.name!r} added. Add it to a rule, then send a test message.")
+    return redirect("alerts:list")
+
+
+@org_required(manage=True)
+@require_POST
+def channel_delete(request, access: Access, code: uuid.UUID):
+    channel = get_object_or_404(Channel, organization=access.organization, code=code)
+    channel.delete()
+    messages.success(request, f"Channel {channel.name!r} deleted.")
+    return redirect("alerts:list")
+
+
+@org_required(manage=True)
+@require_POST
+def rule_create(request, access: Access):
+    try:
+        rule = create_rule(access.organization, _form_data(request))
+    except ConfigError as exc:
+        return _page(request, access, 400, rule_error=exc, rule_form=request.POST)
+    messages.success(request, f"Rule {rule.name!r} created.")
+    return redirect("alerts:rule", code=rule.code)
+
+
+@org_required
+def rule_detail(request, access: Access, code: uuid.UUID):
+    rule = _rule(access, code)
+    context = {
+        "access": access,
+        "rule": rule,
+        "incidents": rule.incidents.all()[:20],
+        "events": rule.events.select_related("run").order_by("-created", "-id")[:50],
+        "sent": rule.messages.select_related("channel")[:30],
+        "mute_choices": MUTE_CHOICES,
+        "muted": rule.is_muted(),
+        "forever": rule.muted_until and rule.muted_until - timezone.now() > FOREVER / 2,
+    }
+    return render(request, "alerts/rule.html", context)
+
+
+@org_required(manage=True)
+@require_POST
+def rule_test(request, access: Access, code: uuid.UUID):
+    rule = _rule(access, code)
+    results = send_test(rule)
+    if not results:
+        messages.error(request, "This rule has no channel to test.")
+    for channel, error in results:
+        if error:
+            messages.error(request, f"{channel.name}: {error}")
+        else:
+            messages.success(request, f"{channel.name}: test message sent.")
+    return redirect("alerts:rule", code=rule.code)
+
+
+@org_required(manage=True)
+@require_POST
+def rule_mute(request, access: Access, code: uuid.UUID):
+    """`minutes`: mute that long; "forever": until unmuted; "0": unmute."""
+    rule = _rule(access, code)
+    value = request.POST.get("minutes", "0")
+    if value == "forever":
+        rule.muted_until = timezone.now() + FOREVER
+    else:
+        try:
+            minutes = max(0, min(int(value), 365 * 24 * 60))
+        except ValueError:
+            minutes = 0
+        rule.muted_until = timezone.now() + timedelta(minutes=minutes) if minutes else None
+    rule.save(update_fields=["muted_until"])
+    messages.success(request, f"{rule.name!r} is {'muted' if rule.is_muted() else 'active again'}.")
+    return redirect("alerts:rule", code=rule.code)
+
+
+@org_required(manage=True)
+@require_POST
+def rule_delete(request, access: Access, code: uuid.UUID):
+    rule = _rule(access, code)
+    rule.delete()
+    messages.success(request, f"Rule {rule.name!r} deleted.")
+    return redirect("alerts:list")
