@@ -102,7 +102,9 @@ def _copy_postgres(rows, outputs) -> None:
         raw = cursor.cursor
         columns = (
             "code, organization_id, provider_id, external_id, status, provider_status, live_status, workflow, inputs, "
-            "error, origin, created, sync_failures, last_sync_error, n_outputs, search_text"
+            "error, origin, created, sync_failures, last_sync_error, n_outputs, search_text, "
+            # Text columns without a database default: COPY must give them a value.
+            "created_source, queued_source, started_source, finished_source, workflow_fingerprint, gpu, cost_source"
         )
         with raw.copy(f"COPY runs_run ({columns}) FROM STDIN") as copy:
             for code, org_id, provider_id, ext, status, error, created, text in rows:
@@ -124,6 +126,13 @@ def _copy_postgres(rows, outputs) -> None:
                         "",
                         1 if ext[-1] in "05" else 0,
                         text,
+                        "provider",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
                     )
                 )
         cursor.execute(
