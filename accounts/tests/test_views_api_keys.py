@@ -75,3 +75,16 @@ def test_it_hides_other_orgs(client, alice, charlie, org):
     assert client.post(f"/settings/api-keys/{key.code}/revoke/").status_code == 404
     key.refresh_from_db()
     assert key.revoked is None
+
+
+@pytest.mark.django_db
+def test_last_use_reads_as_a_relative_time_never_zero_minutes(client, alice, org):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    key, _ = ApiKey.issue(org, "farm")
+    ApiKey.objects.filter(pk=key.pk).update(last_used=timezone.now() - timedelta(seconds=3))
+    client.force_login(alice)
+    content = client.get("/settings/api-keys/").content.decode()
+    assert ">just now</time>" in content and "0 minutes" not in content

@@ -1,0 +1,33 @@
+"""The relative times every list shows (the page's script keeps them current with the same words)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.templatetags.dashboard import ago
+
+
+@pytest.mark.parametrize(
+    "seconds, words",
+    [
+        (0, "just now"),
+        (9.9, "just now"),
+        (-3, "just now"),  # a writer's clock slightly ahead of ours
+        (12, "12 s ago"),
+        (59, "59 s ago"),
+        (60, "1 min ago"),
+        (3 * 60 + 20, "3 min ago"),
+        (2 * 3600, "2 h ago"),
+        (4 * 86400, "4 d ago"),
+    ],
+)
+def test_relative_times_never_say_zero_minutes(seconds, words):
+    assert ago(timezone.now() - timedelta(seconds=seconds)) == words
+
+
+def test_a_month_old_moment_is_its_date_and_none_is_a_dash():
+    moment = timezone.now() - timedelta(days=40)
+    assert ago(moment) == timezone.localtime(moment).strftime("%Y-%m-%d") and ago(None) == "—"
