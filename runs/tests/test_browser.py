@@ -400,6 +400,8 @@ PAGES = [
     ("/settings/api-keys/", "api-keys"),
     ("/settings/webhooks/", "webhooks"),
     ("endpoint", "webhook-detail"),
+    ("/compare/", "compare"),
+    ("/settings/alerts/", "alerts"),
 ]
 
 
@@ -418,7 +420,7 @@ def _visit_every_page(page, everything, suffix: str) -> None:
         if suffix == "-phone":
             assert_no_sideways_scroll(page)
         assert_accessible(page)
-        if name not in ("gallery-page", "output-page", "not-found", "track"):
+        if name not in ("gallery-page", "output-page", "not-found", "track", "compare", "alerts"):
             shot(page, f"{name}{suffix}", full_page=name.startswith("run-detail"))
 
 
