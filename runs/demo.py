@@ -36,10 +36,12 @@ FAILURE_RATE = 0.25
 FAILURES = {
     "out_of_memory": 3,  # torch.OutOfMemoryError on the KSampler
     "missing_model": 2,  # the checkpoint file is gone (FileNotFoundError)
-    "validation_error": 2,  # a custom node the Simulator lacks: refused at submission (no run, a 422)
     "node_exception": 2,  # RuntimeError in VAEDecode
     "timeout": 1,  # never finishes: comfytrack times it out
 }
+# Besides, now and then a submission is refused at validation (a custom node the Simulator lacks): that
+# leaves no run (a 422), so it is counted apart from the runs' failure rate.
+REFUSAL_RATE = 0.05
 # The custom node the Simulator does not have (ComfyUI_IPAdapter_plus's).
 MISSING_NODE = "IPAdapterAdvanced"
 # The Simulator's runs that never finish are timed out after this long (a real provider's limit is hours).
@@ -171,7 +173,10 @@ def failure_error(kind: str, workflow: dict[str, Any], rng: random.Random) -> di
 
 
 def pick_outcome(rng: random.Random) -> str:
-    """ "succeeded", or one of FAILURES, the failures together about FAILURE_RATE of runs."""
+    """ "validation_error" (a refused submission, REFUSAL_RATE of them); else "succeeded" or one of
+    FAILURES, the failures together about FAILURE_RATE of the runs."""
+    if rng.random() < REFUSAL_RATE:
+        return "validation_error"
     if rng.random() >= FAILURE_RATE:
         return "succeeded"
     kinds, weights = zip(*FAILURES.items(), strict=True)
