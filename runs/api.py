@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
 from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -19,7 +18,7 @@ from accounts.api_auth import caller
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
 from providers.clients.base import SubmissionRejected
 from providers.models import Provider
-from runs import export
+from runs import export, serving
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
 from runs.models import Origin, Run, RunOutput
 from runs.queries import (
@@ -451,12 +450,15 @@ def output_file(request: HttpRequest, output_id: UUID) -> HttpResponseBase:
 
 
 def _stream(output: RunOutput) -> FileResponse:
-    content_type = output.content_type or mimetypes.guess_type(output.filename)[0] or "application/octet-stream"
     try:
         handle = output.file.open("rb")
     except (FileNotFoundError, OSError):
         raise ApiError(410, "The archived file is missing from storage.", "gone") from None
-    return FileResponse(handle, content_type=content_type, filename=output.filename, as_attachment=False)
+    response = FileResponse(handle)
+    # The same rule as the dashboard's: only verified images, video and audio inline (runs.serving).
+    for header, value in serving.headers(serving.for_output(output)).items():
+        response[header] = value
+    return response
 
 
 # -- stats -----------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@
    PostgreSQL) by pushing `next_archive_after` forward, in one short transaction.
 2. `download_batch` groups them by provider + credential and downloads them concurrently on one
    event loop, outside any transaction, through `runs.safe_http` (provider URLs are untrusted).
-3. `store_result` writes each file, its checksum, sniffed type, dimensions and thumbnail, then marks
-   the output archived with a conditional UPDATE (`archived IS NULL`), so an output is never
-   archived twice. Failures back off exponentially; one bad output never stalls the batch.
+3. `store_result` writes each file, its checksum, the type its bytes show (`runs.content`),
+   dimensions and thumbnail, then marks the output archived with a conditional UPDATE
+   (`archived IS NULL`), so an output is never archived twice. Failures back off exponentially;
+   one bad output never stalls the batch.
 
 Plain module, no django-q2 imports: `runs.sync.sync_due_runs` calls `archive_due_outputs` at the end.
 """
@@ -36,9 +37,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from providers.clients.base import OutputKind, OutputRef
+from runs.content import IMAGE_FORMATS, sniff
 from runs.models import RunOutput
 from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
 
@@ -64,14 +66,6 @@ LEASE = timedelta(seconds=90)
 RENEW_EVERY = 20.0
 # The allow-list of private hosts; refusals name it so an operator knows what to change.
 ALLOW_PRIVATE_SETTING = "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS"
-
-
-@dataclass(frozen=True)
-class Sniffed:
-    content_type: str
-    extension: str
-    width: int | None = None
-    height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -280,7 +274,8 @@ def store_result(output: RunOutput, result: Downloaded | DownloadError | None) -
 
 def _store_file(output: RunOutput, result: Downloaded, now: datetime) -> int:
     """Save the file and thumbnail, then flip `archived` only if nobody else did (else remove ours)."""
-    sniffed = sniff(result.path, result.header_content_type)
+    # The bytes decide the type and whether it may ever be shown inline, not the name or the header.
+    sniffed = sniff(result.path)
     name = f"{output.code}{sniffed.extension}"  # never the provider's filename: no path tricks
     file_field, thumb_field = output.file, output.thumbnail
     thumbnail = make_thumbnail(result.path) if sniffed.width else None
@@ -296,6 +291,7 @@ def _store_file(output: RunOutput, result: Downloaded, now: datetime) -> int:
             sha256=result.sha256,
             size_bytes=result.size,
             content_type=sniffed.content_type,
+            content_verified=sniffed.verified,
             width=sniffed.width or output.width,
             height=sniffed.height or output.height,
             archived=now,
@@ -384,66 +380,13 @@ def _delete_quietly(storage, name: str | None) -> None:
         logger.warning("archive: could not delete %s from storage", name)
 
 
-# -- content ------------------------------------------------------------------------------------
-
-# Magic numbers for the non-image outputs ComfyUI workflows produce (Pillow handles images).
-_SIGNATURES: tuple[tuple[int, bytes, str, str], ...] = (
-    (4, b"ftypqt", "video/quicktime", ".mov"),
-    (4, b"ftyp", "video/mp4", ".mp4"),
-    (0, b"\x1a\x45\xdf\xa3", "video/webm", ".webm"),
-    (0, b"OggS", "audio/ogg", ".ogg"),
-    (0, b"fLaC", "audio/flac", ".flac"),
-    (0, b"ID3", "audio/mpeg", ".mp3"),
-    (0, b"glTF", "model/gltf-binary", ".glb"),
-    (0, b"%PDF-", "application/pdf", ".pdf"),
-    (0, b"PK\x03\x04", "application/zip", ".zip"),
-)
-_IMAGE_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
-
-
-def sniff(path: str, header_type: str = "") -> Sniffed:
-    """Content type from the bytes, not the provider's header (which may lie or be missing)."""
-    image = _sniff_image(path)
-    if image is not None:
-        return image
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"AVI "):
-        return Sniffed("audio/wav", ".wav") if head[8:12] == b"WAVE" else Sniffed("video/x-msvideo", ".avi")
-    for offset, magic, content_type, extension in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return Sniffed(content_type, extension)
-    if _is_text(head):
-        is_json = head.lstrip()[:1] in (b"{", b"[")
-        return Sniffed("application/json", ".json") if is_json else Sniffed("text/plain", ".txt")
-    return Sniffed("application/octet-stream", ".bin")
-
-
-def _sniff_image(path: str) -> Sniffed | None:
-    # Only the formats we can thumbnail and browsers can show; Image.open reads the header only.
-    try:
-        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as image:
-            fmt = image.format or ""
-            return Sniffed(image.get_format_mimetype() or f"image/{fmt.lower()}", _IMAGE_EXTENSIONS[fmt], *image.size)
-    except (UnidentifiedImageError, OSError, ValueError, KeyError, Image.DecompressionBombError):
-        return None
-
-
-def _is_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 4 KiB boundary is still text.
-        return exc.start >= len(head) - 3
-    return True
+# -- thumbnails ---------------------------------------------------------------------------------
 
 
 def make_thumbnail(path: str) -> tuple[bytes, str] | None:
     """A WebP at most THUMBNAIL_SIZE px on its longest side; None if the image won't decode."""
     try:
-        with Image.open(path, formats=list(_IMAGE_EXTENSIONS)) as opened:
+        with Image.open(path, formats=list(IMAGE_FORMATS)) as opened:
             opened.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at reduced size
             opened.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             image: Image.Image = opened

@@ -372,6 +372,9 @@ class RunOutput(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILE)
     filename = models.CharField(max_length=300)
     content_type = models.CharField(max_length=100, blank=True)
+    # True once the archive checked the bytes and `content_type` is what they showed (runs.content);
+    # before that, and for files archived before the check existed, the type is only the provider's say.
+    content_verified = models.BooleanField(default=False, editable=False)
     provider_url = models.URLField(max_length=2000, blank=True)
     provider_url_expires = models.DateTimeField(null=True, blank=True)
     file = models.FileField(upload_to="outputs/%Y/%m/", max_length=300, blank=True)
@@ -435,6 +438,14 @@ class RunOutput(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived is not None
+
+    @property
+    def inline_kind(self) -> str:
+        """ "image", "video" or "audio" when the archived file may be shown in the page, else ""."""
+        from runs.serving import inline_type
+
+        shown = inline_type(self.content_type, self.content_verified) if self.file else None
+        return shown.split("/", 1)[0] if shown else ""
 
     @property
     def provider_url_valid(self) -> bool:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import Access, org_required
 from providers.clients.base import SubmissionRejected
 from providers.models import Provider
-from runs import live
+from runs import live, serving
 from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_archiving, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
@@ -260,8 +260,8 @@ def output_file(request, access: Access, code: uuid.UUID):
     """The archived file (members only); before archiving, the provider's link while it is valid."""
     output = _get_output(access, code)
     if output.file:
-        download = request.GET.get("download") == "1"
-        return _file_response(output.file, output.filename, output.content_type, as_attachment=download)
+        served = serving.for_output(output, download=request.GET.get("download") == "1")
+        return _file_response(output.file, served)
     if output.provider_url_valid:
         return redirect(output.provider_url)
     raise Http404("This output is not archived and the provider's link has expired.")
@@ -270,22 +270,22 @@ def output_file(request, access: Access, code: uuid.UUID):
 @org_required
 def output_thumbnail(request, access: Access, code: uuid.UUID):
     output = _get_output(access, code)
-    field = output.thumbnail or (output.file if output.kind == RunOutput.Kind.IMAGE else None)
-    if not field:
-        raise Http404("No thumbnail.")
-    return _file_response(field, output.filename, "", as_attachment=False)
+    if output.thumbnail:
+        return _file_response(output.thumbnail, serving.for_thumbnail(output))
+    if output.file and output.kind == RunOutput.Kind.IMAGE:
+        return _file_response(output.file, serving.for_output(output))
+    raise Http404("No thumbnail.")
 
 
-def _file_response(field, filename: str, content_type: str, *, as_attachment: bool) -> FileResponse:
+def _file_response(field, served: serving.Served) -> FileResponse:
     try:
         handle = field.open("rb")
     except (FileNotFoundError, OSError):
         raise Http404("The archived file is missing from storage.") from None
-    response = FileResponse(handle, as_attachment=as_attachment, filename=filename)
-    if content_type and not as_attachment and content_type.split("/")[0] in {"image", "video", "audio"}:
-        response["Content-Type"] = content_type
+    response = FileResponse(handle)
+    for header, value in serving.headers(served).items():
+        response[header] = value
     response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 

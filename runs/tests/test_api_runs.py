@@ -446,11 +446,15 @@ def test_it_streams_an_archived_file(client, provider, make_run, key, settings, 
     settings.MEDIA_ROOT = tmp_path
     output = with_output(make_run(provider), content_type="image/png")
     output.file.save("out.png", ContentFile(b"\x89PNG fake bytes"), save=False)
-    output.archived = timezone.now()
+    output.archived, output.content_verified = timezone.now(), True  # as if the archive had checked the bytes
     output.save()
     response = get(client, f"/outputs/{output.code}/file", key)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert b"".join(response.streaming_content) == b"\x89PNG fake bytes"
+    RunOutput.objects.filter(pk=output.pk).update(content_verified=False)
+    unverified = get(client, f"/outputs/{output.code}/file", key)
+    assert unverified["Content-Type"] == "application/octet-stream"
+    assert unverified["Content-Disposition"].startswith("attachment")
 
 
 def test_it_redirects_to_a_valid_provider_link_only(client, provider, make_run, key):
