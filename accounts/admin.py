@@ -1,25 +1,17 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 
 from accounts.models import ApiKey, Membership, Organization
-from accounts.scoping import OrgScopedAdmin, managed_organizations
+from accounts.scoping import OrgScopedAdmin, ScopedChoicesMixin
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ScopedChoicesMixin, admin.TabularInline):
+    # Org admins pick among people already in their organizations; new people come via add_member.
     model = Membership
     extra = 0
     fields = ["user", "role", "created"]
     readonly_fields = ["created"]
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "user" and not request.user.is_superuser:
-            # Org admins pick among people already in their organizations; new people come via add_member.
-            kwargs["queryset"] = (
-                get_user_model().objects.filter(memberships__organization__in=managed_organizations(request)).distinct()
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Organization)
@@ -43,14 +35,6 @@ class MembershipAdmin(OrgScopedAdmin):
     list_display = ["user", "organization", "role", "created"]
     list_filter = ["role"]
     search_fields = ["user__username", "organization__name"]
-    scoped_foreign_keys = {"organization": ""}
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "user" and not request.user.is_superuser:
-            kwargs["queryset"] = (
-                get_user_model().objects.filter(memberships__organization__in=managed_organizations(request)).distinct()
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(ApiKey)
@@ -60,7 +44,6 @@ class ApiKeyAdmin(OrgScopedAdmin):
     search_fields = ["name", "prefix"]
     fields = ["organization", "name", "read_only", "prefix", "created", "last_used", "revoked"]
     readonly_fields = ["prefix", "created", "last_used", "revoked"]
-    scoped_foreign_keys = {"organization": ""}
     actions = ["revoke_keys"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from pydantic import ValidationError as PydanticValidationError
 
-from accounts.scoping import OrgScopedAdmin
+from accounts.scoping import OrgScopedAdmin, ScopedChoicesMixin
 from providers.clients import CLIENTS, client_class
 from providers.crypto import SecretUnreadable
 from providers.health import check_connection
@@ -85,7 +85,7 @@ def check_connection_action(modeladmin, request, queryset):
         modeladmin.message_user(request, f"{obj}: {message}", messages.SUCCESS if ok else messages.ERROR)
 
 
-class CredentialInline(admin.TabularInline):
+class CredentialInline(ScopedChoicesMixin, admin.TabularInline):
     model = Credential
     extra = 0
     fields = ["name", "hint", "is_active", "last_ok", "failing_since", "last_error"]
@@ -103,7 +103,6 @@ class ProviderAdmin(OrgScopedAdmin):
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["code", "created"]
-    scoped_foreign_keys = {"organization": ""}
     inlines = [CredentialInline]
     actions = [check_connection_action]
 
@@ -112,7 +111,6 @@ class ProviderAdmin(OrgScopedAdmin):
 class CredentialAdmin(OrgScopedAdmin):
     form = CredentialForm
     org_path = "provider__organization"
-    scoped_foreign_keys = {"provider": "organization"}
     list_display = ["__str__", "hint", "is_active", "last_ok", "failing_since", "last_error_short"]
     list_filter = ["is_active", "provider__kind"]
     search_fields = ["name", "provider__name"]

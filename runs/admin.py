@@ -5,7 +5,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from accounts.scoping import OrgScopedAdmin
+from accounts.scoping import OrgScopedAdmin, ScopedChoicesMixin
 from runs.models import Run, RunEvent, RunOutput
 
 
@@ -22,7 +22,7 @@ def _pretty_json(value) -> str:
     return format_html('<pre class="readonly-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)[:100_000])
 
 
-class _ReadOnlyRunInline(admin.TabularInline):
+class _ReadOnlyRunInline(ScopedChoicesMixin, admin.TabularInline):
     """A run's outputs or events, shown on the run's page to whoever may see that run (the run admin is
     scoped to the organization; these rows have no page of their own to check)."""
 
@@ -59,8 +59,7 @@ class RunAdmin(OrgScopedAdmin):
     search_fields = ["external_id", "code"]
     list_select_related = ["provider"]
     date_hierarchy = "created"
-    scoped_foreign_keys = {"organization": "", "provider": "organization", "credential": "provider__organization"}
-    raw_id_fields = ["retry_of"]
+    autocomplete_fields = ["retry_of"]
     readonly_fields = [
         "code",
         "status",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.base import ModelState
@@ -259,6 +260,20 @@ class Run(models.Model):
                 if kwargs.get("update_fields") is not None:
                     kwargs["update_fields"] = {*kwargs["update_fields"], name}
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """The provider, credential and original run all belong to the run's organization (forms call this)."""
+        errors = {}
+        credential = self.credential if self.credential_id else None
+        original = self.retry_of if self.retry_of_id else None
+        if self.organization_id and self.provider_id and self.provider.organization_id != self.organization_id:
+            errors["provider"] = "This provider belongs to another organization."
+        if self.provider_id and credential is not None and credential.provider_id != self.provider_id:
+            errors["credential"] = "This credential belongs to another provider."
+        if self.organization_id and original is not None and original.organization_id != self.organization_id:
+            errors["retry_of"] = "The original run belongs to another organization."
+        if errors:
+            raise ValidationError(errors)
 
     # -- derived -----------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ class WebhookEndpointAdmin(OrgScopedAdmin):
     list_display = ["url", "organization", "events", "is_active", "created"]
     list_filter = ["is_active"]
     fields = ["organization", "url", "description", "events", "is_active"]
-    scoped_foreign_keys = {"organization": ""}
 
     def save_model(self, request, obj, form, change):
         if not change:
