@@ -57,6 +57,9 @@ def api_key_create(request, access: Access):
     if not name:
         messages.error(request, "Give the key a name, e.g. the integration that will use it.")
         return redirect("api-keys")
+    if "\x00" in name:
+        messages.error(request, "A key's name cannot contain NUL characters.")
+        return redirect("api-keys")
     if ApiKey.objects.filter(organization=access.organization, name=name, revoked=None).exists():
         messages.error(request, f"An active key named {name!r} already exists.")
         return redirect("api-keys")

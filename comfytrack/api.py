@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled, ValidationError
+from ninja.parser import Parser
 
 from accounts.api_auth import API_AUTH, KeyRateThrottle
+from comfytrack import untrusted_json
 from comfytrack.api_errors import ApiError, describe_validation_errors
 from comfytrack.api_json import OrjsonRenderer
 
 logger = logging.getLogger("comfytrack.api")
 
+
+class UntrustedJSONParser(Parser):
+    """Bodies parse with comfytrack.untrusted_json: too deep, non-finite or NUL-carrying JSON is refused
+    (django-ninja wraps the error in a 400 "Cannot parse request body"; `_http_error` says which)."""
+
+    def parse_body(self, request: HttpRequest):
+        return untrusted_json.loads(request.body)
+
+
 api = NinjaAPI(
+    parser=UntrustedJSONParser(),
     title="comfytrack API",
     version="1",
     description=(
@@ -90,9 +104,19 @@ def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     message = str(exc.message)
+    if exc.status_code == 400 and isinstance(exc.__cause__, untrusted_json.UnsafeJSON):
+        where = exc.__cause__.path
+        detail = f"{'.'.join(where)}: {exc.__cause__}." if where else f"The request body {exc.__cause__}."
+        return error_response(request, 422, detail, "invalid", field=where[0] if where else "body")
     if exc.status_code == 400 and "parse request body" in message:
         return error_response(request, 422, "The request body is not valid JSON.", "invalid", field="body")
     return error_response(request, exc.status_code, message)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(request, 413, f"The request body is over the {limit}-byte limit.", "too_large")
 
 
 @api.exception_handler(Http404)

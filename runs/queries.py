@@ -130,10 +130,22 @@ def _moment(value: Any, name: str, errors: list[FilterError], *, end: bool) -> d
             if day is None:
                 raise ValueError
             moment = datetime.combine(day, time.max if end else time.min)
+        moment = in_utc(moment)
     except ValueError:
         errors.append(FilterError(name, f"{name} must be a date (2026-11-30) or an ISO datetime, not {text[:40]!r}."))
         return None
-    return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
+    except OverflowError:
+        errors.append(FilterError(name, f"{name} {text[:40]!r} is outside the years 1 to 9999 in UTC."))
+        return None
+    return moment
+
+
+def in_utc(moment: datetime) -> datetime:
+    """`moment` in UTC (naive means UTC). Raises OverflowError when its UTC falls outside years 1–9999,
+    e.g. 0001-01-01T00:00+23:59: the databases' drivers convert to UTC and would fail with a 500."""
+    if timezone.is_naive(moment):
+        return timezone.make_aware(moment, UTC)
+    return moment.astimezone(UTC)
 
 
 def filter_runs(queryset: QuerySet, filters: RunFilters, *, through: str = "") -> QuerySet:
@@ -176,8 +188,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created = datetime.fromisoformat(created_text)
         if created.tzinfo is None:
             raise ValueError
-        return created, uuid.UUID(code_text)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return in_utc(created), uuid.UUID(code_text)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("The cursor is not valid: start again from the first page.") from None
 
 

@@ -7,7 +7,6 @@ to the current organization, so another organization's run or output is a 404.
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
+from comfytrack import untrusted_json
 from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import live, serving
@@ -306,7 +306,9 @@ def _read_workflow(request) -> tuple[dict | None, dict, str | None]:
     if not raw.strip():
         return None, {}, "Paste a workflow in API format, or choose a file."
     try:
-        workflow = json.loads(raw)
+        workflow = untrusted_json.loads(raw)
+    except untrusted_json.UnsafeJSON as exc:
+        return None, {}, f"The workflow {exc}."
     except (ValueError, UnicodeDecodeError) as exc:
         return None, {}, f"The workflow is not valid JSON: {exc}."
     problem = _workflow_problem(workflow)
@@ -316,7 +318,9 @@ def _read_workflow(request) -> tuple[dict | None, dict, str | None]:
     inputs = {}
     if inputs_text:
         try:
-            inputs = json.loads(inputs_text)
+            inputs = untrusted_json.loads(inputs_text)
+        except untrusted_json.UnsafeJSON as exc:
+            return None, {}, f"The inputs {exc}."
         except ValueError as exc:
             return None, {}, f"Inputs are not valid JSON: {exc}."
         if not isinstance(inputs, dict):
@@ -353,10 +357,12 @@ def submit(request, access: Access):
     workflow, inputs, error = _read_workflow(request)
     if provider is None:
         error = "Choose one of this organization's providers."
+    key = request.POST.get("idempotency_key", "")[:100]
+    if "\x00" in key:
+        error = "The form's idempotency key contains a NUL character; reload the page and submit again."
     if error or provider is None or workflow is None:
         context["error"] = error
         return render(request, "runs/submit.html", context, status=400)
-    key = request.POST.get("idempotency_key", "")[:100]
     try:
         run = submit_run(
             provider,
