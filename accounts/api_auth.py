@@ -16,16 +16,20 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
-from ninja.errors import AuthorizationError, HttpError
+from ninja.errors import AuthorizationError, HttpError, Throttled
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 from ninja.throttling import BaseThrottle, SimpleRateThrottle
 from ninja.utils import check_csrf
 
 from accounts.access import current_access
+from accounts.client_ip import client_ip
 from accounts.models import ApiKey, Organization
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_MESSAGE = "This API key is read-only; use a key with write access for this request."
+# Wrong API keys one client address may send per window before its key requests get 429 (guessing keys,
+# or a misconfigured script hammering with a revoked one).
+DEFAULT_BAD_KEY_RATE = "20/min"
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,25 @@ def _refuse_read_only_writes(request: HttpRequest, caller: Caller) -> Caller:
     return caller
 
 
+class BadKeysThrottled(Throttled):
+    """Too many wrong API keys from one client address: refused before the key is even looked up."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait=int(wait) + 1)
+        self.message = "Too many requests with a wrong API key from your address; wait before trying again."
+
+
 def caller_for_key(request: HttpRequest, plain: str | None) -> Caller | None:
-    key = ApiKey.objects.authenticate((plain or "").strip())
+    plain = (plain or "").strip()
+    if not plain:
+        return None
+    bad_keys = FixedWindow("api-bad-keys", getattr(settings, "COMFYTRACK_API_BAD_KEY_RATE", DEFAULT_BAD_KEY_RATE))
+    ident = client_ip(request)
+    if bad_keys.used(ident) >= bad_keys.limit:
+        raise BadKeysThrottled(bad_keys.wait())
+    key = ApiKey.objects.authenticate(plain)
     if key is None:
+        bad_keys.hit(ident)
         return None
     key.touch()
     return _refuse_read_only_writes(request, Caller(key.read_only, api_key=key))
@@ -125,44 +145,58 @@ class SessionOrgAuth(APIKeyCookie):
         return _refuse_read_only_writes(request, caller)
 
 
-class KeyRateThrottle(BaseThrottle):
-    """Requests per API key (or session user) in fixed windows, rate from `settings.COMFYTRACK_API_RATE`
-    ("600/min"; read on every request, so operators and tests can change it without a rebuild).
-
-    One atomic `cache.incr` per request (O(1), unlike a per-request timestamp history), backed by the
-    Django cache: per process with the default local-memory cache, shared with Redis or Memcached. A soft
-    guard against runaway scripts, not a security control."""
+class FixedWindow:
+    """A count per identity in fixed windows of a rate like "600/min", in the Django cache: one atomic
+    `cache.incr` per hit (O(1)); per process with the local-memory cache, shared with Redis or Memcached."""
 
     _PERIODS = SimpleRateThrottle._PERIODS
 
-    def parse(self) -> tuple[int, int]:
-        rate = getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min"
+    def __init__(self, name: str, rate: str) -> None:
         count, _, period = rate.partition("/")
         digits = "".join(c for c in period if c.isdigit())
         unit = period[len(digits) :] or "s"
-        return int(count), int(digits or 1) * self._PERIODS[unit]
+        self.name, self.limit, self.duration = name, int(count), int(digits or 1) * self._PERIODS[unit]
+
+    def _key(self, ident: str) -> str:
+        return f"{self.name}:{ident}:{self.duration}:{int(time.time() // self.duration)}"
+
+    def used(self, ident: str) -> int:
+        return cache.get(self._key(ident), 0)
+
+    def hit(self, ident: str) -> int:
+        """Count one more in the current window; returns the count so far."""
+        key = self._key(ident)
+        cache.add(key, 0, timeout=self.duration + 1)
+        try:
+            return cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=self.duration + 1)
+            return 1
+
+    def wait(self) -> float:
+        """Seconds to the end of the current window (what Retry-After says)."""
+        return max(self.duration - time.time() % self.duration, 1.0)
+
+
+class KeyRateThrottle(BaseThrottle):
+    """Requests per API key (or session user) in fixed windows, rate from `settings.COMFYTRACK_API_RATE`
+    ("600/min"; read on every request, so operators and tests can change it without a rebuild).
+    A soft guard against runaway scripts, not a security control."""
+
+    def window(self) -> FixedWindow:
+        return FixedWindow("api-rate", getattr(settings, "COMFYTRACK_API_RATE", "600/min") or "600/min")
 
     def allow_request(self, request: HttpRequest) -> bool:
         caller = getattr(request, "auth", None)
         if not isinstance(caller, Caller):
             return True  # unauthenticated routes (inbound provider webhooks) are not per-key
-        limit, duration = self.parse()
-        now = time.time()
-        window = int(now // duration)
-        key = f"api-rate:{caller.ident}:{duration}:{window}"
-        cache.add(key, 0, timeout=duration + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, timeout=duration + 1)
-            count = 1
-        return count <= limit
+        window = self.window()
+        return window.hit(caller.ident) <= window.limit
 
     def wait(self) -> float:
         # Never None: a throttled answer always carries Retry-After, the end of the current window.
         # Derived, not stored: one throttle object serves every request thread.
-        _, duration = self.parse()
-        return max(duration - time.time() % duration, 1.0)
+        return self.window().wait()
 
 
 API_AUTH = [ApiKeyAuth(), BearerAuth(), SessionOrgAuth()]

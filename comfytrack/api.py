@@ -17,7 +17,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 
-from accounts.api_auth import API_AUTH, KeyRateThrottle
+from accounts.api_auth import API_AUTH, BadKeysThrottled, KeyRateThrottle
 from comfytrack import untrusted_json
 from comfytrack.api_errors import ApiError, describe_validation_errors
 from comfytrack.api_json import OrjsonRenderer
@@ -98,6 +98,10 @@ def _forbidden(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
 
 @api.exception_handler(Throttled)
 def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    if isinstance(exc, BadKeysThrottled):  # raised during authentication, where ninja adds no Retry-After
+        response = error_response(request, 429, exc.message)
+        response["Retry-After"] = str(exc.wait)
+        return response
     return error_response(request, 429, "Too many requests for this API key; wait before trying again.")
 
 

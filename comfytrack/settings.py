@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "ninja",
+    "axes",
     "accounts",
     "providers",
     "runs",
@@ -101,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "comfytrack.metrics.ApiMetricsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "comfytrack.urls"
@@ -159,6 +163,20 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# Sign-in throttling (django-axes), for the login page and the admin's: after AXES_FAILURE_LIMIT wrong
+# passwords for one username from one address, that pair is locked out for the cool-off time.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("COMFYTRACK_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("COMFYTRACK_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what we need; successful sign-ins need no row each
+AXES_VERBOSE = False  # no banner on every management command; lockouts are still logged as warnings
+# Proxies in front of the app that append to X-Forwarded-For (accounts.client_ip); 0 = none, use REMOTE_ADDR.
+COMFYTRACK_TRUSTED_PROXY_COUNT = envint("COMFYTRACK_TRUSTED_PROXY_COUNT", 0)
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/runs/"
