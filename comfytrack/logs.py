@@ -55,3 +55,40 @@ _WEBHOOK_TOKEN = re.compile(r"(/hooks/comfydeploy/[^/?#\s]+/)[^/?#\s\"']+")
 
 def redact_paths(text: str) -> str:
     return _WEBHOOK_TOKEN.sub(r"\1[redacted]", text)
+
+
+# Attributes every LogRecord has; anything else on a record came in through `extra=` (a JSON formatter
+# writes those too, e.g. django.request's `request`, whose text is the request line).
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact_paths(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    text = str(value)
+    cleaned = redact_paths(text)
+    return cleaned if cleaned != text else value
+
+
+class RedactPathsFilter(logging.Filter):
+    """`redact_paths` over everything a record will print: its message and arguments, its extra
+    attributes and its traceback. On the console handler, so it covers every logger (django.request too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _redacted(record.msg)
+        if isinstance(record.args, dict):
+            record.args = {key: _redacted(value) for key, value in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_redacted(value) for value in record.args)
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD_ATTRIBUTES:
+                setattr(record, name, _redacted(value))
+        if record.exc_info:
+            # Formatted here, so no formatter sees the raw traceback; formatters print exc_text instead.
+            record.exc_text = redact_paths(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact_paths(record.exc_text)
+        return True

@@ -310,7 +310,11 @@ if LOG_FORMAT not in {"plain", "json"}:
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "comfytrack.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "comfytrack.logs.RequestIdFilter"},
+        # Webhook tokens in request paths (django.request writes the path of every 4xx/5xx) never print.
+        "redact_paths": {"()": "comfytrack.logs.RedactPathsFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
@@ -320,7 +324,11 @@ LOGGING: dict[str, Any] = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_paths"],
+        },
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

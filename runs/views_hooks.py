@@ -24,18 +24,28 @@ def _bad(message: str) -> dict[str, Any]:
     return {"detail": message, "code": "bad_request"}
 
 
+def _read_body(request: HttpRequest, declared: str) -> bytes:
+    """Up to MAX_BODY_BYTES + 1 bytes of the body, also when it came chunked (no Content-Length).
+
+    Django reads only Content-Length bytes, so a chunked body looks empty to it. A server that decodes
+    chunked bodies (gunicorn) says so with `wsgi.input_terminated`: its input can be read to the end."""
+    if not declared and request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    return request.read(MAX_BODY_BYTES + 1)
+
+
 def handle_comfydeploy_hook(request: HttpRequest, provider_id, token: str) -> tuple[int, dict[str, Any]]:
     """(status, body): 200 when accepted (also for runs we don't track); 404 for an unknown provider or a
     bad token (the same answer for both); 400 for a body that is not a ComfyDeploy webhook; 413 when too big."""
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         return 413, TOO_LARGE
     provider = Provider.objects.filter(code=provider_id, kind="comfydeploy").first()
     if provider is None:
         Provider().check_webhook_token(token)  # same work as a real check: no timing difference
         return 404, NOT_FOUND
     try:
-        body = request.read(MAX_BODY_BYTES + 1)
+        body = _read_body(request, declared)
         if len(body) > MAX_BODY_BYTES:
             return 413, TOO_LARGE
         if not provider.check_webhook_token(token):
