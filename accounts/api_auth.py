@@ -27,6 +27,11 @@ from accounts.models import ApiKey, Organization
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_MESSAGE = "This API key is read-only; use a key with write access for this request."
+# A signed-in viewer using the API from the browser: it is their role that is refused, not a key.
+VIEWER_MESSAGE = (
+    "You are signed in as a viewer of this organization: viewers can read but not change anything. "
+    "Ask an owner or admin for the member role, or use an API key with write access."
+)
 # Wrong API keys one client address may send per window before its key requests get 429 (guessing keys,
 # or a misconfigured script hammering with a revoked one).
 DEFAULT_BAD_KEY_RATE = "20/min"
@@ -76,7 +81,7 @@ def caller(request: HttpRequest) -> Caller:
 
 def _refuse_read_only_writes(request: HttpRequest, caller: Caller) -> Caller:
     if caller.read_only and request.method not in SAFE_METHODS:
-        raise AuthorizationError(403, READ_ONLY_MESSAGE)
+        raise AuthorizationError(403, READ_ONLY_MESSAGE if caller.api_key is not None else VIEWER_MESSAGE)
     return caller
 
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import ipaddress
+
 import httpx
 from django import forms
 from django.conf import settings
 
+from comfytrack.net import blocked_reason
 from runs.safe_http import DEFAULT_PORTS, Refused
 from webhooks.delivery import ALLOW_PRIVATE_SETTING, target_guard
 from webhooks.models import EVENT_TYPES
@@ -39,9 +42,19 @@ class EndpointForm(forms.Form):
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).
             guard.check_url(parsed)
-        except Refused as exc:
+        except Refused:
             raise forms.ValidationError(
-                f"Webhooks cannot target private or local addresses ({exc.message.split(':', 1)[0]}). "
+                f"Webhooks cannot target private or local addresses ({_why_refused(parsed.host)}). "
                 f"To allow one on your own network, list its host and port in {ALLOW_PRIVATE_SETTING}."
             ) from None
         return url
+
+
+def _why_refused(host: str) -> str:
+    """ "[::1] is a loopback address": the whole host (IPv6 literals have colons) and the guard's reason."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host} is not a public address"
+    shown = f"[{host}]" if ip.version == 6 else host
+    return f"{shown} is {blocked_reason(ip) or 'not a public address'}"

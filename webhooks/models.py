@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -25,6 +26,14 @@ STATUS_EVENTS = {
     "lost": "run.lost",
 }
 EVENT_TYPES = (*STATUS_EVENTS.values(), "run.output")
+_URL_TAIL = re.compile(r"\b(https?://)(?:[^/@\s'\"]*@)?([^/?#\s'\"]+)[^\s'\"]*")
+
+
+def mask_urls(text: str) -> str:
+    """Every http(s) URL in `text` cut to its scheme and host (`https://hooks.slack.com/…`)."""
+    return _URL_TAIL.sub(r"\1\2/…", text)
+
+
 # Delay before each retry after a failed attempt: 30 s … 10 h, about 24.7 hours in all, then give up.
 RETRY_DELAYS = (30, 120, 480, 1_920, 7_200, 14_400, 28_800, 36_000)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
@@ -49,6 +58,12 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    @property
+    def masked_url(self) -> str:
+        """The URL as viewers and members see it: scheme and host only. Receivers often carry their own
+        secret in the path or query (Slack, Discord, Teams hooks), and credentials may be in the netloc."""
+        return mask_urls(self.url)
 
     @property
     def signing_secret(self) -> str:

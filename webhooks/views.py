@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import shown_once
 from accounts.access import Access, org_required
 from webhooks.forms import EndpointForm
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookDelivery, WebhookEndpoint, mask_urls
 from webhooks.ping import send_test
 
 # The session slot that carries a new endpoint's signing secret from the POST to its page.
@@ -59,7 +59,12 @@ def endpoint_list(request: HttpRequest, access: Access) -> HttpResponse:
 @org_required
 def endpoint_detail(request: HttpRequest, access: Access, code) -> HttpResponse:
     endpoint = _get_endpoint(access, code)
-    deliveries = endpoint.deliveries.order_by("-created", "-id")[:100]
+    deliveries = list(endpoint.deliveries.order_by("-created", "-id")[:100])
+    if not access.can_manage:
+        # Viewers and members see what happened, not the receiver's URL or what it answered (either may
+        # carry the receiver's secret); these instances are for display only and are never saved.
+        for delivery in deliveries:
+            delivery.error, delivery.response_excerpt = mask_urls(delivery.error), ""
     context = {"endpoint": endpoint, "deliveries": deliveries, "can_manage": access.can_manage}
     new = shown_once.take(request, NEW_SECRET_SESSION, code=str(endpoint.code))
     if new:

@@ -74,12 +74,50 @@ def test_it_lets_viewers_look_but_not_change(client, bob, org, make_endpoint):
     client.force_login(bob)
     assert client.get(LIST).status_code == 200
     detail = client.get(f"{LIST}{endpoint.code}/")
-    assert detail.status_code == 200 and "upstream exploded" in detail.content.decode()
+    assert detail.status_code == 200 and "The endpoint answered 500." in detail.content.decode()
     assert "Redeliver" not in detail.content.decode()
     assert client.post(LIST, {"url": "https://other.example.com/"}).status_code == 403
     assert client.post(f"{LIST}{endpoint.code}/delete/").status_code == 403
     assert client.post(f"{LIST}{endpoint.code}/deliveries/{delivery.code}/redeliver/").status_code == 403
     assert WebhookEndpoint.objects.count() == 1 and WebhookDelivery.objects.count() == 1
+
+
+SECRET_URL = "https://hooks.slack.com/services/T0001/B0002/s3cr3tT0k3n?x=key-in-query"
+
+
+@pytest.mark.parametrize("role", ["viewer", "member"])
+def test_viewers_and_members_see_webhook_urls_masked(client, org, make_endpoint, role):
+    """Receivers' URLs often are their secret (Slack, Discord): only owners and admins see them whole."""
+    endpoint, _ = make_endpoint(org, SECRET_URL)
+    WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="msg_2", event_type="run.failed", payload={}, attempt=1, status_code=404,
+        response_excerpt="no_service s3cr3tT0k3n", error=f"Could not reach {SECRET_URL}: timed out.",
+    )  # fmt: skip
+    user = get_user_model().objects.create_user(f"a-{role}", password="password")
+    org.memberships.create(user=user, role=role)
+    client.force_login(user)
+    pages = client.get(LIST).content.decode() + client.get(f"{LIST}{endpoint.code}/").content.decode()
+    assert "s3cr3tT0k3n" not in pages and "key-in-query" not in pages
+    assert "https://hooks.slack.com/…" in pages and "Could not reach https://hooks.slack.com/…" in pages
+
+
+def test_owners_see_webhook_urls_and_answers_whole(client, alice, org, make_endpoint):
+    endpoint, _ = make_endpoint(org, SECRET_URL)
+    delivery = delivery_for(endpoint)
+    client.force_login(alice)
+    page = client.get(f"{LIST}{endpoint.code}/").content.decode()
+    assert "s3cr3tT0k3n?x=key-in-query" in page.replace("&amp;", "&") and delivery.response_excerpt in page
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("http://[::1]:8080/x", "[::1] is a loopback address"), ("http://[fd00::5]/x", "[fd00::5] is a private address"),
+     ("http://10.0.0.5/x", "10.0.0.5 is a private address")],
+)  # fmt: skip
+def test_the_refusal_names_the_whole_address(client, alice, url, shown):
+    client.force_login(alice)
+    response = client.post(LIST, {"url": url})
+    assert f"Webhooks cannot target private or local addresses ({shown})." in response.content.decode()
 
 
 def test_it_hides_other_orgs(client, charlie, org, make_endpoint):
