@@ -240,3 +240,20 @@ def test_a_page_planted_through_the_comfydeploy_webhook_is_only_downloaded(clien
     assert response["Content-Type"] == OCTET_STREAM and response["Content-Disposition"].startswith("attachment")
     assert_safe_headers(response)
     assert not ApiKey.objects.exists()
+
+
+def test_verify_outputs_checks_what_was_archived_before_the_check(media):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    image = archived(png(), "old.png", RunOutput.Kind.IMAGE, "image/png")
+    page = archived(HTML, "old.html", RunOutput.Kind.FILE, "text/html")
+    RunOutput.objects.filter(pk__in=[image.pk, page.pk]).update(content_verified=False, content_type="image/png")
+    out = StringIO()
+    call_command("verify_outputs", stdout=out)
+    image.refresh_from_db()
+    page.refresh_from_db()
+    assert (image.content_type, image.content_verified, image.inline_kind) == ("image/png", True, "image")
+    assert (page.content_type, page.content_verified, page.inline_kind) == ("text/plain", False, "")
+    assert out.getvalue().strip() == "1 verified, 1 download only, 0 missing"
