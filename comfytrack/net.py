@@ -1,4 +1,5 @@
-"""Network rules every outbound connection shares: who we say we are, and which addresses are off limits.
+"""What every outbound connection shares: who we say we are, which addresses are off limits, how a failed
+exchange is described (`describe_failure`) and how long to wait before trying again (`backoff`).
 
 Used by the provider clients (`providers/clients/transport.py`), the output archive (`runs/safe_http.py`)
 and webhook delivery (`webhooks/delivery.py`). Plain Python and aiohttp only, no Django, so the provider
@@ -16,15 +17,49 @@ Two policies over one classification of addresses (`blocked_reason`):
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 from collections.abc import Iterable
+from datetime import timedelta
 
 import aiohttp
+import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from comfytrack import __version__
 
 USER_AGENT = f"comfytrack/{__version__}"
+
+
+# The same words for the same failure, whichever library saw it and whoever was being called.
+COULD_NOT_CONNECT = "could not connect (is the address right and the server up?)"
+NOT_HTTP = "the URL is not http(s)"
+BROKEN_PROTOCOL = "the server closed the connection or broke the HTTP protocol"
+TIMED_OUT = "timed out"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong in an HTTP exchange, in words a person can act on (httpx's or aiohttp's errors)."""
+    if isinstance(exc, httpx.ConnectError | aiohttp.ClientConnectorError):
+        return COULD_NOT_CONNECT
+    if isinstance(exc, httpx.UnsupportedProtocol | aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return NOT_HTTP
+    # aiohttp's ClientResponseError: an unparseable status line or headers.
+    broken = aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
+    if isinstance(exc, httpx.RemoteProtocolError | broken | aiohttp.ClientResponseError):
+        return BROKEN_PROTOCOL
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return TIMED_OUT
+    return type(exc).__name__
+
+
+def backoff(attempt: int, *, base: float, cap: float, not_before: float = 0.0) -> timedelta:
+    """How long to wait after a failed attempt: exponential (`base` · 2^attempt seconds, at most `cap`),
+    a random point in the upper half of that (so failures that happened together do not retry together),
+    never sooner than `not_before` seconds (a provider's Retry-After)."""
+    ceiling = min(base * 2 ** min(max(attempt, 0), 30), cap)
+    return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), not_before))
+
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

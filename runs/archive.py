@@ -19,7 +19,6 @@ import glob
 import io
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from PIL import Image
 
+from comfytrack import net
 from providers.clients.base import OutputKind, OutputRef
 from runs.content import IMAGE_FORMATS, sniff
 from runs.models import RunOutput
@@ -363,9 +363,9 @@ def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> N
 
 
 def backoff(attempts: int, expires: datetime | None = None, now: datetime | None = None) -> timedelta:
-    """Exponential back-off with jitter (1 min · 2^n, at most 6 h), but try once more before a known expiry."""
-    ceiling = min(60.0 * 2 ** min(attempts - 1, 12), MAX_BACKOFF.total_seconds())
-    delay = timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+    """After `attempts` failed downloads: 1 min · 2^(attempts-1), at most MAX_BACKOFF, but try once more
+    before a known expiry of the provider's link."""
+    delay = net.backoff(attempts - 1, base=60.0, cap=MAX_BACKOFF.total_seconds())
     if expires is not None and now is not None and expires - timedelta(seconds=30) > now:
         delay = min(delay, max(expires - now - timedelta(seconds=30), timedelta(seconds=10)))
     return delay

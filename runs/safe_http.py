@@ -26,14 +26,13 @@ import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
-from comfytrack.net import METADATA_ADDRESSES, USER_AGENT, blocked_reason, parse_ip
+from comfytrack.net import METADATA_ADDRESSES, USER_AGENT, blocked_reason, describe_failure, parse_ip
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -240,7 +239,7 @@ class SafeDownloader:
         except httpx.TimeoutException:
             raise DownloadError(f"{redact(request.url)} stopped answering (timed out).") from None
         except httpx.HTTPError as exc:
-            raise DownloadError(f"Could not download {redact(request.url)}: {describe_http_error(exc)}.") from None
+            raise DownloadError(f"Could not download {redact(request.url)}: {describe_failure(exc)}.") from None
 
     async def _download(self, request: httpx.Request) -> Downloaded:
         assert self._http is not None, "use `async with SafeDownloader(...)`"
@@ -304,11 +303,3 @@ def _status_error(response: httpx.Response, url: httpx.URL) -> DownloadError:
     code = response.status_code
     transient = code in (408, 429) or code >= 500
     return DownloadError(f"{redact(url)} answered {code}.", status_code=code, permanent=not transient)
-
-
-def describe_http_error(exc: Any) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection or broke the HTTP protocol"
-    return type(exc).__name__

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from comfytrack import metrics
+from comfytrack import metrics, net
 from comfytrack.sql import column, column_of, concrete_field
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
@@ -549,10 +549,8 @@ def cadence_for(status: str, created: datetime, now: datetime) -> timedelta:
 
 
 def backoff(failures: int, retry_after: float | None = None) -> timedelta:
-    """Exponential back-off with full jitter, never sooner than the provider's Retry-After."""
-    ceiling = min(5.0 * 2 ** min(failures, 10), MAX_BACKOFF.total_seconds())
-    seconds = random.uniform(ceiling / 2, ceiling)
-    return timedelta(seconds=max(seconds, retry_after or 0.0))
+    """After `failures` failed polls: 5 s · 2^failures, at most MAX_BACKOFF, never sooner than Retry-After."""
+    return net.backoff(failures, base=5.0, cap=MAX_BACKOFF.total_seconds(), not_before=retry_after or 0.0)
 
 
 def lost_after(run: Run) -> timedelta:

@@ -29,8 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from comfytrack.loops import run_loop
-from comfytrack.net import USER_AGENT
-from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
+from comfytrack.net import USER_AGENT, describe_failure
+from runs.safe_http import HostGuard, Refused, guarded_transport, redact
 from webhooks import signing
 from webhooks.models import WebhookDelivery
 
@@ -168,7 +168,7 @@ async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeou
             async with client.stream("POST", url, content=job.body, headers=headers) as response:
                 outcome.status_code = response.status_code
                 outcome.excerpt = await _excerpt(response)
-    except DownloadError as exc:  # Refused by the SSRF guard
+    except Refused as exc:  # by the SSRF guard
         outcome.error = exc.message
     except httpx.ConnectTimeout:
         # The aiohttp transport reports a refused connection as a connect timeout too.
@@ -176,7 +176,7 @@ async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeou
     except (TimeoutError, httpx.TimeoutException):
         outcome.error = f"No answer within {timeout:g} s."
     except httpx.HTTPError as exc:
-        outcome.error = f"Could not deliver to {redact(job.url)}: {describe_http_error(exc)}."
+        outcome.error = f"Could not deliver to {redact(job.url)}: {describe_failure(exc)}."
     except Exception as exc:  # never let one delivery break the pass
         logger.exception("webhook delivery %s failed unexpectedly", job.delivery_pk)
         outcome.error = f"Unexpected error: {type(exc).__name__}."

@@ -23,7 +23,15 @@ import aiohttp
 import certifi
 import httpx
 
-from comfytrack.net import USER_AGENT, AddressRefused, LinkLocalGuardResolver, parse_ip, refuse_link_local
+from comfytrack.net import (
+    NOT_HTTP,
+    USER_AGENT,
+    AddressRefused,
+    LinkLocalGuardResolver,
+    describe_failure,
+    parse_ip,
+    refuse_link_local,
+)
 from providers.clients.http import make_http_client
 
 CONNECT_TIMEOUT = 5.0
@@ -132,37 +140,19 @@ class AiohttpSender:
                 except (TimeoutError, aiohttp.ServerTimeoutError):
                     raise TransportFailure(f"{what} stalled while sending its answer.") from None
                 except aiohttp.ClientError as exc:
-                    raise TransportFailure(f"{what} broke off its answer: {describe_aiohttp(exc)}.") from None
+                    raise TransportFailure(f"{what} broke off its answer: {describe_failure(exc)}.") from None
                 return ProviderResponse(response.status, response.headers, body, method, url)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
         except AddressRefused as exc:
             raise TransportFailure(refused_message(what, exc), permanent=True) from None
         except aiohttp.ClientError as exc:
-            raise TransportFailure(f"{what} failed: {describe_aiohttp(exc)}.") from None
+            raise TransportFailure(f"{what} failed: {describe_failure(exc)}.") from None
         except ValueError:  # yarl: a URL it cannot parse
             raise TransportFailure(f"{what} failed: {NOT_HTTP}.") from None
 
     async def close(self) -> None:
         await self.session.close()
-
-
-# The same words for the same failure, whichever library saw it.
-COULD_NOT_CONNECT = "could not connect (is the base URL right and the server up?)"
-NOT_HTTP = "the URL is not http(s)"
-BROKEN_PROTOCOL = "the server closed the connection or broke the HTTP protocol"
-
-
-def describe_aiohttp(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return COULD_NOT_CONNECT
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return NOT_HTTP
-    # ClientResponseError: an unparseable status line or headers.
-    broken = aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
-    if isinstance(exc, broken | aiohttp.ClientResponseError):
-        return BROKEN_PROTOCOL
-    return type(exc).__name__
 
 
 class HttpxSender:
@@ -182,7 +172,7 @@ class HttpxSender:
         except httpx.TimeoutException:
             raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
         except httpx.HTTPError as exc:
-            raise TransportFailure(f"{what} failed: {describe_httpx(exc)}.") from None
+            raise TransportFailure(f"{what} failed: {describe_failure(exc)}.") from None
         try:
             declared = response.headers.get("content-length", "")
             refuse_declared_size(int(declared) if declared.isdigit() else None, max_bytes, what)
@@ -190,23 +180,13 @@ class HttpxSender:
         except httpx.TimeoutException:
             raise TransportFailure(f"{what} stalled while sending its answer.") from None
         except httpx.HTTPError as exc:
-            raise TransportFailure(f"{what} broke off its answer: {describe_httpx(exc)}.") from None
+            raise TransportFailure(f"{what} broke off its answer: {describe_failure(exc)}.") from None
         finally:
             await response.aclose()
         return ProviderResponse(response.status_code, response.headers, body, method, str(request.url))
 
     async def close(self) -> None:
         await self.http.aclose()
-
-
-def describe_httpx(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return COULD_NOT_CONNECT
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return NOT_HTTP
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return BROKEN_PROTOCOL
-    return type(exc).__name__
 
 
 def refuse_declared_size(declared: int | None, max_bytes: int, what: str) -> None:

@@ -105,7 +105,7 @@ def test_it_explains_a_refused_connection() -> None:
         finally:
             await sender.close()
 
-    with pytest.raises(TransportFailure, match=r"failed: could not connect \(is the base URL right"):
+    with pytest.raises(TransportFailure, match=r"failed: could not connect \(is the address right"):
         asyncio.run(go())
 
 
