@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pages import ensure_orgs, seed  # noqa: E402
 from bench.sync_throughput import setup_django  # noqa: E402
-from providers.clients.loops import new_event_loop  # noqa: E402
+from providers.clients.event_loop import new_event_loop  # noqa: E402
 
 
 def serve_prefork(workers: int, threads: int) -> tuple[str, list[int]]:

@@ -20,6 +20,7 @@ from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import export, serving
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
+from runs.inbound_hooks import handle_comfydeploy_hook
 from runs.models import Origin, Run, RunOutput
 from runs.queries import (
     DEFAULT_LIMIT,
@@ -36,18 +37,17 @@ from runs.schemas import (
     RunOut,
     RunPage,
     event_json,
+    find_run_json,
+    first_row_json,
     json_response,
     money,
-    organization_run_json,
     organization_runs_page,
-    run_json_or_none,
-    run_rows,
-    runs_json,
+    rows_json,
+    run_row_queryset,
 )
 from runs.stats import MAX_WINDOW_DAYS, ProviderStats, compute_stats, window_from_days
 from runs.submission import submit_run
 from runs.tracking import MAX_EXTERNAL_ID, MAX_TRACK_IDS, track_run, track_runs
-from runs.views_hooks import handle_comfydeploy_hook
 
 router = Router(tags=["runs"])
 
@@ -172,7 +172,7 @@ def get_run(request: HttpRequest, run_id: UUID) -> Run:
 
 def get_run_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
     """The run's JSON straight from the database (no model instance), or 404."""
-    data = organization_run_json(_org(request), run_id)
+    data = find_run_json(_org(request), run_id)
     if data is None:
         raise not_found(NO_SUCH_RUN)
     return data
@@ -188,8 +188,8 @@ def find_provider(request: HttpRequest, value: str, field: str = "provider") -> 
     return match
 
 
-def _json_run(run: Run) -> dict[str, Any]:
-    found = run_json_or_none(run_rows().filter(pk=run.pk))
+def _reread_run_json(run: Run) -> dict[str, Any]:
+    found = first_row_json(run_row_queryset().filter(pk=run.pk))
     if found is None:  # deleted since this request read or wrote it
         raise not_found("No such run in this organization.")
     return found
@@ -226,11 +226,11 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         filters = parse_filters(_Params(params), _org(request))
         if filters.errors:
             raise invalid(" ".join(map(str, filters.errors)), filters.errors[0].field)
-        queryset = filter_runs(run_rows().for_organization(_org(request)), filters)
+        queryset = filter_runs(run_row_queryset().for_organization(_org(request)), filters)
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
-    return json_response({"items": runs_json(page), "next_cursor": next_cursor})
+    return json_response({"items": rows_json(page), "next_cursor": next_cursor})
 
 
 class ExportQuery(FilterQuery):
@@ -277,7 +277,7 @@ def submit(
     key = (idempotency_key or "").replace("\x00", "").strip() or None
     existing = key and Run.objects.filter(organization=_org(request), idempotency_key=key).first()
     if existing:
-        return Status(200, _json_run(_same_request(existing, provider, payload)))
+        return Status(200, _reread_run_json(_same_request(existing, provider, payload)))
     try:
         run = submit_run(
             provider,
@@ -291,7 +291,7 @@ def submit(
         raise rejected(exc) from None
     if key:
         _same_request(run, provider, payload)  # the same key may have raced in with another body
-    return Status(201, _json_run(run))
+    return Status(201, _reread_run_json(run))
 
 
 def _same_request(run: Run, provider: Provider, payload: SubmitIn) -> Run:
@@ -335,7 +335,7 @@ def track(request: HttpRequest, payload: TrackIn):
         return json_response({"items": items})
     assert payload.external_id is not None  # TrackIn takes external_id or external_ids
     run, created = track_run(provider, payload.external_id, created_by=user)
-    return Status(201 if created else 200, _json_run(run))
+    return Status(201 if created else 200, _reread_run_json(run))
 
 
 @router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
@@ -354,7 +354,7 @@ def _act(action, *args, **kwargs) -> Run:
 @router.post("/runs/{run_id}/cancel", response={200: RunOut, **errors(403, 404, 409, 502)}, summary="Cancel")
 def cancel(request: HttpRequest, run_id: UUID):
     """Ask the provider to cancel the run; answers with the run as the provider then reports it."""
-    return _json_run(_act(cancel_run, get_run(request, run_id)))
+    return _reread_run_json(_act(cancel_run, get_run(request, run_id)))
 
 
 RETRY_BODY = {
@@ -395,14 +395,14 @@ def retry(request: HttpRequest, run_id: UUID):
     payload = _optional_body(request, RetryIn)
     provider = find_provider(request, payload.provider) if payload.provider else None
     new = _act(retry_run, run, provider=provider, created_by=caller(request).user)
-    return Status(201, _json_run(new))
+    return Status(201, _reread_run_json(new))
 
 
 @router.post("/runs/{run_id}/sync", response={200: RunOut, **errors(403, 404, 502)}, summary="Sync now")
 def sync_now(request: HttpRequest, run_id: UUID):
     """Ask the provider about the run right away (instead of waiting for the next sweep). 502 with the
     reason when the provider could not answer (unreachable, an error status, a body it could not read)."""
-    return _json_run(_act(sync_run_now, get_run(request, run_id)))
+    return _reread_run_json(_act(sync_run_now, get_run(request, run_id)))
 
 
 @router.get("/runs/{run_id}/outputs", response={200: list[OutputOut], **errors(404)}, summary="A run's outputs")

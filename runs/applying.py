@@ -59,7 +59,7 @@ def record_outputs(run: Run, outputs: Sequence[OutputRef]) -> int:
 
 
 @dataclass
-class Plan:
+class RunUpdate:
     run: Run
     snapshot: RunSnapshot
     old_status: str
@@ -72,7 +72,7 @@ class Plan:
         return bool(self.snapshot.outputs) and (self.status_changes or self.old_status == self.new_status)
 
 
-def plan(run: Run, snapshot: RunSnapshot, now: datetime, extra: dict | None) -> Plan | None:
+def plan_update(run: Run, snapshot: RunSnapshot, now: datetime, extra: dict | None) -> RunUpdate | None:
 
     if snapshot.status == RunStatus.UNKNOWN:
         return None
@@ -86,7 +86,7 @@ def plan(run: Run, snapshot: RunSnapshot, now: datetime, extra: dict | None) -> 
             changes = {}
         changes.pop("status", None)
     changes.update(extra or {})
-    return Plan(run, snapshot, old_status, new_status, status_changes, changes)
+    return RunUpdate(run, snapshot, old_status, new_status, status_changes, changes)
 
 
 def apply_many(
@@ -100,7 +100,7 @@ def apply_many(
 
     now = now or timezone.now()
     # `run.id`, not `run.pk`, in the per-run loops here: the property's method call costs 5% of a sweep.
-    plans = [plan(run, snapshot, now, extra) for run, snapshot, extra in items]
+    plans = [plan_update(run, snapshot, now, extra) for run, snapshot, extra in items]
     results = [False] * len(plans)
     with transaction.atomic():
         # New outputs are known before the run's UPDATE, so the output counter grows in that same
@@ -110,7 +110,7 @@ def apply_many(
             if p is not None and outputs.new.get(p.run.id):
                 p.changes["n_outputs"] = len(outputs.new[p.run.id])
         won = conditional_update([p for p in plans if p is not None and p.changes])
-        applied: list[Plan] = []
+        applied: list[RunUpdate] = []
         for index, p in enumerate(plans):
             if p is None:
                 continue
@@ -141,7 +141,7 @@ def apply_many(
     return results
 
 
-def event(p: Plan, source: str, now: datetime) -> dict[str, Any]:
+def event(p: RunUpdate, source: str, now: datetime) -> dict[str, Any]:
     snapshot = p.snapshot
     return {
         "run_id": p.run.id,
@@ -154,13 +154,13 @@ def event(p: Plan, source: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def conditional_update(plans: list[Plan]) -> set[int]:
+def conditional_update(plans: list[RunUpdate]) -> set[int]:
     """Write each plan's changes where the run still has the status it was read with; returns the pks written.
 
     One statement per shape of change (the set of columns written), each over the whole batch.
     """
 
-    shapes: dict[tuple[str, ...], list[Plan]] = defaultdict(list)
+    shapes: dict[tuple[str, ...], list[RunUpdate]] = defaultdict(list)
     for p in plans:
         shapes[tuple(sorted(p.changes))].append(p)
     won: set[int] = set()

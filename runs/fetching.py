@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from providers.clients.base import ClientOptions, ProviderClient, ProviderError, RunSnapshot
-from providers.clients.loops import new_event_loop
+from providers.clients.event_loop import new_event_loop
 from providers.crypto import SecretUnreadable
 
 if TYPE_CHECKING:

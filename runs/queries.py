@@ -58,7 +58,7 @@ class RunFilters:
         )
 
 
-def _text(value: Any) -> str:
+def _param_text(value: Any) -> str:
     # PostgreSQL refuses NUL in text (a query using one fails with a 500), so no filter value keeps
     # one: the dashboard and the API read their filters here and behave the same.
     return str(value).replace("\x00", "")
@@ -69,7 +69,7 @@ def _values(params: Mapping[str, Any], name: str) -> list[str]:
     raw = params.getlist(name) if hasattr(params, "getlist") else params.get(name) or []
     if isinstance(raw, str):
         raw = [raw]
-    return [part.strip() for item in raw for part in _text(item).split(",") if part.strip()]
+    return [part.strip() for item in raw for part in _param_text(item).split(",") if part.strip()]
 
 
 def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
@@ -88,7 +88,7 @@ def parse_filters(params: Mapping[str, Any], organization) -> RunFilters:
         else:
             filters.errors.append(FilterError("origin", f"Unknown origin {value!r}."))
     filters.providers = _providers(_values(params, "provider"), organization, filters.errors)
-    filters.q = _text(params.get("q") or "").strip()[:200]
+    filters.q = _param_text(params.get("q") or "").strip()[:200]
     filters.created_after = _moment(params.get("created_after"), "created_after", filters.errors, end=False)
     filters.created_before = _moment(params.get("created_before"), "created_before", filters.errors, end=True)
     return filters
@@ -119,7 +119,7 @@ def _providers(values: list[str], organization, errors: list[FilterError]) -> li
 
 def _moment(value: Any, name: str, errors: list[FilterError], *, end: bool) -> datetime | None:
     """An ISO datetime or a date (a date means its start, or its end for `created_before`)."""
-    text = _text(value or "")
+    text = _param_text(value or "")
     if not text:
         return None
     text = text.strip()

@@ -120,7 +120,7 @@ def money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value.quantize(USD_STEP):f}"
 
 
-def _text(value: Any) -> str | None:
+def _optional_text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
@@ -137,13 +137,13 @@ OUTPUT_FIELDS = ("run", "code", "kind", "filename", "archived", "width", "height
 OUTPUT_ORDER = ("created", "id")  # oldest first, RunOutput's own ordering
 
 
-def run_rows() -> RunQuerySet:
-    """All runs as `RUN_FIELDS` dicts, for `runs_json` (filter, paginate or slice it first)."""
-    return _run_rows().all()
+def run_row_queryset() -> RunQuerySet:
+    """All runs as `RUN_FIELDS` dicts, for `rows_json` (filter, paginate or slice it first)."""
+    return _run_row_queryset().all()
 
 
 @functools.cache
-def _run_rows() -> RunQuerySet:
+def _run_row_queryset() -> RunQuerySet:
     # Resolving the columns and their joins is a third of a small query's ORM cost, so it is done once
     # per process; callers only ever get clones (never evaluate this one: it would cache its rows).
     # The error document as its JSON text, decoded only when there is one (`_json_document`): most runs
@@ -169,21 +169,21 @@ def _outputs_array_sql() -> str:
     )
 
 
-def runs_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The JSON of each `run_rows` row, in order, with its outputs (in the row on PostgreSQL, else one
+def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The JSON of each `run_row_queryset` row, in order, with its outputs (in the row on PostgreSQL, else one
     query for all of them)."""
     if rows and "outputs_json" in rows[0]:
-        return [run_json(row, [output_json(o) for o in orjson.loads(row["outputs_json"])]) for row in rows]
+        return [row_json(row, [output_json(o) for o in orjson.loads(row["outputs_json"])]) for row in rows]
     outputs = _outputs_by_run([row["pk"] for row in rows])
-    return [run_json(row, outputs.get(row["pk"], [])) for row in rows]
+    return [row_json(row, outputs.get(row["pk"], [])) for row in rows]
 
 
-def run_json_or_none(rows: QuerySet) -> dict[str, Any] | None:
-    """The JSON of the one run `rows` (from `run_rows`) selects by code or pk, or None."""
+def first_row_json(rows: QuerySet) -> dict[str, Any] | None:
+    """The JSON of the one run `rows` (from `run_row_queryset`) selects by code or pk, or None."""
     # No ORDER BY for a single row: compiling the default (created, code) ordering is a measurable
     # part of a detail request.
     found = list(rows.order_by()[:1])
-    return runs_json(found)[0] if found else None
+    return rows_json(found)[0] if found else None
 
 
 # The API's two hottest reads, an organization's run by id and its newest runs page by page, as SQL
@@ -195,7 +195,7 @@ _ORG, _CREATED, _CODE = -7_000_000_001, datetime(1901, 2, 3, 4, 5, 6, 789_012, t
 @functools.cache
 def _compiled_detail() -> CompiledValuesQuery:
     def build(org, code):
-        return run_rows().filter(organization=org, code=code).order_by()  # one row: no ORDER BY
+        return run_row_queryset().filter(organization=org, code=code).order_by()  # one row: no ORDER BY
 
     return CompiledValuesQuery.compile(build, [_ORG, _CODE])
 
@@ -203,25 +203,25 @@ def _compiled_detail() -> CompiledValuesQuery:
 @functools.cache
 def _compiled_page(after_cursor: bool) -> CompiledValuesQuery:
     def build(org, *position):
-        return newest_first(run_rows().filter(organization=org), *position)
+        return newest_first(run_row_queryset().filter(organization=org), *position)
 
     return CompiledValuesQuery.compile(build, [_ORG, _CREATED, _CODE] if after_cursor else [_ORG])
 
 
-def organization_run_json(organization_id: int, code: UUID) -> dict[str, Any] | None:
+def find_run_json(organization_id: int, code: UUID) -> dict[str, Any] | None:
     """The JSON of the organization's run `code`, or None."""
     found = _compiled_detail().rows([organization_id, code], limit=1)
-    return runs_json(found)[0] if found else None
+    return rows_json(found)[0] if found else None
 
 
 def organization_runs_page(organization_id: int, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
-    """An organization's runs, newest first, as (run JSON list, next cursor): `paginate` over `run_rows`
+    """An organization's runs, newest first, as (run JSON list, next cursor): `paginate` over `run_row_queryset`
     without filters. Raises BadCursor."""
     position = decode_cursor(cursor) if cursor else ()
     page, next_cursor = cut_page(
         _compiled_page(bool(position)).rows([organization_id, *position], limit=limit + 1), limit
     )
-    return runs_json(page), next_cursor
+    return rows_json(page), next_cursor
 
 
 def _outputs_by_run(run_pks: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -262,10 +262,10 @@ def error_json(error: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "message": str(error.get("message") or ""),
-        "node_id": _text(error.get("node_id")),
-        "node_type": _text(error.get("node_type")),
-        "exception_type": _text(error.get("exception_type")),
-        "traceback": _text(error.get("traceback")),
+        "node_id": _optional_text(error.get("node_id")),
+        "node_type": _optional_text(error.get("node_type")),
+        "exception_type": _optional_text(error.get("exception_type")),
+        "traceback": _optional_text(error.get("traceback")),
     }
 
 
@@ -276,8 +276,8 @@ def unseen(status: str, unknown_since: datetime | None, lost_at: datetime | None
     return {"unseen_since": unknown_since, "lost_at": lost_at}
 
 
-def run_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One `run_rows` row and its `output_json`s as the run's JSON (docs/api.md): the one
+def row_json(run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `run_row_queryset` row and its `output_json`s as the run's JSON (docs/api.md): the one
     implementation behind the API's list and detail and the outbound webhooks' payloads."""
     return {
         "id": run["code"],

@@ -67,10 +67,10 @@ def _enqueue(changes: list[Change]) -> int:
 
 def _run_payloads(changes: list[Change]) -> dict[int, dict[str, Any]]:
     """Each changed run's JSON exactly as the API shows it (runs.schemas), JSON-ready, by run pk."""
-    from runs.schemas import json_ready, run_rows, runs_json
+    from runs.schemas import json_ready, rows_json, run_row_queryset
 
-    rows = list(run_rows().filter(pk__in={c[1] for c in changes}).order_by())
-    return {row["pk"]: json_ready(data) for row, data in zip(rows, runs_json(rows), strict=True)}
+    rows = list(run_row_queryset().filter(pk__in={c[1] for c in changes}).order_by())
+    return {row["pk"]: json_ready(data) for row, data in zip(rows, rows_json(rows), strict=True)}
 
 
 def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:

@@ -14,11 +14,11 @@ from runs.queries import paginate
 from runs.schemas import (
     _compiled_detail,
     _compiled_page,
-    organization_run_json,
+    find_run_json,
+    first_row_json,
     organization_runs_page,
-    run_json_or_none,
-    run_rows,
-    runs_json,
+    rows_json,
+    run_row_queryset,
 )
 
 ON_POSTGRESQL = connection.vendor == "postgresql"
@@ -43,10 +43,10 @@ def test_compiled_pages_equal_the_orm_pages(org, mixed_runs):
     compiled, orm, cursor = [], [], None
     while True:
         items, cursor_a = organization_runs_page(org.pk, cursor, 3)
-        page, cursor_b = paginate(run_rows().filter(organization=org), cursor, 3)
+        page, cursor_b = paginate(run_row_queryset().filter(organization=org), cursor, 3)
         assert cursor_a == cursor_b
         compiled += items
-        orm += runs_json(page)
+        orm += rows_json(page)
         cursor = cursor_a
         if cursor is None:
             break
@@ -64,9 +64,9 @@ def test_compiled_pages_equal_the_orm_pages(org, mixed_runs):
 def test_compiled_detail_equals_the_orm_and_scopes_by_organization(org, other_org, mixed_runs):
     runs, theirs = mixed_runs
     for run in runs:
-        assert organization_run_json(org.pk, run.code) == run_json_or_none(run_rows().filter(pk=run.pk))
-    assert organization_run_json(org.pk, theirs.code) is None
-    assert organization_run_json(other_org.pk, theirs.code)["id"] == theirs.code
+        assert find_run_json(org.pk, run.code) == first_row_json(run_row_queryset().filter(pk=run.pk))
+    assert find_run_json(org.pk, theirs.code) is None
+    assert find_run_json(other_org.pk, theirs.code)["id"] == theirs.code
     assert _compiled_detail().reusable is ON_POSTGRESQL
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from aiohttp import web
 
-from providers.clients.loops import new_event_loop
+from providers.clients.event_loop import new_event_loop
 from providers.fake.server import KINDS, make_app
 from providers.fake.state import FakeState, Faults
 

@@ -328,7 +328,7 @@ def test_it_keeps_the_sweep_alive_when_applying_one_run_crashes(org, make_provid
     provider = provider_for(org, make_provider, fake, "comfydeploy")
     _, bad = tracked(fake, provider, script=((0.0, S.RUNNING),))
     _, good = tracked(fake, provider, script=((0.0, S.RUNNING),))
-    original = applying.plan
+    original = applying.plan_update
 
     def plan(run, snapshot, now, extra):
         if run.pk == bad.pk:
@@ -336,7 +336,7 @@ def test_it_keeps_the_sweep_alive_when_applying_one_run_crashes(org, make_provid
         return original(run, snapshot, now, extra)
 
     # The batch write fails as a whole, then each run is applied alone: only the bad one is guarded.
-    monkeypatch.setattr(applying, "plan", plan)
+    monkeypatch.setattr(applying, "plan_update", plan)
     now = timezone.now()
     sweep(now)
     bad.refresh_from_db()
