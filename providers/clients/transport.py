@@ -15,7 +15,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,18 +51,28 @@ class TransportFailure(Exception):
 def refuse_link_local_url(url: str, what: str) -> None:
     """Provider calls may reach private networks and loopback (self-hosted ComfyUI), never a link-local or
     cloud-metadata address. Names are checked where they resolve (LinkLocalGuardResolver); IP literals,
-    which aiohttp does not resolve, here."""
-    host = urlsplit(url).hostname or ""
+    which aiohttp does not resolve, here. This runs for every request of a sweep, so the URL is only cut at
+    its authority (host[:port]), whose verdict is cached."""
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    refusal = _literal_refusal(authority)
+    if refusal:
+        raise TransportFailure(f"{what} was not sent: {refusal}", permanent=True)
+
+
+@lru_cache(maxsize=1024)
+def _literal_refusal(authority: str) -> str | None:
+    host = urlsplit(f"//{authority}").hostname or ""
     if parse_ip(host) is None:
-        return
+        return None
     try:
         refuse_link_local(host, [host])
     except AddressRefused as exc:
-        raise TransportFailure(refused_message(what, exc), permanent=True) from None
+        return refusal_text(exc)
+    return None
 
 
-def refused_message(what: str, exc: AddressRefused) -> str:
-    return f"{what} was not sent: {exc}. A provider's base URL may point at a private network, not there."
+def refusal_text(exc: AddressRefused) -> str:
+    return f"{exc}. A provider's base URL may point at a private network, not there."
 
 
 @dataclass(slots=True)
@@ -145,7 +155,7 @@ class AiohttpSender:
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
         except AddressRefused as exc:
-            raise TransportFailure(refused_message(what, exc), permanent=True) from None
+            raise TransportFailure(f"{what} was not sent: {refusal_text(exc)}", permanent=True) from None
         except aiohttp.ClientError as exc:
             raise TransportFailure(f"{what} failed: {describe_failure(exc)}.") from None
         except ValueError:  # yarl: a URL it cannot parse
