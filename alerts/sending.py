@@ -21,8 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts.models import Channel, Message, Rule
-from providers.clients.http import USER_AGENT
-from runs.safe_http import DownloadError, HostGuard, describe_http_error, guarded_transport, redact
+from comfytrack.net import USER_AGENT, describe_failure
+from runs.safe_http import HostGuard, Refused, guarded_transport, redact
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery
 
@@ -148,12 +148,12 @@ async def _post(client: httpx.AsyncClient, host_guard: HostGuard, url: str, body
         host_guard.check_url(target)
         async with asyncio.timeout(timeout):
             response = await client.post(target, json=body)
-    except DownloadError as exc:  # refused by the SSRF guard
+    except Refused as exc:  # by the SSRF guard
         return exc.message
     except (TimeoutError, httpx.TimeoutException):
         return f"No answer from {redact(url)} within {timeout:g} s."
     except httpx.HTTPError as exc:
-        return f"Could not send to {redact(url)}: {describe_http_error(exc)}."
+        return f"Could not send to {redact(url)}: {describe_failure(exc)}."
     if response.is_success:
         return None
     return f"{redact(url)} answered {response.status_code}: {response.text[:200]}"

@@ -10,7 +10,7 @@ from functools import cache
 import grimp
 import pytest
 
-PACKAGES = ("accounts", "comfytrack", "providers", "runs", "webhooks")
+PACKAGES = ("accounts", "alerts", "comfytrack", "insights", "providers", "runs", "webhooks")
 ENGINE = ("runs.sync", "runs.fetching", "runs.applying", "runs.archive", "runs.bulk", "runs.changes")
 
 
