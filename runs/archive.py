@@ -338,7 +338,22 @@ def storing_error(exc: BaseException) -> str:
         return f"{reason} writing to media storage."
     if isinstance(exc, DatabaseError):
         return "The database was unavailable while recording the archived file; it will be tried again."
+    bucket_error = _bucket_error(exc)
+    if bucket_error:
+        return bucket_error
     return f"Internal error while archiving ({type(exc).__name__})."
+
+
+def _bucket_error(exc: BaseException) -> str | None:
+    """An S3-compatible bucket's refusal (its error code) or an unreachable endpoint, in words."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code") or "an error"
+        return f"The object storage refused to store the file ({code})."
+    if isinstance(exc, BotoCoreError):
+        return f"The object storage could not be reached ({type(exc).__name__}); it will be tried again."
+    return None
 
 
 def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> None:

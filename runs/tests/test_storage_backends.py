@@ -8,6 +8,7 @@ provider over loopback HTTP and are synced and archived by the real engine.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -124,7 +125,6 @@ def test_the_bucket_settings_come_from_the_environment(s3_endpoint, tmp_path):
     """COMFYTRACK_S3_* in a fresh process: a file saved through default_storage lands in the bucket."""
     import subprocess
     import sys
-    import uuid
 
     from comfytrack.tests.processes import ROOT, child_env
     from conftest import s3_environment, s3_resource
@@ -153,3 +153,33 @@ def test_the_bucket_settings_come_from_the_environment(s3_endpoint, tmp_path):
     finally:
         bucket.objects.all().delete()
         bucket.delete()
+
+
+def test_a_bucket_that_refuses_the_write_is_named_on_the_output(s3_endpoint, settings, fake, comfyui):
+    from conftest import s3_options
+
+    missing = s3_options(s3_endpoint, f"ct-missing-{uuid.uuid4().hex[:12]}")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "comfytrack.storage.BucketStorage", "OPTIONS": missing},
+    }
+    output = finished_run(fake, comfyui, "refused-1").outputs.get()
+    assert output.archived is None
+    assert output.archive_error == "The object storage refused to store the file (NoSuchBucket)."
+    assert output.next_archive_after is not None  # tried again later
+
+
+def test_an_unreachable_bucket_endpoint_is_named_on_the_output(settings, fake, comfyui):
+    from comfytrack.tests.processes import free_port
+    from conftest import s3_options
+
+    closed = s3_options(f"http://127.0.0.1:{free_port()}", "ct-nowhere")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "comfytrack.storage.BucketStorage", "OPTIONS": closed},
+    }
+    output = finished_run(fake, comfyui, "unreachable-1").outputs.get()
+    assert output.archived is None
+    assert output.archive_error == (
+        "The object storage could not be reached (EndpointConnectionError); it will be tried again."
+    )
