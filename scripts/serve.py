@@ -65,7 +65,7 @@ def main() -> int:
     ]
     grace = float(os.environ.get("COMFYTRACK_WEB_GRACEFUL_TIMEOUT") or 30) + 5
 
-    def stop(signum=None, frame=None) -> None:
+    def stop() -> None:
         for child, stop_with in children:
             _signal_group(child, stop_with)
         for child, _ in children:
@@ -77,8 +77,7 @@ def main() -> int:
             shutil.rmtree(made_dir, ignore_errors=True)
 
     def on_sigterm(*_args: object) -> None:
-        stop()
-        sys.exit(0)
+        raise KeyboardInterrupt  # SIGTERM stops everything the way Ctrl-C does
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -89,6 +88,9 @@ def main() -> int:
                 continue
     except KeyboardInterrupt:
         pass
+    # A second signal while the children stop must not cut the stop short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop()
     print("comfytrack stopped.", flush=True)
     return 0

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.db import connection
 
-from comfytrack.tests.processes import ROOT, child_env, free_port, start_gunicorn, stop
+from comfytrack.tests.processes import ROOT, child_env, free_port, start, start_gunicorn, stop, wait_for
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the server's processes need a shared database (PostgreSQL in CI)"
@@ -111,3 +111,39 @@ def test_metrics_add_up_every_gunicorn_worker(server):
     line = next(line for line in text.splitlines() if line.startswith('comfytrack_api_requests_total{status="401"}'))
     assert float(line.rsplit(" ", 1)[1]) == 12
     assert "comfytrack_runs_in_flight" in text
+
+
+@postgres_only
+def test_serve_production_runs_gunicorn_and_the_cluster_and_stops_both_on_sigterm(tmp_path):
+    import signal
+    import time
+
+    port = free_port()
+    env = child_env(
+        COMFYTRACK_BIND=f"127.0.0.1:{port}",
+        COMFYTRACK_WEB_GRACEFUL_TIMEOUT="5",
+        COMFYTRACK_Q_NAME=f"ct-serve-{uuid.uuid4().hex[:8]}",
+        WEB_CONCURRENCY="1",
+    )
+    log = tmp_path / "serve.log"
+    serve = start(["scripts/serve.py", "--production"], env, log)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60, what="serve.py's gunicorn")
+        wait_for(lambda: "Q Cluster" in log.read_text(errors="replace"), timeout=60, what="serve.py's q cluster")
+        started = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+        assert time.monotonic() - started < 30
+    finally:
+        stop(serve)
+    text = log.read_text(errors="replace")
+    assert "comfytrack stopped." in text and "Traceback" not in text
+    assert not _answers(f"http://127.0.0.1:{port}/healthz")
+    assert "has stopped" in text  # the q cluster's own last line
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
