@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import RemoteFake, setup_django  # noqa: E402
+from bench.sync_throughput import RemoteFake, fresh_provider, setup_django  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -72,9 +72,7 @@ def main() -> None:
     from django.utils import timezone
     from django_q.models import OrmQ, Schedule
 
-    from accounts.models import Organization
     from comfytrack import qcluster
-    from providers.models import Credential, Provider
     from runs.models import TERMINAL, LoopTurn, Run
 
     missing = set(qcluster.LOOPS.values()) - set(Schedule.objects.values_list("func", flat=True))
@@ -84,15 +82,9 @@ def main() -> None:
     LoopTurn.objects.all().delete()
 
     with RemoteFake(args.latency_ms) as fake:
-        Run.objects.filter(organization__slug="bench-fresh").delete()
-        Provider.objects.filter(organization__slug="bench-fresh").delete()
-        org, _ = Organization.objects.get_or_create(slug="bench-fresh", defaults={"name": "Bench freshness"})
-        provider = Provider.objects.create(
-            organization=org, name=f"fresh-{args.kind}", kind=args.kind, base_url=fake.base_url(args.kind)
+        org, provider, credential = fresh_provider(
+            fake, args.kind, "bench-fresh", "Bench freshness", f"fresh-{args.kind}"
         )
-        credential = Credential(provider=provider, name="default")
-        credential.set_secret(fake.secret(args.kind))
-        credential.save()
 
         # Each run is running at once and finishes at a random moment after the cluster is up.
         warmup = 10.0

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import RemoteFake, add_finished_runs, setup_django  # noqa: E402
+from bench.sync_throughput import RemoteFake, add_finished_runs, fresh_provider, setup_django  # noqa: E402
 
 ORG_SLUG = "bench-scale-out"
 
@@ -51,18 +51,10 @@ def prepare(fake, kind: str, n: int):
     from django.db import connection
     from django.utils import timezone
 
-    from accounts.models import Organization
     from providers.fake import state as S
-    from providers.models import Credential, Provider
     from runs.models import Run
 
-    Run.objects.filter(organization__slug=ORG_SLUG).delete()
-    Provider.objects.filter(organization__slug=ORG_SLUG).delete()
-    org, _ = Organization.objects.get_or_create(slug=ORG_SLUG, defaults={"name": "Bench scale-out"})
-    provider = Provider.objects.create(organization=org, name=f"scale-{kind}", kind=kind, base_url=fake.base_url(kind))
-    credential = Credential(provider=provider, name="default")
-    credential.set_secret(fake.secret(kind))
-    credential.save()
+    org, provider, credential = fresh_provider(fake, kind, ORG_SLUG, "Bench scale-out", f"scale-{kind}")
     ids = add_finished_runs(fake, kind, n, S.SUCCEEDED)
     now = timezone.now()
     Run.objects.bulk_create(

@@ -115,25 +115,15 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from accounts.models import Organization
     from providers.fake import FakeProviderServer
     from providers.fake import state as S
-    from providers.models import Credential, Provider
     from runs.models import Run, RunOutput
     from runs.sync import archive_all_due_outputs, sync_due_runs
 
     with FakeProviderServer() if args.in_process else RemoteFake(args.latency_ms) as fake:
         fake.state.record_requests = False
         fake.set_faults(latency_ms=args.latency_ms)
-        Run.objects.filter(organization__slug="bench").delete()
-        Provider.objects.filter(organization__slug="bench").delete()
-        org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
-        provider = Provider.objects.create(
-            organization=org, name=f"bench-{args.kind}", kind=args.kind, base_url=fake.base_url(args.kind)
-        )
-        credential = Credential(provider=provider, name="default")
-        credential.set_secret(fake.secret(args.kind))
-        credential.save()
+        org, provider, credential = fresh_provider(fake, args.kind, "bench", "Bench", f"bench-{args.kind}")
 
         ids = add_finished_runs(fake, args.kind, args.n, S.SUCCEEDED)
         now = timezone.now()
@@ -309,6 +299,22 @@ class RemoteFake:
         import httpx
 
         httpx.post(f"{self.root}/_fake/faults", json=faults, timeout=10).raise_for_status()
+
+
+def fresh_provider(fake, kind: str, org_slug: str, org_name: str, name: str):
+    """The bench organization with one provider of `kind` on the fake and its credential, earlier runs gone."""
+    from accounts.models import Organization
+    from providers.models import Credential, Provider
+    from runs.models import Run
+
+    Run.objects.filter(organization__slug=org_slug).delete()
+    Provider.objects.filter(organization__slug=org_slug).delete()
+    org, _ = Organization.objects.get_or_create(slug=org_slug, defaults={"name": org_name})
+    provider = Provider.objects.create(organization=org, name=name, kind=kind, base_url=fake.base_url(kind))
+    credential = Credential(provider=provider, name="default")
+    credential.set_secret(fake.secret(kind))
+    credential.save()
+    return org, provider, credential
 
 
 def add_finished_runs(fake, kind: str, n: int, phase: str) -> list[str]:
