@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, TypedDict
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from providers.clients.base import ProviderError
+from providers.clients.base import IN_FLIGHT_STATUSES, ProviderError
 from providers.crypto import SecretUnreadable
 from providers.models import Credential, Provider
-from runs.models import IN_FLIGHT
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -23,17 +22,20 @@ if TYPE_CHECKING:
 
 def providers_with_health(organization_id: int) -> QuerySet[ProviderWithHealth]:
     """An organization's providers by name, with `runs_in_flight` and their credentials by name, for the
-    providers page and API. `only` keeps the encrypted secret column out: health is shown, never decrypted."""
+    providers page and API. `only` keeps the encrypted secret column out: health is shown, never decrypted.
+
+    `runs` is the reverse relation the runs app's `Run` declares; the statuses come from the client contract,
+    so this app imports nothing from `runs` (the layers, docs/architecture.md)."""
     credentials = (
         Credential.objects.only(
             "code", "provider_id", "name", "is_active", "last_ok", "failing_since", "last_failure", "last_error"
         )
-        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
+        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT_STATUSES)))
         .order_by("name")
     )
     return (
         Provider.objects.filter(organization_id=organization_id)
-        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT)))
+        .annotate(runs_in_flight=Count("runs", filter=Q(runs__status__in=IN_FLIGHT_STATUSES)))
         .prefetch_related(Prefetch("credentials", queryset=credentials))
         .order_by("name")
     )

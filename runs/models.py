@@ -20,7 +20,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.models import Organization
-from providers.clients.base import RunSnapshot
+from providers.clients.base import IN_FLIGHT_STATUSES, TERMINAL_STATUSES, RunSnapshot
 from providers.models import Credential, Provider
 from runs.times import OBSERVED, TIME_FIELDS, TimeSource, merged_times, time_source
 
@@ -39,8 +39,9 @@ class Status(models.TextChoices):
     LOST = "lost", "Lost"
 
 
-TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.LOST)
-IN_FLIGHT = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+# The statuses are the client contract's (`RunStatus` without UNKNOWN), which says which are final.
+TERMINAL = tuple(status for status in Status if status in TERMINAL_STATUSES)
+IN_FLIGHT = tuple(Status(status) for status in IN_FLIGHT_STATUSES)
 # A run's bulky columns (the graph, its inputs, the search text built from them): lists, polls and the
 # sweep never read them, so they leave them out (loaded on access if a rare path does).
 HEAVY_FIELDS = ("workflow", "inputs", "search_text")

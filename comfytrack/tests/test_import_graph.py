@@ -92,3 +92,11 @@ def test_the_engine_imports_no_view_or_api(module: str) -> None:
     assert "runs.views" in surfaces() and "runs.api" in surfaces()
     chains = [graph().find_shortest_chain(importer=module, imported=surface) for surface in surfaces()]
     assert [chain for chain in chains if chain] == []
+
+
+def test_the_providers_app_imports_nothing_from_runs() -> None:
+    """Providers sit below runs: a run points at its provider, never the other way round."""
+    providers = [m for m in app_modules() if m.startswith("providers.")]
+    assert "providers.health" in providers
+    chains = [graph().find_shortest_chain(importer=m, imported="runs") for m in providers]
+    assert [chain for chain in chains if chain] == []

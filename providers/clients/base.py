@@ -56,6 +56,9 @@ class RunStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT, RunStatus.LOST}
 )
+# A run the provider is still working on, in the order a run moves through them. The one definition: the
+# runs app's models (`runs.models.IN_FLIGHT`) and the providers page's in-flight counts both read it.
+IN_FLIGHT_STATUSES = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class OutputKind(StrEnum):

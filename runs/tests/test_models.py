@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from providers.clients.base import OutputKind, OutputRef, RunError, RunSnapshot, RunStatus
 from runs.applying import apply_snapshot, mark_status, record_outputs
-from runs.models import EventSource, Run, RunEvent, Status
+from runs.models import IN_FLIGHT, TERMINAL, EventSource, Run, RunEvent, Status
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -180,3 +180,11 @@ def make_second(run: Run) -> Run:
     return Run.objects.create(
         organization=run.organization, provider=run.provider, credential=run.credential, external_id="second"
     )
+
+
+def test_its_statuses_are_the_client_contracts():
+    """A run stores what the clients report (UNKNOWN aside), and the final ones are the contract's."""
+    assert {s.value for s in Status} == {s.value for s in RunStatus} - {RunStatus.UNKNOWN.value}
+    assert {s.value for s in TERMINAL} == {s.value for s in RunStatus if s.is_terminal}
+    assert IN_FLIGHT == (Status.PENDING, Status.QUEUED, Status.RUNNING)
+    assert set(IN_FLIGHT) | set(TERMINAL) == set(Status)
