@@ -104,6 +104,12 @@ def main() -> None:
         help="PostgreSQL: SET synchronous_commit TO off for this session (shows the share of WAL flushes)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the engine part, print the top entries")
+    parser.add_argument("--skip-archive", action="store_true", help="do not time the output archive")
+    parser.add_argument(
+        "--sender",
+        default="aiohttp",
+        help="the provider HTTP sender: aiohttp (production), httpx-trimmed or httpx (bench/http_sender.py)",
+    )
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -112,6 +118,10 @@ def main() -> None:
     args = parser.parse_args()
 
     where = setup_django()
+    if args.sender != "aiohttp":
+        from bench.http_sender import use_sender
+
+        use_sender(args.sender)
     from django.db import connection
     from django.utils import timezone
 
@@ -141,7 +151,7 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE runs_run, runs_runoutput, runs_runevent")
         print(
             f"database {connection.vendor} ({where}); kind {args.kind}; {args.n:,} runs; "
-            f"fake latency {args.latency_ms:g} ms"
+            f"fake latency {args.latency_ms:g} ms; sender {args.sender}"
         )
 
         if args.async_commit and connection.vendor == "postgresql":
@@ -189,14 +199,15 @@ def main() -> None:
         )
 
         # (a') the output archive, separately (its own scheduled loop in production)
-        started = time.perf_counter()
-        archived = archive_all_due_outputs()
-        archive_elapsed = time.perf_counter() - started
-        total_outputs = RunOutput.objects.filter(run__provider=provider).count()
-        print(
-            f"archive:  {archived:,} of {total_outputs:,} outputs archived in {archive_elapsed:.2f} s "
-            f"-> {archived / max(archive_elapsed, 1e-9):,.0f} outputs/s"
-        )
+        if not args.skip_archive:
+            started = time.perf_counter()
+            archived = archive_all_due_outputs()
+            archive_elapsed = time.perf_counter() - started
+            total_outputs = RunOutput.objects.filter(run__provider=provider).count()
+            print(
+                f"archive:  {archived:,} of {total_outputs:,} outputs archived in {archive_elapsed:.2f} s "
+                f"-> {archived / max(archive_elapsed, 1e-9):,.0f} outputs/s"
+            )
 
         # (b) naive baseline: one sequential GET per run
         sample = ids[: min(args.baseline, len(ids))]
