@@ -1,4 +1,4 @@
-"""ComfyDeploy client contract tests: HTTP mocked only at the transport seam, answers from the shared fixtures."""
+"""ComfyDeploy client contract tests: the production sender over loopback HTTP, answers from the shared fixtures."""
 
 from __future__ import annotations
 
@@ -12,22 +12,18 @@ import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunSnapshot, RunStatus
 from providers.clients.comfydeploy import ComfyDeployClient, parse_webhook, url_expiry
+from providers.tests.loopback import closed_port_url, provider_server, serve
 from providers.tests.shared import error_of, fixture
 
-BASE = "https://api.comfydeploy.com/api"
+BASE = f"{provider_server().url}/api"
 TOKEN = "cd-test-token-123456"
 RUN_ID = "b5c9a0c4-3f1e-4a8e-9d0b-6d2f6a1e7c42"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def client(handler: Handler, config: dict[str, Any] | None = None, **options: Any) -> ComfyDeployClient:
-    return ComfyDeployClient(
-        BASE,
-        {"token": TOKEN},
-        config,
-        transport=httpx.MockTransport(handler),
-        options=ClientOptions(**options),
-    )
+    serve(handler)
+    return ComfyDeployClient(BASE, {"token": TOKEN}, config, options=ClientOptions(**options))
 
 
 def get_run(body: Any, status: int = 200, **headers: str) -> Handler:
@@ -232,10 +228,7 @@ def test_it_refuses_an_oversized_body() -> None:
 
 
 def test_it_turns_transport_failures_into_provider_errors() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    c = client(handler)
+    c = ComfyDeployClient(f"{closed_port_url()}/api", {"token": TOKEN})
     with pytest.raises(ProviderError, match="could not connect"):
         c.call(c.fetch, RUN_ID)
 
