@@ -1,4 +1,5 @@
-"""Contract tests for the AWS ESD client against the shared aws-esd fixtures."""
+"""Contract tests for the AWS ESD client against the shared aws-esd fixtures, through the production sender over
+loopback HTTP."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 
 from providers.clients.aws_esd import AwsEsdClient
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
-from providers.tests.mockhttp import BAD_RESPONSES, Router, body_of
+from providers.tests.loopback import BAD_RESPONSES, Router, body_of, provider_server
 from providers.tests.shared import fixture, recorded
 
-BASE = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+BASE = f"{provider_server().url}/prod"
 SECRET = {"api_key": "esd-key-abcdef123456", "username": "alice"}
 RUN_ID = "3de9ce5b-f687-4626-9c2b-8595e3835c45"
 PATH = f"/prod/executes/{RUN_ID}"
@@ -23,7 +24,8 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 def client(routes: dict, config: dict | None = None, **options: Any) -> tuple[AwsEsdClient, Router]:
     router = Router(routes, headers={"x-api-key": "esd-key-abcdef123456", "username": "alice"})
-    c = AwsEsdClient(BASE, SECRET, config, transport=router.transport, options=ClientOptions(**options))
+    router.serve()
+    c = AwsEsdClient(BASE, SECRET, config, options=ClientOptions(**options))
     return c, router
 
 

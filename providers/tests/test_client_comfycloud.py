@@ -1,4 +1,4 @@
-"""Comfy Cloud client contract tests (v1 and v2): HTTP mocked only at the transport seam, shared fixtures."""
+"""Comfy Cloud client contract tests (v1 and v2): the production sender over loopback HTTP, shared fixtures."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from providers.clients.base import (
     Unsupported,
 )
 from providers.clients.comfycloud import ComfyCloudClient
+from providers.tests.loopback import provider_server, serve
 from providers.tests.shared import error_of, fixture, snapshots
 
-BASE = "https://cloud.comfy.org"
+BASE = provider_server().url
 KEY = "cc-test-key-abcdef123456"
 V1_ID = "3f6c2a8e-1b4d-4e7f-9a0c-5d8e2b1f7a64"
 V2_ID = "7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b"
@@ -33,9 +34,8 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def client(handler: Handler, api: str = "v1", **config: Any) -> ComfyCloudClient:
     options = ClientOptions(max_body_bytes=config.pop("max_body_bytes", 8 * 1024 * 1024))
-    return ComfyCloudClient(
-        BASE, {"api_key": KEY}, {"api": api, **config}, transport=httpx.MockTransport(handler), options=options
-    )
+    serve(handler)
+    return ComfyCloudClient(BASE, {"api_key": KEY}, {"api": api, **config}, options=options)
 
 
 def assert_auth(request: httpx.Request, api: str) -> None:
@@ -404,7 +404,8 @@ def counting_handler(finished: list[dict[str, Any]], offsets: list[int], peak: l
         offsets.append(offset)
         active += 1
         peak[0] = max(peak[0], active)
-        await asyncio.sleep(0.01)
+        # Long enough for the requests sent together to reach the server together, on a loaded machine too.
+        await asyncio.sleep(0.1)
         active -= 1
         if offset == faults.get("fail_at"):
             return httpx.Response(500, text="oops")

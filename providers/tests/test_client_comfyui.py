@@ -1,4 +1,5 @@
-"""Contract tests for the self-hosted ComfyUI client against recorded 0.3.64 answers and the shared fixtures."""
+"""Contract tests for the self-hosted ComfyUI client against recorded 0.3.64 answers and the shared fixtures,
+through the production sender over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, SubmissionRejected
 from providers.clients.comfyui import ComfyUIClient
-from providers.tests.mockhttp import BAD_RESPONSES, Router, body_of
+from providers.tests.loopback import BAD_RESPONSES, Router, body_of, provider_server
 from providers.tests.shared import fixture, recorded
 
-BASE = "http://comfy.test:8188"
+BASE = provider_server().url
 PROXY = {"header": "X-Proxy-Token", "value": "proxy-secret-1234"}
 OK_ID = "48f59c4f-1a2b-4a22-ba5b-dcdcae940ae8"
 FIX_ID = "d2a7c1e4-5b3f-4c8a-9e1d-7f6b0a2c3e48"
@@ -24,7 +25,8 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 
 def client(router: Router, **options: Any) -> ComfyUIClient:
-    return ComfyUIClient(BASE, PROXY, transport=router.transport, options=ClientOptions(**options))
+    router.serve()
+    return ComfyUIClient(BASE, PROXY, options=ClientOptions(**options))
 
 
 def router(routes: dict) -> Router:

@@ -1,5 +1,6 @@
 """Contract tests for the SpeedPix client: the gateway signature (checked against one computed here from
-docs/providers.md, not by the client's code) and the envelope/status mapping on the shared fixtures."""
+docs/providers.md, not by the client's code) and the envelope/status mapping on the shared fixtures, through the
+production sender over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
 from providers.clients.speedpix import SpeedPixClient
-from providers.tests.mockhttp import BAD_RESPONSES, Router, body_of
+from providers.tests.loopback import BAD_RESPONSES, Router, body_of
 from providers.tests.shared import fixture
 
-BASE = "https://openai.edu-aliyun.com"
 SECRET = {"app_key": "204912345", "app_secret": "s3cr3t-app-secret-value"}
 TASK = "a153c27e31ed4e0f8c8721af0984ca5a"
 NOW = datetime(2025, 6, 17, 8, 0, 0, tzinfo=UTC)
@@ -29,10 +29,9 @@ PROGRESS, RESULT, PROMPT = "/scc/comfy_get_progress", "/scc/comfy_get_result", "
 def client(routes: dict, config: dict | None = None, **options: Any) -> tuple[SpeedPixClient, Router]:
     router = Router(routes, headers={"x-ca-key": "204912345"})
     c = SpeedPixClient(
-        None,
+        router.serve(),
         SECRET,
         config,
-        transport=router.transport,
         options=ClientOptions(**options),
         clock=lambda: NOW,
         nonce=lambda: NONCE,
@@ -99,7 +98,7 @@ def test_it_signs_the_path_the_gateway_sees_under_a_prefixed_base_url():
         return httpx.Response(200, json=fixture("aliyun-speedpix/comfy_get_progress_waiting.json"))
 
     router = Router({("POST", f"/gw{PROGRESS}"): answer})
-    c = SpeedPixClient("https://gw.test/gw", SECRET, transport=router.transport, clock=lambda: NOW, nonce=lambda: NONCE)
+    c = SpeedPixClient(f"{router.serve()}/gw", SECRET, clock=lambda: NOW, nonce=lambda: NONCE)
     c.call(c.fetch, TASK)
     body = json.dumps({"taskId": TASK}, separators=(",", ":")).encode()
     assert seen[0].headers["x-ca-signature"] == expected_signature(f"/gw{PROGRESS}", body)["x-ca-signature"]
