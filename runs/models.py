@@ -9,14 +9,12 @@ never goes back, whatever a late or stale answer says.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -46,7 +44,8 @@ IN_FLIGHT = tuple(Status(status) for status in IN_FLIGHT_STATUSES)
 # sweep never read them, so they leave them out (loaded on access if a rare path does).
 HEAVY_FIELDS = ("workflow", "inputs", "search_text")
 # What the sync sweep reads of a run it claims (anything else loads on first access, as deferred fields do).
-# Only columns psycopg already returns as Python values: no JSON (see Run.from_columns).
+# Only columns psycopg already returns as Python values, no JSON: the claim builds runs from its
+# `RETURNING` rows with `Model.from_db`, which applies no field converters.
 SWEEP_FIELDS = (
     "id",
     "code",
@@ -305,23 +304,6 @@ class Run(models.Model):
     def unseen_since(self) -> datetime | None:
         """Since when the provider has not known this run (in flight or lost), else None."""
         return self.unknown_since if self.status in (*IN_FLIGHT, Status.LOST) else None
-
-    @classmethod
-    def from_columns(cls, attnames: Sequence[str], rows: Iterable[Sequence[Any]], db: str) -> list[Run]:
-        """Runs from raw rows of columns that need no conversion (ints, strings, UUIDs, aware datetimes).
-
-        `from_db` runs `__init__` (field by field, with signals) for each row, a tenth of the
-        sync sweep's CPU. The attributes are set directly instead; the ones left out count as deferred,
-        exactly as for `from_db` (Django tells deferred fields by their absence from `__dict__`).
-        """
-        runs = []
-        for row in rows:
-            run = cls.__new__(cls)
-            run.__dict__.update(zip(attnames, row, strict=True))
-            run._state = ModelState()
-            run._state.adding, run._state.db = False, db
-            runs.append(run)
-        return runs
 
     def snapshot_fields(self, snapshot: RunSnapshot, status: Status, now: datetime) -> dict:
         """The column values a snapshot implies for this run (times by the rules of runs.times)."""

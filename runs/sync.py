@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from comfytrack import metrics, net
-from comfytrack.sql import column, column_of, concrete_field
+from comfytrack.sql import column, column_of
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many, apply_snapshot, mark_status
@@ -307,17 +307,18 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
     # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
-    # Straight into the relation caches: the ids are already set, and the descriptors' checks cost ~3% of a sweep.
-    provider_cache, credential_cache = Run._meta.get_field("provider"), Run._meta.get_field("credential")
     for run in runs:
-        provider_cache.set_cached_value(run, providers[run.provider_id])
-        if run.credential_id is None:
-            continue
-        if (credential := credentials.get(run.credential_id)) is not None:
-            credential_cache.set_cached_value(run, credential)
-        else:
-            run.credential = None  # deleted meanwhile: the run then uses the provider's default credential
+        run.provider = providers[run.provider_id]
+        if run.credential_id is not None:
+            # None when deleted meanwhile: the run then uses the provider's default credential.
+            run.credential = credentials.get(run.credential_id)
     return runs
+
+
+# The lease's RETURNING columns in the model's field order, which `Model.from_db` expects of its values;
+# the fields left out are deferred (loaded on first access), as with `only(*SWEEP_FIELDS)`.
+_SWEEP_COLUMNS = [field for field in Run._meta.concrete_fields if field.name in SWEEP_FIELDS]
+_SWEEP_ATTNAMES = [field.attname for field in _SWEEP_COLUMNS]
 
 
 def _lease_returning(due, limit: int) -> list[Run]:
@@ -326,16 +327,14 @@ def _lease_returning(due, limit: int) -> list[Run]:
     the bulk of a row). One round trip instead of three, and each row is written once."""
     picked, params = due.values("pk")[:limit].query.sql_with_params()
     quote = connection.ops.quote_name
-    meta = Run._meta
-    fields = [concrete_field(Run, name) for name in SWEEP_FIELDS]
     sql = (
-        f"UPDATE {quote(meta.db_table)} SET {column(Run, 'sync_locked_until')} = %s "  # noqa: S608
-        f"WHERE {column(Run, 'id')} IN ({picked}) RETURNING {', '.join(column_of(f) for f in fields)}"
+        f"UPDATE {quote(Run._meta.db_table)} SET {column(Run, 'sync_locked_until')} = %s "  # noqa: S608
+        f"WHERE {column(Run, 'id')} IN ({picked}) RETURNING {', '.join(column_of(f) for f in _SWEEP_COLUMNS)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [timezone.now() + LEASE, *params])
         rows = cursor.fetchall()
-    return Run.from_columns([f.attname for f in fields], rows, connection.alias)
+    return [Run.from_db(connection.alias, _SWEEP_ATTNAMES, row) for row in rows]
 
 
 def apply_results(
