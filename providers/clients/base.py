@@ -25,8 +25,7 @@ from urllib.parse import quote_plus, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from providers.clients.http import DEFAULT_MAX_BODY_BYTES
-from providers.clients.transport import AiohttpSender, HttpxSender, ProviderResponse, TransportFailure
+from providers.clients.transport import DEFAULT_MAX_BODY_BYTES, AiohttpSender, ProviderResponse, TransportFailure
 
 T = TypeVar("T")
 
@@ -400,7 +399,6 @@ class ProviderClient:
         secret: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         options: ClientOptions | None = None,
     ) -> None:
         base_url = (base_url or self.default_base_url or "").rstrip("/")
@@ -417,8 +415,7 @@ class ProviderClient:
             ) from None
         self.config = dict(config or {})
         self.options = options or ClientOptions()
-        self._transport = transport
-        self._sender: AiohttpSender | HttpxSender | None = None
+        self._sender: AiohttpSender | None = None
         self.configure()
 
     def configure(self) -> None:
@@ -427,15 +424,9 @@ class ProviderClient:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> ProviderClient:
-        headers = self.auth_headers()
-        if self._transport is None:
-            self._sender = AiohttpSender(
-                headers=headers, timeout=self.options.timeout, max_connections=self.options.fetch_concurrency
-            )
-        else:
-            self._sender = HttpxSender(
-                self._transport, base_url=self.base_url, headers=headers, timeout=self.options.timeout
-            )
+        self._sender = AiohttpSender(
+            headers=self.auth_headers(), timeout=self.options.timeout, max_connections=self.options.fetch_concurrency
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -453,7 +444,7 @@ class ProviderClient:
         return asyncio.run(once())
 
     @property
-    def sender(self) -> AiohttpSender | HttpxSender:
+    def sender(self) -> AiohttpSender:
         if self._sender is None:
             raise RuntimeError("Use the client inside `async with client:` or through client.call(...).")
         return self._sender

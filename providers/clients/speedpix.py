@@ -106,12 +106,11 @@ class SpeedPixClient(ProviderClient):
         secret: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         options: ClientOptions | None = None,
         clock: Callable[[], datetime] | None = None,
         nonce: Callable[[], str] | None = None,
     ) -> None:
-        super().__init__(base_url, secret, config, transport=transport, options=options)
+        super().__init__(base_url, secret, config, options=options)
         # Injectable so tests can check a signature computed independently for a fixed time and nonce.
         self.clock = clock or (lambda: datetime.now(UTC))
         self.nonce = nonce or (lambda: str(uuid.uuid4()))

@@ -1,11 +1,15 @@
-"""How a client's requests travel: one small response type, two ways to send.
+"""How a client's requests travel: one sender, and the small response type a client reads.
 
 `ProviderResponse` is all a client sees of an answer: status, headers and the body, already read and
-capped. Production sends with aiohttp directly (`AiohttpSender`): the sweep fans out thousands of
-GETs, and httpx's request and response models alone cost about as much CPU per request as the whole
-aiohttp round trip (measured: 1,143 against 461 µs per request, `bench/sync_throughput.py`). Tests
-inject an `httpx.MockTransport` (the one seam where HTTP is mocked), which
-`HttpxSender` drives; both senders turn every failure into a `TransportFailure` worded the same way.
+capped. `AiohttpSender` is the one sender: the sweep, views and commands send through it, and so do the
+clients' contract tests, against a loopback server (`providers/tests/loopback.py`), so what they assert
+is what goes on the wire.
+
+It is aiohttp used directly, not httpx over an aiohttp transport, because the per-run path (one GET per
+run, thousands per sweep, on two cores) is bound by the CPU each request costs, and a request through
+httpx's client and models costs about 2.5 times the CPU of the same request through aiohttp alone,
+trimmed httpx included: the floor of 1,000 runs/s would not hold. `bench/http_sender.py` measures both
+side by side; docs/architecture.md ("HTTP to providers") has the figures.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
-import httpx
 
 from comfytrack.net import (
     NOT_HTTP,
@@ -32,9 +35,9 @@ from comfytrack.net import (
     parse_ip,
     refuse_link_local,
 )
-from providers.clients.http import make_http_client
 
 CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class TransportFailure(Exception):
@@ -78,7 +81,7 @@ def refusal_text(exc: AddressRefused) -> str:
 @dataclass(slots=True)
 class ProviderResponse:
     status_code: int
-    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDict or httpx.Headers)
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDictProxy)
     content: bytes
     method: str
     url: str
@@ -112,7 +115,7 @@ def _charset(content_type: str) -> str:
 
 @cache
 def _ssl_context() -> ssl.SSLContext:
-    # The same CA bundle as httpx (certifi), loaded once per process: loading it costs ~40 ms.
+    # certifi's CA bundle (the one httpx uses for the archive), loaded once per process: loading costs ~40 ms.
     return ssl.create_default_context(cafile=certifi.where())
 
 
@@ -127,7 +130,7 @@ class AiohttpSender:
             ),
             headers={"User-Agent": USER_AGENT, **headers},
             # No overall deadline (a big body may take longer), but every read must progress within
-            # `timeout`; the pool wait and connect are bounded too. Mirrors httpx's Timeout(timeout, connect=5).
+            # `timeout`; the pool wait and connect are bounded too.
             timeout=aiohttp.ClientTimeout(
                 total=None, connect=timeout + CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=timeout
             ),
@@ -163,40 +166,6 @@ class AiohttpSender:
 
     async def close(self) -> None:
         await self.session.close()
-
-
-class HttpxSender:
-    """Requests through an injected httpx transport (unit tests' MockTransport)."""
-
-    def __init__(
-        self, transport: httpx.AsyncBaseTransport, *, base_url: str, headers: Mapping[str, str], timeout: float
-    ) -> None:
-        self.timeout = timeout
-        self.http = make_http_client(base_url=base_url, headers=dict(headers), timeout=timeout, transport=transport)
-
-    async def send(self, method: str, url: str, what: str, max_bytes: int, **kwargs: Any) -> ProviderResponse:
-        refuse_link_local_url(url, what)
-        try:
-            request = self.http.build_request(method, url, **kwargs)
-            response = await self.http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise TransportFailure(f"{what} timed out after {self.timeout:g} s.") from None
-        except httpx.HTTPError as exc:
-            raise TransportFailure(f"{what} failed: {describe_failure(exc)}.") from None
-        try:
-            declared = response.headers.get("content-length", "")
-            refuse_declared_size(int(declared) if declared.isdigit() else None, max_bytes, what)
-            body = await read_capped(response.aiter_bytes(), max_bytes, what)
-        except httpx.TimeoutException:
-            raise TransportFailure(f"{what} stalled while sending its answer.") from None
-        except httpx.HTTPError as exc:
-            raise TransportFailure(f"{what} broke off its answer: {describe_failure(exc)}.") from None
-        finally:
-            await response.aclose()
-        return ProviderResponse(response.status_code, response.headers, body, method, str(request.url))
-
-    async def close(self) -> None:
-        await self.http.aclose()
 
 
 def refuse_declared_size(declared: int | None, max_bytes: int, what: str) -> None:

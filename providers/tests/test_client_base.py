@@ -5,8 +5,8 @@ from __future__ import annotations
 import mimetypes
 from urllib.parse import urlencode
 
-import httpx
 import pytest
+from multidict import CIMultiDict
 
 from providers.clients.base import ProviderError, content_type_for, view_query
 from providers.clients.comfycloud import ComfyCloudClient
@@ -16,7 +16,7 @@ from providers.clients.transport import ProviderResponse
 def parse(content: bytes) -> object:
     client = ComfyCloudClient("https://cloud.comfy.org", {"api_key": "k"}, {"api": "v1"})
     response = ProviderResponse(
-        status_code=200, headers=httpx.Headers(), content=content, method="GET", url="https://cloud.comfy.org/api/jobs"
+        status_code=200, headers=CIMultiDict(), content=content, method="GET", url="https://cloud.comfy.org/api/jobs"
     )
     return client.json(response)
 
