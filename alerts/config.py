@@ -4,7 +4,6 @@ Everything is scoped to the organization; a bad value raises ConfigError naming 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -12,14 +11,23 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import Organization
-from alerts.models import Channel, Rule
+from alerts.models import EMAILS_LENGTH, Channel, Event, Incident, Rule
 from providers.models import Provider
 from runs.queries import provider_by_code_or_name
 from webhooks.models import WebhookEndpoint
 
 MAX_EMAILS = 20
+# Providers, workflows or channels one rule names: each is looked up, so a list is capped.
+MAX_SCOPE = 100
+NUMBERS = (
+    # field, default, lowest, highest
+    ("minutes", 15, 1, 7 * 24 * 60),
+    ("threshold", 80, 0, 100),
+    ("window", 20, 1, 1000),
+)
 FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -50,7 +58,10 @@ def _emails(value: Any) -> str:
             validate_email(address)
         except ValidationError:
             raise ConfigError("emails", f"{address[:80]!r} is not an email address.") from None
-    return ", ".join(addresses)
+    joined = ", ".join(addresses)
+    if len(joined) > EMAILS_LENGTH:
+        raise ConfigError("emails", f"The addresses are too long together (at most {EMAILS_LENGTH:,} characters).")
+    return joined
 
 
 def _webhook_url(value: Any) -> str:
@@ -79,17 +90,38 @@ def _name_and_kind(data: dict[str, Any], kinds: list[str]) -> tuple[str, str]:
 def create_channel(organization: Organization, data: dict[str, Any]) -> Channel:
     name, kind = _name_and_kind(data, Channel.Kind.values)
     channel = Channel(organization=organization, name=name, kind=kind)
-    if kind == Channel.Kind.EMAIL:
-        channel.emails = _emails(data.get("emails"))
-    elif kind == Channel.Kind.WEBHOOK:
-        channel.endpoint = _endpoint(organization, data.get("endpoint"))
-    else:
+    _set_target(channel, data, creating=True)
+    return _save_channel(channel)
+
+
+def update_channel(channel: Channel, data: dict[str, Any]) -> Channel:
+    """Change the fields `data` has (a form sends them all, an API PATCH only some). The kind stays: a
+    channel of another kind is a new channel. A blank `url` keeps the stored one (it is never shown back)."""
+    if "kind" in data and data["kind"] != channel.kind:
+        raise ConfigError("kind", "A channel's kind cannot change: add a new channel of that kind.")
+    if "name" in data:
+        channel.name = _text(data["name"], "name", 100)
+    _set_target(channel, data, creating=False)
+    return _save_channel(channel)
+
+
+def _set_target(channel: Channel, data: dict[str, Any], *, creating: bool) -> None:
+    if channel.kind == Channel.Kind.EMAIL:
+        if creating or "emails" in data:
+            channel.emails = _emails(data.get("emails"))
+    elif channel.kind == Channel.Kind.WEBHOOK:
+        if creating or "endpoint" in data:
+            channel.endpoint = _endpoint(channel.organization, data.get("endpoint"))
+    elif creating or str(data.get("url") or "").strip():
         channel.secret = {"url": _webhook_url(data.get("url"))}
+
+
+def _save_channel(channel: Channel) -> Channel:
     try:
         with transaction.atomic():
             channel.save()
     except IntegrityError:
-        raise ConfigError("name", f"There is already a channel named {name!r}.") from None
+        raise ConfigError("name", f"There is already a channel named {channel.name!r}.") from None
     return channel
 
 
@@ -122,7 +154,9 @@ def _list(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
-def _providers(organization: Organization, values: Iterable[str]) -> list[Provider]:
+def _providers(organization: Organization, values: list[str]) -> list[Provider]:
+    if len(values) > MAX_SCOPE:
+        raise ConfigError("providers", f"At most {MAX_SCOPE} providers.")
     scoped = Provider.objects.filter(organization=organization)
     found = []
     for value in values:
@@ -133,7 +167,9 @@ def _providers(organization: Organization, values: Iterable[str]) -> list[Provid
     return found
 
 
-def _channels(organization: Organization, values: Iterable[str]) -> list[Channel]:
+def _channels(organization: Organization, values: list[str]) -> list[Channel]:
+    if len(values) > MAX_SCOPE:
+        raise ConfigError("channels", f"At most {MAX_SCOPE} channels.")
     found = []
     for value in values:
         try:
@@ -150,22 +186,68 @@ def _channels(organization: Organization, values: Iterable[str]) -> list[Channel
 
 def create_rule(organization: Organization, data: dict[str, Any]) -> Rule:
     name, kind = _name_and_kind(data, Rule.Kind.values)
-    workflows = [w.lower() for w in _list(data.get("workflows"))]
-    if bad := [w for w in workflows if not FINGERPRINT.match(w)]:
-        raise ConfigError("workflows", f"{bad[0][:40]!r} is not a workflow fingerprint (16 hex digits).")
-    providers = _providers(organization, _list(data.get("providers")))
-    channels = _channels(organization, _list(data.get("channels")))
-    rule = Rule(
-        organization=organization,
-        name=name,
-        kind=kind,
-        workflows=workflows,
-        minutes=int(_number(data.get("minutes"), "minutes", 15, 1, 7 * 24 * 60)),
-        threshold=_number(data.get("threshold"), "threshold", 80, 0, 100),
-        window=int(_number(data.get("window"), "window", 20, 1, 1000)),
-    )
+    rule = Rule(organization=organization, name=name, kind=kind)
+    return _save_rule(rule, data, creating=True)
+
+
+def update_rule(rule: Rule, data: dict[str, Any]) -> Rule:
+    """Change the fields `data` has (a form sends them all, an API PATCH only some). The kind stays: its
+    open incidents are keyed by what that kind watches. Open incidents of a scope the rule no longer watches
+    are closed (recorded, not sent): nothing would ever clear them."""
+    if "kind" in data and data["kind"] != rule.kind:
+        raise ConfigError("kind", "A rule's kind cannot change: create a new rule of that kind.")
+    if "name" in data:
+        rule.name = _text(data["name"], "name", 100)
+    return _save_rule(rule, data, creating=False)
+
+
+def _save_rule(rule: Rule, data: dict[str, Any], *, creating: bool) -> Rule:
+    organization = rule.organization
+    workflows = providers = channels = None
+    if creating or "workflows" in data:
+        workflows = [w.lower() for w in _list(data.get("workflows"))]
+        if len(workflows) > MAX_SCOPE:
+            raise ConfigError("workflows", f"At most {MAX_SCOPE} workflows.")
+        if bad := [w for w in workflows if not FINGERPRINT.match(w)]:
+            raise ConfigError("workflows", f"{bad[0][:40]!r} is not a workflow fingerprint (16 hex digits).")
+        rule.workflows = list(dict.fromkeys(workflows))
+    if creating or "providers" in data:
+        providers = _providers(organization, _list(data.get("providers")))
+    if creating or "channels" in data:
+        channels = _channels(organization, _list(data.get("channels")))
+    for field, default, low, high in NUMBERS:
+        if creating or field in data:
+            number = _number(data.get(field), field, default, low, high)
+            setattr(rule, field, number if field == "threshold" else int(number))
     with transaction.atomic():
         rule.save()
-        rule.providers.set(providers)
-        rule.channels.set(channels)
+        if providers is not None:
+            rule.providers.set(providers)
+        if channels is not None:
+            rule.channels.set(channels)
+        if not creating:
+            _close_unwatched(rule)
     return rule
+
+
+def _close_unwatched(rule: Rule) -> None:
+    """Close the open success-rate incidents of providers or workflows the edited rule no longer watches."""
+    if rule.kind != Rule.Kind.SUCCESS_RATE:
+        return  # failure rules have one incident for the whole rule; credential ones are re-checked each pass
+    provider_keys = {f"provider:{pk}" for pk in rule.providers.values_list("pk", flat=True)}
+    now = timezone.now()
+    for incident in rule.incidents.filter(closed=None):
+        if incident.key.startswith("workflow:"):
+            watched = incident.key.removeprefix("workflow:") in rule.workflows
+        else:
+            watched = not rule.workflows and (not provider_keys or incident.key in provider_keys)
+        if not watched:
+            Incident.objects.filter(pk=incident.pk).update(closed=now)
+            Event.objects.create(
+                rule=rule,
+                incident=incident,
+                kind=Event.Kind.RECOVERED,
+                text=f"No longer watched (the rule was edited): {incident.title}"[:500],
+                created=now,
+                notified=now,
+            )

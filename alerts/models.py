@@ -20,6 +20,7 @@ from providers.crypto import EncryptedJSONField
 from providers.models import Provider
 
 MESSAGE_INTERVAL = timedelta(minutes=5)
+EMAILS_LENGTH = 1000
 
 
 class Channel(models.Model):
@@ -34,7 +35,7 @@ class Channel(models.Model):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     # Email: the addresses, comma-separated (not secret).
-    emails = models.CharField(max_length=1000, blank=True)
+    emails = models.CharField(max_length=EMAILS_LENGTH, blank=True)
     # Slack/Discord: {"url": …}. An incoming-webhook URL lets anyone post to the channel, so it is
     # encrypted at rest and never shown back whole.
     secret = EncryptedJSONField()

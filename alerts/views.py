@@ -1,5 +1,5 @@
-"""Alert pages under /settings/alerts/: channels and rules (members read; owners and admins change),
-a rule's incidents and messages, "send a test message", mute and unmute."""
+"""Alert pages under /settings/alerts/: channels and rules (members read; owners and admins add, edit and
+delete them), a rule's incidents and messages, "send a test message", mute and unmute."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import messages
+from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
-from alerts.config import ConfigError, create_channel, create_rule
-from alerts.models import Channel, Event, Rule
+from alerts.config import ConfigError, create_channel, create_rule, update_channel, update_rule
+from alerts.models import Channel, Event, Incident, Rule
 from alerts.sending import send_test
 from providers.models import Provider
 from webhooks.models import WebhookEndpoint
@@ -31,7 +32,9 @@ def _page(request, access: Access, status: int = 200, **extra):
     context = {
         "access": access,
         "channels": Channel.objects.filter(organization=org).select_related("endpoint"),
-        "rules": Rule.objects.filter(organization=org).prefetch_related("channels", "providers"),
+        "rules": Rule.objects.filter(organization=org)
+        .prefetch_related("channels", "providers")
+        .annotate(firing=Exists(Incident.objects.filter(rule=OuterRef("pk"), closed=None))),
         "events": Event.objects.filter(rule__organization=org).select_related("rule").order_by("-created", "-id")[:20],
         "channel_kinds": Channel.Kind.choices,
         "rule_kinds": Rule.Kind.choices,
@@ -66,6 +69,38 @@ def channel_create(request, access: Access):
     return redirect("alerts:list")
 
 
+def _channel_form_page(request, access: Access, channel: Channel, status: int = 200, **extra):
+    context = {
+        "access": access,
+        "channel": channel,
+        "endpoints": WebhookEndpoint.objects.filter(organization=access.organization),
+        "form": {
+            "name": channel.name,
+            "emails": channel.emails,
+            "endpoint": str(channel.endpoint.code) if channel.endpoint else "",
+        },
+        **extra,
+    }
+    return render(request, "alerts/channel_edit.html", context, status=status)
+
+
+@org_required(manage=True)
+def channel_edit(request, access: Access, code: uuid.UUID):
+    """Rename a channel or change where it sends. Its webhook URL is a secret: shown masked, kept when the
+    field is left blank."""
+    channel = get_object_or_404(Channel.objects.select_related("endpoint"), organization=access.organization, code=code)
+    if request.method != "POST":
+        return _channel_form_page(request, access, channel)
+    try:
+        update_channel(channel, _form_data(request))
+    except ConfigError as exc:
+        channel = get_object_or_404(Channel.objects.select_related("endpoint"), pk=channel.pk)
+        form = {key: request.POST.get(key, "") for key in ("name", "emails", "endpoint")}
+        return _channel_form_page(request, access, channel, 400, error=exc, form=form)
+    messages.success(request, f"Channel {channel.name!r} saved.")
+    return redirect("alerts:list")
+
+
 @org_required(manage=True)
 @require_POST
 def channel_delete(request, access: Access, code: uuid.UUID):
@@ -81,8 +116,60 @@ def rule_create(request, access: Access):
     try:
         rule = create_rule(access.organization, _form_data(request))
     except ConfigError as exc:
-        return _page(request, access, 400, rule_error=exc, rule_form=request.POST)
+        return _page(
+            request,
+            access,
+            400,
+            rule_error=exc,
+            rule_form=request.POST,
+            checked_providers=set(request.POST.getlist("providers")),
+            checked_channels=set(request.POST.getlist("channels")),
+        )
     messages.success(request, f"Rule {rule.name!r} created.")
+    return redirect("alerts:rule", code=rule.code)
+
+
+def _rule_form_page(request, access: Access, rule: Rule, status: int = 200, **extra):
+    org = access.organization
+    context = {
+        "access": access,
+        "rule": rule,
+        "providers": Provider.objects.filter(organization=org).order_by("name"),
+        "channels": Channel.objects.filter(organization=org),
+        "form": {
+            "name": rule.name,
+            "workflows": ", ".join(rule.workflows),
+            "minutes": rule.minutes,
+            "threshold": f"{rule.threshold:g}",
+            "window": rule.window,
+        },
+        "checked_providers": {str(p.code) for p in rule.providers.all()},
+        "checked_channels": {str(c.code) for c in rule.channels.all()},
+        **extra,
+    }
+    return render(request, "alerts/rule_edit.html", context, status=status)
+
+
+@org_required(manage=True)
+def rule_edit(request, access: Access, code: uuid.UUID):
+    """Change a rule's name, scope, thresholds and channels (its kind stays)."""
+    rule = _rule(access, code)
+    if request.method != "POST":
+        return _rule_form_page(request, access, rule)
+    try:
+        update_rule(rule, _form_data(request))
+    except ConfigError as exc:
+        return _rule_form_page(
+            request,
+            access,
+            _rule(access, code),
+            400,
+            error=exc,
+            form={key: request.POST.get(key, "") for key in ("name", "workflows", "minutes", "threshold", "window")},
+            checked_providers=set(request.POST.getlist("providers")),
+            checked_channels=set(request.POST.getlist("channels")),
+        )
+    messages.success(request, f"Rule {rule.name!r} saved.")
     return redirect("alerts:rule", code=rule.code)
 
 
@@ -97,6 +184,7 @@ def rule_detail(request, access: Access, code: uuid.UUID):
         "sent": rule.messages.select_related("channel")[:30],
         "mute_choices": MUTE_CHOICES,
         "muted": rule.is_muted(),
+        "firing": rule.incidents.filter(closed=None).exists(),
         "forever": rule.muted_until and rule.muted_until - timezone.now() > FOREVER / 2,
     }
     return render(request, "alerts/rule.html", context)
