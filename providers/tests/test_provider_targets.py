@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiohttp import web
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from multidict import CIMultiDict
 
 from comfytrack.net import AddressRefused, LinkLocalGuardResolver, link_local_reason, parse_ip
 from providers.clients.base import ProviderError
@@ -21,6 +19,7 @@ from providers.clients.comfyui import ComfyUIClient
 from providers.clients.transport import ProviderResponse
 from providers.health import check_connection
 from providers.models import Provider
+from providers.tests.loopback import serve
 
 SECRET_PAGE = "INTERNAL-SECRET-PAGE do-not-show"
 
@@ -74,29 +73,13 @@ def test_the_resolver_refuses_a_name_that_resolves_to_a_metadata_address(monkeyp
 
 
 @pytest.fixture
-def internal_page() -> Iterator[str]:
+def internal_page() -> str:
     """A loopback server answering every path with a plain-text page, as an internal admin page might."""
-    loop = asyncio.new_event_loop()
-    app = web.Application()
 
-    async def page(request: web.Request) -> web.Response:
-        status = 500 if request.path.endswith("/queue") else 200
-        return web.Response(text=SECRET_PAGE, status=status)
+    def page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500 if request.url.path.endswith("/queue") else 200, text=SECRET_PAGE)
 
-    app.router.add_route("*", "/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    return serve(page)
 
 
 @pytest.mark.django_db
@@ -130,7 +113,7 @@ def test_a_json_error_field_is_cut_short_and_its_control_characters_escaped() ->
     client = ComfyUIClient("http://127.0.0.1:8188")
     detail = 'Run not found "x"\x00\x1b[31m' + "y" * 1000
     body = json.dumps({"detail": detail}).encode()
-    response = ProviderResponse(404, httpx.Headers(), body, "GET", "http://127.0.0.1:8188/history/1")
+    response = ProviderResponse(404, CIMultiDict(), body, "GET", "http://127.0.0.1:8188/history/1")
     text = client.error_detail(response)
     assert text.startswith('Run not found \\"x\\"\\u0000\\u001b[31m')
     assert len(text) < 200
