@@ -7,6 +7,10 @@ process so its peak memory is its own, downloads every run through GET /api/v1/r
 test client, the streamed body read chunk by chunk and dropped) as CSV and as JSON Lines, and, side by
 side, the same rows built in memory first (what a non-streamed export would do). Prints rows/s and peak
 RSS (VmHWM) above the process's footprint before the request.
+
+Then, in this process, the pages that add up the cost of every run the filters select: the runs list's
+cost total (`/runs/cost/`, loaded after the list) with and without filters, and the stats page (cost per
+day and provider over 30 days): p50/p95 server time and the SQL count, as bench/pages.py prints them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +80,7 @@ def measure(mode: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5, help="requests per cost page")
     parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
@@ -106,6 +112,34 @@ def main() -> None:
     streamed, held = results["csv"], results["csv-in-memory"]
     ratio = (held["peak_mb"] - held["before_mb"]) / max(streamed["peak_mb"] - streamed["before_mb"], 1)
     print(f"memory growth, in-memory / streamed CSV: {ratio:.1f}x")
+    print(f"\ncost over {args.runs:,} runs (one organization)   p50 ms   p95 ms   SQL")
+    for label, p50, p95, queries in cost_pages(args.repeat):
+        print(f"  {label:36} {p50:7.1f}  {p95:7.1f}  {queries:4d}", flush=True)
+
+
+def cost_pages(repeat: int) -> list[tuple[str, float, float, int]]:
+    """The runs list's cost total and the stats page, as the bench organization's owner."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from accounts.models import Organization
+
+    org = Organization.objects.get(slug="bench-0")
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    session = client.session
+    session["org"] = str(org.code)
+    session.save()
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    urls = [
+        ("runs: cost total, no filter", "/runs/cost/"),
+        ("runs: cost total, status=failed", "/runs/cost/?status=failed"),
+        ("runs: cost total, last 7 days", f"/runs/cost/?created_after={week_ago}"),
+        ("runs: cost total, search 'fox'", "/runs/cost/?q=fox"),
+        ("stats: 30 days (cost per day)", "/stats/?days=30"),
+    ]
+    client.get("/runs/cost/")  # warm up
+    return [(label, *pages.measure(client, url, repeat)) for label, url in urls]
 
 
 if __name__ == "__main__":

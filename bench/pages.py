@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,11 @@ def seed(providers, total: int) -> None:
         prompt = rng.choice(PROMPTS)
         code = uuid.uuid4()
         error = {"message": "CUDA out of memory", "node_id": "3", "node_type": "KSampler"} if status == "failed" else {}
+        # A finished run has a cost (insights.costing), half reported on an A100, half estimated; in flight, none.
+        cost, cost_source, gpu = None, "", ""
+        if status != "running":
+            cost = Decimal(rng.randint(100, 90_000)) / 1_000_000
+            cost_source, gpu = ("reported", "A100") if i % 2 else ("estimated", "")
         rows.append(
             (
                 code,
@@ -82,6 +88,9 @@ def seed(providers, total: int) -> None:
                 json.dumps(error),
                 created,
                 f"ext-{i} {prompt} {i % 9999}",
+                cost,
+                cost_source,
+                gpu,
             )
         )
         if i % 5 == 0:
@@ -104,10 +113,11 @@ def _copy_postgres(rows, outputs) -> None:
             "code, organization_id, provider_id, external_id, status, provider_status, live_status, workflow, inputs, "
             "error, origin, created, sync_failures, last_sync_error, n_outputs, search_text, "
             # Text columns without a database default: COPY must give them a value.
-            "created_source, queued_source, started_source, finished_source, workflow_fingerprint, gpu, cost_source"
+            "created_source, queued_source, started_source, finished_source, workflow_fingerprint, gpu, cost_source, "
+            "cost"
         )
         with raw.copy(f"COPY runs_run ({columns}) FROM STDIN") as copy:
-            for code, org_id, provider_id, ext, status, error, created, text in rows:
+            for code, org_id, provider_id, ext, status, error, created, text, cost, cost_source, gpu in rows:
                 copy.write_row(
                     (
                         code,
@@ -131,8 +141,9 @@ def _copy_postgres(rows, outputs) -> None:
                         "",
                         "",
                         "",
-                        "",
-                        "",
+                        gpu,
+                        cost_source,
+                        cost,
                     )
                 )
         cursor.execute(
@@ -143,9 +154,9 @@ def _copy_postgres(rows, outputs) -> None:
                 copy.write_row(row)
         cursor.execute(
             "INSERT INTO runs_runoutput (code, run_id, organization_id, key, node_id, kind, filename, content_type, "
-            "provider_url, file, thumbnail, sha256, archive_error, archive_attempts, created) "
+            "provider_url, file, thumbnail, sha256, archive_error, archive_attempts, content_verified, created) "
             "SELECT o.code, r.id, r.organization_id, o.key, '9', 'image', o.filename, 'image/png', '', '', '', '', "
-            "'', 0, o.created "
+            "'', 0, false, o.created "
             "FROM bench_out o JOIN runs_run r ON r.code = o.run_code"
         )
         cursor.execute("DROP TABLE bench_out")
@@ -168,8 +179,11 @@ def _bulk_create(rows, outputs) -> None:
                 created=cr,
                 search_text=t,
                 origin="api",
+                cost=cost,
+                cost_source=source,
+                gpu=gpu,
             )
-            for c, o, p, e, s, err, cr, t in chunk
+            for c, o, p, e, s, err, cr, t, cost, source, gpu in chunk
         )
     ids = {
         code: (pk, org)
