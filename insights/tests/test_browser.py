@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from playwright import sync_api as playwright_api
 
+from insights.costing import price_runs
+from insights.models import Price
 from insights.tests.test_compare import FP, timed_run
 from runs.models import Run, Status
 from runs.tests.test_browser import assert_accessible, browser, page, shot  # noqa: F401 - shared browser fixtures
@@ -18,6 +22,10 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
         timed_run(make_run, provider, queue=3 + day, run=40 + 3 * day, days_ago=day)
         timed_run(make_run, cloud, queue=20 + day, run=25 + (day % 3) * 4, days_ago=day)
     timed_run(make_run, cloud, queue=5, run=5, status=Status.FAILED, error={"message": "CUDA out of memory"})
+    # Prices an admin set: the runs are costed (estimated from their run times) and compared.
+    Price.objects.create(provider=provider, per_gpu_second=Decimal("0.000700"))
+    Price.objects.create(provider=cloud, per_gpu_second=Decimal("0.000900"))
+    price_runs(Run.objects.all())
     run = Run.objects.filter(provider=provider).first()
     page.goto(f"/runs/{run.code}/")
     page.click("a:has-text('Compare this workflow across providers')")
@@ -28,6 +36,7 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
     page.click("button:has-text('Save name')")
     playwright_api.expect(page.locator("h1")).to_contain_text("Product shots SDXL")
     playwright_api.expect(page.locator("section:has-text('Top errors')")).to_contain_text("CUDA out of memory")
+    playwright_api.expect(page.locator("tr.provider-row").first).to_contain_text("$")
     assert_accessible(page)
     shot(page, "compare", full_page=True)
     page.click("a.chip:has-text('7 days')")
