@@ -18,3 +18,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = DATA_DIR / "test-media"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 — WhiteNoise warns about a missing directory
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as in production, not Django's default in-memory test database: that one is shared between
+    # threads through SQLite's shared cache, whose table locks fail at once ("database table is locked")
+    # instead of waiting out the busy timeout, so tests of concurrent workers could not run on SQLite.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}  # noqa: F405

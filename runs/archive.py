@@ -1,7 +1,7 @@
 """The output archive: copy every run output into Django storage before the provider's link expires.
 
-1. `claim_due_outputs` leases a batch of unarchived, due outputs (`FOR UPDATE SKIP LOCKED` on
-   PostgreSQL) by pushing `next_archive_after` forward, in one short transaction.
+1. `claim_due_outputs` leases a batch of unarchived, due outputs by pushing `next_archive_after`
+   forward, in one short transaction (`comfytrack.leases`).
 2. `download_batch` groups them by provider + credential and downloads them concurrently on one
    event loop, outside any transaction, through `runs.safe_http` (provider URLs are untrusted).
 3. `store_result` writes each file, its checksum, the type its bytes show (`runs.content`),
@@ -23,30 +23,27 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import httpx
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 from PIL import Image
 
 from comfytrack import net
+from comfytrack.leases import Holder, Lease
 from providers.clients.base import OutputKind, OutputRef
 from runs.content import IMAGE_FORMATS, sniff
 from runs.models import RunOutput
 from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
 
 logger = logging.getLogger("runs.archive")
-
-T = TypeVar("T")
 
 BATCH_SIZE = 200
 THUMBNAIL_SIZE = 320
@@ -60,10 +57,10 @@ CLIENT_ERROR_GIVE_UP_AFTER = 3
 MAX_BACKOFF = timedelta(hours=6)
 # Downloads go to a directory of this prefix per batch, under the system's temp directory.
 TEMP_PREFIX = "ct-archive-"
-# A claimed output is leased this long and renewed every RENEW_EVERY while its batch is in hand, so the
-# outputs of a worker that died are archived by another within two minutes (before short-lived links expire).
-LEASE = timedelta(seconds=90)
-RENEW_EVERY = 20.0
+# A claimed output is leased for 90 s (its due time pushed that far) and renewed every 20 s while its batch
+# is in hand, so the outputs of a worker that died are archived by another within two minutes (before
+# short-lived links expire).
+LEASE = Lease(RunOutput, "next_archive_after", timedelta(seconds=90), renew_every=20.0)
 # The allow-list of private hosts; refusals name it so an operator knows what to change.
 ALLOW_PRIVATE_SETTING = "COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS"
 
@@ -98,10 +95,11 @@ def archive_due_batch(limit: int = BATCH_SIZE, now: datetime | None = None) -> B
             logger.exception("output archive batch failed")
             return BatchOutcome(len(outputs), 0)
         archived = 0
-        keeper = LeaseKeeper(outputs)
+        held = Holder(LEASE, (output.pk for output in outputs))
         for output in outputs:
             archived += store_result(output, results.get(output.pk))
-            keeper.done(output)
+            held.done([output.pk])
+            held.maybe_renew()
     return BatchOutcome(len(outputs), archived)
 
 
@@ -122,51 +120,13 @@ def remove_stale_temp_dirs(older_than: timedelta = timedelta(hours=1)) -> int:
 def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput]:
     """Lease up to `limit` due outputs: two workers never download the same output while its lease lasts."""
     now = now or timezone.now()
-    with transaction.atomic():
-        due = (
-            RunOutput.objects.filter(archived=None, next_archive_after__lte=now)
-            .exclude(provider_url="")
-            .order_by("next_archive_after")
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        ids = list(due.values_list("pk", flat=True)[:limit])
-        if ids:
-            RunOutput.objects.filter(pk__in=ids).update(next_archive_after=timezone.now() + LEASE)
-    return list(RunOutput.objects.filter(pk__in=ids).select_related("run__provider", "run__credential"))
-
-
-class LeaseKeeper:
-    """Renews the leases of a claimed batch's outputs every RENEW_EVERY seconds while they are worked on,
-    from the thread that claimed them (it owns the database connection). A worker that dies stops
-    renewing, and its outputs are due again within LEASE."""
-
-    def __init__(self, outputs: list[RunOutput]) -> None:
-        self.pending = {output.pk for output in outputs}
-        self._renewed = time.monotonic()
-
-    def done(self, output: RunOutput) -> None:
-        self.pending.discard(output.pk)
-        self.maybe_renew()
-
-    def maybe_renew(self) -> None:
-        if self.pending and time.monotonic() - self._renewed >= RENEW_EVERY:
-            self.renew()
-
-    def renew(self) -> None:
-        self._renewed = time.monotonic()
-        if self.pending:
-            RunOutput.objects.filter(pk__in=self.pending, archived=None).update(
-                next_archive_after=timezone.now() + LEASE
-            )
-
-    def wait(self, future: Future[T]) -> T:
-        """The future's result, renewing the leases while it runs."""
-        while True:
-            try:
-                return future.result(timeout=max(0.1, RENEW_EVERY - (time.monotonic() - self._renewed)))
-            except FutureTimeout:
-                self.renew()
+    due = (
+        RunOutput.objects.filter(archived=None, next_archive_after__lte=now)
+        .exclude(provider_url="")
+        .order_by("next_archive_after")
+        .select_related("run__provider", "run__credential")
+    )
+    return LEASE.claim(due, limit, now=now)
 
 
 # -- downloading -------------------------------------------------------------------------------
@@ -186,7 +146,8 @@ def download_batch(outputs: list[RunOutput], temp_dir: str | None = None) -> dic
     groups = [_plan_group(group) for group in by_account.values()]
     # The downloads run on a thread of their own (no database there) while this thread renews the leases.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-download") as pool:
-        return LeaseKeeper(outputs).wait(pool.submit(asyncio.run, _download_groups(groups, temp_dir)))
+        held = Holder(LEASE, (output.pk for output in outputs))
+        return held.wait(pool.submit(asyncio.run, _download_groups(groups, temp_dir)))
 
 
 def _plan_group(outputs: list[RunOutput]) -> _Group:

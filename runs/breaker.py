@@ -22,6 +22,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from comfytrack.leases import Lease
 from providers.clients.base import ProviderError
 from providers.models import Credential
 from runs.fetching import fetch_batch
@@ -50,9 +51,9 @@ def half_open(now: datetime):
     )
 
 
-def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, lease: timedelta) -> int:
+def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, lease: Lease) -> int:
     """Probe each half-open credential with one of its runs (all probes at once, one request each),
-    leased for `lease`; each answer is written with `apply_result` (the sweep's, which calls this).
+    leased with the sweep's `lease`; each answer is written with `apply_result` (the sweep's, which calls this).
     Returns how many closed again."""
     probes: list[tuple[Credential, Run]] = []
     for credential in half_open(now).select_related("provider")[:MAX_PROBES]:
@@ -94,18 +95,15 @@ def probe_credentials(now: datetime, stats: Any, apply_result: ApplyResult, leas
     return closed
 
 
-def _lease_one(credential: Credential, lease: timedelta) -> Run | None:
-    now = timezone.now()
-    free = Q(sync_locked_until__isnull=True) | Q(sync_locked_until__lt=now)
+def _lease_one(credential: Credential, lease: Lease) -> Run | None:
     candidates = (
         Run.objects.filter(credential=credential, status__in=IN_FLIGHT)
         .exclude(external_id="")
-        .filter(free)
+        .filter(lease.free(timezone.now()))
         .order_by("next_sync_after")
         .only(*SWEEP_FIELDS)
     )
-    for run in candidates[:3]:
-        if Run.objects.filter(pk=run.pk).filter(free).update(sync_locked_until=now + lease):
-            run.credential = credential
-            return run
+    for run in lease.claim(candidates, 1):
+        run.credential = credential
+        return run
     return None

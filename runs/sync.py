@@ -1,7 +1,7 @@
 """The sync engine: claim due runs, ask their providers, apply what they say (docs/architecture.md).
 
-1. `claim_due_runs` takes a batch of due, in-flight, unleased runs (`FOR UPDATE SKIP LOCKED` on
-   PostgreSQL) and leases them, in one short transaction.
+1. `claim_due_runs` takes a batch of due, in-flight, unleased runs and leases them, in one short
+   transaction (`comfytrack.leases`).
 2. A `runs.fetching.Fetcher` groups the runs by credential and calls each client's `fetch_many` on
    its own thread and event loop, outside any transaction, while the previous batch is applied.
 3. `apply_results` writes the answers through `runs.applying.apply_many` (conditional updates, in
@@ -21,16 +21,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from comfytrack import metrics, net
-from comfytrack.sql import column, column_of
+from comfytrack.leases import Holder, Lease
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential, Provider
 from runs.applying import apply_many, apply_snapshot, mark_status
@@ -41,11 +39,10 @@ from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Sta
 
 logger = logging.getLogger("runs.sync")
 
-# A claimed run is leased this long, and the lease is renewed every RENEW_EVERY while its batch is in
-# hand (fetching takes as long as the provider does): a worker that dies mid-sweep leaves its runs to
-# the next sweeper within LEASE, instead of the several minutes a lease sized for the slowest fetch takes.
-LEASE = timedelta(seconds=15)
-RENEW_EVERY = 5.0
+# A claimed run is leased for 15 s, and the lease is renewed every 5 s while its batch is in hand
+# (fetching takes as long as the provider does): a worker that dies mid-sweep leaves its runs to the
+# next sweeper within the lease, not after a lease sized for the slowest fetch.
+LEASE = Lease(Run, "sync_locked_until", timedelta(seconds=15), renew_every=5.0)
 # Runs per claim: measured 997 / 1,047 / 1,190 / 1,145 runs/s at 250 / 500 / 1,000 / 2,000 (bench/sync_throughput.py);
 # a bigger batch amortises the round trips, a smaller one starts the fetch/apply overlap sooner.
 BATCH_SIZE = 1000
@@ -134,7 +131,7 @@ def _sweep(
     held = Held()
     try:
         with Fetcher() as fetcher, Claims(fetcher, limit, start) as claims:
-            runs, pending = held.wait(claims.next())
+            runs, pending = held.claimed(claims.next())
             while runs:
                 stats.batches += 1
                 stats.claimed += len(runs)
@@ -145,11 +142,12 @@ def _sweep(
                 # run in savepoints, and a failing batch falls back to run-by-run, so one bad run rolls back alone.
                 with transaction.atomic():
                     apply_results(runs, results, stats, now=now)
-                held.done(runs)
+                held.done(run.id for run in runs)
                 if following is not None and stopping():
-                    held.release(held.wait(following)[0])  # stopping: hand the next batch back unfetched
+                    # Stopping: hand the next batch back unfetched, due again at once for whichever sweeper comes next.
+                    held.release(run.id for run in held.claimed(following)[0])
                     following = None
-                runs, pending = held.wait(following) if following else ([], pending)
+                runs, pending = held.claimed(following) if following else ([], pending)
     except BaseException:
         held.release_all()
         raise
@@ -158,60 +156,22 @@ def _sweep(
     return stats
 
 
-class Held:
+class Held(Holder):
     """The runs a sweep has leased and not yet applied: their leases are renewed while the sweep waits
     for a claim or for the providers' answers, and released if the sweep stops or fails."""
 
     def __init__(self) -> None:
-        self.runs: dict[int, Run] = {}
-        self._renewed = time.monotonic()
+        super().__init__(LEASE)
 
-    def wait(self, future: Future[tuple[list[Run], Pending]]) -> tuple[list[Run], Pending]:
-        runs, pending = self._wait_renewing(future)
-        self.runs.update((run.id, run) for run in runs)
+    def claimed(self, future: Future[tuple[list[Run], Pending]]) -> tuple[list[Run], Pending]:
+        runs, pending = self.wait(future)
+        self.add(run.id for run in runs)
         return runs, pending
 
     def wait_for_answers(self, pending: Pending) -> dict[int, RunSnapshot | ProviderError]:
         if pending.future is not None:
-            self._wait_renewing(pending.future)
+            self.wait(pending.future)
         return pending.result()
-
-    def _wait_renewing(self, future: Future):
-        while True:
-            try:
-                return future.result(timeout=max(0.1, RENEW_EVERY - (time.monotonic() - self._renewed)))
-            except FutureTimeout:
-                self.renew()
-
-    def renew(self) -> None:
-        self._renewed = time.monotonic()
-        if self.runs:
-            # Only leases still held: an applied run has none (its lease was cleared with its update).
-            Run.objects.filter(pk__in=list(self.runs), sync_locked_until__isnull=False).update(
-                sync_locked_until=timezone.now() + LEASE
-            )
-
-    def done(self, runs: list[Run]) -> None:
-        for run in runs:
-            self.runs.pop(run.id, None)
-
-    def release(self, runs: list[Run]) -> None:
-        self.done(runs)
-        if runs:
-            # Due again at once, for whichever sweeper comes next.
-            Run.objects.filter(pk__in=[run.id for run in runs]).update(sync_locked_until=None)
-
-    def release_all(self) -> None:
-        """Best effort after a failure (the connection may be the thing that broke: use a fresh one)."""
-        runs, self.runs = list(self.runs.values()), {}
-        if not runs:
-            return
-        try:
-            if not connection.in_atomic_block:
-                connection.close_if_unusable_or_obsolete()
-            self.release(runs)
-        except Exception:
-            logger.warning("could not release the leases of %d run(s); they expire within %s", len(runs), LEASE)
 
 
 class Claims:
@@ -287,23 +247,19 @@ def reconcile_stale_submissions(now: datetime) -> int:
 
 
 def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
-    """Lease up to `limit` due runs. Two workers never get the same run while its lease lasts."""
+    """Lease up to `limit` due runs, with the columns the sweep reads (the rest load on first access).
+    Two workers never get the same run while its lease lasts."""
     now = now or timezone.now()
-    with transaction.atomic():
-        due = (
-            Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
-            .exclude(external_id="")
-            .filter(Q(sync_locked_until__isnull=True) | Q(sync_locked_until__lt=now))
-            # A credential whose breaker is open or half-open: its runs wait for the probe (runs.breaker).
-            .exclude(credential__consecutive_failures__gt=0)
-            .order_by("next_sync_after")
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            runs = _lease_returning(due.select_for_update(skip_locked=True, of=("self",)), limit)
-        else:
-            ids = list(due.values_list("pk", flat=True)[:limit])
-            Run.objects.filter(pk__in=ids).update(sync_locked_until=timezone.now() + LEASE)
-            runs = list(Run.objects.filter(pk__in=ids).only(*SWEEP_FIELDS)) if ids else []
+    due = (
+        Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
+        .exclude(external_id="")
+        .filter(LEASE.free(now))
+        # A credential whose breaker is open or half-open: its runs wait for the probe (runs.breaker).
+        .exclude(credential__consecutive_failures__gt=0)
+        .order_by("next_sync_after")
+        .only(*SWEEP_FIELDS)
+    )
+    runs = LEASE.claim(due, limit, now=now)
     # A batch shares a few providers and credentials: load each of those once, not once per run.
     providers = Provider.objects.in_bulk({run.provider_id for run in runs})
     credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
@@ -313,28 +269,6 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
             # None when deleted meanwhile: the run then uses the provider's default credential.
             run.credential = credentials.get(run.credential_id)
     return runs
-
-
-# The lease's RETURNING columns in the model's field order, which `Model.from_db` expects of its values;
-# the fields left out are deferred (loaded on first access), as with `only(*SWEEP_FIELDS)`.
-_SWEEP_COLUMNS = [field for field in Run._meta.concrete_fields if field.name in SWEEP_FIELDS]
-_SWEEP_ATTNAMES = [field.attname for field in _SWEEP_COLUMNS]
-
-
-def _lease_returning(due, limit: int) -> list[Run]:
-    """PostgreSQL: pick, lock and lease in one statement, `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-    LOCKED) RETURNING` the columns the sweep reads (never the JSON documents or the search text, often
-    the bulk of a row). One round trip instead of three, and each row is written once."""
-    picked, params = due.values("pk")[:limit].query.sql_with_params()
-    quote = connection.ops.quote_name
-    sql = (
-        f"UPDATE {quote(Run._meta.db_table)} SET {column(Run, 'sync_locked_until')} = %s "  # noqa: S608
-        f"WHERE {column(Run, 'id')} IN ({picked}) RETURNING {', '.join(column_of(f) for f in _SWEEP_COLUMNS)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [timezone.now() + LEASE, *params])
-        rows = cursor.fetchall()
-    return [Run.from_db(connection.alias, _SWEEP_ATTNAMES, row) for row in rows]
 
 
 def apply_results(

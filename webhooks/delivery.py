@@ -1,7 +1,7 @@
 """Sending webhook deliveries: claim, send, record, outside the sync sweep.
 
-1. Claim due deliveries with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), at most
-   `PER_ENDPOINT` per endpoint, so one endpoint's backlog never crowds out the others.
+1. Claim due deliveries with a lease (`comfytrack.leases`), at most `PER_ENDPOINT` per endpoint, so one
+   endpoint's backlog never crowds out the others.
 2. Send with no database work and no transaction open: every endpoint concurrently, each endpoint's
    deliveries in order, every request bounded by `COMFYTRACK_WEBHOOK_TIMEOUT` (connect, send and
    answer together). A hanging endpoint costs its own slot for at most that long and never delays
@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from comfytrack.leases import Lease
 from comfytrack.loops import run_loop
 from comfytrack.net import USER_AGENT, describe_failure
 from runs.safe_http import HostGuard, Refused, guarded_transport, redact
@@ -36,7 +36,8 @@ from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger("webhooks")
 
-LEASE = timedelta(minutes=2)
+# One pass sends a claimed delivery once, bounded by COMFYTRACK_WEBHOOK_TIMEOUT: a lease that is never renewed.
+LEASE = Lease(WebhookDelivery, "locked_until", timedelta(minutes=2))
 PER_ENDPOINT = 10
 MAX_ENDPOINTS = 100
 MAX_CONCURRENT_ENDPOINTS = 32
@@ -88,15 +89,8 @@ def claim_due(now: datetime, max_endpoints: int = MAX_ENDPOINTS) -> list[Webhook
     endpoint_ids = list(due.order_by().values_list("endpoint_id", flat=True).distinct()[:max_endpoints])
     claimed: list[WebhookDelivery] = []
     for endpoint_id in endpoint_ids:
-        with transaction.atomic():
-            batch = list(
-                due.filter(endpoint_id=endpoint_id)
-                .select_for_update(skip_locked=True, of=("self",))
-                .select_related("endpoint")
-                .order_by("next_attempt_at", "id")[:PER_ENDPOINT]
-            )
-            WebhookDelivery.objects.filter(pk__in=[d.pk for d in batch]).update(locked_until=now + LEASE)
-        claimed += batch
+        batch = due.filter(endpoint_id=endpoint_id).select_related("endpoint").order_by("next_attempt_at", "id")
+        claimed += LEASE.claim(batch, PER_ENDPOINT, now=now)
     return claimed
 
 

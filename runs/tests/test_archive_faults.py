@@ -4,6 +4,7 @@ key, a batch whose outputs all fail, a worker that dies mid-batch; and the retry
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def test_a_dead_workers_outputs_are_due_again_within_two_minutes(fake, media):
 def test_leases_are_renewed_while_a_slow_batch_downloads(media, monkeypatch):
     import time
 
-    monkeypatch.setattr(archive, "RENEW_EVERY", 0.2)
+    monkeypatch.setattr(archive, "LEASE", replace(archive.LEASE, renew_every=0.2))
 
     def slow(handler):
         time.sleep(1.0)
@@ -204,13 +205,13 @@ def test_leases_are_renewed_while_a_slow_batch_downloads(media, monkeypatch):
     with local_server({"/slow.txt": slow}) as server, stub_client_registered():
         output = make_output(server.root, f"{server.root}/slow.txt", kind=RunOutput.Kind.TEXT)
         renewals = []
-        original = archive.LeaseKeeper.renew
+        original = archive.Holder.renew
 
         def counting(self):
             renewals.append(time.monotonic())
             original(self)
 
-        monkeypatch.setattr(archive.LeaseKeeper, "renew", counting)
+        monkeypatch.setattr(archive.Holder, "renew", counting)
         assert archive_due_outputs() == 1
     assert len(renewals) >= 3
     assert RunOutput.objects.get(pk=output.pk).archived is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -32,18 +33,18 @@ def runs(org, make_provider, fake):
 def test_a_dead_sweepers_runs_are_due_again_within_30_seconds(runs):
     assert len(claim_due_runs(10)) == 5  # and then the sweeper dies
     assert claim_due_runs(10) == []
-    assert timedelta(seconds=25) >= LEASE
-    assert len(claim_due_runs(10, now=timezone.now() + LEASE + timedelta(seconds=1))) == 5
+    assert timedelta(seconds=25) >= LEASE.length
+    assert len(claim_due_runs(10, now=timezone.now() + LEASE.length + timedelta(seconds=1))) == 5
 
 
 def test_leases_are_renewed_while_the_provider_is_slow(runs, fake, monkeypatch):
-    monkeypatch.setattr(sync, "RENEW_EVERY", 0.2)
+    monkeypatch.setattr(sync, "LEASE", replace(LEASE, renew_every=0.2))
     fake.set_faults(latency_ms=1200)
     renewals = []
     original = sync.Held.renew
 
     def counting(self):
-        renewals.append(len(self.runs))
+        renewals.append(len(self.pks))
         original(self)
 
     monkeypatch.setattr(sync.Held, "renew", counting)

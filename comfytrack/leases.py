@@ -1,0 +1,154 @@
+"""Leases: work claimed so that two workers never do the same thing, and a dead worker's work comes back.
+
+A lease is a datetime column on the rows being worked on: a row is held until that moment. The sync
+sweep (runs being polled), the output archive (outputs being downloaded) and webhook delivery (messages
+being sent) all claim, renew and release through `Lease` (docs/background-work.md, "Leases").
+
+A claim is one short transaction with the same statements on both databases: the due rows are read in
+order and locked, then their lease is set. PostgreSQL locks them with `FOR UPDATE SKIP LOCKED`, so a
+second worker claiming at the same moment skips them and takes the next ones; SQLite has no row locks,
+but its transactions take the database's write lock when they begin (`transaction_mode` IMMEDIATE in
+the settings), so claims run one after the other and the second sees the first's leases. Either way a
+row is never claimed twice while its lease lasts, and one whose lease lapsed (a killed worker) is due
+again. A worker renews its leases while it waits on slow work (`Holder`) and releases what it will not
+do, so its rows go to the next worker at once instead of after the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import connections, models, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+logger = logging.getLogger("comfytrack.leases")
+
+M = TypeVar("M", bound=models.Model)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Rows of `model` are held until the moment in their column `field` (a nullable `DateTimeField`).
+
+    `length` is how long a claim or a renewal holds a row; `renew_every` how often a `Holder` renews
+    (None: work that is bounded well within `length`, never renewed).
+    """
+
+    model: type[models.Model]
+    field: str
+    length: timedelta
+    renew_every: float | None = None
+
+    def free(self, now: datetime) -> Q:
+        """Rows nobody holds at `now`: never leased, released, or their lease lapsed."""
+        return Q(**{f"{self.field}__isnull": True}) | Q(**{f"{self.field}__lt": now})
+
+    def claim(self, due: QuerySet[M], limit: int, now: datetime | None = None) -> list[M]:
+        """Lease up to `limit` rows of `due` (in its order) and return them with the lease set.
+
+        `due` must leave out rows that are held (`free`, or a due time the lease pushes forward). Rows
+        another worker is claiming at this moment are skipped, never waited for. The lease runs from
+        now, or from `now` if that is later (a claim as of a later moment holds its rows past it).
+        """
+        with transaction.atomic(using=due.db):
+            rows = list(due.select_for_update(skip_locked=True, of=("self",))[:limit])
+            if not rows:
+                return []
+            until = max(now or timezone.now(), timezone.now()) + self.length
+            self.model._default_manager.using(due.db).filter(pk__in=[row.pk for row in rows]).update(
+                **{self.field: until}
+            )
+        for row in rows:
+            setattr(row, self.field, until)
+        return rows
+
+    def renew(self, pks: Iterable[Any]) -> int:
+        """Hold the rows `length` longer from now; a row whose lease was cleared (its work recorded) stays free."""
+        pks = list(pks)
+        if not pks:
+            return 0
+        return self.model._default_manager.filter(pk__in=pks, **{f"{self.field}__isnull": False}).update(
+            **{self.field: timezone.now() + self.length}
+        )
+
+    def release(self, pks: Iterable[Any], due: datetime | None = None) -> int:
+        """Hand the rows back: free at once (a lock column) or due at `due` (a due-time column)."""
+        pks = list(pks)
+        if not pks:
+            return 0
+        return self.model._default_manager.filter(pk__in=pks).update(**{self.field: due})
+
+
+class Holder:
+    """The rows a worker has claimed and not finished: their leases are renewed every `renew_every`
+    seconds while the worker waits (for a claim, a download, the providers' answers), and handed back
+    if it stops or fails.
+
+    Renewal runs on the thread that claimed the rows (it owns the database connection) while the slow
+    work runs on another, so a lease is as long as a few renewal periods, not as long as the slowest
+    provider. A worker that dies stops renewing, and its rows are due again within the lease.
+    """
+
+    def __init__(self, lease: Lease, pks: Iterable[Any] = ()) -> None:
+        if lease.renew_every is None:
+            raise ValueError(f"the lease of {lease.model._meta.label}.{lease.field} is never renewed")
+        self.lease, self.renew_every = lease, lease.renew_every
+        self.pks: set[Any] = set(pks)
+        self._renewed = time.monotonic()
+
+    def add(self, pks: Iterable[Any]) -> None:
+        self.pks.update(pks)
+
+    def done(self, pks: Iterable[Any]) -> None:
+        """These rows' work is recorded (their lease cleared with it): stop renewing them."""
+        self.pks.difference_update(pks)
+
+    def wait(self, future: Future[T]) -> T:
+        """The future's result, renewing the leases while it runs."""
+        while True:
+            left = self.renew_every - (time.monotonic() - self._renewed)
+            try:
+                return future.result(timeout=max(0.1, left))
+            except FutureTimeout:
+                self.renew()
+
+    def maybe_renew(self) -> None:
+        """Renew if a renewal period has passed (for a worker that works through rows one by one)."""
+        if self.pks and time.monotonic() - self._renewed >= self.renew_every:
+            self.renew()
+
+    def renew(self) -> None:
+        self._renewed = time.monotonic()
+        self.lease.renew(self.pks)
+
+    def release(self, pks: Iterable[Any]) -> None:
+        pks = list(pks)
+        self.done(pks)
+        self.lease.release(pks)
+
+    def release_all(self) -> None:
+        """Best effort after a failure: the connection may be what broke, so a broken one is replaced first."""
+        pks, self.pks = list(self.pks), set()
+        if not pks:
+            return
+        connection = connections[self.lease.model._default_manager.db]
+        try:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            self.lease.release(pks)
+        except Exception:
+            logger.warning(
+                "could not release the leases of %d %s row(s); they expire within %s",
+                len(pks),
+                self.lease.model._meta.label,
+                self.lease.length,
+            )
