@@ -78,6 +78,24 @@ def workflow_fingerprint(workflow: Any, inputs: Any = None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+# A provider's graph bigger than this (as compact JSON) is not stored on the run.
+MAX_PROVIDER_GRAPH_BYTES = 1_000_000
+
+
+def provider_graph(graph: Any) -> tuple[dict[str, Any], str] | None:
+    """A graph a provider reported for a run, as the run stores it (plain JSON that PostgreSQL's jsonb
+    takes: no NaN or infinity, no NUL character), and its fingerprint; None when it is not API format,
+    cannot be stored, or is too big. Provider input: it must not break the batch write it rides in."""
+    try:
+        fingerprint = workflow_fingerprint(graph)
+        text = json.dumps(graph, allow_nan=False, separators=(",", ":")) if fingerprint else ""
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not fingerprint or len(text) > MAX_PROVIDER_GRAPH_BYTES or "\\u0000" in text:
+        return None
+    return json.loads(text), fingerprint
+
+
 def save_image_prefix(workflow: Any) -> str:
     """The first SaveImage-like node's filename_prefix (what people call the workflow), or ""."""
     if not isinstance(workflow, dict):

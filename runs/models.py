@@ -76,6 +76,7 @@ SWEEP_FIELDS = (
     "lost_at",
     "n_outputs",
     "cancel_requested",
+    "workflow_fingerprint",
 )
 # Ordering of non-terminal statuses: a stale answer must not move a run backwards.
 _RANK = {Status.PENDING: 0, Status.QUEUED: 1, Status.RUNNING: 2}
@@ -342,6 +343,8 @@ class Run(models.Model):
                 tracked=self.origin == Origin.TRACKED,
             )
         )
+        if snapshot.workflow is not None and self.wants_provider_graph:
+            fields.update(self.provider_graph_fields(snapshot.workflow))
         if snapshot.gpu:
             fields["gpu"] = snapshot.gpu[:40]
         if snapshot.gpu_seconds is not None:
@@ -355,6 +358,29 @@ class Run(models.Model):
                 "traceback": snapshot.error.traceback,
             }
         return fields
+
+    @property
+    def wants_provider_graph(self) -> bool:
+        """Registered by id and its workflow still unknown: the graph a provider reports for it is taken
+        (once: then the run has a fingerprint). A submitted run keeps the workflow it was submitted with."""
+        return self.origin == Origin.TRACKED and not self.workflow_fingerprint
+
+    def provider_graph_fields(self, graph: Any) -> dict[str, Any]:
+        """The workflow, its fingerprint and the search text a provider's graph gives this run ({} when the
+        graph is not one comfytrack can read or store: runs.fingerprint.provider_graph)."""
+        from runs.fingerprint import provider_graph
+        from runs.workflow import search_text
+
+        found = provider_graph(graph)
+        if found is None:
+            return {}
+        workflow, fingerprint = found
+        return {
+            "workflow": workflow,
+            "workflow_fingerprint": fingerprint,
+            # A run registered by id has no inputs of ours: the graph is the whole of it.
+            "search_text": search_text(self.external_id, workflow, {}),
+        }
 
     def push_next_sync(self, delay: timedelta, now: datetime | None = None) -> None:
         self.next_sync_after = (now or timezone.now()) + delay

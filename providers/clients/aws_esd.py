@@ -8,6 +8,7 @@ bounded-concurrency fetch.
 
 from __future__ import annotations
 
+import ast
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from providers.clients.base import (
     Unsupported,
     content_type_for,
     error_excerpt,
+    graph_or_none,
     guess_kind,
     parse_timestamp,
 )
@@ -36,6 +38,8 @@ from providers.clients.urls import filename_from_url, presigned_expiry
 
 # get_execute.py presigns output_files/temp_files with generate_presigned_url_for_keys(expiration=3600).
 PRESIGNED_TTL = 3600
+# A prompt text longer than this is not read (the fingerprint needs the graph's shape, not megabytes of it).
+MAX_PROMPT_CHARS = 1_000_000
 
 
 class AwsEsdSecret(SecretModel):
@@ -62,6 +66,8 @@ class Execute(RemoteModel):
     message: str | None = None
     output_files: list[str] | None = None
     temp_files: list[str] | None = None
+    # {prompt: str(<graph dict>), number, front, extra_data, client_id}: the graph as Python writes a dict.
+    prompt_params: Any = None
 
 
 _STATUSES = {
@@ -144,6 +150,8 @@ class AwsEsdClient(ProviderClient):
             error=error,
             outputs=self.outputs(execute, fetched) if status is RunStatus.SUCCEEDED else (),
             progress=1.0 if status is RunStatus.SUCCEEDED else None,
+            # Read once, from the answer that finishes the run: reading the text costs more than the rest.
+            workflow=prompt_graph(execute.prompt_params) if status.is_terminal else None,
         )
 
     def outputs(self, execute: Execute, fetched: datetime) -> tuple[OutputRef, ...]:
@@ -191,6 +199,22 @@ class AwsEsdClient(ProviderClient):
             data = error_excerpt(body["data"])
             return f"{detail}: {data}" if detail else data
         return detail
+
+
+def prompt_graph(prompt_params: Any) -> dict[str, Any] | None:
+    """The graph in `prompt_params.prompt`, which the Lambda stores as `str(dict)`, not JSON
+    (`{'1': {'class_type': 'EmptyImage', …}}`). Read with `ast.literal_eval`: literals only, nothing is
+    run. Text that is not one dict of literals (or too long, or too deeply nested) gives None."""
+    text = prompt_params.get("prompt") if isinstance(prompt_params, dict) else None
+    if isinstance(text, dict):  # a release that stores JSON
+        return graph_or_none(text)
+    if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return graph_or_none(value)
 
 
 def _object_path(url: str, prompt_id: str | None) -> str | None:

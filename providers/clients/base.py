@@ -117,6 +117,9 @@ class RunSnapshot:
     # Usage the provider reports for billing: its GPU type and the GPU seconds the run used (None: not said).
     gpu: str | None = None
     gpu_seconds: float | None = None
+    # The API-format graph the run executes, where the provider's answer carries it (None: not in this
+    # answer). The sync engine fingerprints it for runs registered by id (runs.fingerprint).
+    workflow: Mapping[str, Any] | None = None
 
 
 class ProviderError(Exception):
@@ -275,6 +278,12 @@ def usage_seconds(value: Any, scale: float = 1.0) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if math.isfinite(seconds) and 0 <= seconds < 366 * 86400 else None
+
+
+def graph_or_none(value: Any) -> dict[str, Any] | None:
+    """A provider's workflow graph as given, or None when it is not a non-empty object (whether it is in
+    API format is for runs.fingerprint to tell: a graph it cannot read gets no fingerprint)."""
+    return value if isinstance(value, dict) and value else None
 
 
 def clamp_progress(value: Any, scale: float = 1.0) -> float | None:
@@ -478,6 +487,11 @@ class ProviderClient:
 
     async def cancel(self, external_id: str) -> None:
         raise Unsupported(f"{self.label} has no API to cancel a run.")
+
+    async def fetch_workflow(self, external_id: str) -> Mapping[str, Any] | None:
+        """The API-format graph of a finished run whose status answer did not carry it, with one request
+        where the provider has a call that gives it; None where it has none (this default: no request)."""
+        return None
 
     def download_request(self, output: OutputRef) -> httpx.Request:
         """The first request for an output's bytes. Auth headers only go to the provider's own host."""

@@ -36,6 +36,7 @@ from providers.clients.base import (
     Unsupported,
     clamp_progress,
     content_type_for,
+    graph_or_none,
     guess_kind,
     parse_timestamp,
     usage_seconds,
@@ -114,6 +115,8 @@ class JobDetail(_Model):
     execution_error: ExecutionError | None = None
     execution_status: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
+    # Detail only: `{prompt: <API-format graph>, extra_data}`, as ComfyUI's jobs API has it.
+    workflow: dict[str, Any] | None = None
 
 
 class V2Error(_Model):
@@ -133,6 +136,13 @@ class V2Output(_Model):
     content_type: str | None = None
     size_bytes: int | None = None
     url_expires_at: str | None = None
+
+
+class V2JobWorkflow(_Model):
+    """GET /api/v2/jobs/{id}/workflow: `format` "api" is the executed graph, "save" the editor's document."""
+
+    workflow: dict[str, Any]
+    format: str
 
 
 class V2Progress(_Model):
@@ -312,6 +322,20 @@ class ComfyCloudClient(ProviderClient):
         refs = [self._v1_ref(str(i["nodeId"]), str(i.get("mediaType") or "images"), i) for i in items]
         return self.v1_snapshot(job, outputs=refs)
 
+    async def fetch_workflow(self, external_id: str) -> dict[str, Any] | None:
+        """v1: the job detail (list entries leave the graph out). v2: the job's workflow sub-resource, whose
+        `format: api` is the graph the job ran (`save`, the editor's document, is not API format)."""
+        path = f"api/v2/jobs/{external_id}/workflow" if self.v2 else f"api/jobs/{external_id}"
+        response = await self.request("GET", path, allow=(404,))
+        if response.status_code == 404:
+            return None
+        what = f"Comfy Cloud workflow of job {external_id}"
+        if self.v2:
+            answer = self.validate(V2JobWorkflow, self.json(response), what)
+            return graph_or_none(answer.workflow) if answer.format == "api" else None
+        job = self.validate(JobDetail, self.json(response), what)
+        return graph_or_none(job.workflow.get("prompt")) if job.workflow else None
+
     # -- cancel ------------------------------------------------------------------------------------
 
     async def cancel(self, external_id: str) -> None:
@@ -413,6 +437,7 @@ class ComfyCloudClient(ProviderClient):
             finished=finished,
             error=v1_error(job) if status == RunStatus.FAILED else None,
             outputs=tuple(self.v1_outputs(job.outputs or {}) if outputs is None else outputs),
+            workflow=graph_or_none(job.workflow.get("prompt")) if job.workflow else None,
         )
 
     def v1_outputs(self, outputs: Mapping[str, Any]) -> list[OutputRef]:

@@ -29,6 +29,7 @@ from providers.clients.base import (
     SecretModel,
     SubmissionRejected,
     content_type_for,
+    graph_or_none,
     guess_kind,
     parse_timestamp,
     view_query,
@@ -263,6 +264,7 @@ class ComfyUIClient(ProviderClient):
             "queued": created,  # ComfyUI queues a prompt the moment it accepts it.
             "started": parse_timestamp(events.get("execution_start", {}).get("timestamp")),
             "finished": _finished(events),
+            "workflow": _graph(entry.prompt),
         }
         if raw == "success":
             outputs = self.outputs(entry.outputs)
@@ -340,6 +342,11 @@ class ComfyUIClient(ProviderClient):
             height=_int_or_none(item.get("height")),
         )
 
+    async def fetch_workflow(self, external_id: str) -> dict[str, Any] | None:
+        """A finished run answered from the jobs list (whose entries leave the graph out): its history entry."""
+        entry = await self._history_one(external_id)
+        return None if entry is None else _graph(entry.prompt)
+
     # -- cancel and check ----------------------------------------------------------------------
 
     async def cancel(self, external_id: str) -> None:
@@ -392,7 +399,13 @@ def _queue_snapshot(item: list[Any], status: RunStatus, raw: str, position: int 
         created=created,
         queued=created,
         queue_position=position,
+        workflow=_graph(item),
     )
+
+
+def _graph(prompt_tuple: list[Any]) -> dict[str, Any] | None:
+    """The prompt graph of a queue item or history entry: [number, prompt_id, prompt, extra_data, outputs]."""
+    return graph_or_none(prompt_tuple[2]) if len(prompt_tuple) > 2 else None
 
 
 def _extra_data(prompt_tuple: list[Any]) -> dict[str, Any]:

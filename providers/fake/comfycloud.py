@@ -382,6 +382,17 @@ async def v2_get(request: web.Request) -> web.Response:
     return web.json_response(v2_job(request, run, phase, now))
 
 
+async def v2_workflow(request: web.Request) -> web.Response:
+    """The job's workflow sub-resource: jobs submitted through the API get `format: api`, the graph they
+    ran (only jobs pinned to an editor version get `save`, which the fake has none of)."""
+    if (denied := v2_denied(request)) is not None:
+        return denied
+    run = request.app[STATE].get(KIND, request.match_info["job_id"])
+    if run is None:
+        return v2_error(404, "not_found", "Job not found")
+    return web.json_response({"workflow": run.workflow, "format": "api"})
+
+
 async def v2_cancel(request: web.Request) -> web.Response:
     if (denied := v2_denied(request)) is not None:
         return denied
@@ -405,4 +416,5 @@ def setup(app: web.Application, fake_state: FakeState) -> None:
     app.router.add_get("/api/view", view)
     app.router.add_post("/api/v2/jobs", v2_submit)
     app.router.add_get("/api/v2/jobs/{job_id}", v2_get)
+    app.router.add_get("/api/v2/jobs/{job_id}/workflow", v2_workflow)
     app.router.add_post("/api/v2/jobs/{job_id}/cancel", v2_cancel)

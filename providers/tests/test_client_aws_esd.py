@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.clients.aws_esd import AwsEsdClient
+from providers.clients.aws_esd import MAX_PROMPT_CHARS, AwsEsdClient, prompt_graph
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
 from providers.tests.loopback import BAD_RESPONSES, Router, body_of, provider_server
 from providers.tests.shared import fixture, recorded
@@ -189,3 +189,43 @@ def test_it_needs_a_base_url_and_an_api_key():
     with pytest.raises(ProviderError, match="api_key"):
         AwsEsdClient(BASE, {"username": "api"})
     assert AwsEsdClient(BASE, {"api_key": "k"}).auth_headers() == {"x-api-key": "k", "username": "api"}
+
+
+def test_it_reads_the_graph_from_the_prompt_text_of_a_finished_run():
+    """`prompt_params.prompt` is Python's str() of the graph; it is read from the answer that finishes the run."""
+    c, _ = client({("GET", PATH): (200, fixture("aws-esd/get_execute_success.json"))})
+    assert c.call(c.fetch, RUN_ID).workflow == {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16711680}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "probe"}},
+    }
+    c, _ = client({("GET", PATH): (200, fixture("aws-esd/get_execute_created.json"))})
+    assert c.call(c.fetch, RUN_ID).workflow is None
+
+
+def test_it_takes_a_prompt_stored_as_json_too():
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    c, _ = client({("GET", PATH): (200, execute(prompt_params={"prompt": graph}))})
+    assert c.call(c.fetch, RUN_ID).workflow == graph
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('touch /tmp/comfytrack-esd-pwned')",  # a call: never run
+        "{'1': open('/etc/passwd').read()}",
+        "[" * 100_000 + "]" * 100_000,  # nesting deeper than the parser takes
+        "{'1': {'class_type': 'X', 'inputs': {}}}" + " " * MAX_PROMPT_CHARS,  # too long to read
+        "{'1': ",  # cut short
+        "['not', 'a', 'graph']",
+        "",
+    ],
+)
+def test_it_reads_hostile_prompt_text_as_no_graph(text):
+    assert prompt_graph({"prompt": text}) is None
+
+
+@pytest.mark.parametrize("params", [None, "prompt", ["prompt"], {"prompt": 7}])
+def test_it_keeps_the_status_when_prompt_params_are_odd(params):
+    c, _ = client({("GET", PATH): (200, execute(prompt_params=params))})
+    snap = c.call(c.fetch, RUN_ID)
+    assert snap.status is RunStatus.SUCCEEDED and snap.workflow is None

@@ -805,3 +805,27 @@ def test_only_final_entries_are_kept_for_later_batches() -> None:
     paths.clear()
     assert snapshots(c.call(c.fetch_many, [V1_ID]))[V1_ID].status == RunStatus.SUCCEEDED  # asked again: the detail
     assert paths[-1] == f"{BASE}/api/jobs/{V1_ID}"
+
+
+# -- the graph a job executed ----------------------------------------------------------------------
+
+
+def test_it_reports_the_graph_of_a_v1_job_detail() -> None:
+    detail = fixture("comfy-cloud/jobs_detail_completed.json")
+    assert fetch_v1(detail).workflow == detail["workflow"]["prompt"]
+    assert fetch_v1({**detail, "workflow": {"nodes": [], "links": []}}).workflow is None  # no API-format prompt
+
+
+def test_it_fetches_the_graph_of_a_job_apart() -> None:
+    detail = fixture("comfy-cloud/jobs_detail_completed.json")
+    c = client(answer("GET", f"{BASE}/api/jobs/{V1_ID}", detail))
+    assert c.call(c.fetch_workflow, V1_ID) == detail["workflow"]["prompt"]
+    graph = detail["workflow"]["prompt"]
+    url = f"{BASE}/api/v2/jobs/{V2_ID}/workflow"
+    c = client(answer("GET", url, {"workflow": graph, "format": "api"}, api="v2"), api="v2")
+    assert c.call(c.fetch_workflow, V2_ID) == graph
+    # `save` is the editor's document, not the graph that ran: no graph rather than the wrong one.
+    c = client(answer("GET", url, {"workflow": {"nodes": [], "links": []}, "format": "save"}, api="v2"), api="v2")
+    assert c.call(c.fetch_workflow, V2_ID) is None
+    c = client(answer("GET", url, {"error": {"code": "not_found", "message": "gone"}}, 404, api="v2"), api="v2")
+    assert c.call(c.fetch_workflow, V2_ID) is None

@@ -518,3 +518,24 @@ def test_it_turns_a_mistyped_queue_into_a_provider_error():
     c = client(router({("GET", "/history/x"): (200, {}), ("GET", "/queue"): (200, {"queue_running": 5})}))
     with pytest.raises(ProviderError, match="queue_running"):
         c.call(c.fetch, "x")
+
+
+# -- the graph a run executed ----------------------------------------------------------------------
+
+
+def test_it_reports_the_graph_of_history_entries_and_queue_items():
+    c = client(router({("GET", f"/history/{OK_ID}"): (200, recorded("history_success.json"))}))
+    assert c.call(c.fetch, OK_ID).workflow == recorded("workflow_minimal.json")
+    r = router({("GET", f"/history/{RUNNING_ID}"): (200, {}), ("GET", "/queue"): (200, recorded("queue.json"))})
+    queued = next(item for item in recorded("queue.json")["queue_running"] if item[1] == RUNNING_ID)
+    c = client(r)
+    assert c.call(c.fetch, RUNNING_ID).workflow == queued[2]
+
+
+def test_it_fetches_the_graph_of_a_finished_run_from_its_history_entry():
+    r = router(
+        {("GET", f"/history/{OK_ID}"): (200, recorded("history_success.json")), ("GET", "/history/gone"): (200, {})}
+    )
+    c = client(r)
+    assert c.call(c.fetch_workflow, OK_ID) == recorded("workflow_minimal.json")
+    assert c.call(c.fetch_workflow, "gone") is None

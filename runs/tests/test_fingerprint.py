@@ -7,11 +7,13 @@ import copy
 from io import StringIO
 from typing import Any
 
+import pytest
 from django.core.management import call_command
 
+from providers.clients.base import RunSnapshot, RunStatus
 from runs.backfill import fingerprint_runs
-from runs.fingerprint import most_common_prefix, save_image_prefix, workflow_fingerprint
-from runs.models import Run
+from runs.fingerprint import most_common_prefix, provider_graph, save_image_prefix, workflow_fingerprint
+from runs.models import Origin, Run, Status
 
 GRAPH: dict[str, Any] = {
     "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 25, "cfg": 7, "model": ["4", 0]}},
@@ -83,3 +85,37 @@ def test_runs_store_it_on_save_and_the_backfill_fills_old_ones(provider, make_ru
     out = StringIO()
     call_command("fingerprint_runs", "--all", stdout=out)
     assert out.getvalue().strip() == "0 run(s) fingerprinted"
+
+
+def test_a_providers_graph_is_stored_as_plain_json_with_its_fingerprint():
+    stored, fingerprint = provider_graph(variant(**{"3__seed": 99}))
+    assert fingerprint == workflow_fingerprint(GRAPH) and stored == variant(**{"3__seed": 99})
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        variant(**{"3__cfg": float("nan")}),  # jsonb refuses NaN and infinity
+        variant(**{"3__cfg": float("inf")}),
+        variant(**{"6__text": "a \x00 fox"}),  # jsonb refuses NUL
+        variant(**{"6__text": {1, 2}}),  # not JSON at all
+        variant(**{"6__text": "x" * 1_000_001}),  # too big to keep
+        {"nodes": [], "links": []},  # the UI format
+        {},
+        None,
+    ],
+)
+def test_a_providers_graph_it_cannot_store_gives_nothing(graph):
+    assert provider_graph(graph) is None
+
+
+def test_only_a_tracked_run_without_a_fingerprint_takes_the_providers_graph(provider, make_run):
+    snapshot = RunSnapshot("x", RunStatus.RUNNING, "running", workflow=GRAPH)
+    tracked = make_run(provider, "x", origin=Origin.TRACKED, status=Status.QUEUED)
+    fields = tracked.snapshot_fields(snapshot, Status.RUNNING, tracked.created)
+    assert fields["workflow"] == GRAPH and fields["workflow_fingerprint"] == workflow_fingerprint(GRAPH)
+    assert "ksampler" in fields["search_text"]
+    submitted = make_run(provider, "y", workflow=variant(**{"3__steps": 5}), status=Status.QUEUED)
+    assert "workflow" not in submitted.snapshot_fields(snapshot, Status.RUNNING, submitted.created)
+    tracked.workflow_fingerprint = "0123456789abcdef"  # taken once: a later answer changes nothing
+    assert "workflow" not in tracked.snapshot_fields(snapshot, Status.RUNNING, tracked.created)
