@@ -67,12 +67,41 @@ def test_comfy_cloud_v2_jobs_are_priced_from_execution_ms(org, make_provider, he
     assert run.cost_source == "reported" and run.cost > 0
 
 
-def test_runs_without_reported_usage_get_an_estimate(org, make_provider, held):
-    local = make_provider(org, "Local", "comfyui", held.base_url("comfyui"), {})
+def test_speedpix_tasks_are_priced_from_their_reported_task_duration(org, make_provider, held):
+    speedpix = make_provider(
+        org, "SpeedPix", "speedpix", held.base_url("speedpix"), held.secret("speedpix"), {"workflow_id": "wf-1"}
+    )
+    price(speedpix, per_gpu_second=Decimal("0.003"))
+    run = finish(held, "speedpix", submit_run(speedpix, {}, {"prompt": "a cat"}, origin=Origin.API))
+    fake_run = held.state.get("speedpix", run.external_id)
+    expected = int((fake_run.finished_at() - fake_run.entered(state.RUNNING)) * 1000) / 1000  # taskDuration, ms
+    assert run.status == Status.SUCCEEDED and run.gpu == "" and run.gpu_seconds == expected
+    assert run.cost == (Decimal(str(expected)) * Decimal("0.003")).quantize(Decimal("0.000001"))
+    assert run.cost_source == "reported"
+
+
+# Kinds that report no usage: self-hosted ComfyUI, Comfy Cloud v1 (execution times only).
+@pytest.mark.parametrize("kind", ["comfyui", "comfycloud"])
+def test_runs_without_reported_usage_get_an_estimate(org, make_provider, held, kind):
+    local = make_provider(org, "Local", kind, held.base_url(kind), held.secret(kind))
     price(local, per_gpu_second=Decimal("0.001"))
-    run = finish(held, "comfyui", submit_run(local, WORKFLOW, origin=Origin.API))
+    run = finish(held, kind, submit_run(local, WORKFLOW, origin=Origin.API))
+    assert run.status == Status.SUCCEEDED
     assert run.gpu_seconds is None and run.cost_source == "estimated"
     assert run.cost == (Decimal(str(run.run_seconds)) * Decimal("0.001")).quantize(Decimal("0.000001"))
+
+
+def test_aws_esd_runs_are_estimated_per_run_only(org, make_provider, held):
+    """ESD reports no usage, and an async endpoint no start time: no run time to price by the second."""
+    esd = make_provider(org, "ESD", "aws_esd", held.base_url("aws_esd"), held.secret("aws_esd"), {"endpoint_name": "e"})
+    price(esd, per_gpu_second=Decimal("0.001"))
+    run = finish(held, "aws_esd", submit_run(esd, WORKFLOW, origin=Origin.API))
+    assert run.status == Status.SUCCEEDED and run.started is None and run.gpu_seconds is None
+    assert (run.cost, run.cost_source) == (None, "")
+    Price.objects.filter(provider=esd).update(per_run=Decimal("0.05"))
+    price_runs(Run.objects.filter(pk=run.pk))
+    run.refresh_from_db()
+    assert (run.cost, run.cost_source) == (Decimal("0.050000"), "estimated")
 
 
 def test_the_rules_in_order():

@@ -36,6 +36,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    usage_seconds,
 )
 from providers.clients.transport import ProviderResponse
 from providers.clients.urls import filename_from_url, presigned_expiry
@@ -83,6 +84,8 @@ class Result(RemoteModel):
     status: str
     taskBeginTime: int | float | str | None = None
     taskEndTime: int | float | str | None = None
+    # The execution duration in milliseconds (docs 2844527): the usage SpeedPix reports for a task.
+    taskDuration: Any = None
     images: list[Any] | None = None
     result: dict[str, Any] | None = None
 
@@ -235,6 +238,7 @@ class SpeedPixClient(ProviderClient):
             finished=parse_timestamp(result.taskEndTime),
             error=failed,
             outputs=self.outputs(result) if status is RunStatus.SUCCEEDED else (),
+            gpu_seconds=usage_seconds(result.taskDuration, 1000) if status.is_terminal else None,
         )
 
     def outputs(self, result: Result) -> tuple[OutputRef, ...]:

@@ -184,6 +184,22 @@ def test_it_fetches_the_result_of_a_succeeded_task():
     assert body_of(r.calls("POST", RESULT)[0]) == fixture("aliyun-speedpix/comfy_get_result_request.json")
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(8123, 8.123), ("8123", 8.123), (-5, None), ("soon", None), (None, None)]
+)
+def test_it_reads_the_reported_task_duration_as_usage(value, seconds):
+    body = fixture("aliyun-speedpix/comfy_get_result_succeeded.json")
+    body["data"]["taskDuration"] = value
+    c, _ = client(
+        {
+            ("POST", PROGRESS): (200, fixture("aliyun-speedpix/comfy_get_progress_succeeded.json")),
+            ("POST", RESULT): (200, body),
+        }
+    )
+    snap = c.call(c.fetch, TASK)
+    assert snap.status is RunStatus.SUCCEEDED and snap.gpu_seconds == seconds and snap.gpu is None
+
+
 def test_it_lists_default_images_without_custom_fields():
     body = fixture("aliyun-speedpix/comfy_get_result_succeeded.json")
     body["data"]["result"] = {"caption": "a cat", "count": 2}
