@@ -11,11 +11,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from providers.clients.base import ProviderError
+from providers.clients.base import ClientOptions, ProviderError, RunSnapshot, RunStatus
 from providers.clients.comfydeploy import parse_webhook
+from providers.crypto import SecretUnreadable
 from providers.models import Provider
 from runs.applying import apply_snapshot
 from runs.models import EventSource, Run
+
+# Seconds the follow-up GET of a run a webhook finished may take: ComfyDeploy waits for our answer.
+CONFIRM_TIMEOUT = 5.0
 
 
 class WebhookRejected(Exception):
@@ -38,7 +42,24 @@ def apply_comfydeploy_webhook(provider: Provider, token: str, payload: Any) -> R
     run = Run.objects.filter(provider=provider, external_id=snapshot.external_id).first()
     if run is None:
         return None
+    if snapshot.status.is_terminal and not run.is_finished:
+        snapshot = confirmed_end(run, snapshot)
     apply_snapshot(run, snapshot, EventSource.WEBHOOK)
     if not run.is_finished:
         run.push_next_sync(timedelta(0))  # due now: the poller confirms (and fills in timestamps)
     return run
+
+
+def confirmed_end(run: Run, hooked: RunSnapshot) -> RunSnapshot:
+    """The webhook body carries no times, and a finished run is not polled again: one GET of the run
+    gives the provider's end (`ended_at`) and usage (`gpu`, `duration`) before the end is recorded. When
+    the GET fails, or does not show the run finished yet, the webhook is applied as it came (its finish
+    then observed, marked as such)."""
+    try:
+        client = run.provider.client(run.credential, options=ClientOptions(timeout=CONFIRM_TIMEOUT))
+        answer = client.call(client.fetch, run.external_id)
+    except (ProviderError, SecretUnreadable):
+        return hooked
+    if answer.status.is_terminal and answer.status is not RunStatus.LOST:
+        return answer
+    return hooked

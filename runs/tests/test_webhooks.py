@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
 
 import runs.webhooks
+from providers.fake import state as S
 from providers.models import Provider
+from providers.tests.e2e import forced
 from providers.tests.shared import fixture
 from runs.models import Run, RunEvent, Status
 from runs.webhooks import WebhookRejected, apply_comfydeploy_webhook
@@ -18,6 +21,12 @@ RUN_ID = "b5c9a0c4-3f1e-4a8e-9d0b-6d2f6a1e7c42"
 RUNNING = fixture("comfydeploy/webhook_run_updated_running.json")
 OUTPUT = fixture("comfydeploy/webhook_run_output.json")
 SUCCESS = fixture("comfydeploy/webhook_run_updated_success.json")
+
+
+@pytest.fixture
+def provider(org, make_provider, fake):
+    """A ComfyDeploy on the fake (over loopback): a webhook that ends a run makes one GET of it."""
+    return make_provider(org, base_url=fake.base_url("comfydeploy"), secret=fake.secret("comfydeploy"))
 
 
 @pytest.fixture
@@ -68,6 +77,33 @@ def test_it_applies_updates_outputs_and_success(hooked):
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED and run.n_outputs == 1 and run.finished
     assert events(run) == [("queued", "running", "webhook"), ("running", "succeeded", "webhook")]
+
+
+def test_a_run_the_webhook_finishes_gets_the_providers_end_from_one_get(hooked, fake):
+    """The body has no times: one GET of the run gives ComfyDeploy's `ended_at`, `gpu` and `duration`."""
+    provider, token, run = hooked
+    fake_run = fake.add_run("comfydeploy", RUN_ID, script=((0.0, S.QUEUED),))
+    forced(fake, "comfydeploy", RUN_ID, S.RUNNING, S.SUCCEEDED)
+    fake.state.requests.clear()
+    apply_comfydeploy_webhook(provider, token, SUCCESS)
+    run.refresh_from_db()
+    ended = datetime.fromtimestamp(fake_run.finished_at(), UTC)
+    assert run.status == Status.SUCCEEDED and run.time_source("finished") == "provider"
+    assert abs((run.finished - ended).total_seconds()) < 0.002  # ComfyDeploy writes milliseconds
+    assert run.gpu == "A10G" and run.gpu_seconds is not None
+    assert [(m, p.rsplit("/", 1)[-1]) for _, m, p in fake.state.requests] == [("GET", RUN_ID)]
+    assert events(run) == [("queued", "succeeded", "webhook")]
+
+
+def test_a_run_the_webhook_finishes_keeps_an_observed_end_when_the_get_fails(hooked, fake):
+    provider, token, run = hooked
+    fake.add_run("comfydeploy", RUN_ID, script=((0.0, S.SUCCEEDED),))
+    fake.set_faults(mode="5xx", only_kind="comfydeploy")
+    before = timezone.now()
+    apply_comfydeploy_webhook(provider, token, SUCCESS)
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED and run.time_source("finished") == "observed"
+    assert before <= run.finished <= timezone.now() and run.gpu_seconds is None
 
 
 def test_it_shrugs_off_duplicates_and_out_of_order_deliveries(hooked):
