@@ -20,6 +20,7 @@ from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import export, serving
 from runs.actions import ActionError, cancel_run, retry_run, sync_run_now
+from runs.fingerprint import provider_graph
 from runs.inbound_hooks import handle_comfydeploy_hook
 from runs.models import Origin, Run, RunOutput
 from runs.queries import (
@@ -94,8 +95,21 @@ class TrackIn(Schema):
         description=f"Instead of `external_id`: up to {MAX_TRACK_IDS} ids, registered in one call.",
         max_length=MAX_TRACK_IDS,
     )
+    workflow: dict[str, Any] | None = Field(
+        None,
+        description="The API-format graph the run (or every run of `external_ids`) ran, if you know it: the runs "
+        "this call registers get their workflow fingerprint at once. Without it, the fingerprint comes from the "
+        "provider where it reports the graph. A run already tracked keeps what it has.",
+    )
 
-    _clean = field_validator("provider", "external_id")(_no_nul)
+    _clean = field_validator("provider", "external_id", "workflow")(_no_nul)
+
+    @field_validator("workflow")
+    @classmethod
+    def _api_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and provider_graph(value) is None:
+            raise ValueError("must be a ComfyUI workflow in API format (node id → {class_type, inputs}), under 1 MB")
+        return value
 
     @field_validator("external_id")
     @classmethod
@@ -328,13 +342,13 @@ def track(request: HttpRequest, payload: TrackIn):
     provider = find_provider(request, payload.provider)
     user = caller(request).user
     if payload.external_ids is not None:
-        results = track_runs(provider, payload.external_ids, created_by=user)
+        results = track_runs(provider, payload.external_ids, created_by=user, workflow=payload.workflow)
         items = [
             {"external_id": r.external_id, "id": r.run_code, "created": r.created, "error": r.error} for r in results
         ]
         return json_response({"items": items})
     assert payload.external_id is not None  # TrackIn takes external_id or external_ids
-    run, created = track_run(provider, payload.external_id, created_by=user)
+    run, created = track_run(provider, payload.external_id, created_by=user, workflow=payload.workflow)
     return Status(201 if created else 200, _reread_run_json(run))
 
 

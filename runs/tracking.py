@@ -12,6 +12,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 
 from providers.models import Provider
+from runs.fingerprint import workflow_fingerprint
 from runs.models import Origin, Run
 from runs.workflow import search_text
 
@@ -44,13 +45,16 @@ def external_id_problem(external_id: str) -> str | None:
 
 
 def track_run(
-    provider: Provider, external_id: str, *, origin: str = Origin.TRACKED, created_by=None
+    provider: Provider, external_id: str, *, origin: str = Origin.TRACKED, created_by=None, workflow=None
 ) -> tuple[Run, bool]:
-    """Idempotent: the same (provider, external_id) returns the existing run. The run is due at once."""
+    """Idempotent: the same (provider, external_id) returns the existing run. The run is due at once.
+
+    `workflow`: the API-format graph the run ran, when the caller knows it (a run already tracked keeps
+    what it has); without it, the provider's graph gives the fingerprint where the provider reports one."""
     existing = Run.objects.filter(provider=provider, external_id=external_id).first()
     if existing is not None:
         return existing, False
-    run = _new_run(provider, _credential(provider), external_id, origin, created_by)
+    run = _new_run(provider, _credential(provider), external_id, origin, created_by, workflow)
     try:
         with transaction.atomic():
             run.save(force_insert=True)
@@ -64,7 +68,7 @@ def _credential(provider: Provider):
     return provider.credentials.filter(is_active=True).first()
 
 
-def _new_run(provider: Provider, credential, external_id: str, origin: str, created_by) -> Run:
+def _new_run(provider: Provider, credential, external_id: str, origin: str, created_by, workflow=None) -> Run:
     return Run(
         organization_id=provider.organization_id,
         provider=provider,
@@ -72,13 +76,20 @@ def _new_run(provider: Provider, credential, external_id: str, origin: str, crea
         external_id=external_id,
         origin=origin,
         created_by=created_by,
-        # bulk_create skips Run.save, which fills this in.
-        search_text=search_text(external_id, {}, {}),
+        workflow=workflow or {},
+        # bulk_create skips Run.save, which fills these in.
+        search_text=search_text(external_id, workflow or {}, {}),
+        workflow_fingerprint=workflow_fingerprint(workflow),
     )
 
 
 def track_runs(
-    provider: Provider, external_ids: Iterable[str], *, origin: str = Origin.TRACKED, created_by=None
+    provider: Provider,
+    external_ids: Iterable[str],
+    *,
+    origin: str = Origin.TRACKED,
+    created_by=None,
+    workflow=None,
 ) -> list[TrackResult]:
     """Register up to MAX_TRACK_IDS ids at once; one result per id given, in order (repeats included).
 
@@ -93,7 +104,9 @@ def track_runs(
         raise ValueError(f"at most {MAX_TRACK_IDS} ids at once, not {len(given)}")
     valid = list(dict.fromkeys(i for i in given if external_id_problem(i) is None))
     credential = _credential(provider)
-    built = {external_id: _new_run(provider, credential, external_id, origin, created_by) for external_id in valid}
+    built = {
+        external_id: _new_run(provider, credential, external_id, origin, created_by, workflow) for external_id in valid
+    }
     if built:
         Run.objects.bulk_create(built.values(), ignore_conflicts=True)
     found = dict(Run.objects.filter(provider=provider, external_id__in=valid).values_list("external_id", "code"))

@@ -14,6 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiKey
+from runs.fingerprint import workflow_fingerprint
 from runs.models import Run
 from runs.tracking import MAX_TRACK_IDS, read_external_ids, track_run, track_runs
 
@@ -98,9 +99,34 @@ def test_it_tracks_a_list_through_the_api(client, provider, key):
     assert items[1]["id"] == str(Run.objects.get(external_id="new").code) and items[2]["id"] is None
 
 
+GRAPH = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "given"}},
+}
+
+
+def test_it_takes_the_workflow_a_caller_names_for_the_runs_it_registers(client, provider, key):
+    track_run(provider, "known")
+    one = post_track(client, key, {"provider": provider.name, "external_id": "one", "workflow": GRAPH})
+    assert one.status_code == 201
+    many = post_track(client, key, {"provider": provider.name, "external_ids": ["known", "a", "b"], "workflow": GRAPH})
+    assert many.status_code == 200
+    fingerprints = dict(Run.objects.values_list("external_id", "workflow_fingerprint"))
+    fp = workflow_fingerprint(GRAPH)
+    assert fingerprints == {"known": "", "one": fp, "a": fp, "b": fp}  # a run already tracked keeps what it has
+    assert (
+        Run.objects.get(external_id="a").workflow == GRAPH
+        and "emptyimage" in Run.objects.get(external_id="a").search_text
+    )
+
+
 @pytest.mark.parametrize(
     "body, field",
     [
+        ({"provider": "Deploy", "external_id": "a", "workflow": {"nodes": [], "links": []}}, "workflow"),
+        ({"provider": "Deploy", "external_id": "a", "workflow": {}}, "workflow"),
+        ({"provider": "Deploy", "external_ids": ["a"], "workflow": {"1": {"inputs": {}}}}, "workflow"),
+        ({"provider": "Deploy", "external_id": "a", "workflow": "EmptyImage"}, "workflow"),
         ({"provider": "Deploy"}, None),
         ({"provider": "Deploy", "external_id": "a", "external_ids": ["b"]}, None),
         ({"provider": "Deploy", "external_ids": []}, "external_ids"),
