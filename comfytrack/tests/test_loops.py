@@ -27,6 +27,10 @@ on_postgresql = pytest.mark.skipif(
 )
 
 
+# run_loop closes this thread's stale database connections before each pass, so its tests use the database:
+# unmarked, pytest-django refuses that on a connection an earlier test left open, and no pass ever runs.
+# The loops have a time limit, so a loop that goes wrong fails its test instead of hanging the suite.
+@pytest.mark.django_db
 def test_a_loop_sums_its_passes_waits_when_idle_and_ends_on_time():
     passes = iter([(3, True), (0, False), (2, True)])
     calls = []
@@ -42,6 +46,7 @@ def test_a_loop_sums_its_passes_waits_when_idle_and_ends_on_time():
     assert calls[2] - calls[1] >= 0.2  # the idle pass was followed by a pause
 
 
+@pytest.mark.django_db
 def test_a_failing_pass_is_retried_after_a_pause_and_the_loop_goes_on(monkeypatch, caplog):
     monkeypatch.setattr(loops, "FIRST_BACKOFF", 0.05)
     results = iter([OperationalError("the connection is closed"), RuntimeError("a bug"), (4, True)])
@@ -54,12 +59,13 @@ def test_a_failing_pass_is_retried_after_a_pause_and_the_loop_goes_on(monkeypatc
         stop.set()
         return result
 
-    assert loops.run_loop(one_pass, idle_sleep=0.01, stop=stop) == 4
+    assert loops.run_loop(one_pass, idle_sleep=0.01, stop=stop, seconds=30) == 4
     messages = [r.getMessage() for r in caplog.records]
     assert any("the connection is closed" in m for m in messages)
     assert any("RuntimeError" in m for m in messages)
 
 
+@pytest.mark.django_db
 def test_sigterm_asks_the_pass_to_stop_and_the_loop_returns():
     seen = []
 
@@ -69,7 +75,7 @@ def test_sigterm_asks_the_pass_to_stop_and_the_loop_returns():
         return 1, True
 
     previous = signal.getsignal(signal.SIGTERM)
-    assert loops.run_loop(one_pass, idle_sleep=0.01) == 1
+    assert loops.run_loop(one_pass, idle_sleep=0.01, seconds=30) == 1
     assert seen == [True]
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is restored
 
