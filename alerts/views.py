@@ -7,14 +7,14 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import messages
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
 from alerts.config import ConfigError, create_channel, create_rule, update_channel, update_rule
-from alerts.models import Channel, Event, Incident, Rule
+from alerts.models import Channel, Event, Incident, Message, Rule
 from alerts.sending import send_test
 from providers.models import Provider
 from webhooks.models import WebhookEndpoint
@@ -27,11 +27,21 @@ def _rule(access: Access, code: uuid.UUID) -> Rule:
     return get_object_or_404(Rule, organization=access.organization, code=code)
 
 
+def _last_message() -> dict:
+    """Each channel's latest message: when it was created, whether it went out, and its error if not."""
+    latest = Message.objects.filter(channel=OuterRef("pk")).order_by("-created", "-id")
+    return {
+        "last_created": Subquery(latest.values("created")[:1]),
+        "last_sent": Subquery(latest.values("sent")[:1]),
+        "last_error": Subquery(latest.values("last_error")[:1]),
+    }
+
+
 def _page(request, access: Access, status: int = 200, **extra):
     org = access.organization
     context = {
         "access": access,
-        "channels": Channel.objects.filter(organization=org).select_related("endpoint"),
+        "channels": Channel.objects.filter(organization=org).select_related("endpoint").annotate(**_last_message()),
         "rules": Rule.objects.filter(organization=org)
         .prefetch_related("channels", "providers")
         .annotate(firing=Exists(Incident.objects.filter(rule=OuterRef("pk"), closed=None))),
@@ -179,7 +189,7 @@ def rule_detail(request, access: Access, code: uuid.UUID):
     context = {
         "access": access,
         "rule": rule,
-        "incidents": rule.incidents.all()[:20],
+        "incidents": rule.incidents.annotate(n_events=Count("events"))[:20],
         "events": rule.events.select_related("run").order_by("-created", "-id")[:50],
         "sent": rule.messages.select_related("channel")[:30],
         "mute_choices": MUTE_CHOICES,

@@ -319,3 +319,33 @@ def test_edit_pages_need_the_csrf_token(org, alice):
     strict.force_login(alice)
     assert strict.post(f"/settings/alerts/rules/{rule.code}/edit/", {"name": "x"}).status_code == 403
     assert Rule.objects.get().name == "ours"
+
+
+def test_the_pages_show_each_channels_last_message_and_each_incidents_length(client, org, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts.models import Message
+    from alerts.recording import close_incident, open_incident
+
+    now = timezone.now()
+    works = Channel.objects.create(organization=org, name="works", kind="email", emails="a@b.test")
+    broken = Channel.objects.create(organization=org, name="broken", kind="email", emails="c@b.test")
+    Channel.objects.create(organization=org, name="unused", kind="email", emails="d@b.test")
+    rule = Rule.objects.create(organization=org, name="ours", kind="run_failed")
+    rule.channels.set([works, broken])
+    Message.objects.create(channel=works, rule=rule, subject="s", text="t", sent=now)
+    Message.objects.create(channel=broken, rule=rule, subject="s", text="t", sent=now - timedelta(hours=1))
+    Message.objects.create(channel=broken, rule=rule, subject="s", text="t", last_error="Connection refused <b>")
+    open_incident(rule, "", "ours: a run failed", "first", now=now - timedelta(hours=2))
+    open_incident(rule, "", "ours: a run failed", "again", now=now - timedelta(hours=1))
+    close_incident(rule, "", "recovered", now=now)
+    client.force_login(alice)
+    page = client.get("/settings/alerts/").content.decode()
+    rows = {name: page[page.index(f"<td>{name}</td>") :].split("</tr>")[0] for name in ("works", "broken", "unused")}
+    assert "sent " in rows["works"] and "none yet" in rows["unused"]
+    assert "not sent" in rows["broken"] and "Connection refused &lt;b&gt;" in rows["broken"]
+    page = client.get(f"/settings/alerts/rules/{rule.code}/").content.decode()
+    incident = page[page.index('<tr class="incident closed">') :].split("</tr>")[0]
+    assert "2\xa0hours" in incident and "<td>3</td>" in incident  # fired, again, recovered
