@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from yarl import URL
 
 from accounts.models import Organization
 from alerts.models import EMAILS_LENGTH, Channel, Event, Incident, Rule
@@ -68,8 +68,8 @@ def _webhook_url(value: Any) -> str:
     """An incoming-webhook URL: https (plain http only for a host allowed in the alert allow-list)."""
     text = _text(value, "url", 500)
     try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL:
+        url = URL(text)
+    except ValueError:
         raise ConfigError("url", "Not a URL.") from None
     allowed = {h.split(":")[0] for h in settings.COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS}
     if url.scheme != "https" and not (url.scheme == "http" and url.host in allowed):

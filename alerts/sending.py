@@ -9,20 +9,22 @@ over the SSRF-guarded HTTP client (runs.safe_http), signed webhooks through the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from yarl import URL
 
 from alerts.models import Channel, Message, Rule
-from comfytrack.net import USER_AGENT, describe_failure
-from runs.safe_http import HostGuard, Refused, guarded_transport, redact
+from comfytrack.net import NOT_HTTP, describe_failure
+from runs.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery
 
@@ -32,6 +34,8 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15
 LEASE = timedelta(minutes=2)
 BATCH = 100
 TIMEOUT = 10.0
+# Of a refusing answer's body, this much is read; its first 200 characters go into the error.
+EXCERPT_BYTES = 1000
 SLACK_GREEN, SLACK_RED = "#2f9e44", "#e03131"
 
 
@@ -130,33 +134,34 @@ def guard() -> HostGuard:
 async def post_all(jobs: list[tuple[int, str, dict]], timeout: float = TIMEOUT) -> dict[int, str | None]:
     """POST each (message pk, url, JSON body); returns {message pk: error or None}."""
     host_guard = guard()
-    client = httpx.AsyncClient(
-        transport=guarded_transport(host_guard, max_connections=8),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        follow_redirects=False,
-        trust_env=False,
-        headers={"user-agent": USER_AGENT},
-    )
-    async with client:
+    async with guarded_session(host_guard, timeout=timeout, max_connections=8) as client:
         results = await asyncio.gather(*(_post(client, host_guard, url, body, timeout) for _, url, body in jobs))
     return {pk: error for (pk, _, _), error in zip(jobs, results, strict=True)}
 
 
-async def _post(client: httpx.AsyncClient, host_guard: HostGuard, url: str, body: dict, timeout: float) -> str | None:
+async def _post(
+    client: aiohttp.ClientSession, host_guard: HostGuard, url: str, body: dict, timeout: float
+) -> str | None:
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     try:
-        target = httpx.URL(url)
+        target = URL(url)
         host_guard.check_url(target)
         async with asyncio.timeout(timeout):
-            response = await client.post(target, json=body)
+            async with client.post(
+                target, data=content, headers={"Content-Type": "application/json"}, allow_redirects=False
+            ) as response:
+                if 200 <= response.status < 300:
+                    return None
+                excerpt = (await read_excerpt(response, EXCERPT_BYTES)).decode("utf-8", "replace")
     except Refused as exc:  # by the SSRF guard
         return exc.message
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         return f"No answer from {redact(url)} within {timeout:g} s."
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         return f"Could not send to {redact(url)}: {describe_failure(exc)}."
-    if response.is_success:
-        return None
-    return f"{redact(url)} answered {response.status_code}: {response.text[:200]}"
+    except ValueError:  # yarl: a URL it cannot parse
+        return f"Could not send to {redact(url)}: {NOT_HTTP}."
+    return f"{redact(url)} answered {response.status}: {excerpt[:200]}"
 
 
 def send(messages: list[Message]) -> list[Outcome]:

@@ -46,13 +46,12 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from httpx_aiohttp import AiohttpTransport  # noqa: E402
 
-from comfytrack.net import USER_AGENT, LinkLocalGuardResolver, describe_failure  # noqa: E402
+from comfytrack.net import USER_AGENT, LinkLocalGuardResolver, describe_failure, ssl_context  # noqa: E402
 from providers.clients.transport import (  # noqa: E402
     CONNECT_TIMEOUT,
     AiohttpSender,
     ProviderResponse,
     TransportFailure,
-    _ssl_context,
     read_capped,
     refuse_declared_size,
     refuse_link_local_url,
@@ -67,7 +66,7 @@ class TrimmedHttpxSender:
 
         def session() -> aiohttp.ClientSession:
             connector = aiohttp.TCPConnector(
-                limit=max_connections, ssl=_ssl_context(), resolver=LinkLocalGuardResolver()
+                limit=max_connections, ssl=ssl_context(), resolver=LinkLocalGuardResolver()
             )
             return aiohttp.ClientSession(connector=connector, trust_env=False)
 

@@ -1,9 +1,9 @@
 """What every outbound connection shares: who we say we are, which addresses are off limits, how a failed
 exchange is described (`describe_failure`) and how long to wait before trying again (`backoff`).
 
-Used by the provider clients (`providers/clients/transport.py`), the output archive (`runs/safe_http.py`)
-and webhook delivery (`webhooks/delivery.py`). Plain Python and aiohttp only, no Django, so the provider
-clients can use it too.
+Used by the provider clients (`providers/clients/transport.py`) and by what fetches or posts to URLs we
+do not trust (`runs/safe_http.py`: the output archive, webhook delivery, alert sending), all of it over
+aiohttp. Plain Python and aiohttp only, no Django, so the provider clients can use it too.
 
 Two policies over one classification of addresses (`blocked_reason`):
 - untrusted URLs (output links, webhook targets): only public unicast addresses, unless allow-listed
@@ -19,11 +19,13 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+import ssl
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import cache
 
 import aiohttp
-import httpx
+import certifi
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from comfytrack import __version__
@@ -39,18 +41,26 @@ TIMED_OUT = "timed out"
 
 
 def describe_failure(exc: BaseException) -> str:
-    """What went wrong in an HTTP exchange, in words a person can act on (httpx's or aiohttp's errors)."""
-    if isinstance(exc, httpx.ConnectError | aiohttp.ClientConnectorError):
+    """What went wrong in an HTTP exchange (aiohttp's errors, asyncio's timeouts), in words a person can
+    act on."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return COULD_NOT_CONNECT
-    if isinstance(exc, httpx.UnsupportedProtocol | aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return NOT_HTTP
-    # aiohttp's ClientResponseError: an unparseable status line or headers.
+    # ClientResponseError: an unparseable status line or headers.
     broken = aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
-    if isinstance(exc, httpx.RemoteProtocolError | broken | aiohttp.ClientResponseError):
+    if isinstance(exc, broken | aiohttp.ClientResponseError):
         return BROKEN_PROTOCOL
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return TIMED_OUT
     return type(exc).__name__
+
+
+@cache
+def ssl_context() -> ssl.SSLContext:
+    """certifi's CA bundle, whatever the system or SSL_CERT_FILE say, loaded once per process (it costs
+    ~40 ms): every outbound connection verifies against the same roots."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def backoff(attempt: int, *, base: float, cap: float, not_before: float = 0.0) -> timedelta:

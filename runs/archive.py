@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -38,7 +37,7 @@ from PIL import Image
 
 from comfytrack import net
 from comfytrack.leases import Holder, Lease
-from providers.clients.base import OutputKind, OutputRef
+from providers.clients.base import DownloadRequest, OutputKind, OutputRef
 from runs.content import IMAGE_FORMATS, sniff
 from runs.models import RunOutput
 from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
@@ -135,7 +134,7 @@ def claim_due_outputs(limit: int, now: datetime | None = None) -> list[RunOutput
 @dataclass
 class _Group:
     guard: HostGuard
-    requests: dict[int, httpx.Request]
+    requests: dict[int, DownloadRequest]
 
 
 def download_batch(outputs: list[RunOutput], temp_dir: str | None = None) -> dict[int, Downloaded | DownloadError]:
@@ -159,7 +158,7 @@ def _plan_group(outputs: list[RunOutput]) -> _Group:
         # No usable client (unreadable secret, unknown kind): signed URLs still work without auth.
         logger.warning("archive: no client for provider %s (%s); downloading without auth", run.provider.code, exc)
         guard = _guard(run.provider.base_url or None)
-        return _Group(guard, {o.pk: httpx.Request("GET", o.provider_url) for o in outputs})
+        return _Group(guard, {o.pk: DownloadRequest(o.provider_url, {}) for o in outputs})
     return _Group(_guard(client.base_url), {o.pk: client.download_request(_output_ref(o)) for o in outputs})
 
 
@@ -184,10 +183,10 @@ async def _download_groups(groups: list[_Group], temp_dir: str | None) -> dict[i
     limit = asyncio.Semaphore(_concurrency())
     results: dict[int, Downloaded | DownloadError] = {}
 
-    async def one(downloader: SafeDownloader, pk: int, request: httpx.Request) -> None:
+    async def one(downloader: SafeDownloader, pk: int, request: DownloadRequest) -> None:
         async with limit:
             try:
-                results[pk] = await downloader.download(request)
+                results[pk] = await downloader.download(request.url, request.headers)
             except DownloadError as exc:
                 results[pk] = exc
             except Exception as exc:

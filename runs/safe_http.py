@@ -24,15 +24,23 @@ import hashlib
 import os
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
-import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
-from httpx_aiohttp import AiohttpTransport
+from multidict import CIMultiDict
+from yarl import URL
 
-from comfytrack.net import METADATA_ADDRESSES, USER_AGENT, blocked_reason, describe_failure, parse_ip
+from comfytrack.net import (
+    METADATA_ADDRESSES,
+    NOT_HTTP,
+    USER_AGENT,
+    blocked_reason,
+    describe_failure,
+    parse_ip,
+    ssl_context,
+)
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -59,16 +67,20 @@ class Refused(DownloadError):
         super().__init__(message, permanent=True)
 
 
-def redact(url: httpx.URL | str) -> str:
+def redact(url: URL | str) -> str:
     """A URL safe for messages and logs: no userinfo, query or fragment (signed URLs carry credentials)."""
-    url = httpx.URL(str(url))
-    port = f":{url.port}" if url.port else ""
-    host = f"[{url.host}]" if ":" in url.host else url.host
+    try:
+        url = URL(str(url))
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    port = f":{url.explicit_port}" if url.explicit_port is not None and not url.is_default_port() else ""
+    host = url.host or ""
+    host = f"[{host}]" if ":" in host else host
     return f"{url.scheme}://{host}{port}{url.path}"
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return url.scheme, url.host.lower(), url.port or DEFAULT_PORTS.get(url.scheme, 0)
+def _origin(url: URL) -> tuple[str, str, int]:
+    return url.scheme, (url.host or "").lower(), url.port or DEFAULT_PORTS.get(url.scheme, 0)
 
 
 def parse_allowance(entry: str) -> tuple[str, int | None]:
@@ -102,11 +114,11 @@ class HostGuard:
     def for_base_url(
         cls, base_url: str | None, allowed: Iterable[str] = (), *, purpose: str, setting: str
     ) -> HostGuard:
-        own = _origin(httpx.URL(base_url)) if base_url else None
+        own = _origin(URL(base_url)) if base_url else None
         allowances = tuple(parse_allowance(a) for a in allowed if a.strip())
         return cls(purpose=purpose, setting=setting, own_origin=own, allowed=allowances)
 
-    def is_own_origin(self, url: httpx.URL) -> bool:
+    def is_own_origin(self, url: URL) -> bool:
         return self.own_origin is not None and _origin(url) == self.own_origin
 
     def may_be_private(self, host: str, port: int) -> bool:
@@ -115,7 +127,7 @@ class HostGuard:
             return True
         return any(host == h and (p is None or p == port) for h, p in self.allowed)
 
-    def check_url(self, url: httpx.URL) -> None:
+    def check_url(self, url: URL) -> None:
         """Before sending: scheme, host present, and IP literals (aiohttp never resolves those)."""
         if url.scheme not in DEFAULT_PORTS:
             raise Refused(
@@ -168,17 +180,41 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_transport(guard: HostGuard, max_connections: int = 8) -> AiohttpTransport:
-    ssl_context = httpx.create_ssl_context(trust_env=False)
+CONNECT_TIMEOUT = 5.0
 
-    def session() -> aiohttp.ClientSession:
-        # Created lazily inside the running event loop (a session is bound to its loop).
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(guard), ssl=ssl_context, limit=max_connections, use_dns_cache=False
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=False)
 
-    return AiohttpTransport(client=session, trust_env=False)
+def guarded_session(
+    guard: HostGuard, *, timeout: float, max_connections: int = 8, headers: Mapping[str, str] | None = None
+) -> aiohttp.ClientSession:
+    """The aiohttp session for untrusted URLs (output downloads, webhook and alert sends), made inside the
+    running event loop (a session is bound to its loop); the caller closes it.
+
+    Names resolve through `GuardedResolver` (IP literals are the caller's `guard.check_url`), redirects
+    are the caller's to follow or not (pass allow_redirects=False), a stray HTTP(S)_PROXY is ignored,
+    certificates are checked against certifi's roots. Connecting (pool wait included) and every read
+    must each progress within `timeout`; the caller bounds the whole exchange.
+    """
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(guard), ssl=ssl_context(), limit=max_connections, use_dns_cache=False
+    )
+    connect = min(timeout, CONNECT_TIMEOUT)
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout + connect, sock_connect=connect, sock_read=timeout),
+        trust_env=False,
+        raise_for_status=False,
+    )
+
+
+async def read_excerpt(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most the first `limit` bytes of a body (an endpoint's answer is shown, never trusted)."""
+    data = bytearray()
+    async for chunk in response.content.iter_any():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
 
 
 @dataclass(frozen=True)
@@ -201,83 +237,82 @@ class SafeDownloader:
         *,
         max_bytes: int,
         deadline: float,
-        transport: httpx.AsyncBaseTransport | None = None,
+        read_timeout: float = 15.0,
         max_connections: int = 8,
         temp_dir: str | None = None,
     ) -> None:
         self.guard = guard
         self.max_bytes = max_bytes
         self.deadline = deadline
+        # Connecting and every read must progress within this (a stalled server fails before the deadline).
+        self.read_timeout = min(deadline, read_timeout)
         self.temp_dir = temp_dir
-        self._transport = transport or guarded_transport(guard, max_connections)
-        self._http: httpx.AsyncClient | None = None
+        self.max_connections = max_connections
+        self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SafeDownloader:
-        read = min(self.deadline, 15.0)
-        self._http = httpx.AsyncClient(
-            transport=self._transport,
-            timeout=httpx.Timeout(read, connect=min(read, 5.0)),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._http = guarded_session(self.guard, timeout=self.read_timeout, max_connections=self.max_connections)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
-    async def download(self, request: httpx.Request) -> Downloaded:
-        """Follow up to MAX_REDIRECTS redirects and stream the body to a temp file, all within the deadline."""
+    async def download(self, url: str, headers: Mapping[str, str] | None = None) -> Downloaded:
+        """Follow up to MAX_REDIRECTS redirects and stream the body to a temp file, all within the deadline.
+        `headers` (a provider's auth) go to the provider's own origin on the first request only."""
+        deadline = asyncio.timeout(self.deadline)
         try:
-            async with asyncio.timeout(self.deadline):
-                return await self._download(request)
+            async with deadline:
+                return await self._download(URL(url), headers or {})
         except TimeoutError:
-            raise DownloadError(
-                f"Downloading {redact(request.url)} did not finish within {self.deadline:g} s."
-            ) from None
-        except httpx.TimeoutException:
-            raise DownloadError(f"{redact(request.url)} stopped answering (timed out).") from None
-        except httpx.HTTPError as exc:
-            raise DownloadError(f"Could not download {redact(request.url)}: {describe_failure(exc)}.") from None
+            if deadline.expired():
+                raise DownloadError(f"Downloading {redact(url)} did not finish within {self.deadline:g} s.") from None
+            # aiohttp's own: connecting or a read made no progress within its timeout.
+            raise DownloadError(f"{redact(url)} stopped answering (timed out).") from None
+        except aiohttp.ClientError as exc:
+            raise DownloadError(f"Could not download {redact(url)}: {describe_failure(exc)}.") from None
+        except ValueError:  # yarl: a URL (or a redirect's Location) it cannot parse
+            raise DownloadError(f"Could not download {redact(url)}: {NOT_HTTP}.", permanent=True) from None
 
-    async def _download(self, request: httpx.Request) -> Downloaded:
+    async def _download(self, first: URL, headers: Mapping[str, str]) -> Downloaded:
         assert self._http is not None, "use `async with SafeDownloader(...)`"
-        url = request.url
-        for _hop in range(MAX_REDIRECTS + 1):
+        url = first
+        for hop in range(MAX_REDIRECTS + 1):
             self.guard.check_url(url)
-            response = await self._http.send(self._hop_request(request, url), stream=True)
-            try:
-                if response.status_code in REDIRECT_CODES and response.headers.get("location"):
-                    url = url.join(response.headers["location"])
+            hop_headers = self._hop_headers(hop, url, headers)
+            async with self._http.get(url, headers=hop_headers, allow_redirects=False) as response:
+                location = response.headers.get("location")
+                if response.status in REDIRECT_CODES and location:
+                    url = url.join(URL(location))
                     continue
-                if not response.is_success:
-                    raise _status_error(response, url)
+                if not 200 <= response.status < 300:
+                    raise _status_error(response.status, url)
                 return await self._save_body(response, url)
-            finally:
-                await response.aclose()
-        raise DownloadError(f"{redact(request.url)} redirected more than {MAX_REDIRECTS} times.", permanent=True)
+        raise DownloadError(f"{redact(first)} redirected more than {MAX_REDIRECTS} times.", permanent=True)
 
-    def _hop_request(self, first: httpx.Request, url: httpx.URL) -> httpx.Request:
+    def _hop_headers(self, hop: int, url: URL, headers: Mapping[str, str]) -> CIMultiDict[str]:
         # The auth headers download_request() added go to the provider's own origin, and only on the
         # first request: a redirect target (a signed storage link) is never sent the credential, even on
         # the same host; signed links refuse requests that carry one (docs/providers.md).
-        if url == first.url and self.guard.is_own_origin(url):
-            headers = httpx.Headers(first.headers)
+        given: CIMultiDict[str] = CIMultiDict(headers)
+        if hop == 0 and self.guard.is_own_origin(url):
+            sent = given
         else:
-            headers = httpx.Headers({"User-Agent": first.headers.get("user-agent", USER_AGENT)})
-        headers.setdefault("User-Agent", USER_AGENT)
-        return httpx.Request("GET", url, headers=headers)
+            sent = CIMultiDict({"User-Agent": given.get("User-Agent", USER_AGENT)})
+        sent.setdefault("User-Agent", USER_AGENT)
+        return sent
 
-    async def _save_body(self, response: httpx.Response, url: httpx.URL) -> Downloaded:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_big(url, f"{int(declared):,} bytes")
+    async def _save_body(self, response: aiohttp.ClientResponse, url: URL) -> Downloaded:
+        declared = response.content_length
+        if declared is not None and declared > self.max_bytes:
+            raise self._too_big(url, f"{declared:,} bytes")
         fd, path = tempfile.mkstemp(prefix="ct-archive-", dir=self.temp_dir)
         digest, size = hashlib.sha256(), 0
         try:
             with os.fdopen(fd, "wb") as out:
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise self._too_big(url, "more than that")
@@ -291,7 +326,7 @@ class SafeDownloader:
             path=path, size=size, sha256=digest.hexdigest(), header_content_type=content_type, url=redact(url)
         )
 
-    def _too_big(self, url: httpx.URL, what: str) -> DownloadError:
+    def _too_big(self, url: URL, what: str) -> DownloadError:
         return DownloadError(
             f"{redact(url)} is too large to archive ({what}; the limit is {self.max_bytes:,} bytes, "
             "COMFYTRACK_ARCHIVE_MAX_BYTES).",
@@ -299,7 +334,6 @@ class SafeDownloader:
         )
 
 
-def _status_error(response: httpx.Response, url: httpx.URL) -> DownloadError:
-    code = response.status_code
+def _status_error(code: int, url: URL) -> DownloadError:
     transient = code in (408, 429) or code >= 500
     return DownloadError(f"{redact(url)} answered {code}.", status_code=code, permanent=not transient)

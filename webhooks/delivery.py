@@ -23,14 +23,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 from django.conf import settings
 from django.utils import timezone
+from yarl import URL
 
 from comfytrack.leases import Lease
 from comfytrack.loops import run_loop
-from comfytrack.net import USER_AGENT, describe_failure
-from runs.safe_http import HostGuard, Refused, guarded_transport, redact
+from comfytrack.net import COULD_NOT_CONNECT, NOT_HTTP, describe_failure
+from runs.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
 from webhooks import signing
 from webhooks.models import WebhookDelivery
 
@@ -120,13 +121,7 @@ async def send_all(jobs: list[Job], timeout: float, allow_private: list[str]) ->
     for job in jobs:
         by_endpoint[job.endpoint_pk].append(job)
     limit = asyncio.Semaphore(MAX_CONCURRENT_ENDPOINTS)
-    client = httpx.AsyncClient(
-        transport=guarded_transport(guard, max_connections=MAX_CONCURRENT_ENDPOINTS * 2),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        follow_redirects=False,
-        trust_env=False,
-    )
-    async with client:
+    async with guarded_session(guard, timeout=timeout, max_connections=MAX_CONCURRENT_ENDPOINTS * 2) as client:
         batches = await asyncio.gather(
             *(_send_endpoint(client, guard, queue, timeout, limit) for queue in by_endpoint.values())
         )
@@ -134,7 +129,7 @@ async def send_all(jobs: list[Job], timeout: float, allow_private: list[str]) ->
 
 
 async def _send_endpoint(
-    client: httpx.AsyncClient, guard: HostGuard, queue: list[Job], timeout: float, limit: asyncio.Semaphore
+    client: aiohttp.ClientSession, guard: HostGuard, queue: list[Job], timeout: float, limit: asyncio.Semaphore
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     async with limit:
@@ -148,29 +143,32 @@ async def _send_endpoint(
     return outcomes
 
 
-async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeout: float) -> Outcome:
+async def send_one(client: aiohttp.ClientSession, guard: HostGuard, job: Job, timeout: float) -> Outcome:
     outcome = Outcome(job.delivery_pk)
     if not job.secret:
         outcome.error = "The endpoint's signing secret cannot be read (was the encryption key removed?)."
         return outcome
-    headers = {**signing.headers(job.secret, job.event_id, int(time.time()), job.body), "user-agent": USER_AGENT}
+    headers = signing.headers(job.secret, job.event_id, int(time.time()), job.body)
     started = time.monotonic()
     try:
-        url = httpx.URL(job.url)
+        url = URL(job.url)
         guard.check_url(url)
         async with asyncio.timeout(timeout):
-            async with client.stream("POST", url, content=job.body, headers=headers) as response:
-                outcome.status_code = response.status_code
-                outcome.excerpt = await _excerpt(response)
+            # Redirects are not followed: a 3xx is the endpoint's answer, recorded as a failure.
+            async with client.post(url, data=job.body, headers=headers, allow_redirects=False) as response:
+                outcome.status_code = response.status
+                outcome.excerpt = (await read_excerpt(response, EXCERPT_BYTES)).decode("utf-8", "replace")
     except Refused as exc:  # by the SSRF guard
         outcome.error = exc.message
-    except httpx.ConnectTimeout:
-        # The aiohttp transport reports a refused connection as a connect timeout too.
-        outcome.error = f"Could not deliver to {redact(job.url)}: could not connect."
-    except (TimeoutError, httpx.TimeoutException):
+    except aiohttp.ConnectionTimeoutError:
+        # No connection within its part of the timeout: the endpoint was never reached.
+        outcome.error = f"Could not deliver to {redact(job.url)}: {COULD_NOT_CONNECT}."
+    except TimeoutError:
         outcome.error = f"No answer within {timeout:g} s."
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         outcome.error = f"Could not deliver to {redact(job.url)}: {describe_failure(exc)}."
+    except ValueError:  # yarl: a URL it cannot parse
+        outcome.error = f"Could not deliver to {redact(job.url)}: {NOT_HTTP}."
     except Exception as exc:  # never let one delivery break the pass
         logger.exception("webhook delivery %s failed unexpectedly", job.delivery_pk)
         outcome.error = f"Unexpected error: {type(exc).__name__}."
@@ -179,15 +177,6 @@ async def send_one(client: httpx.AsyncClient, guard: HostGuard, job: Job, timeou
     if outcome.status_code is not None and not outcome.ok:
         outcome.error = f"The endpoint answered {outcome.status_code}."
     return outcome
-
-
-async def _excerpt(response: httpx.Response) -> str:
-    data = b""
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= EXCERPT_BYTES:
-            break
-    return data[:EXCERPT_BYTES].decode("utf-8", "replace")
 
 
 # -- 3. record -------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import ipaddress
 
-import httpx
 from django import forms
 from django.conf import settings
+from yarl import URL
 
 from comfytrack.net import blocked_reason
 from runs.safe_http import DEFAULT_PORTS, Refused
@@ -29,12 +29,13 @@ class EndpointForm(forms.Form):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
-        parsed = httpx.URL(url)
+        parsed = URL(url)
         if parsed.scheme not in ("http", "https"):
             raise forms.ValidationError("Use an http:// or https:// URL.")
         guard = target_guard(settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS)
-        local = parsed.host.lower() in ("localhost", "localhost.localdomain")
-        if local and not guard.may_be_private(parsed.host, parsed.port or DEFAULT_PORTS[parsed.scheme]):
+        host = parsed.host or ""
+        local = host.lower() in ("localhost", "localhost.localdomain")
+        if local and not guard.may_be_private(host, parsed.port or DEFAULT_PORTS[parsed.scheme]):
             raise forms.ValidationError(
                 "Webhooks cannot target this server's own network (localhost). To allow it, e.g. for local "
                 f"testing, list the host and port in {ALLOW_PRIVATE_SETTING} (e.g. localhost:8080)."
@@ -44,7 +45,7 @@ class EndpointForm(forms.Form):
             guard.check_url(parsed)
         except Refused:
             raise forms.ValidationError(
-                f"Webhooks cannot target private or local addresses ({_why_refused(parsed.host)}). "
+                f"Webhooks cannot target private or local addresses ({_why_refused(host)}). "
                 f"To allow one on your own network, list its host and port in {ALLOW_PRIVATE_SETTING}."
             ) from None
         return url

@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from pydantic import Field
 
 from providers.clients.base import (
@@ -31,6 +30,7 @@ from providers.clients.base import (
     graph_or_none,
     guess_kind,
     parse_timestamp,
+    url_path,
 )
 from providers.clients.comfyui import apply_inputs, check_api_workflow
 from providers.clients.transport import ProviderResponse
@@ -219,7 +219,7 @@ def prompt_graph(prompt_params: Any) -> dict[str, Any] | None:
 
 def _object_path(url: str, prompt_id: str | None) -> str | None:
     """The object key after `/comfy/{output|temp}/{prompt_id}/`: stable across polls, unlike the signed URL."""
-    path = httpx.URL(url).path
+    path = url_path(url)
     marker = f"/{prompt_id}/" if prompt_id else None
     if marker and marker in path:
         return path.split(marker, 1)[1] or None

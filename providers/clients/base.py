@@ -22,8 +22,8 @@ from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote_plus, urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
 
 from providers.clients.transport import DEFAULT_MAX_BODY_BYTES, AiohttpSender, ProviderResponse, TransportFailure
 
@@ -87,6 +87,24 @@ class OutputRef:
     width: int | None = None
     height: int | None = None
     size_bytes: int | None = None
+
+
+def url_path(url: str) -> str:
+    """A URL's decoded path ("/" when it has none); "" for one that cannot be parsed, since the URLs
+    come from provider answers, which must never make a client raise."""
+    try:
+        return URL(url).path
+    except ValueError:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRequest:
+    """The first request for an output's bytes: its URL and the headers (auth, for the provider's own
+    host only) that request carries; the archive (runs.safe_http) sends it and follows redirects."""
+
+    url: str
+    headers: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,11 +511,10 @@ class ProviderClient:
         where the provider has a call that gives it; None where it has none (this default: no request)."""
         return None
 
-    def download_request(self, output: OutputRef) -> httpx.Request:
+    def download_request(self, output: OutputRef) -> DownloadRequest:
         """The first request for an output's bytes. Auth headers only go to the provider's own host."""
-        url = httpx.URL(output.url)
-        headers = self.auth_headers() if self.is_own_host(url) else {}
-        return httpx.Request("GET", url, headers=headers)
+        headers = self.auth_headers() if self.is_own_host(output.url) else {}
+        return DownloadRequest(output.url, headers)
 
     async def check(self) -> str:
         """Raise ProviderError when the credential or base URL doesn't work; else a short success message."""
@@ -505,9 +522,14 @@ class ProviderClient:
 
     # -- helpers for subclasses ----------------------------------------------------------------
 
-    def is_own_host(self, url: httpx.URL) -> bool:
-        own = httpx.URL(self.base_url)
-        return (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port)
+    def is_own_host(self, url: str) -> bool:
+        """Same scheme, host and port (default ports filled in) as the base URL; False for a URL that
+        cannot be parsed."""
+        try:
+            there, own = URL(url), URL(self.base_url)
+        except ValueError:
+            return False
+        return (there.scheme, there.host, there.port) == (own.scheme, own.host, own.port)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import urljoin
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from providers.clients import jobs_list
@@ -372,7 +371,7 @@ class ComfyCloudClient(ProviderClient):
     async def resolve_download(self, output: OutputRef) -> str:
         """v1 `/api/view` answers 302 to a signed URL: return that URL (fetch it without our key,
         docs/providers.md, Comfy Cloud "v1 outputs"). Other URLs (v2 signed URLs) are returned as they are."""
-        if not self.is_own_host(httpx.URL(output.url)):
+        if not self.is_own_host(output.url):
             return output.url  # never send our key to another host
         response = await self.request("GET", output.url, allow=(301, 302, 303, 307, 308))
         if response.is_success:

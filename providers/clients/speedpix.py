@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from pydantic import Field
 
 from providers.clients.base import (
@@ -36,6 +35,7 @@ from providers.clients.base import (
     content_type_for,
     guess_kind,
     parse_timestamp,
+    url_path,
     usage_seconds,
 )
 from providers.clients.transport import ProviderResponse
@@ -160,7 +160,7 @@ class SpeedPixClient(ProviderClient):
     ) -> Envelope:
         """One signed POST; the path signed is the one the gateway sees (base URL path included)."""
         content = gateway_body(body)
-        headers = {**self.signed_headers(httpx.URL(self.url(path)).path, content), **(extra_headers or {})}
+        headers = {**self.signed_headers(url_path(self.url(path)), content), **(extra_headers or {})}
         response = await self.request("POST", path, content=content, headers=headers)
         return self.validate(Envelope, self.json(response), f"{self.label} POST {path}")
 
@@ -251,14 +251,14 @@ class SpeedPixClient(ProviderClient):
             for index, item in enumerate(items):
                 key = f"result/{name}" if len(items) == 1 else f"result/{name}/{index}"
                 ref = _field_output(key, item)
-                if ref is not None and httpx.URL(ref.url).path not in seen_paths:
+                if ref is not None and url_path(ref.url) not in seen_paths:
                     refs[key] = ref
-                    seen_paths.add(httpx.URL(ref.url).path)
+                    seen_paths.add(url_path(ref.url))
         for url in result.images or []:
             if isinstance(url, str) and url.startswith(("https://", "http://")):
-                if httpx.URL(url).path in seen_paths:
+                if url_path(url) in seen_paths:
                     continue
-                seen_paths.add(httpx.URL(url).path)
+                seen_paths.add(url_path(url))
                 filename = filename_from_url(url)
                 refs.setdefault(
                     f"images/{filename}",

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import codecs
 import json
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import certifi
 
 from comfytrack.net import (
     NOT_HTTP,
@@ -34,6 +32,7 @@ from comfytrack.net import (
     describe_failure,
     parse_ip,
     refuse_link_local,
+    ssl_context,
 )
 
 CONNECT_TIMEOUT = 5.0
@@ -113,21 +112,13 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-@cache
-def _ssl_context() -> ssl.SSLContext:
-    # certifi's CA bundle (the one httpx uses for the archive), loaded once per process: loading costs ~40 ms.
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 class AiohttpSender:
     """One aiohttp session per client context: a pooled connection per concurrent request."""
 
     def __init__(self, *, headers: Mapping[str, str], timeout: float, max_connections: int) -> None:
         self.timeout = timeout
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=max_connections, ssl=_ssl_context(), resolver=LinkLocalGuardResolver()
-            ),
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=ssl_context(), resolver=LinkLocalGuardResolver()),
             headers={"User-Agent": USER_AGENT, **headers},
             # No overall deadline (a big body may take longer), but every read must progress within
             # `timeout`; the pool wait and connect are bounded too.

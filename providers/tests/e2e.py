@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
 
-import httpx
+import aiohttp
 import pytest
 
 from providers.clients.base import ClientOptions, OutputRef, ProviderClient, ProviderError, RunStatus
@@ -13,11 +15,24 @@ from providers.fake import state as S
 FAULTS = ["5xx", "429", "malformed", "truncated", "html", "stall", "huge"]
 
 
+async def fetch(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, str | None, bytes]:
+    """One GET, redirects not followed: (status, Location, body)."""
+    async with (
+        aiohttp.ClientSession(trust_env=False) as http,
+        http.get(url, headers=headers, allow_redirects=False) as response,
+    ):
+        return response.status, response.headers.get("location"), await response.read()
+
+
+def fetch_now(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, str | None, bytes]:
+    return asyncio.run(fetch(url, headers))
+
+
 async def download(client: ProviderClient, output: OutputRef) -> bytes:
-    async with httpx.AsyncClient(trust_env=False) as http:
-        response = await http.send(client.download_request(output))
-    assert response.status_code == 200, response.text[:200]
-    return response.content
+    request = client.download_request(output)
+    status, _, body = await fetch(request.url, request.headers)
+    assert status == 200, body[:200]
+    return body
 
 
 def forced(fake, kind: str, external_id: str, *phases: str) -> None:

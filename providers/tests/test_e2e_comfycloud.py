@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
-import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputRef, ProviderError, RunStatus, Unsupported
@@ -13,6 +13,7 @@ from providers.clients.comfycloud import ComfyCloudClient
 from providers.fake import state
 from providers.fake.files import output_seed
 from providers.fake.png import png_bytes
+from providers.tests.e2e import fetch_now
 from providers.tests.shared import error_of, fixture, snapshots
 
 KIND = "comfycloud"
@@ -46,12 +47,12 @@ def held(fake: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def download(client: ComfyCloudClient, output: OutputRef) -> bytes:
     """What the archive does: first request with download_request, redirects followed without our key."""
-    with httpx.Client() as http:
-        response = http.send(client.download_request(output))
-        if response.is_redirect:
-            response = http.get(response.headers["location"])
-    assert response.status_code == 200
-    return response.content
+    request = client.download_request(output)
+    status, location, body = fetch_now(request.url, request.headers)
+    if status in (301, 302, 303, 307, 308) and location:
+        status, _, body = fetch_now(urljoin(request.url, location))
+    assert status == 200
+    return body
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -81,8 +82,7 @@ def test_it_resolves_a_v1_view_url_to_a_signed_url_that_needs_no_key(fake: Any) 
     (output,) = client.call(client.fetch, run.external_id).outputs
     signed = client.call(client.resolve_download, output)
     assert signed != output.url
-    response = httpx.get(signed)
-    assert response.content == png_bytes(output_seed(KIND, run.external_id, output.filename))
+    assert fetch_now(signed)[2] == png_bytes(output_seed(KIND, run.external_id, output.filename))
 
 
 @pytest.mark.parametrize("api", APIS)

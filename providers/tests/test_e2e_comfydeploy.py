@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputRef, ProviderError, RunStatus
@@ -13,6 +12,7 @@ from providers.clients.comfydeploy import ComfyDeployClient
 from providers.fake import state
 from providers.fake.files import output_seed, url_expiry
 from providers.fake.png import png_bytes
+from providers.tests.e2e import fetch_now
 from providers.tests.shared import error_of
 
 KIND = "comfydeploy"
@@ -35,10 +35,10 @@ def held(fake: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def download(client: ComfyDeployClient, output: OutputRef) -> bytes:
-    with httpx.Client() as http:
-        response = http.send(client.download_request(output))
-    assert response.status_code == 200
-    return response.content
+    request = client.download_request(output)
+    status, _, body = fetch_now(request.url, request.headers)
+    assert status == 200
+    return body
 
 
 def test_it_follows_a_run_from_submit_to_outputs(held: Any) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
+from http.server import BaseHTTPRequestHandler
 
-import httpx
 import pytest
+from yarl import URL
 
+from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT
+from providers.tests.loopback import closed_port_url
 from runs.safe_http import (
     DownloadError,
     GuardedResolver,
@@ -18,6 +22,17 @@ from runs.safe_http import (
     parse_allowance,
     redact,
 )
+from runs.tests.archive_helpers import body, local_server, redirect, stall
+
+
+def status(code: int):
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(code)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
 
 BLOCKED = [
     "127.0.0.1",
@@ -83,13 +98,13 @@ def guard_for(base_url: str | None, allowed=()) -> HostGuard:
 def test_it_words_refusals_with_the_callers_purpose_and_setting():
     guard = HostGuard.for_base_url(None, purpose="send to", setting="COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS")
     with pytest.raises(Refused) as refused:
-        guard.check_url(httpx.URL("http://10.0.0.5/hook"))
+        guard.check_url(URL("http://10.0.0.5/hook"))
     assert refused.value.message == (
         "Refused to send to 10.0.0.5:80: it is a private address (10.0.0.5) "
         "(add it to COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS if it is trusted)."
     )
     with pytest.raises(Refused, match=r"^Refused to send to a ftp: URL"):
-        guard.check_url(httpx.URL("ftp://example.com/x"))
+        guard.check_url(URL("ftp://example.com/x"))
     with pytest.raises(Refused, match=r"provider's own host \(add it to TEST_ALLOW_PRIVATE_HOSTS"):
         guard_for("https://api.example.com").check_addresses("db.internal", 5432, ["10.1.2.3"])
 
@@ -108,7 +123,7 @@ def test_it_refuses_metadata_even_for_an_allowed_host():
     with pytest.raises(Refused, match="metadata"):
         guard.check_addresses("metadata.internal", 80, ["169.254.169.254"])
     with pytest.raises(Refused, match="metadata"):
-        guard.check_url(httpx.URL("http://169.254.169.254/latest/"))
+        guard.check_url(URL("http://169.254.169.254/latest/"))
 
 
 def test_it_fails_closed_on_an_empty_or_mixed_dns_answer():
@@ -145,7 +160,7 @@ def test_it_honours_allowances_from_settings():
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://example.com/", "ftp://example.com/x", "http://[::1]/"])
 def test_it_refuses_bad_urls(url):
     with pytest.raises(Refused):
-        guard_for("https://api.example.com").check_url(httpx.URL(url))
+        guard_for("https://api.example.com").check_url(URL(url))
 
 
 def resolve(base_url: str, host: str, port: int) -> list:
@@ -174,10 +189,11 @@ def test_it_redacts_query_strings_and_userinfo():
     )
 
 
-# -- redirects through httpx.MockTransport -------------------------------------------------------
+# -- downloads over loopback: redirects, auth, limits ------------------------------------------------
+# The provider's own origin is http://localhost:<port>; "storage" is another server, reached as
+# http://127.0.0.1:<port> (another origin) and allow-listed, as a private host must be.
 
-OWN = "https://cloud.comfy.org"
-GCS = "https://storage.googleapis.com/comfy-outputs/x.png?X-Goog-Signature=deadbeef"
+KEY_HEADERS = {"X-API-Key": "k-123", "Authorization": "Bearer k-123"}
 
 
 @pytest.fixture(autouse=True)
@@ -186,89 +202,160 @@ def downloads_in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
 
 
-def download(handler, url: str = f"{OWN}/api/view?filename=x.png", *, max_bytes: int = 1_000_000):
-    """Run one download against a MockTransport; returns (result or error, requests seen)."""
-    seen: list[httpx.Request] = []
+@pytest.fixture
+def own():
+    with local_server({}) as server:
+        yield server
 
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
+
+@pytest.fixture
+def storage():
+    with local_server({}) as server:
+        yield server
+
+
+def own_url(server, path: str = "/api/view?filename=x.png") -> str:
+    return f"http://localhost:{server.port}{path}"
+
+
+def download(own, storage, url: str, *, max_bytes: int = 1_000_000, own_scheme: str = "http"):
+    """Run one download with the provider's auth headers; returns the result or the DownloadError."""
 
     async def go():
-        guard = guard_for(OWN)
-        request = httpx.Request("GET", url, headers={"X-API-Key": "k-123", "Authorization": "Bearer k-123"})
-        async with SafeDownloader(
-            guard, max_bytes=max_bytes, deadline=5, transport=httpx.MockTransport(record)
-        ) as downloader:
+        guard = guard_for(f"{own_scheme}://localhost:{own.port}", [f"127.0.0.1:{storage.port}"])
+        async with SafeDownloader(guard, max_bytes=max_bytes, deadline=5) as downloader:
             try:
-                return await downloader.download(request)
+                return await downloader.download(url, KEY_HEADERS)
             except DownloadError as exc:
                 return exc
 
-    return asyncio.run(go()), seen
+    return asyncio.run(go())
 
 
-def test_it_strips_auth_when_a_redirect_leaves_the_providers_host(tmp_path):
-    def handler(request):
-        if request.url.host == "cloud.comfy.org":
-            return httpx.Response(302, headers={"Location": GCS})
-        return httpx.Response(200, content=b"PNGDATA")
-
-    result, seen = download(handler)
-    assert not isinstance(result, DownloadError)
-    assert seen[0].headers["x-api-key"] == "k-123"
-    assert seen[1].url.host == "storage.googleapis.com"
-    assert "x-api-key" not in seen[1].headers and "authorization" not in seen[1].headers
+def test_it_strips_auth_when_a_redirect_leaves_the_providers_host(own, storage, tmp_path):
+    own.routes["/api/view"] = redirect(f"{storage.root}/comfy-outputs/x.png?X-Goog-Signature=deadbeef")
+    storage.routes["/comfy-outputs/x.png"] = body(b"PNGDATA", "image/png")
+    result = download(own, storage, own_url(own))
+    assert not isinstance(result, DownloadError), result
+    assert own.hits[0][1]["x-api-key"] == "k-123" and own.hits[0][1]["authorization"] == "Bearer k-123"
+    assert own.hits[0][1]["user-agent"].startswith("comfytrack/")
+    (sent,) = storage.hits
+    assert "x-api-key" not in sent[1] and "authorization" not in sent[1]
+    assert sent[1]["user-agent"].startswith("comfytrack/")
     with open(result.path, "rb") as f:
         assert f.read() == b"PNGDATA"
-    assert result.size == 7 and "deadbeef" not in result.url
+    assert result.size == 7 and result.header_content_type == "image/png"
+    assert "deadbeef" not in result.url and result.url == f"{storage.root}/comfy-outputs/x.png"
 
 
-def test_it_does_not_send_auth_over_a_downgraded_scheme():
-    def handler(request):
-        if request.url.scheme == "https":
-            return httpx.Response(302, headers={"Location": "http://cloud.comfy.org/api/view?x=1"})
-        return httpx.Response(200, content=b"ok")
-
-    result, seen = download(handler)
-    assert not isinstance(result, DownloadError)
-    assert "x-api-key" not in seen[1].headers
+def test_it_sends_auth_only_over_the_providers_own_scheme(own, storage):
+    # The provider's base URL is https; the same host and port over plain http is another origin.
+    own.routes["/api/view"] = body(b"ok")
+    result = download(own, storage, own_url(own), own_scheme="https")
+    assert not isinstance(result, DownloadError), result
+    assert "x-api-key" not in own.hits[0][1] and "authorization" not in own.hits[0][1]
 
 
-def test_it_never_sends_auth_to_a_redirect_target_even_on_the_providers_host():
-    def handler(request):
-        if request.url.path == "/api/view":
-            return httpx.Response(302, headers={"Location": "/files/x.png?expires=1&sig=abc"})
-        return httpx.Response(200, content=b"ok")
-
-    result, seen = download(handler)
-    assert not isinstance(result, DownloadError)
-    assert seen[0].headers["x-api-key"] == "k-123"
-    assert seen[1].url.host == "cloud.comfy.org"
-    assert "x-api-key" not in seen[1].headers and "authorization" not in seen[1].headers
+def test_it_never_sends_auth_to_a_redirect_target_even_on_the_providers_host(own, storage):
+    own.routes["/api/view"] = redirect("/files/x.png?expires=1&sig=abc")
+    own.routes["/files/x.png"] = body(b"ok")
+    result = download(own, storage, own_url(own))
+    assert not isinstance(result, DownloadError), result
+    assert [path for path, _ in own.hits] == ["/api/view", "/files/x.png"]
+    assert own.hits[0][1]["x-api-key"] == "k-123"
+    assert "x-api-key" not in own.hits[1][1] and "authorization" not in own.hits[1][1]
 
 
-def test_it_follows_at_most_three_redirects():
-    result, seen = download(lambda request: httpx.Response(302, headers={"Location": GCS}))
-    assert isinstance(result, DownloadError) and "more than 3" in result.message
-    assert len(seen) == 4
+def test_it_follows_at_most_three_redirects(own, storage):
+    storage.routes["/loop"] = redirect(f"{storage.root}/loop?X-Goog-Signature=deadbeef")
+    result = download(own, storage, f"{storage.root}/loop")
+    assert isinstance(result, DownloadError) and "more than 3" in result.message and result.permanent
+    assert len(storage.hits) == 4
 
 
 @pytest.mark.parametrize(
-    "location", ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:10.0.0.1]/", "file:///etc/passwd"]
+    "location",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/",
+        "file:///etc/passwd",
+        # A name: refused where it resolves (localhost is private, and this port is not the provider's).
+        "http://localhost:1/x",
+    ],
 )
-def test_it_refuses_redirects_to_private_addresses_before_sending(location):
-    result, seen = download(lambda request: httpx.Response(302, headers={"Location": location}))
-    assert isinstance(result, Refused)
-    assert len(seen) == 1
+def test_it_refuses_redirects_to_private_addresses_before_sending(own, storage, location):
+    own.routes["/api/view"] = redirect(location)
+    result = download(own, storage, own_url(own))
+    assert isinstance(result, Refused) and result.permanent, result
+    assert len(own.hits) == 1
 
 
-def test_it_keeps_signed_queries_out_of_error_messages():
-    result, _ = download(lambda request: httpx.Response(403), url=GCS)
-    assert isinstance(result, DownloadError) and result.status_code == 403
-    assert "deadbeef" not in result.message and "storage.googleapis.com" in result.message
+def test_it_keeps_signed_queries_out_of_error_messages(own, storage):
+    storage.routes["/comfy-outputs/x.png"] = status(403)
+    result = download(own, storage, f"{storage.root}/comfy-outputs/x.png?X-Goog-Signature=deadbeef")
+    assert isinstance(result, DownloadError) and result.status_code == 403 and result.permanent
+    assert result.message == f"{storage.root}/comfy-outputs/x.png answered 403."
 
 
-def test_it_refuses_a_declared_length_over_the_cap():
-    result, _ = download(lambda request: httpx.Response(200, content=b"x" * 2000), max_bytes=1000)
+def test_a_5xx_is_worth_another_try(own, storage):
+    own.routes["/api/view"] = status(503)
+    result = download(own, storage, own_url(own))
+    assert isinstance(result, DownloadError) and result.status_code == 503 and not result.permanent
+
+
+def test_it_refuses_a_declared_length_over_the_cap(own, storage, tmp_path):
+    own.routes["/api/view"] = body(b"x" * 2000)
+    result = download(own, storage, own_url(own), max_bytes=1000)
     assert isinstance(result, DownloadError) and result.permanent and "too large" in result.message
+    assert "2,000 bytes" in result.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_stops_reading_a_body_without_a_length_at_the_cap(own, storage, tmp_path):
+    own.routes["/api/view"] = body(b"x" * 300_000, length=False)
+    result = download(own, storage, own_url(own), max_bytes=100_000)
+    assert isinstance(result, DownloadError) and result.permanent and "more than that" in result.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_words_a_refused_connection():
+    url = closed_port_url()
+
+    async def go():
+        async with SafeDownloader(guard_for(url), max_bytes=1000, deadline=5) as downloader:
+            await downloader.download(f"{url}/x.png?sig=secret")
+
+    with pytest.raises(DownloadError) as caught:
+        asyncio.run(go())
+    assert caught.value.message == f"Could not download {url}/x.png: {COULD_NOT_CONNECT}."
+    assert not caught.value.permanent
+
+
+def test_it_words_a_server_that_stops_sending(own, storage, tmp_path):
+    own.routes["/api/view"] = stall(3, after_headers=True)
+
+    async def go():
+        guard = guard_for(f"http://localhost:{own.port}")
+        async with SafeDownloader(guard, max_bytes=1_000_000, deadline=5, read_timeout=0.3) as downloader:
+            await downloader.download(own_url(own))
+
+    with pytest.raises(DownloadError) as caught:
+        asyncio.run(go())
+    assert caught.value.message == f"http://localhost:{own.port}/api/view stopped answering (timed out)."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_words_a_body_cut_short(own, storage, tmp_path):
+    own.routes["/api/view"] = stall(0, after_headers=True)  # 10 of the 100,000 bytes it announced, then closes
+    result = download(own, storage, own_url(own))
+    assert isinstance(result, DownloadError) and not result.permanent
+    assert result.message == f"Could not download http://localhost:{own.port}/api/view: {BROKEN_PROTOCOL}."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_hashes_what_it_saved(own, storage):
+    data = bytes(range(256)) * 1000
+    own.routes["/api/view"] = body(data, length=False)
+    result = download(own, storage, own_url(own))
+    assert not isinstance(result, DownloadError), result
+    assert result.sha256 == hashlib.sha256(data).hexdigest() and result.size == len(data)

@@ -26,6 +26,7 @@ class Receiver:
     server: ThreadingHTTPServer
     status: int = 200
     hang: float = 0.0
+    location: str = ""  # sent as Location (with a 3xx status)
     requests: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -48,6 +49,8 @@ def _start_receiver() -> Receiver:
                 receiver.release.wait(receiver.hang)  # a receiver that never answers in time
             try:
                 self.send_response(receiver.status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"thanks" if receiver.status < 300 else b"nope: try later")

@@ -132,6 +132,7 @@ def test_it_delivers_signed_messages(org, receiver, make_endpoint):
     payload = verify_standard_webhook(secret, request.headers, request.body)
     assert payload == delivery.payload and request.headers["webhook-id"] == "msg_run.succeeded"
     assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"].startswith("comfytrack/")
     with pytest.raises(WebhookVerificationError):
         verify_standard_webhook(signing.new_secret(), request.headers, request.body)
     with pytest.raises(WebhookVerificationError):
@@ -225,6 +226,19 @@ def test_it_answers_non_2xx_and_connection_errors_as_failures(org, make_endpoint
     deliver_due_webhooks()
     delivery.refresh_from_db()
     assert delivery.attempt == 1 and "could not connect" in delivery.error and delivery.next_attempt_at
+    assert delivery.error.startswith(f"Could not deliver to http://127.0.0.1:{port}/nothing-listens-here: ")
+
+
+def test_it_does_not_follow_redirects(org, receiver, make_endpoint):
+    # A 3xx is the endpoint's answer: following it would post the signed body somewhere the guard and
+    # the organization never chose.
+    receiver.status, receiver.location = 307, f"{receiver.url}?again"
+    endpoint, _ = make_endpoint(org, receiver.url)
+    delivery = queue(endpoint, n=1)
+    deliver_due_webhooks()
+    delivery.refresh_from_db()
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    assert delivery.status_code == 307 and delivery.error == "The endpoint answered 307." and not delivery.delivered
 
 
 def test_it_skips_disabled_endpoints(org, receiver, make_endpoint):
