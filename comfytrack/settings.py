@@ -333,10 +333,6 @@ LOGGING: dict[str, Any] = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        # httpx logs every request's full URL at INFO: presigned output links (bearer capabilities until
-        # they expire) would land in the logs whole. Its warnings and errors still show.
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
     },
 }
 
