@@ -96,7 +96,7 @@ def free_port() -> int:
 
 def start_gunicorn(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
     """gunicorn with the production configuration, once it answers /healthz."""
-    import httpx
+    from comfytrack.tests import web_client
 
     env = {**env, "COMFYTRACK_BIND": f"127.0.0.1:{port}"}
     process = start(["-m", "gunicorn", "-c", "python:comfytrack.gunicorn_config", "comfytrack.wsgi"], env, log)
@@ -105,8 +105,8 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> subprocess.Pope
         if process.poll() is not None:
             raise AssertionError(f"gunicorn exited: {log.read_text(errors='replace')[-3000:]}")
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            return web_client.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except web_client.Unreachable:
             return False
 
     wait_for(up, timeout=30, what="gunicorn to answer /healthz")

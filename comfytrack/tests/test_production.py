@@ -14,13 +14,13 @@ import os
 import signal
 import uuid
 
-import httpx
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from comfytrack.tests import web_client
 from comfytrack.tests.invariants import assert_every_change_applied_once
 from comfytrack.tests.processes import (
     WebhookReceiver,
@@ -131,7 +131,7 @@ def test_the_production_set_end_to_end(
             clusters = [start(["manage.py", "qcluster"], env, tmp_path / f"qcluster-{i}.log") for i in (1, 2)]
             processes += clusters
             base = f"http://127.0.0.1:{port}"
-            api = httpx.Client(base_url=f"{base}/api/v1", headers={**HTTPS, "Authorization": f"Bearer {api_key}"})
+            api = web_client.Client(f"{base}/api/v1", {**HTTPS, "Authorization": f"Bearer {api_key}"})
 
             # -- 1. submitted and tracked through the API; finished, archived to the bucket --------------
             submitted = [api.post("/runs", json={"provider": "Studio", "workflow": WORKFLOW}) for _ in range(3)]
@@ -158,8 +158,10 @@ def test_the_production_set_end_to_end(
 
             # -- 2. served through the dashboard (gunicorn) from the bucket -------------------------------
             client.force_login(alice)
-            session = {django_settings.SESSION_COOKIE_NAME: client.cookies[django_settings.SESSION_COOKIE_NAME].value}
-            browser = httpx.Client(base_url=base, headers=HTTPS, cookies=session)
+            session = (
+                f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+            )
+            browser = web_client.Client(base, {**HTTPS, "Cookie": session})
             gallery = browser.get("/gallery/")
             assert gallery.status_code == 200 and all(f"/outputs/{o.code}/thumbnail/" in gallery.text for o in outputs)
             output = outputs[0]
@@ -169,10 +171,12 @@ def test_the_production_set_end_to_end(
             assert browser.get(f"/outputs/{output.code}/thumbnail/").content[8:12] == b"WEBP"
 
             # -- 3. ready, and counted ---------------------------------------------------------------------
-            ready = httpx.get(f"{base}/readyz")
+            ready = web_client.get(f"{base}/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
-            scrape = httpx.get(f"{base}/metrics", headers={**HTTPS, "Authorization": f"Bearer {METRICS_TOKEN}"}).text
+            scrape = web_client.get(
+                f"{base}/metrics", headers={**HTTPS, "Authorization": f"Bearer {METRICS_TOKEN}"}
+            ).text
             assert metric(scrape, 'comfytrack_provider_answers_total{outcome="ok",provider_kind="comfyui"}') >= len(
                 codes
             )

@@ -11,10 +11,10 @@ import sys
 import time
 import uuid
 
-import httpx
 import pytest
 from django.db import connection
 
+from comfytrack.tests import web_client
 from comfytrack.tests.processes import ROOT, child_env, free_port, start, start_gunicorn, stop, wait_for
 
 postgres_only = pytest.mark.skipif(
@@ -61,7 +61,7 @@ def test_static_files_are_compressed_and_cached_for_a_year(server):
     base, static_root, _ = server
     manifest = json.loads((static_root / "staticfiles.json").read_text())["paths"]
     css = next(hashed for name, hashed in manifest.items() if name.endswith(".css"))
-    response = httpx.get(f"{base}/static/{css}", headers={"Accept-Encoding": "gzip", "X-Forwarded-Proto": "https"})
+    response = web_client.get(f"{base}/static/{css}", headers={"Accept-Encoding": "gzip", "X-Forwarded-Proto": "https"})
     assert response.status_code == 200
     assert response.headers["Content-Encoding"] == "gzip"
     assert "max-age=315360000" in response.headers["Cache-Control"]
@@ -72,8 +72,8 @@ def test_static_files_are_compressed_and_cached_for_a_year(server):
 def test_https_is_believed_only_from_the_trusted_proxy(server):
     base, _, _ = server
     # From 127.0.0.1 (FORWARDED_ALLOW_IPS' default): X-Forwarded-Proto counts, no redirect to HTTPS.
-    assert httpx.get(f"{base}/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
-    plain = httpx.get(f"{base}/login/")
+    assert web_client.get(f"{base}/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
+    plain = web_client.get(f"{base}/login/")
     assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
 
 
@@ -81,7 +81,7 @@ def test_https_is_believed_only_from_the_trusted_proxy(server):
 def test_the_access_log_names_the_request_but_never_a_webhook_token(server):
     base, _, tmp_path = server
     token = "whk-" + uuid.uuid4().hex
-    response = httpx.post(
+    response = web_client.post(
         f"{base}/api/v1/hooks/comfydeploy/{uuid.uuid4()}/{token}", json={}, headers={"X-Forwarded-Proto": "https"}
     )
     assert response.status_code in (401, 403, 404)
@@ -106,8 +106,8 @@ def test_metrics_add_up_every_gunicorn_worker(server):
     https = {"X-Forwarded-Proto": "https"}
     # Keep-alive off: new connections spread over both workers.
     for _ in range(12):
-        assert httpx.get(f"{base}/api/v1/runs", headers={**https, "Connection": "close"}).status_code == 401
-    text = httpx.get(f"{base}/metrics", headers={**https, "Authorization": f"Bearer {TOKEN}"}).text
+        assert web_client.get(f"{base}/api/v1/runs", headers={**https, "Connection": "close"}).status_code == 401
+    text = web_client.get(f"{base}/metrics", headers={**https, "Authorization": f"Bearer {TOKEN}"}).text
     line = next(line for line in text.splitlines() if line.startswith('comfytrack_api_requests_total{status="401"}'))
     assert float(line.rsplit(" ", 1)[1]) == 12
     assert "comfytrack_runs_in_flight" in text
@@ -144,6 +144,6 @@ def test_serve_production_runs_gunicorn_and_the_cluster_and_stops_both_on_sigter
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
+        return web_client.get(url, timeout=2).status_code == 200
+    except web_client.Unreachable:
         return False

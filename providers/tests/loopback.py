@@ -1,9 +1,8 @@
 """A real HTTP server on 127.0.0.1 for the provider clients' contract tests.
 
 The clients send through their production sender (`AiohttpSender`) over a real socket to this server;
-a test only says how the server answers. Handlers take an `httpx.Request` and return an
-`httpx.Response` (or a coroutine of one): httpx's models serve as plain values here, a readable way to
-write a canned answer and to assert on what the client sent; no httpx code sends anything.
+a test only says how the server answers. Handlers take a `Request` (what arrived: method, URL, headers,
+body) and return a `Response` (or a coroutine of one), two plain values defined here.
 
 A handler that raises (a failed assertion, an unexpected request) answers 500, which a client may well
 turn into the `ProviderError` a test expects; so the failure is also kept, and
@@ -17,17 +16,54 @@ import json
 import socket
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
+from json import dumps
 from typing import Any
 
-import httpx
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from providers.clients.event_loop import new_event_loop
 
-Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+@dataclass(frozen=True)
+class Request:
+    """What the server received: the URL as sent (`url.path`, `url.query`), headers case-insensitive."""
+
+    method: str
+    url: URL
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+
+class Response:
+    """A canned answer: `Response(200, json={...})`, `Response(502, text="...")`, `Response(200, content=b"...")`;
+    a JSON or text body gets its Content-Type unless `headers` name one."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        json: Any = None,
+        text: str | None = None,
+        content: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers: CIMultiDict[str] = CIMultiDict(headers or {})
+        if json is not None:
+            content = dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            self.headers.setdefault("Content-Type", "application/json")
+        elif text is not None:
+            content = text.encode()
+            self.headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        self.content = content
+
+
+Handler = Callable[[Request], Response | Awaitable[Response]]
 # Set by aiohttp on every answer from the body it sends.
 _COMPUTED_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
@@ -53,11 +89,8 @@ class LoopbackServer:
         self.handler = handler
 
     async def _answer(self, request: web.Request) -> web.Response:
-        seen = httpx.Request(
-            request.method,
-            f"{self.url}{request.raw_path}",
-            headers=list(request.raw_headers),
-            content=await request.read(),
+        seen = Request(
+            request.method, URL(f"{self.url}{request.raw_path}", encoded=True), request.headers, await request.read()
         )
         try:
             if self.handler is None:
@@ -68,7 +101,7 @@ class LoopbackServer:
             self.failures.append(traceback.format_exc())
             return web.Response(status=500, text="the test's handler failed")
         headers = CIMultiDict(
-            (name, value) for name, value in response.headers.multi_items() if name.lower() not in _COMPUTED_HEADERS
+            (name, value) for name, value in response.headers.items() if name.lower() not in _COMPUTED_HEADERS
         )
         return web.Response(status=response.status_code, body=response.content, headers=headers)
 
@@ -97,7 +130,7 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-Answer = httpx.Response | tuple[int, Any] | Callable[[httpx.Request], httpx.Response]
+Answer = Response | tuple[int, Any] | Callable[[Request], Response]
 
 
 class Router:
@@ -110,9 +143,9 @@ class Router:
     def __init__(self, routes: dict[tuple[str, str], Answer | list[Answer]], headers: dict[str, str] | None = None):
         self.routes = {key: list(value) if isinstance(value, list) else [value] for key, value in routes.items()}
         self.headers = headers or {}
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: Request) -> Response:
         self.requests.append(request)
         for name, value in self.headers.items():
             assert request.headers.get(name) == value, f"{name} header missing or wrong on {request.url}"
@@ -120,36 +153,34 @@ class Router:
         assert key in self.routes, f"unexpected request {key}"
         answers = self.routes[key]
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        if callable(answer) and not isinstance(answer, httpx.Response):
+        if callable(answer) and not isinstance(answer, Response):
             return answer(request)
-        if isinstance(answer, httpx.Response):
+        if isinstance(answer, Response):
             return answer
         status, body = answer
-        return httpx.Response(status, json=body)
+        return Response(status, json=body)
 
     def serve(self) -> str:
         """Make the loopback server answer through this router; returns its root URL."""
         return serve(self)
 
-    def calls(self, method: str, path: str) -> list[httpx.Request]:
+    def calls(self, method: str, path: str) -> list[Request]:
         return [r for r in self.requests if r.method == method and r.url.path == path]
 
 
-def body_of(request: httpx.Request) -> Any:
+def body_of(request: Request) -> Any:
     return json.loads(request.content)
 
 
 # Bad answers every client must turn into a ProviderError.
-BAD_RESPONSES: list[tuple[str, httpx.Response]] = [
+BAD_RESPONSES: list[tuple[str, Response]] = [
     (
         "html",
-        httpx.Response(
-            502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", headers={"content-type": "text/html"}
-        ),
+        Response(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", headers={"content-type": "text/html"}),
     ),
-    ("malformed", httpx.Response(200, content=b"{'status': not json")),
-    ("truncated", httpx.Response(200, content=b'{"status": 10, "data": {"sta')),
-    ("html-200", httpx.Response(200, text="<!doctype html><title>Login</title>")),
-    ("5xx", httpx.Response(503, json={"message": "Service Unavailable"})),
-    ("empty", httpx.Response(200, content=b"")),
+    ("malformed", Response(200, content=b"{'status': not json")),
+    ("truncated", Response(200, content=b'{"status": 10, "data": {"sta')),
+    ("html-200", Response(200, text="<!doctype html><title>Login</title>")),
+    ("5xx", Response(503, json={"message": "Service Unavailable"})),
+    ("empty", Response(200, content=b"")),
 ]

@@ -7,12 +7,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from providers.clients.aws_esd import MAX_PROMPT_CHARS, AwsEsdClient, prompt_graph
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
-from providers.tests.loopback import BAD_RESPONSES, Router, body_of, provider_server
+from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of, provider_server
 from providers.tests.shared import fixture, recorded
 
 BASE = f"{provider_server().url}/prod"
@@ -38,11 +37,11 @@ def execute(name: str = "success", **changes: object) -> dict:
 def test_it_submits_with_a_client_generated_prompt_id():
     seen = {}
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Request) -> Response:
         seen.update(body_of(request))
         reply = fixture("aws-esd/create_execute_response_201_async.json")
         reply["data"]["prompt_id"] = seen["prompt_id"]
-        return httpx.Response(201, json=reply)
+        return Response(201, json=reply)
 
     c, _ = client({("POST", "/prod/executes"): answer}, {"endpoint_name": "comfy-async-EXAMPLE"})
     external_id = c.call(c.submit, recorded("workflow_minimal.json"), {"1.color": 7}, {})
@@ -141,9 +140,7 @@ def test_it_flags_refused_keys(status):
 
 
 def test_it_honours_retry_after_on_429():
-    c, _ = client(
-        {("GET", PATH): httpx.Response(429, json={"message": "Too Many Requests"}, headers={"Retry-After": "12"})}
-    )
+    c, _ = client({("GET", PATH): Response(429, json={"message": "Too Many Requests"}, headers={"Retry-After": "12"})})
     with pytest.raises(ProviderError) as caught:
         c.call(c.fetch, RUN_ID)
     assert caught.value.retry_after == 12 and not caught.value.permanent
@@ -180,7 +177,7 @@ def test_it_cannot_cancel():
 def test_it_checks_with_a_one_item_list():
     c, r = client({("GET", "/prod/executes"): (200, fixture("aws-esd/list_executes.json"))})
     assert "accepted" in c.call(c.check)
-    assert r.requests[0].url.params["limit"] == "1"
+    assert r.requests[0].url.query["limit"] == "1"
 
 
 def test_it_needs_a_base_url_and_an_api_key():

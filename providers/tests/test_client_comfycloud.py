@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
+from yarl import URL
 
 from providers.clients import jobs_list
 from providers.clients.base import (
@@ -22,14 +22,14 @@ from providers.clients.base import (
     Unsupported,
 )
 from providers.clients.comfycloud import ComfyCloudClient
-from providers.tests.loopback import provider_server, serve
+from providers.tests.loopback import Request, Response, provider_server, serve
 from providers.tests.shared import error_of, fixture, snapshots
 
 BASE = provider_server().url
 KEY = "cc-test-key-abcdef123456"
 V1_ID = "3f6c2a8e-1b4d-4e7f-9a0c-5d8e2b1f7a64"
 V2_ID = "7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[Request], Response]
 
 
 def client(handler: Handler, api: str = "v1", **config: Any) -> ComfyCloudClient:
@@ -38,7 +38,7 @@ def client(handler: Handler, api: str = "v1", **config: Any) -> ComfyCloudClient
     return ComfyCloudClient(BASE, {"api_key": KEY}, {"api": api, **config}, options=options)
 
 
-def assert_auth(request: httpx.Request, api: str) -> None:
+def assert_auth(request: Request, api: str) -> None:
     if api == "v1":
         assert request.headers["X-API-Key"] == KEY
         assert "Authorization" not in request.headers
@@ -48,13 +48,13 @@ def assert_auth(request: httpx.Request, api: str) -> None:
 
 
 def answer(method: str, url: str, body: Any, status: int = 200, api: str = "v1", **headers: str) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert request.method == method
         assert str(request.url) == url
         assert_auth(request, api)
         if isinstance(body, bytes):
-            return httpx.Response(status, content=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
+            return Response(status, content=body, headers=headers)
+        return Response(status, json=body, headers=headers)
 
     return handler
 
@@ -236,19 +236,19 @@ def test_it_refuses_an_oversized_body(api: str) -> None:
 
 
 def test_it_fetches_many_with_one_list_call() -> None:
-    requests: list[httpx.Request] = []
+    requests: list[Request] = []
     listing = fixture("comfy-cloud/jobs_list.json")
     listing["jobs"] = [
         {**job, "status": "in_progress" if i == 0 else "pending"} for i, job in enumerate(listing["jobs"])
     ]
     ids = [job["id"] for job in listing["jobs"]]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         requests.append(request)
         assert_auth(request, "v1")
         assert request.url.path == "/api/jobs"
-        assert request.url.params["status"] == "pending,in_progress"
-        return httpx.Response(200, json=listing)
+        assert request.url.query["status"] == "pending,in_progress"
+        return Response(200, json=listing)
 
     c = client(handler)
     assert c.has_list_call
@@ -261,13 +261,13 @@ def test_it_fetches_ids_missing_from_both_lists_one_by_one() -> None:
     paths: list[str] = []
     gone = "00000000-0000-4000-8000-000000000000"
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         paths.append(request.url.path)
         if request.url.path == "/api/jobs":
-            return httpx.Response(200, json={"jobs": [], "pagination": {"offset": 0, "limit": 1000, "total": 0}})
+            return Response(200, json={"jobs": [], "pagination": {"offset": 0, "limit": 1000, "total": 0}})
         if request.url.path == f"/api/jobs/{V1_ID}":
-            return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
-        return httpx.Response(404, json={"code": "NOT_FOUND", "message": "Job not found"})
+            return Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+        return Response(404, json={"code": "NOT_FOUND", "message": "Job not found"})
 
     results = snapshots((c := client(handler)).call(c.fetch_many, [V1_ID, gone]))
     assert sorted(paths) == sorted(["/api/jobs", "/api/jobs", f"/api/jobs/{V1_ID}", f"/api/jobs/{gone}"])
@@ -280,18 +280,18 @@ def listing_handler(finished: list[dict[str, Any]], paths: list[str], page_size:
     """/api/jobs answers in-flight with nothing and finished with `finished`, `page_size` per page;
     details come from the completed fixture (with the asked id)."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         paths.append(str(request.url))
         if request.url.path != "/api/jobs":
             job_id = request.url.path.rsplit("/", 1)[-1]
-            return httpx.Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
-        if request.url.params["status"] == "pending,in_progress":
-            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
-        assert request.url.params["status"] == "completed,failed,cancelled"
-        assert request.url.params["sort_order"] == "desc"
-        offset = int(request.url.params["offset"])
+            return Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
+        if request.url.query["status"] == "pending,in_progress":
+            return Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        assert request.url.query["status"] == "completed,failed,cancelled"
+        assert request.url.query["sort_order"] == "desc"
+        offset = int(request.url.query["offset"])
         page = finished[offset : offset + page_size]
-        return httpx.Response(200, json={"jobs": page, "pagination": {"has_more": offset + page_size < len(finished)}})
+        return Response(200, json={"jobs": page, "pagination": {"has_more": offset + page_size < len(finished)}})
 
     return handler
 
@@ -370,7 +370,7 @@ def test_the_finished_list_is_read_page_by_page_until_every_id_is_found() -> Non
     c = client(listing_handler(finished, paths))
     wanted = [finished[5]["id"], finished[1500]["id"]]
     results = snapshots(c.call(c.fetch_many, wanted))
-    offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
+    offsets = [URL(p).query["offset"] for p in paths if "completed" in p]
     assert offsets == ["0", "1000"]  # found both on the second page: the third is never read
     assert all(results[i].status == RunStatus.SUCCEEDED for i in wanted)
 
@@ -383,7 +383,7 @@ def test_later_batches_of_a_sweep_reuse_the_finished_pages_already_read() -> Non
     paths.clear()
     results = snapshots(c.call(c.fetch_many, [finished[3]["id"], finished[999]["id"]]))
     # Only the in-flight list is asked again; a finished job stays finished.
-    assert [httpx.URL(p).params["status"] for p in paths] == ["pending,in_progress"]
+    assert [URL(p).query["status"] for p in paths] == ["pending,in_progress"]
     assert all(r.status == RunStatus.SUCCEEDED for r in results.values())
 
 
@@ -393,14 +393,14 @@ def counting_handler(finished: list[dict[str, Any]], offsets: list[int], peak: l
     that offset on at 300 entries; `fail_at` answers 500 for that offset."""
     active = 0
 
-    async def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: Request) -> Response:
         nonlocal active
         if request.url.path != "/api/jobs":
             job_id = request.url.path.rsplit("/", 1)[-1]
-            return httpx.Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
-        if request.url.params["status"] == "pending,in_progress":
-            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
-        offset = int(request.url.params["offset"])
+            return Response(200, json={**fixture("comfy-cloud/jobs_detail_completed.json"), "id": job_id})
+        if request.url.query["status"] == "pending,in_progress":
+            return Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        offset = int(request.url.query["offset"])
         offsets.append(offset)
         active += 1
         peak[0] = max(peak[0], active)
@@ -408,11 +408,11 @@ def counting_handler(finished: list[dict[str, Any]], offsets: list[int], peak: l
         await asyncio.sleep(0.1)
         active -= 1
         if offset == faults.get("fail_at"):
-            return httpx.Response(500, text="oops")
+            return Response(500, text="oops")
         size = 300 if offset >= faults.get("short_from", len(finished) + 1) else 1000
         more = offset + size < len(finished)
         pagination = {"offset": offset, "limit": 1000, "total": len(finished), "has_more": more}
-        return httpx.Response(200, json={"jobs": finished[offset : offset + size], "pagination": pagination})
+        return Response(200, json={"jobs": finished[offset : offset + size], "pagination": pagination})
 
     return handler
 
@@ -466,13 +466,13 @@ def test_a_short_page_among_those_asked_together_leaves_no_gap() -> None:
 def test_a_failed_finished_list_falls_back_to_one_call_per_job() -> None:
     paths: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         paths.append(request.url.path)
-        if request.url.path == "/api/jobs" and "completed" in request.url.params["status"]:
-            return httpx.Response(500, text="oops")
+        if request.url.path == "/api/jobs" and "completed" in request.url.query["status"]:
+            return Response(500, text="oops")
         if request.url.path == "/api/jobs":
-            return httpx.Response(200, json={"jobs": []})
-        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+            return Response(200, json={"jobs": []})
+        return Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
 
     c = client(handler)
     assert snapshots(c.call(c.fetch_many, [V1_ID]))[V1_ID].status == RunStatus.SUCCEEDED
@@ -480,7 +480,7 @@ def test_a_failed_finished_list_falls_back_to_one_call_per_job() -> None:
 
 
 def test_it_reports_a_failed_list_call_for_every_id() -> None:
-    c = client(lambda request: httpx.Response(401, json=fixture("comfy-cloud/error_401.json")))
+    c = client(lambda request: Response(401, json=fixture("comfy-cloud/error_401.json")))
     results = c.call(c.fetch_many, ["a", "b"])
     assert set(results) == {"a", "b"}
     assert all(isinstance(r, ProviderError) and r.auth_failed for r in results.values())
@@ -492,11 +492,11 @@ def test_it_reports_a_failed_list_call_for_every_id() -> None:
 def test_it_submits_a_v1_prompt() -> None:
     request_body = fixture("comfy-cloud/prompt_request.json")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/prompt")
         assert_auth(request, "v1")
         assert json.loads(request.content) == request_body
-        return httpx.Response(200, json=fixture("comfy-cloud/prompt_response.json"))
+        return Response(200, json=fixture("comfy-cloud/prompt_response.json"))
 
     c = client(handler)
     options = {"api_key_comfy_org": request_body["extra_data"]["api_key_comfy_org"]}
@@ -504,9 +504,9 @@ def test_it_submits_a_v1_prompt() -> None:
 
 
 def test_it_applies_inputs_to_the_graph() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert json.loads(request.content)["prompt"]["2"]["inputs"]["filename_prefix"] == "custom"
-        return httpx.Response(200, json=fixture("comfy-cloud/prompt_response.json"))
+        return Response(200, json=fixture("comfy-cloud/prompt_response.json"))
 
     c = client(handler)
     workflow = fixture("comfy-cloud/prompt_request.json")["prompt"]
@@ -521,7 +521,7 @@ def test_it_names_nodes_in_a_400_prompt_error() -> None:
     body["node_errors"] = {
         "3": {"errors": [{"message": "Required input is missing", "details": "model"}], "class_type": "KSampler"}
     }
-    c = client(lambda request: httpx.Response(400, json=body))
+    c = client(lambda request: Response(400, json=body))
     error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
     assert error.permanent
     assert "Prompt outputs failed validation" in error.message
@@ -529,31 +529,31 @@ def test_it_names_nodes_in_a_400_prompt_error() -> None:
 
 
 def test_it_reports_insufficient_credits_as_permanent() -> None:
-    c = client(lambda request: httpx.Response(402, json={"code": "PAYMENT", "message": "no credits"}))
+    c = client(lambda request: Response(402, json={"code": "PAYMENT", "message": "no credits"}))
     error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
     assert error.permanent
     assert "insufficient credits" in error.message
 
 
 def test_it_cancels_a_pending_v1_job_through_the_queue() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/queue")
         assert_auth(request, "v1")
         assert json.loads(request.content) == fixture("comfy-cloud/queue_cancel_request.json")
-        return httpx.Response(200, json=fixture("comfy-cloud/queue_cancel_response.json"))
+        return Response(200, json=fixture("comfy-cloud/queue_cancel_response.json"))
 
     c = client(handler)
     assert c.call(c.cancel, V1_ID) is None
 
 
 def running_v1(calls: list[str]) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         calls.append(f"{request.method} {request.url.path}")
         if request.url.path == "/api/queue":
-            return httpx.Response(200, json={"deleted": [], "cleared": False})
+            return Response(200, json={"deleted": [], "cleared": False})
         if request.url.path == "/api/interrupt":
-            return httpx.Response(200)
-        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_in_progress.json"))
+            return Response(200)
+        return Response(200, json=fixture("comfy-cloud/jobs_detail_in_progress.json"))
 
     return handler
 
@@ -574,10 +574,10 @@ def test_it_interrupts_when_the_config_allows() -> None:
 
 
 def test_it_does_nothing_to_cancel_a_finished_v1_job() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         if request.url.path == "/api/queue":
-            return httpx.Response(200, json={"deleted": [], "cleared": False})
-        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+            return Response(200, json={"deleted": [], "cleared": False})
+        return Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
 
     c = client(handler)
     assert c.call(c.cancel, V1_ID) is None
@@ -588,7 +588,7 @@ def view_output(url: str) -> OutputRef:
 
 
 def test_it_sends_the_key_only_to_its_own_host() -> None:
-    c = client(lambda request: httpx.Response(500))
+    c = client(lambda request: Response(500))
     own = c.download_request(view_output(f"{BASE}/api/view?filename=a.png&subfolder=&type=output"))
     assert own.headers["X-API-Key"] == KEY
     other = c.download_request(view_output("https://storage.googleapis.com/b/o?X-Goog-Signature=s"))
@@ -698,21 +698,19 @@ def test_it_reads_the_v2_error_envelope_and_retry_after() -> None:
 def test_it_submits_a_v2_job_with_an_idempotency_key() -> None:
     request_body = fixture("comfy-cloud/v2_submit_request.json")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert (request.method, str(request.url)) == ("POST", f"{BASE}/api/v2/jobs")
         assert_auth(request, "v2")
         assert request.headers["Idempotency-Key"] == "idem-1"
         assert json.loads(request.content) == request_body
-        return httpx.Response(201, json=fixture("comfy-cloud/v2_job_queued.json"))
+        return Response(201, json=fixture("comfy-cloud/v2_job_queued.json"))
 
     c = client(handler, api="v2")
     assert c.call(c.submit, request_body["workflow"], {}, {"idempotency_key": "idem-1"}) == V2_ID
 
 
 def test_it_names_nodes_in_a_v2_invalid_workflow() -> None:
-    c = client(
-        lambda request: httpx.Response(422, json=fixture("comfy-cloud/v2_error_invalid_workflow_422.json")), "v2"
-    )
+    c = client(lambda request: Response(422, json=fixture("comfy-cloud/v2_error_invalid_workflow_422.json")), "v2")
     error = raises(lambda: c.call(c.submit, {"1": {"class_type": "X"}}, {}, {}))
     assert error.permanent
     assert "required input 'model' is not connected" in error.message
@@ -728,10 +726,10 @@ def test_it_cancels_a_v2_job() -> None:
 def test_it_fetches_many_v2_jobs_one_by_one() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         seen.append(request.url.path)
         job_id = request.url.path.rsplit("/", 1)[-1]
-        return httpx.Response(200, json={**fixture("comfy-cloud/v2_job_running.json"), "id": job_id})
+        return Response(200, json={**fixture("comfy-cloud/v2_job_running.json"), "id": job_id})
 
     c = client(handler, api="v2")
     assert not c.has_list_call
@@ -749,15 +747,15 @@ def test_a_failing_later_in_flight_page_keeps_what_the_first_page_showed() -> No
     running = {"id": V1_ID, "status": "in_progress", "create_time": 1}
     paths: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         paths.append(str(request.url))
-        if request.url.params.get("status") == "pending,in_progress":
-            if request.url.params["offset"] == "0":
-                return httpx.Response(200, json={"jobs": [running], "pagination": {"has_more": True}})
-            return httpx.Response(502, text="bad gateway")
+        if request.url.query.get("status") == "pending,in_progress":
+            if request.url.query["offset"] == "0":
+                return Response(200, json={"jobs": [running], "pagination": {"has_more": True}})
+            return Response(502, text="bad gateway")
         if request.url.path == "/api/jobs":
-            return httpx.Response(200, json={"jobs": [], "pagination": {"has_more": False}})
-        return httpx.Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
+            return Response(200, json={"jobs": [], "pagination": {"has_more": False}})
+        return Response(200, json=fixture("comfy-cloud/jobs_detail_completed.json"))
 
     c = client(handler)
     other = "40000000-0000-4000-8000-000000000000"
@@ -769,14 +767,12 @@ def test_a_failing_later_in_flight_page_keeps_what_the_first_page_showed() -> No
 def test_a_rate_limited_finished_list_holds_back_the_one_by_one_calls() -> None:
     paths: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         paths.append(request.url.path)
-        if request.url.params.get("status") == "completed,failed,cancelled":
-            return httpx.Response(
-                429, json={"code": "RATE_LIMITED", "message": "slow down"}, headers={"Retry-After": "30"}
-            )
+        if request.url.query.get("status") == "completed,failed,cancelled":
+            return Response(429, json={"code": "RATE_LIMITED", "message": "slow down"}, headers={"Retry-After": "30"})
         if request.url.path == "/api/jobs":
-            return httpx.Response(200, json={"jobs": []})
+            return Response(200, json={"jobs": []})
         raise AssertionError(f"no per-job call while rate limited: {request.url}")
 
     c = client(handler)
@@ -790,7 +786,7 @@ def test_pages_shorter_than_asked_for_move_the_offset_by_what_came() -> None:
     paths: list[str] = []
     c = client(listing_handler(finished, paths, page_size=400))  # a server capping pages at 400
     results = snapshots(c.call(c.fetch_many, [finished[1100]["id"]]))
-    offsets = [httpx.URL(p).params["offset"] for p in paths if "completed" in p]
+    offsets = [URL(p).query["offset"] for p in paths if "completed" in p]
     assert offsets == ["0", "400", "800"]  # nothing skipped
     assert [p for p in paths if "/api/jobs/" in p] == []
     assert results[finished[1100]["id"]].status == RunStatus.SUCCEEDED

@@ -7,18 +7,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunSnapshot, RunStatus
 from providers.clients.comfydeploy import ComfyDeployClient, parse_webhook, url_expiry
-from providers.tests.loopback import closed_port_url, provider_server, serve
+from providers.tests.loopback import Request, Response, closed_port_url, provider_server, serve
 from providers.tests.shared import error_of, fixture
 
 BASE = f"{provider_server().url}/api"
 TOKEN = "cd-test-token-123456"
 RUN_ID = "b5c9a0c4-3f1e-4a8e-9d0b-6d2f6a1e7c42"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[Request], Response]
 
 
 def client(handler: Handler, config: dict[str, Any] | None = None, **options: Any) -> ComfyDeployClient:
@@ -29,13 +28,13 @@ def client(handler: Handler, config: dict[str, Any] | None = None, **options: An
 def get_run(body: Any, status: int = 200, **headers: str) -> Handler:
     """A handler for GET /run/{RUN_ID} that checks method, URL and auth."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert request.method == "GET"
         assert str(request.url) == f"{BASE}/run/{RUN_ID}"
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
         if isinstance(body, bytes):
-            return httpx.Response(status, content=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
+            return Response(status, content=body, headers=headers)
+        return Response(status, json=body, headers=headers)
 
     return handler
 
@@ -236,12 +235,12 @@ def test_it_turns_transport_failures_into_provider_errors() -> None:
 def test_it_submits_to_the_deployment_queue() -> None:
     expected = fixture("comfydeploy/create_run_queue_request.json")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert request.method == "POST"
         assert str(request.url) == f"{BASE}/run/deployment/queue"
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
         assert json.loads(request.content) == expected
-        return httpx.Response(200, json=fixture("comfydeploy/create_run_queue_response.json"))
+        return Response(200, json=fixture("comfydeploy/create_run_queue_response.json"))
 
     c = client(handler, config={"deployment_id": expected["deployment_id"]})
     options = {"webhook": expected["webhook"], "webhook_intermediate_status": True}
@@ -249,23 +248,23 @@ def test_it_submits_to_the_deployment_queue() -> None:
 
 
 def test_it_prefers_the_deployment_id_from_options() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert json.loads(request.content) == {"deployment_id": "dep-2", "inputs": {}}
-        return httpx.Response(200, json={"run_id": "r"})
+        return Response(200, json={"run_id": "r"})
 
     c = client(handler, config={"deployment_id": "dep-1"})
     assert c.call(c.submit, {}, {}, {"deployment_id": "dep-2"}) == "r"
 
 
 def test_it_needs_a_deployment_id_to_submit() -> None:
-    c = client(lambda request: httpx.Response(500))
+    c = client(lambda request: Response(500))
     with pytest.raises(ProviderError, match="deployment_id") as caught:
         c.call(c.submit, {}, {}, {})
     assert caught.value.permanent
 
 
 def test_it_reports_validation_errors_on_submit_as_permanent() -> None:
-    c = client(lambda request: httpx.Response(422, json=fixture("comfydeploy/error_422_validation.json")))
+    c = client(lambda request: Response(422, json=fixture("comfydeploy/error_422_validation.json")))
     with pytest.raises(ProviderError) as caught:
         c.call(c.submit, {}, {}, {"deployment_id": "d"})
     assert caught.value.permanent
@@ -273,17 +272,17 @@ def test_it_reports_validation_errors_on_submit_as_permanent() -> None:
 
 
 def test_it_needs_a_run_id_in_the_submit_answer() -> None:
-    c = client(lambda request: httpx.Response(200, json={"ok": True}))
+    c = client(lambda request: Response(200, json={"ok": True}))
     with pytest.raises(ProviderError, match="run_id"):
         c.call(c.submit, {}, {}, {"deployment_id": "d"})
 
 
 def cancel_handler(status: int, body: Any) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert request.method == "POST"
         assert str(request.url) == f"{BASE}/run/{RUN_ID}/cancel"
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-        return httpx.Response(status, json=body)
+        return Response(status, json=body)
 
     return handler
 
@@ -310,16 +309,16 @@ def test_it_keeps_other_cancel_500s_transient() -> None:
 
 
 def test_it_checks_the_token_with_a_probe() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-        return httpx.Response(404, json=fixture("comfydeploy/error_404_run_not_found.json"))
+        return Response(404, json=fixture("comfydeploy/error_404_run_not_found.json"))
 
     c = client(handler)
     assert "accepted" in c.call(c.check)
 
 
 def test_it_reports_a_bad_token_on_check() -> None:
-    c = client(lambda request: httpx.Response(401, json={"detail": "Invalid token"}))
+    c = client(lambda request: Response(401, json={"detail": "Invalid token"}))
     with pytest.raises(ProviderError) as caught:
         c.call(c.check)
     assert caught.value.auth_failed

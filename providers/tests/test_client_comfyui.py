@@ -7,12 +7,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, SubmissionRejected
 from providers.clients.comfyui import ComfyUIClient
-from providers.tests.loopback import BAD_RESPONSES, Router, body_of, provider_server
+from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of, provider_server
 from providers.tests.shared import fixture, recorded
 
 BASE = provider_server().url
@@ -43,9 +42,9 @@ def ms(value: int) -> datetime:
 def test_it_submits_with_a_client_chosen_prompt_id():
     seen = {}
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Request) -> Response:
         seen.update(body_of(request))
-        return httpx.Response(200, json={"prompt_id": seen["prompt_id"], "number": 3, "node_errors": {}})
+        return Response(200, json={"prompt_id": seen["prompt_id"], "number": 3, "node_errors": {}})
 
     c = client(router({("POST", "/prompt"): answer}))
     external_id = c.call(c.submit, recorded("workflow_minimal.json"), {"2.filename_prefix": "x"}, {})
@@ -286,7 +285,7 @@ def test_an_older_build_without_the_jobs_list_is_read_through_one_history_list_c
     r = router(
         {
             ("GET", "/queue"): (200, recorded("queue.json")),
-            ("GET", "/api/jobs"): httpx.Response(404, text="404: Not Found"),  # aiohttp's unknown route
+            ("GET", "/api/jobs"): Response(404, text="404: Not Found"),  # aiohttp's unknown route
             ("GET", "/history"): (200, done),
             ("GET", "/history/old"): (200, {}),
         }
@@ -299,7 +298,7 @@ def test_an_older_build_without_the_jobs_list_is_read_through_one_history_list_c
     assert all(result[i].status is RunStatus.SUCCEEDED for i in done)
     assert result["old"].status is RunStatus.UNKNOWN
     assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs", "/history", "/history/old"]
-    assert r.requests[2].url.params["max_items"] == str(7 + 16)
+    assert r.requests[2].url.query["max_items"] == str(7 + 16)
     assert ComfyUIClient.has_list_call
     c.call(c.fetch_many, list(done))  # the same client (sweep) does not ask for /api/jobs again
     assert [req.url.path for req in r.requests[4:]] == ["/queue", "/history"]
@@ -330,9 +329,9 @@ def job_entry(prompt_id: str, **fields: object) -> dict:
 @pytest.mark.parametrize(
     ("answer", "held"),
     [
-        (httpx.Response(429, headers={"Retry-After": "30"}, text="slow down"), True),
-        (httpx.Response(403, text="forbidden"), True),  # a reverse proxy refusing the credential
-        (httpx.Response(500, text="oops"), False),  # no advice: the history calls still answer
+        (Response(429, headers={"Retry-After": "30"}, text="slow down"), True),
+        (Response(403, text="forbidden"), True),  # a reverse proxy refusing the credential
+        (Response(500, text="oops"), False),  # no advice: the history calls still answer
     ],
 )
 def test_a_jobs_list_that_says_slow_down_holds_back_the_history_calls(answer, held):
@@ -374,7 +373,7 @@ def test_the_jobs_list_answers_finished_runs_as_their_history_does():
     c = client(r)
     listed = c.call(c.fetch_many, [prompt_id, *others])
     assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs"]
-    assert r.requests[1].url.params["status"] == "completed,failed,cancelled"
+    assert r.requests[1].url.query["status"] == "completed,failed,cancelled"
     from_history = c.call(c.fetch, prompt_id)
     assert listed[prompt_id].outputs == from_history.outputs and len(from_history.outputs) == 1
     assert (listed[prompt_id].status, listed[prompt_id].provider_status) == (RunStatus.SUCCEEDED, "success")
@@ -439,7 +438,7 @@ def test_it_cancels_a_pending_prompt_by_deleting_it():
                 (200, fixture("comfyui-oss/queue_pending.json")),
                 (200, fixture("comfyui-oss/queue_empty.json")),
             ],
-            ("POST", "/queue"): httpx.Response(200),
+            ("POST", "/queue"): Response(200),
         }
     )
     c = client(r)
@@ -452,7 +451,7 @@ def test_it_interrupts_a_running_prompt_by_id():
     r = router(
         {
             ("GET", "/queue"): (200, fixture("comfyui-oss/queue_running.json")),
-            ("POST", "/interrupt"): httpx.Response(200),
+            ("POST", "/interrupt"): Response(200),
         }
     )
     c = client(r)
@@ -478,7 +477,7 @@ def test_it_flags_refused_credentials(status):
 
 
 def test_it_honours_retry_after_on_429():
-    c = client(router({("GET", "/history/x"): httpx.Response(429, headers={"Retry-After": "7"})}))
+    c = client(router({("GET", "/history/x"): Response(429, headers={"Retry-After": "7"})}))
     with pytest.raises(ProviderError) as caught:
         c.call(c.fetch, "x")
     assert caught.value.retry_after == 7 and not caught.value.permanent

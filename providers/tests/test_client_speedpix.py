@@ -11,12 +11,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
 from providers.clients.speedpix import SpeedPixClient
-from providers.tests.loopback import BAD_RESPONSES, Router, body_of
+from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of
 from providers.tests.shared import fixture
 
 SECRET = {"app_key": "204912345", "app_secret": "s3cr3t-app-secret-value"}
@@ -66,11 +65,11 @@ def expected_signature(path: str, body: bytes) -> dict[str, str]:
 
 
 def test_it_signs_requests_as_documented():
-    seen: list[httpx.Request] = []
+    seen: list[Request] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Request) -> Response:
         seen.append(request)
-        return httpx.Response(200, json=fixture("aliyun-speedpix/comfy_prompt_response.json"))
+        return Response(200, json=fixture("aliyun-speedpix/comfy_prompt_response.json"))
 
     c, _ = client({("POST", PROMPT): answer}, {"workflow_id": "wf-EXAMPLE-0001"})
     inputs = {"prompt": "一只猫", "steps": 20}
@@ -91,11 +90,11 @@ def test_it_signs_requests_as_documented():
 
 
 def test_it_signs_the_path_the_gateway_sees_under_a_prefixed_base_url():
-    seen: list[httpx.Request] = []
+    seen: list[Request] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Request) -> Response:
         seen.append(request)
-        return httpx.Response(200, json=fixture("aliyun-speedpix/comfy_get_progress_waiting.json"))
+        return Response(200, json=fixture("aliyun-speedpix/comfy_get_progress_waiting.json"))
 
     router = Router({("POST", f"/gw{PROGRESS}"): answer})
     c = SpeedPixClient(f"{router.serve()}/gw", SECRET, clock=lambda: NOW, nonce=lambda: NONCE)
@@ -248,7 +247,7 @@ def test_it_maps_an_unknown_task_to_unknown():
 
 def test_it_flags_a_bad_signature_without_leaking_the_string_to_sign():
     message = "Invalid Signature, Server StringToSign:`POST#204912345`"
-    refused = httpx.Response(403, headers={"X-Ca-Error-Code": "A403IS", "X-Ca-Error-Message": message})
+    refused = Response(403, headers={"X-Ca-Error-Code": "A403IS", "X-Ca-Error-Message": message})
     c, _ = client({("POST", PROGRESS): refused})
     with pytest.raises(ProviderError) as caught:
         c.call(c.fetch, TASK)
@@ -278,7 +277,7 @@ def test_it_flags_refused_credentials(status):
 
 
 def test_it_honours_retry_after_on_429():
-    c, _ = client({("POST", PROGRESS): httpx.Response(429, headers={"Retry-After": "3"})})
+    c, _ = client({("POST", PROGRESS): Response(429, headers={"Retry-After": "3"})})
     with pytest.raises(ProviderError) as caught:
         c.call(c.fetch, TASK)
     assert caught.value.retry_after == 3

@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 
-import httpx
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -19,7 +18,7 @@ from providers.clients.comfyui import ComfyUIClient
 from providers.clients.transport import ProviderResponse
 from providers.health import check_connection
 from providers.models import Provider
-from providers.tests.loopback import serve
+from providers.tests.loopback import Request, Response, serve
 
 SECRET_PAGE = "INTERNAL-SECRET-PAGE do-not-show"
 
@@ -76,8 +75,8 @@ def test_the_resolver_refuses_a_name_that_resolves_to_a_metadata_address(monkeyp
 def internal_page() -> str:
     """A loopback server answering every path with a plain-text page, as an internal admin page might."""
 
-    def page(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500 if request.url.path.endswith("/queue") else 200, text=SECRET_PAGE)
+    def page(request: Request) -> Response:
+        return Response(500 if request.url.path.endswith("/queue") else 200, text=SECRET_PAGE)
 
     return serve(page)
 

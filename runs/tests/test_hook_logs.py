@@ -13,13 +13,13 @@ import io
 import json
 import logging
 
-import httpx
 import pytest
 from django.db import connection
 from pythonjsonlogger.json import JsonFormatter
 
 import runs.webhooks
 from comfytrack.logs import RedactPathsFilter
+from comfytrack.tests import web_client
 from comfytrack.tests.processes import child_env, free_port, start_gunicorn, stop
 from providers.tests.shared import fixture
 from runs.models import Run, Status
@@ -87,13 +87,14 @@ def test_gunicorn_reads_a_chunked_hook_body_and_logs_no_token(hooked, tmp_path):
     try:
         base, https = f"http://127.0.0.1:{port}", {"X-Forwarded-Proto": "https"}
         body = json.dumps(RUNNING).encode()
-        # A generator body: httpx sends it chunked, without Content-Length.
-        chunked = httpx.post(f"{base}{url}", content=iter([body[:40], body[40:]]), headers=https)
-        assert chunked.request.headers.get("transfer-encoding") == "chunked"
+        # A generator body: sent chunked, without Content-Length.
+        chunked = web_client.post(f"{base}{url}", content=iter([body[:40], body[40:]]), headers=https)
+        assert chunked.sent_headers.get("Transfer-Encoding") == "chunked"
+        assert "Content-Length" not in chunked.sent_headers
         assert chunked.status_code == 200, chunked.text
         assert chunked.json()["run"] is not None
-        bad = httpx.post(f"{base}{url}", content=iter([b"{not json"]), headers=https)
-        big = httpx.post(f"{base}{url}", content=iter([b"x" * 600_000, b"x" * 600_000]), headers=https)
+        bad = web_client.post(f"{base}{url}", content=iter([b"{not json"]), headers=https)
+        big = web_client.post(f"{base}{url}", content=iter([b"x" * 600_000, b"x" * 600_000]), headers=https)
         assert (bad.status_code, big.status_code) == (400, 413)
     finally:
         stop(process)
