@@ -215,6 +215,18 @@ def test_it_refuses_private_targets_unless_allowed(org, receiver, make_endpoint,
     assert "ARCHIVE" not in delivery.error and "provider" not in delivery.error
 
 
+def test_it_refuses_a_name_that_resolves_to_a_private_address(org, receiver, make_endpoint, settings):
+    # Only 127.0.0.1 is allowed, by address: "localhost" is checked where it resolves, and refused.
+    settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = ["127.0.0.1"]
+    port = receiver.server.server_address[1]
+    endpoint, _ = make_endpoint(org, f"http://localhost:{port}/hook")
+    delivery = queue(endpoint)
+    deliver_due_webhooks()
+    delivery.refresh_from_db()
+    assert not receiver.requests and not delivery.delivered
+    assert delivery.error.startswith(f"Refused to send to localhost:{port}: it is a loopback address")
+
+
 def test_it_answers_non_2xx_and_connection_errors_as_failures(org, make_endpoint, settings):
     settings.COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS = ["127.0.0.1"]
     settings.COMFYTRACK_WEBHOOK_TIMEOUT = 3
