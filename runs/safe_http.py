@@ -1,9 +1,11 @@
-"""Fetching untrusted URLs without becoming an SSRF proxy.
+"""Fetching untrusted URLs without becoming an SSRF proxy: output downloads (`SafeDownloader`), and the
+session webhook deliveries and alert posts send through too (`guarded_session`).
 
 Output URLs come from provider responses, so a hostile or compromised provider could point us at
 our own network (the cloud metadata service, a database admin page on localhost, …). Defences:
 
-1. Only http(s), at most `MAX_REDIRECTS` redirects, each hop checked before it is sent.
+1. Only http(s), at most `MAX_REDIRECTS` redirects, followed here, each hop checked before it is sent
+   (webhook and alert sends follow none).
 2. Every address a host name resolves to is checked *inside the connector* (`GuardedResolver`), so
    aiohttp connects to exactly the addresses we validated: no second DNS lookup to rebind.
    aiohttp skips the resolver for IP literals, which `HostGuard.check_url` checks up front.
@@ -11,10 +13,11 @@ our own network (the cloud metadata service, a database admin page on localhost,
    IPv4-mapped/compatible IPv6 form) are refused, unless host:port is the provider's own base URL
    (self-hosted ComfyUI on a LAN is normal) or allow-listed by the caller's setting
    (COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS for downloads). Cloud metadata addresses are refused even then.
-4. Auth headers only go to the provider's own origin, and never to a redirect target: Comfy Cloud's
-   /api/view answers 302 to a signed URL, which refuses a request carrying the API key even when it is
-   on the same host.
-5. A size cap (streamed, checked against Content-Length first), a total deadline, trust_env=False.
+4. Auth headers only go to the provider's own origin, on the first request, never to a redirect
+   target: Comfy Cloud's /api/view answers 302 to a signed URL, which refuses a request carrying the
+   API key even when it is on the same host.
+5. A size cap (streamed, checked against Content-Length first), a total deadline, trust_env=False,
+   certifi's CA roots.
 """
 
 from __future__ import annotations
@@ -183,9 +186,7 @@ class GuardedResolver(AbstractResolver):
 CONNECT_TIMEOUT = 5.0
 
 
-def guarded_session(
-    guard: HostGuard, *, timeout: float, max_connections: int = 8, headers: Mapping[str, str] | None = None
-) -> aiohttp.ClientSession:
+def guarded_session(guard: HostGuard, *, timeout: float, max_connections: int = 8) -> aiohttp.ClientSession:
     """The aiohttp session for untrusted URLs (output downloads, webhook and alert sends), made inside the
     running event loop (a session is bound to its loop); the caller closes it.
 
@@ -200,7 +201,7 @@ def guarded_session(
     connect = min(timeout, CONNECT_TIMEOUT)
     return aiohttp.ClientSession(
         connector=connector,
-        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        headers={"User-Agent": USER_AGENT},
         timeout=aiohttp.ClientTimeout(total=None, connect=timeout + connect, sock_connect=connect, sock_read=timeout),
         trust_env=False,
         raise_for_status=False,
