@@ -33,8 +33,8 @@ from providers.clients.base import (
     url_path,
 )
 from providers.clients.comfyui import apply_inputs, check_api_workflow
+from providers.clients.presigned import filename_from_url, presigned_expiry
 from providers.clients.transport import ProviderResponse
-from providers.clients.urls import filename_from_url, presigned_expiry
 
 # get_execute.py presigns output_files/temp_files with generate_presigned_url_for_keys(expiration=3600).
 PRESIGNED_TTL = 3600

@@ -38,8 +38,8 @@ from providers.clients.base import (
     url_path,
     usage_seconds,
 )
+from providers.clients.presigned import filename_from_url, presigned_expiry
 from providers.clients.transport import ProviderResponse
-from providers.clients.urls import filename_from_url, presigned_expiry
 
 JSON_TYPE = "application/json; charset=utf-8"
 SIGNATURE_HEADERS = "x-ca-timestamp,x-ca-key,x-ca-nonce,x-ca-signature-method"

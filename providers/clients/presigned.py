@@ -1,4 +1,4 @@
-"""URL helpers shared by clients whose outputs are presigned object-store links (AWS ESD, SpeedPix)."""
+"""Presigned object-store links (AWS ESD, SpeedPix outputs): the file name in the path, the expiry in the query."""
 
 from __future__ import annotations
 
