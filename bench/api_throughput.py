@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = shutil.which("gunicorn", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import cpu_seconds, setup_django  # noqa: E402
 from bench.pages import ensure_orgs, seed  # noqa: E402
-from bench.sync_throughput import setup_django  # noqa: E402
 from providers.clients.event_loop import new_event_loop  # noqa: E402
 
 
@@ -113,26 +113,6 @@ async def load(url: str, key: str, clients: int, seconds: float) -> tuple[int, l
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     return len(latencies), latencies, errors
-
-
-def cpu_seconds(pid: int, *, of_ended_children: bool = False) -> float:
-    """User + system CPU of one process so far (Linux /proc), 0 once it is gone; or, with
-    `of_ended_children`, of its children that have ended (and been waited for)."""
-    try:
-        fields = _stat_fields(pid)
-    except OSError:
-        return 0.0
-    first = 13 if of_ended_children else 11  # cutime, cstime; else utime, stime
-    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
-
-
-def parent_pid(pid: int) -> int:
-    return int(_stat_fields(pid)[1])
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/<pid>/stat's fields after the command name (which may hold spaces and parentheses)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _children(pid: int) -> list[int]:

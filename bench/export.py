@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import pages  # noqa: E402
-from bench.sync_throughput import setup_django  # noqa: E402
+from bench.harness import setup_django  # noqa: E402
 
 MODES = ("csv", "jsonl", "csv-in-memory")
 

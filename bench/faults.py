@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import RemoteFake, setup_django  # noqa: E402
+from bench.harness import RemoteFake, setup_django  # noqa: E402
 
 RUN_SECONDS = 4.0  # each run is running this long on the fake, then succeeds
 # The fake's outputs are small PNGs (~170 bytes, ~100 for a thumbnail): room for about a fifth of scenario 5's.

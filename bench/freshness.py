@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import RemoteFake, fresh_provider, setup_django  # noqa: E402
+from bench.harness import RemoteFake, fresh_provider, setup_django  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

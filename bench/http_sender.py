@@ -206,7 +206,7 @@ def main() -> None:
     names = args.senders.split(",")
     assert names[0] == "aiohttp", "ratios are to aiohttp: name it first"
 
-    from bench.sync_throughput import RemoteFake, add_finished_runs
+    from bench.harness import RemoteFake, add_finished_runs
     from providers.clients.event_loop import new_event_loop
     from providers.fake import state as S
 

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import setup_django  # noqa: E402
+from bench.harness import setup_django  # noqa: E402
 
 STATUSES = ["succeeded"] * 7 + ["failed", "running", "cancelled"]
 PROMPTS = ["a red fox", "a lighthouse at dusk", "neon city rain", "a cozy library", "portrait of an astronaut"]

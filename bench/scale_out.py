@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import RemoteFake, add_finished_runs, fresh_provider, setup_django  # noqa: E402
+from bench.harness import RemoteFake, add_finished_runs, fresh_provider, setup_django  # noqa: E402
 
 ORG_SLUG = "bench-scale-out"
 

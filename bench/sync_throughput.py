@@ -15,44 +15,14 @@ import argparse
 import asyncio
 import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def setup_django() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        path = Path(tempfile.gettempdir()) / "comfytrack-bench.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = url = f"sqlite:///{path}"
-    elif url.startswith("postgres"):
-        ensure_postgres_database(url)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfytrack.test_settings")
-    os.environ.setdefault("CONN_MAX_AGE", "0")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return url.split("@")[-1]
-
-
-def ensure_postgres_database(url: str) -> None:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    name = name.split("?")[0]
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+from bench.harness import RemoteFake, add_finished_runs, cpu_seconds, fresh_provider, parent_pid, setup_django  # noqa: E402
 
 
 class QueryCounter:
@@ -239,8 +209,6 @@ class CpuMeter:
     def __init__(self, fake) -> None:
         from django.db import connection
 
-        from bench.api_throughput import cpu_seconds, parent_pid
-
         self.cpu_seconds = cpu_seconds
         self.pids = {"engine": os.getpid()}
         self.postmaster = None
@@ -263,82 +231,6 @@ class CpuMeter:
         if "PostgreSQL" in spent:
             spent["PostgreSQL"] += self._reaped() - self.reaped
         return list(spent.items())
-
-
-class RemoteFake:
-    """The fake provider in its own process (`python -m providers.fake`), like a real remote provider."""
-
-    def __init__(self, latency_ms: float) -> None:
-        import socket
-
-        from providers.fake.state import FakeState
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.root = f"http://127.0.0.1:{self.port}"
-        self.latency_ms = latency_ms
-        self.state = FakeState()  # only for its default secrets; the real state lives in the child
-
-    def __enter__(self) -> RemoteFake:
-        import httpx
-
-        command = [sys.executable, "-m", "providers.fake", "--port", str(self.port)]
-        command += ["--latency-ms", str(self.latency_ms)]
-        self.process: subprocess.Popen[bytes] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                httpx.get(f"{self.root}/_fake/health", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("the fake provider process did not start")
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-    def base_url(self, kind: str) -> str:
-        from providers.fake.server import KINDS
-
-        return self.root + KINDS[kind][1]
-
-    def secret(self, kind: str) -> dict[str, str]:
-        return dict(self.state.secrets[kind])
-
-    def set_faults(self, **faults: float | str) -> None:
-        import httpx
-
-        httpx.post(f"{self.root}/_fake/faults", json=faults, timeout=10).raise_for_status()
-
-
-def fresh_provider(fake, kind: str, org_slug: str, org_name: str, name: str):
-    """The bench organization with one provider of `kind` on the fake and its credential, earlier runs gone."""
-    from accounts.models import Organization
-    from providers.models import Credential, Provider
-    from runs.models import Run
-
-    Run.objects.filter(organization__slug=org_slug).delete()
-    Provider.objects.filter(organization__slug=org_slug).delete()
-    org, _ = Organization.objects.get_or_create(slug=org_slug, defaults={"name": org_name})
-    provider = Provider.objects.create(organization=org, name=name, kind=kind, base_url=fake.base_url(kind))
-    credential = Credential(provider=provider, name="default")
-    credential.set_secret(fake.secret(kind))
-    credential.save()
-    return org, provider, credential
-
-
-def add_finished_runs(fake, kind: str, n: int, phase: str) -> list[str]:
-    """N runs on the fake that are already finished when the engine first looks."""
-    if isinstance(fake, RemoteFake):
-        import httpx
-
-        ids: list[str] = []
-        for start in range(0, n, 2000):
-            body = {"kind": kind, "count": min(2000, n - start), "script": [[0.0, phase]]}
-            ids += httpx.post(f"{fake.root}/_fake/runs", json=body, timeout=60).json()["ids"]
-        return ids
-    return [fake.add_run(kind, script=((0.0, phase),)).external_id for _ in range(n)]
 
 
 def naive_baseline(provider, credential, external_ids: list[str]) -> int:

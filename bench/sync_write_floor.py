@@ -19,8 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.api_throughput import cpu_seconds  # noqa: E402
-from bench.sync_throughput import setup_django  # noqa: E402
+from bench.harness import cpu_seconds, setup_django  # noqa: E402
 
 STEPS = ("status", "event", "output", "lease")
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from django.db import models
 
 if TYPE_CHECKING:
     from providers.clients.base import RunSnapshot
-    from runs.models import Run
 
 
 class TimeSource(models.TextChoices):
@@ -38,13 +37,20 @@ TIME_NAMES = ("queued", "started", "finished")
 TIME_FIELDS = ("created", *TIME_NAMES)
 
 
+class Timeline(Protocol):
+    """What these rules read of a run (runs.models.Run): each time in TIME_FIELDS and its `<name>_source`."""
+
+    @property
+    def created_source(self) -> str: ...
+
+
 def provider_times(snapshot: RunSnapshot) -> dict[str, datetime | None]:
     """The times a snapshot reports, by run column (a provider's creation time is when it queued the run)."""
     return {"queued": snapshot.queued or snapshot.created, "started": snapshot.started, "finished": snapshot.finished}
 
 
 def merged_times(
-    run: Run, snapshot: RunSnapshot, now: datetime, *, running: bool, finished: bool, tracked: bool
+    run: Timeline, snapshot: RunSnapshot, now: datetime, *, running: bool, finished: bool, tracked: bool
 ) -> dict[str, object]:
     """The time columns (and their sources) a snapshot changes on `run`, as {column: value}.
 
