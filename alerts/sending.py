@@ -1,7 +1,7 @@
 """Delivering alert messages: email through Django's email backend, Slack and Discord incoming webhooks
 over the SSRF-guarded HTTP client (runs.safe_http), signed webhooks through the webhooks outbox.
 
-1. claim: due messages get a short lease (next_attempt_at moves ahead) in one transaction;
+1. claim: due messages get a short lease (next_attempt_at moves ahead; comfytrack.leases);
 2. send: outside any transaction;
 3. record: sent, or a retry later with back-off, or failed after the last attempt.
 """
@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 import aiohttp
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.utils import timezone
 from yarl import URL
 
 from alerts.models import Channel, Message, Rule
+from comfytrack.leases import Lease
 from comfytrack.net import NOT_HTTP, describe_failure
 from runs.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
 from webhooks.emit import message_id
@@ -31,7 +31,8 @@ from webhooks.models import WebhookDelivery
 logger = logging.getLogger("comfytrack.alerts")
 
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
-LEASE = timedelta(minutes=2)
+# A claimed message is due again two minutes later unless its send is recorded first (a worker that died).
+LEASE = Lease(Message, "next_attempt_at", timedelta(minutes=2))
 BATCH = 100
 TIMEOUT = 10.0
 # Of a refusing answer's body, this much is read; its first 200 characters go into the error.
@@ -46,13 +47,10 @@ class Outcome:
 
 
 def claim_due(now: datetime, limit: int = BATCH, only: list[int] | None = None) -> list[Message]:
-    with transaction.atomic():
-        due = Message.objects.filter(sent=None, failed=None, next_attempt_at__lte=now)
-        if only is not None:
-            due = due.filter(pk__in=only)
-        claimed = list(due.select_for_update(skip_locked=True).order_by("next_attempt_at", "id")[:limit])
-        Message.objects.filter(pk__in=[m.pk for m in claimed]).update(next_attempt_at=now + LEASE)
-    return claimed
+    due = Message.objects.filter(sent=None, failed=None, next_attempt_at__lte=now)
+    if only is not None:
+        due = due.filter(pk__in=only)
+    return LEASE.claim(due.order_by("next_attempt_at", "id"), limit, now=now)
 
 
 # -- formats ---------------------------------------------------------------------------------------

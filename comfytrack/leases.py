@@ -1,8 +1,9 @@
 """Leases: work claimed so that two workers never do the same thing, and a dead worker's work comes back.
 
 A lease is a datetime column on the rows being worked on: a row is held until that moment. The sync
-sweep (runs being polled), the output archive (outputs being downloaded) and webhook delivery (messages
-being sent) all claim, renew and release through `Lease` (docs/background-work.md, "Leases").
+sweep (runs being polled), the output archive (outputs being downloaded), webhook delivery and alert
+sending (messages being sent) all claim, renew and release through `Lease` (docs/background-work.md,
+"Leases").
 
 A claim is one short transaction with the same statements on both databases: the due rows are read in
 order and locked, then their lease is set. PostgreSQL locks them with `FOR UPDATE SKIP LOCKED`, so a
