@@ -21,7 +21,10 @@ from django.utils import timezone
 from accounts.models import Organization
 from providers.clients.base import IN_FLIGHT_STATUSES, TERMINAL_STATUSES, RunSnapshot
 from providers.models import Credential, Provider
+from runs.fingerprint import provider_graph, workflow_fingerprint
+from runs.serving import inline_type
 from runs.times import OBSERVED, TIME_FIELDS, TimeSource, merged_times, time_source
+from runs.workflow import search_text
 
 if TYPE_CHECKING:
     from providers.clients.base import OutputRef
@@ -249,9 +252,6 @@ class Run(models.Model):
         return f"{self.provider.name}:{self.external_id or self.code}"
 
     def save(self, *args, **kwargs) -> None:
-        from runs.fingerprint import workflow_fingerprint
-        from runs.workflow import search_text
-
         derived = {
             "search_text": search_text(self.external_id, self.workflow, self.inputs),
             "workflow_fingerprint": workflow_fingerprint(self.workflow, self.inputs),
@@ -368,9 +368,6 @@ class Run(models.Model):
     def provider_graph_fields(self, graph: Any) -> dict[str, Any]:
         """The workflow, its fingerprint and the search text a provider's graph gives this run ({} when the
         graph is not one comfytrack can read or store: runs.fingerprint.provider_graph)."""
-        from runs.fingerprint import provider_graph
-        from runs.workflow import search_text
-
         found = provider_graph(graph)
         if found is None:
             return {}
@@ -476,8 +473,6 @@ class RunOutput(models.Model):
     @property
     def inline_kind(self) -> str:
         """ "image", "video" or "audio" when the archived file may be shown in the page, else ""."""
-        from runs.serving import inline_type
-
         shown = inline_type(self.content_type, self.content_verified) if self.file else None
         return shown.split("/", 1)[0] if shown else ""
 

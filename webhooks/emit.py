@@ -15,7 +15,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from comfytrack.api_json import datetime_text
 from runs.changes import RunChange
+from runs.models import RunOutput
+from runs.schemas import json_ready, rows_json, run_row_queryset
 from webhooks.models import STATUS_EVENTS, WebhookDelivery, WebhookEndpoint
 
 # (organization id, run pk, status event or None, keys of new outputs)
@@ -67,16 +70,12 @@ def _enqueue(changes: list[Change]) -> int:
 
 def _run_payloads(changes: list[Change]) -> dict[int, dict[str, Any]]:
     """Each changed run's JSON exactly as the API shows it (runs.schemas), JSON-ready, by run pk."""
-    from runs.schemas import json_ready, rows_json, run_row_queryset
-
     rows = list(run_row_queryset().filter(pk__in={c[1] for c in changes}).order_by())
     return {row["pk"]: json_ready(data) for row, data in zip(rows, rows_json(rows), strict=True)}
 
 
 def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
     """The codes of the outputs each change announces (changes name them by their provider key)."""
-    from runs.models import RunOutput
-
     wanted = {(run_pk, key) for _, run_pk, _, keys in changes for key in keys}
     found: dict[int, set[str]] = {}
     if not wanted:
@@ -89,8 +88,6 @@ def _new_output_codes(changes: list[Change]) -> dict[int, set[str]]:
 
 
 def _messages(run_data: dict[str, Any], status_event: str | None, new_outputs: set[str]):
-    from comfytrack.api_json import datetime_text
-
     now = datetime_text(timezone.now())  # the API's format, like every time in the payload
     if status_event:
         yield status_event, {"type": status_event, "timestamp": now, "data": {"run": run_data}}
