@@ -38,7 +38,8 @@ class ConfigError(ValueError):
         self.message = message
 
 
-def _text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
+def _clean_text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
+    """`value` as text without NUL characters or surrounding space, checked for presence and length."""
     text = str(value or "").replace("\x00", "").strip()
     if required and not text:
         raise ConfigError(field, f"{field} is required.")
@@ -66,7 +67,7 @@ def _emails(value: Any) -> str:
 
 def _webhook_url(value: Any) -> str:
     """An incoming-webhook URL: https (plain http only for a host allowed in the alert allow-list)."""
-    text = _text(value, "url", 500)
+    text = _clean_text(value, "url", 500)
     try:
         url = URL(text)
     except ValueError:
@@ -80,7 +81,7 @@ def _webhook_url(value: Any) -> str:
 
 
 def _name_and_kind(data: dict[str, Any], kinds: list[str]) -> tuple[str, str]:
-    name = _text(data.get("name"), "name", 100)
+    name = _clean_text(data.get("name"), "name", 100)
     kind = str(data.get("kind") or "")
     if kind not in kinds:
         raise ConfigError("kind", f"kind must be one of {', '.join(kinds)}.")
@@ -100,7 +101,7 @@ def update_channel(channel: Channel, data: dict[str, Any]) -> Channel:
     if "kind" in data and data["kind"] != channel.kind:
         raise ConfigError("kind", "A channel's kind cannot change: add a new channel of that kind.")
     if "name" in data:
-        channel.name = _text(data["name"], "name", 100)
+        channel.name = _clean_text(data["name"], "name", 100)
     _set_target(channel, data, creating=False)
     return _save_channel(channel)
 
@@ -197,7 +198,7 @@ def update_rule(rule: Rule, data: dict[str, Any]) -> Rule:
     if "kind" in data and data["kind"] != rule.kind:
         raise ConfigError("kind", "A rule's kind cannot change: create a new rule of that kind.")
     if "name" in data:
-        rule.name = _text(data["name"], "name", 100)
+        rule.name = _clean_text(data["name"], "name", 100)
     return _save_rule(rule, data, creating=False)
 
 

@@ -83,8 +83,8 @@ def records(runs: QuerySet[Run], organization_id: int) -> Iterator[dict[str, Any
             "finished": _time(finished),
             "queue_seconds": queue_seconds(created, queued, started),
             "run_seconds": elapsed(started, finished),
-            "error": _text(err),
-            "error_node_type": _text(node),
+            "error": _str_or_none(err),
+            "error_node_type": _str_or_none(node),
             "origin": origin,
             "n_outputs": n,
             "cost": money(cost),
@@ -92,7 +92,7 @@ def records(runs: QuerySet[Run], organization_id: int) -> Iterator[dict[str, Any
         }
 
 
-def _text(value: Any) -> str | None:
+def _str_or_none(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 

@@ -11,9 +11,9 @@ from typing import Any
 from django.http import HttpRequest
 
 from providers.models import Provider
-from runs.webhooks import WebhookRejected, apply_comfydeploy_webhook
+from runs.inbound_events import WebhookRejected, apply_comfydeploy_webhook
 
-logger = logging.getLogger("runs.webhooks")
+logger = logging.getLogger("runs.inbound_hooks")
 
 MAX_BODY_BYTES = 1024 * 1024
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}

@@ -507,7 +507,7 @@ def test_it_never_answers_500_on_nul_bytes(client, local, key):
 
 @pytest.mark.parametrize("terminal", [SUCCEEDED])
 def test_it_keeps_the_hook_under_the_api(client, terminal):
-    # Covered in depth by test_webhooks.py; here: the route is part of the documented API.
+    # Covered in depth by test_inbound_events.py; here: the route is part of the documented API.
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/hooks/comfydeploy/{provider_id}/{token}" in schema["paths"]
 

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from pythonjsonlogger.json import JsonFormatter
 
-import runs.webhooks
+import runs.inbound_events
 from comfytrack.logs import RedactPathsFilter
 from comfytrack.tests import web_client
 from comfytrack.tests.processes import child_env, free_port, start_gunicorn, stop
@@ -63,7 +63,7 @@ def test_failing_hook_calls_log_no_token(client, hooked, console, monkeypatch):
         client.post(url, "x" * (1024 * 1024 + 1), content_type="application/json").status_code,
         client.post(bad_token, json.dumps(RUNNING), content_type="application/json").status_code,
     ]
-    monkeypatch.setattr(runs.webhooks, "apply_snapshot", explode)
+    monkeypatch.setattr(runs.inbound_events, "apply_snapshot", explode)
     answers.append(client.post(url, json.dumps(RUNNING), content_type="application/json").status_code)
     assert answers == [400, 413, 404, 503]
     logged = console.getvalue()

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-import runs.webhooks
+import runs.inbound_events
 from providers.fake import state as S
 from providers.models import Provider
 from providers.tests.e2e import forced
 from providers.tests.shared import fixture
+from runs.inbound_events import WebhookRejected, apply_comfydeploy_webhook
 from runs.models import Run, RunEvent, Status
-from runs.webhooks import WebhookRejected, apply_comfydeploy_webhook
 
 RUN_ID = "b5c9a0c4-3f1e-4a8e-9d0b-6d2f6a1e7c42"
 RUNNING = fixture("comfydeploy/webhook_run_updated_running.json")
@@ -202,6 +202,6 @@ def test_it_never_answers_500(client, hooked, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(runs.webhooks, "apply_snapshot", explode)
+    monkeypatch.setattr(runs.inbound_events, "apply_snapshot", explode)
     response = post(client, provider, token, RUNNING)
     assert response.status_code == 503
