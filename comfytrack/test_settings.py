@@ -21,5 +21,5 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 — WhiteNoise warn
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, as in production, not Django's default in-memory test database: that one is shared between
     # threads through SQLite's shared cache, whose table locks fail at once ("database table is locked")
-    # instead of waiting out the busy timeout, so tests of concurrent workers could not run on SQLite.
+    # instead of waiting out the busy timeout, which would fail the tests of concurrent workers on SQLite.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}  # noqa: F405

@@ -179,8 +179,9 @@ class Claims:
 
     On PostgreSQL, once a claim came back full (more runs are due), the next ones run on a thread of
     their own, with their own database connection, so a batch is leased while this thread still
-    applies the one before (a claim was a fifth of a list-served sweep). Otherwise, and inside a
-    caller's transaction (whose uncommitted rows another connection could not see), they run inline.
+    applies the one before (a claim costs about a fifth of a list-served sweep, too much to wait for).
+    Otherwise, and inside a caller's transaction (whose uncommitted rows another connection could not
+    see), they run inline.
     """
 
     def __init__(self, fetcher: Fetcher, limit: int, now: datetime) -> None:
@@ -318,7 +319,7 @@ def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, 
     """What follows a batch-applied answer, with the same crash guard as apply_result.
 
     Usually there is nothing left to write (the bookkeeping rode along with the batch UPDATE), and then
-    no savepoint is opened either: two round trips per run were most of the apply phase's cost.
+    no savepoint is opened either: two round trips per run would be most of the apply phase's cost.
     """
     stats.changed += did_change
     stats.by_status[run.status] += 1

@@ -1,9 +1,9 @@
-"""`manage.py verify_outputs`: check the bytes of outputs archived before the archive checked them.
+"""`manage.py verify_outputs`: check the bytes of archived outputs whose type nothing has verified.
 
-Those outputs are served as downloads only (their type was the provider's say). This reads each stored
-file once, as the archive now does (runs.content), and records the type its bytes show: verified
-images, video and audio are shown in the browser again. Safe to run again; it only looks at outputs
-not yet verified.
+Such outputs (stored by an archive that did not read their bytes) are served as downloads only: their
+type is only the provider's say. This reads each stored file once, as the archive does for every new
+output (runs.content), and records the type its bytes show: verified images, video and audio are shown
+in the browser. Safe to run again; it only looks at outputs not yet verified.
 """
 
 from __future__ import annotations
