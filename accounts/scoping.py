@@ -8,6 +8,7 @@ accepts only objects of the user's organizations, and users only when they are m
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -59,7 +60,13 @@ def scoped_choices(model: type[Model], request) -> QuerySet:
     return queryset.distinct() if model is get_user_model() else queryset
 
 
-class ScopedChoicesMixin:
+if TYPE_CHECKING:
+    _AdminBase = admin.options.BaseModelAdmin  # what the mixin's super() calls reach
+else:
+    _AdminBase = object
+
+
+class ScopedChoicesMixin(_AdminBase):
     """Every foreign key and many-to-many field of the admin's forms offers and accepts scoped objects only.
 
     Use `autocomplete_fields`, never `raw_id_fields`: the raw-id widget renders the label of whatever id

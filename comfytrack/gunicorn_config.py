@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from gunicorn.glogging import Logger
 
@@ -43,7 +44,7 @@ class RedactingLogger(Logger):
     _credential_headers = re.compile(r"\{(authorization|x-api-key|cookie|proxy-authorization)\}i")
 
     def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
+        atoms: dict[str, Any] = dict(super().atoms(resp, req, environ, request_time))
         for key, value in atoms.items():
             if self._credential_headers.fullmatch(key):
                 atoms[key] = "-"

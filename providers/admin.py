@@ -46,7 +46,8 @@ class CredentialFormBase(forms.ModelForm):
         fields = ["provider", "name", "is_active"]
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         provider = cleaned.get("provider")
         if provider is None:
             return cleaned

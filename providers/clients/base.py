@@ -207,7 +207,7 @@ class SecretModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    def __repr_args__(self):  # type: ignore[override]
+    def __repr_args__(self):
         # repr()/str() end up in logs and tracebacks: never show the values.
         for name, value in super().__repr_args__():
             yield name, ("***" if value else value)
