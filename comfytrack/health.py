@@ -4,7 +4,7 @@
   get every web process restarted).
 - `/readyz`: the database, the task broker and the file storage answer; otherwise 503 naming the part
   that failed and the kind of error, never its message (which may hold a host name, a DSN or a key).
-- `/metrics`: Prometheus text, for a bearer token or an allowed network (comfytrack.metrics).
+- `/metrics`: Prometheus text, for a bearer token or an allowed network (comfytrack.metrics_endpoint).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+
+from comfytrack.metrics_endpoint import metrics_view
 
 logger = logging.getLogger("comfytrack.health")
 
@@ -105,10 +107,4 @@ class ProbeMiddleware:
         return response
 
 
-def _metrics(request) -> HttpResponse:
-    from comfytrack.metrics import metrics_view
-
-    return metrics_view(request)
-
-
-_PROBES: dict[str, Callable] = {"/healthz": healthz, "/readyz": readyz, "/metrics": _metrics}
+_PROBES: dict[str, Callable] = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}

@@ -1,32 +1,23 @@
-"""Prometheus metrics at /metrics (prometheus-client; docs/deploy.md lists what to alert on).
+"""The Prometheus counters and histograms that the code increments where the thing happens (provider
+answers and errors, sweep duration, API responses); prometheus-client, docs/deploy.md lists what to
+alert on. /metrics serves them with gauges read from the database (comfytrack.metrics_endpoint).
 
-Two sources:
-- Counters and histograms that the code increments where the thing happens (provider answers and
-  errors, sweep duration, API responses). Under gunicorn and the q cluster several processes count:
-  with `PROMETHEUS_MULTIPROC_DIR` set (scripts/serve.py sets it), each writes its own file there and a
-  scrape adds them up.
-- Gauges read from the database at scrape time (runs in flight, sweep lag, breakers, archive and
-  webhook backlogs): the truth of the whole deployment, whichever machine or process holds the work.
+Under gunicorn and the q cluster several processes count: with `PROMETHEUS_MULTIPROC_DIR` set
+(scripts/serve.py sets it), each writes its own file there and a scrape adds them up. This module
+imports no model, so the engine can count without depending on the apps the gauges read.
 
 Labels are provider kinds and credential ids, never names or URLs (organization data, unbounded).
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from django.conf import settings
-from django.db.models import Count, Min, Q
-from django.http import HttpResponse
-from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import Counter, Histogram
+
+from providers.clients.base import RunSnapshot
 
 PROVIDER_ANSWERS = Counter(
     "comfytrack_provider_answers",
@@ -45,7 +36,7 @@ SWEEP_SECONDS = Histogram(
 )
 API_REQUESTS = Counter("comfytrack_api_requests", "JSON API responses by HTTP status.", ["status"])
 
-_PROCESS_METRICS = (PROVIDER_ANSWERS, PROVIDER_ERRORS, SWEEP_SECONDS, API_REQUESTS)
+PROCESS_METRICS = (PROVIDER_ANSWERS, PROVIDER_ERRORS, SWEEP_SECONDS, API_REQUESTS)
 
 
 # -- what the engine calls ---------------------------------------------------------------------
@@ -70,8 +61,6 @@ def error_cause(error) -> str:
 
 def count_answers(runs: Sequence, results: Mapping) -> None:
     """Count one batch's answers: a snapshot is ok, a ProviderError (or no answer) is an error."""
-    from providers.clients.base import RunSnapshot
-
     for run in runs:
         kind = run.provider.kind
         result = results.get(run.id)
@@ -102,118 +91,3 @@ class ApiMetricsMiddleware:
         if request.path_info.startswith("/api/"):
             API_REQUESTS.labels(str(response.status_code)).inc()
         return response
-
-
-# -- read from the database at scrape time ------------------------------------------------------
-
-
-class DatabaseCollector(Collector):
-    def collect(self):
-        from providers.models import Credential
-        from runs.models import IN_FLIGHT, Run, RunOutput
-        from webhooks.models import WebhookDelivery
-
-        now = timezone.now()
-        in_flight = GaugeMetricFamily(
-            "comfytrack_runs_in_flight",
-            "Runs not finished yet, by status and provider kind.",
-            labels=["status", "provider_kind"],
-        )
-        rows = Run.objects.filter(status__in=IN_FLIGHT).values("status", "provider__kind").annotate(n=Count("id"))
-        for row in rows.order_by():
-            in_flight.add_metric([row["status"], row["provider__kind"]], row["n"])
-        yield in_flight
-
-        overdue = (
-            Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
-            .exclude(external_id="")
-            .aggregate(oldest=Min("next_sync_after"))["oldest"]
-        )
-        yield GaugeMetricFamily(
-            "comfytrack_sweep_lag_seconds",
-            "How long the most overdue in-flight run has been waiting past its next poll (0: none overdue).",
-            value=(now - overdue).total_seconds() if overdue else 0.0,
-        )
-
-        breaker = GaugeMetricFamily(
-            "comfytrack_credential_breaker_open",
-            "1 while a credential's circuit breaker holds its runs back (blocked_until in the future).",
-            labels=["credential", "provider_kind"],
-        )
-        failures = GaugeMetricFamily(
-            "comfytrack_credential_consecutive_failures",
-            "Consecutive failed sync batches per credential (0 once it answers again).",
-            labels=["credential", "provider_kind"],
-        )
-        for pk, kind, blocked_until, count in Credential.objects.filter(
-            Q(blocked_until__isnull=False) | Q(consecutive_failures__gt=0)
-        ).values_list("pk", "provider__kind", "blocked_until", "consecutive_failures"):
-            breaker.add_metric([str(pk), kind], 1.0 if blocked_until and blocked_until > now else 0.0)
-            failures.add_metric([str(pk), kind], count)
-        yield breaker
-        yield failures
-
-        unarchived = RunOutput.objects.filter(archived=None).exclude(provider_url="")
-        archive = unarchived.aggregate(
-            waiting=Count("id", filter=Q(next_archive_after__isnull=False)),
-            retrying=Count("id", filter=Q(next_archive_after__isnull=False, archive_attempts__gt=0)),
-            given_up=Count("id", filter=Q(next_archive_after__isnull=True)),
-        )
-        deliveries = WebhookDelivery.objects.filter(delivered=None).aggregate(
-            pending=Count("id", filter=Q(failed=None)),
-            retrying=Count("id", filter=Q(failed=None, attempt__gt=0)),
-            failed=Count("id", filter=Q(failed__isnull=False)),
-        )
-        backlogs = {
-            "archive_backlog": ("Outputs waiting to be archived (first try or a retry).", archive["waiting"]),
-            "archive_retrying": ("Outputs waiting to be archived after a failed try.", archive["retrying"]),
-            "archive_failed": (
-                "Outputs the archive gave up on (only the provider's link is kept).",
-                archive["given_up"],
-            ),
-            "webhook_backlog": ("Webhook deliveries not delivered yet (first try or a retry).", deliveries["pending"]),
-            "webhook_retrying": ("Webhook deliveries waiting after a failed try.", deliveries["retrying"]),
-            "webhook_failed": ("Webhook deliveries given up after their last retry.", deliveries["failed"]),
-        }
-        for name, (documentation, value) in backlogs.items():
-            yield GaugeMetricFamily(f"comfytrack_{name}", documentation, value=value)
-
-
-def render() -> bytes:
-    registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        for metric in _PROCESS_METRICS:
-            registry.register(metric)
-    registry.register(DatabaseCollector())
-    return generate_latest(registry)
-
-
-# -- access ------------------------------------------------------------------------------------
-
-
-def allowed(request) -> bool:
-    token = settings.COMFYTRACK_METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-        return True
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in network for network in _networks(tuple(settings.COMFYTRACK_METRICS_ALLOWED_NETWORKS)))
-
-
-def _networks(entries: tuple[str, ...]) -> list:
-    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
-
-
-def metrics_view(request) -> HttpResponse:
-    if not allowed(request):
-        return HttpResponse(
-            "Metrics need the bearer token (COMFYTRACK_METRICS_TOKEN) or an allowed network.\n",
-            status=403,
-            content_type="text/plain",
-        )
-    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -112,6 +112,14 @@ def test_the_engine_imports_no_view_or_api(module: str) -> None:
     assert [chain for chain in chains if chain] == []
 
 
+def test_the_engine_imports_none_of_the_apps_that_subscribe_to_it() -> None:
+    """Outbound webhooks, alerts and insights learn of run changes through the hook (runs.changes)."""
+    subscribers = [m for m in app_modules() if m.split(".")[0] in ("webhooks", "alerts", "insights")]
+    assert "webhooks.emit" in subscribers and "alerts.recording" in subscribers
+    chains = [graph().find_shortest_chain(importer=e, imported=m) for e in ENGINE for m in subscribers]
+    assert [chain for chain in chains if chain] == []
+
+
 def test_only_surfaces_import_surfaces() -> None:
     """Models, the engine, loops and helpers never reach up into a view, API router, URL conf or admin."""
     below = [m for m in app_modules() if m not in surfaces()]
