@@ -220,7 +220,7 @@ def store_result(output: RunOutput, result: Downloaded | DownloadError | None) -
             logger.error("archive of output %s failed: %s", output.code, message)
         else:
             logger.exception("archive of output %s failed", output.code)
-        next_try: datetime | None = now + backoff(attempts)
+        next_try: datetime | None = now + download_retry_delay(attempts)
         if attempts >= MAX_ATTEMPTS:
             message, next_try = f"{message} Gave up after {attempts} attempt(s).", None
         RunOutput.objects.filter(pk=output.pk, archived=None).update(
@@ -319,7 +319,7 @@ def _bucket_error(exc: BaseException) -> str | None:
 def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> None:
     attempts = output.archive_attempts + 1
     message = error.message
-    next_try: datetime | None = now + backoff(attempts, output.provider_url_expires, now)
+    next_try: datetime | None = now + download_retry_delay(attempts, output.provider_url_expires, now)
     expires = output.provider_url_expires
     link_gone = error.status_code in (403, 404, 410) and (expires is None or expires <= now)
     if link_gone:
@@ -337,7 +337,7 @@ def _record_failure(output: RunOutput, error: DownloadError, now: datetime) -> N
     )
 
 
-def backoff(attempts: int, expires: datetime | None = None, now: datetime | None = None) -> timedelta:
+def download_retry_delay(attempts: int, expires: datetime | None = None, now: datetime | None = None) -> timedelta:
     """After `attempts` failed downloads: 1 min · 2^(attempts-1), at most MAX_BACKOFF, but try once more
     before a known expiry of the provider's link."""
     delay = net.backoff(attempts - 1, base=60.0, cap=MAX_BACKOFF.total_seconds())

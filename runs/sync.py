@@ -417,7 +417,7 @@ def _apply_error(run: Run, error: ProviderError, stats: SweepStats, now: datetim
         delay = cadence(run, now)
     else:
         stats.failures.setdefault(-run.provider_id, (run.provider.name, error.message))
-        delay = backoff(failures, error.retry_after)
+        delay = poll_retry_delay(failures, error.retry_after)
     _finish(run, now, error=error.message[:2000], failures=failures, delay=delay)
 
 
@@ -482,7 +482,7 @@ def cadence_for(status: str, created: datetime, now: datetime) -> timedelta:
     return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
 
-def backoff(failures: int, retry_after: float | None = None) -> timedelta:
+def poll_retry_delay(failures: int, retry_after: float | None = None) -> timedelta:
     """After `failures` failed polls: 5 s · 2^failures, at most MAX_BACKOFF, never sooner than Retry-After."""
     return net.backoff(failures, base=5.0, cap=MAX_BACKOFF.total_seconds(), not_before=retry_after or 0.0)
 

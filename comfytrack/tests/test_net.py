@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from comfytrack.net import backoff
-from runs.archive import backoff as archive_backoff
-from runs.sync import backoff as sync_backoff
+from runs.archive import download_retry_delay
+from runs.sync import poll_retry_delay
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(0, 5, 10), (1, 10, 20), (3, 40, 80), (20, 450, 900)])
@@ -23,8 +23,8 @@ def test_it_never_comes_before_retry_after() -> None:
 
 
 def test_the_sweep_and_the_archive_use_it_with_their_own_scale() -> None:
-    assert timedelta(seconds=2.5) <= sync_backoff(0) <= timedelta(seconds=5)
-    assert sync_backoff(50) <= timedelta(minutes=15)
-    assert sync_backoff(1, retry_after=120) >= timedelta(seconds=120)
-    assert timedelta(seconds=30) <= archive_backoff(1) <= timedelta(minutes=1)
-    assert archive_backoff(50) <= timedelta(hours=6)
+    assert timedelta(seconds=2.5) <= poll_retry_delay(0) <= timedelta(seconds=5)
+    assert poll_retry_delay(50) <= timedelta(minutes=15)
+    assert poll_retry_delay(1, retry_after=120) >= timedelta(seconds=120)
+    assert timedelta(seconds=30) <= download_retry_delay(1) <= timedelta(minutes=1)
+    assert download_retry_delay(50) <= timedelta(hours=6)
