@@ -5,7 +5,10 @@
   for any GPU).
 - `estimated`: no reported usage, so the run's own run time (started → finished) × the price per
   GPU-second, or, without either, the provider's price per run.
-- no cost (null) when the provider has no price that applies.
+- no cost (null) when the provider has no price that applies, and no per-run estimate for a run that
+  never ran as far as anyone knows: one that did not succeed and has no start time (refused at
+  submission, cancelled or failed in the queue, or lost by a provider that never reported it running).
+  Pricing those would bill work nobody saw happen.
 
 Costs are written when a run finishes (a run-change subscriber, in the change's own transaction) and
 again for a provider's finished runs when its prices change.
@@ -22,11 +25,11 @@ from django.db.models import QuerySet
 
 from insights.models import Price
 from runs.changes import RunChange
-from runs.models import TERMINAL, CostSource, Run
+from runs.models import TERMINAL, CostSource, Run, Status
 
 BATCH = 1000
 _CENT_MILLIONTHS = Decimal("0.000001")
-_FIELDS = ("pk", "provider_id", "gpu", "gpu_seconds", "started", "finished")
+_FIELDS = ("pk", "provider_id", "status", "gpu", "gpu_seconds", "started", "finished")
 
 
 def prices_by_provider(provider_ids: Iterable[int]) -> dict[int, dict[str, Price]]:
@@ -37,7 +40,12 @@ def prices_by_provider(provider_ids: Iterable[int]) -> dict[int, dict[str, Price
 
 
 def cost_of(
-    prices: dict[str, Price], gpu: str, gpu_seconds: float | None, started: datetime | None, finished: datetime | None
+    prices: dict[str, Price],
+    gpu: str,
+    gpu_seconds: float | None,
+    started: datetime | None,
+    finished: datetime | None,
+    status: str = Status.SUCCEEDED,
 ) -> tuple[Decimal | None, str]:
     """(cost, cost_source) for one run under its provider's `prices` ({gpu type or "": Price})."""
     price = prices.get(gpu) or prices.get("")
@@ -49,7 +57,7 @@ def cost_of(
         if started and finished:
             seconds = Decimal(str(max((finished - started).total_seconds(), 0.0)))
             return _usd(seconds * price.per_gpu_second), CostSource.ESTIMATED
-    if price.per_run is not None:
+    if price.per_run is not None and (status == Status.SUCCEEDED or started is not None):
         return _usd(price.per_run), CostSource.ESTIMATED
     return None, ""
 
@@ -69,8 +77,8 @@ def price_runs(runs: QuerySet[Run]) -> int:
         last = rows[-1][0]
         prices = prices_by_provider(row[1] for row in rows)
         dirty = []
-        for pk, provider_id, gpu, gpu_seconds, started, finished, old_cost, old_source in rows:
-            cost, source = cost_of(prices.get(provider_id, {}), gpu, gpu_seconds, started, finished)
+        for pk, provider_id, status, gpu, gpu_seconds, started, finished, old_cost, old_source in rows:
+            cost, source = cost_of(prices.get(provider_id, {}), gpu, gpu_seconds, started, finished, status)
             if (cost, source) != (old_cost, old_source):
                 dirty.append(Run(pk=pk, cost=cost, cost_source=source))
         Run.objects.bulk_update(dirty, ["cost", "cost_source"])

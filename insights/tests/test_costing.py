@@ -104,6 +104,35 @@ def test_aws_esd_runs_are_estimated_per_run_only(org, make_provider, held):
     assert (run.cost, run.cost_source) == (Decimal("0.050000"), "estimated")
 
 
+def test_a_per_run_price_bills_only_runs_that_ran(org, make_provider, make_run, held):
+    """Refused at submission, cancelled in the queue, or lost without ever being seen running: no estimate.
+    A run that started (whatever its end) or succeeded is billed per run."""
+    local = make_provider(org, "Local", "comfyui", held.base_url("comfyui"), held.secret("comfyui"))
+    price(local, per_run=Decimal("0.02"))
+    deploy = make_provider(org, "Deploy", "comfydeploy", held.base_url("comfydeploy"), held.secret("comfydeploy"))
+    price(deploy, per_run=Decimal("0.02"))
+    refused = submit_run(deploy, {}, {"prompt": "a cat"}, origin=Origin.API)  # no deployment_id: never sent
+    at = timezone.now()
+    never_ran = [
+        make_run(local, status=Status.LOST),
+        make_run(local, status=Status.CANCELLED),
+        make_run(local, status=Status.TIMED_OUT),
+    ]
+    ran = [
+        make_run(local, status=Status.FAILED, started=at, finished=at),
+        make_run(local, status=Status.LOST, started=at),
+        make_run(local, status=Status.SUCCEEDED),  # a provider that reports no times (ESD) still ran it
+    ]
+    price_runs(Run.objects.all())
+    assert refused.status == Status.FAILED
+    for run in [refused, *never_ran]:
+        run.refresh_from_db()
+        assert (run.status, run.cost, run.cost_source) == (run.status, None, "")
+    for run in ran:
+        run.refresh_from_db()
+        assert (run.status, run.cost, run.cost_source) == (run.status, Decimal("0.020000"), "estimated")
+
+
 def test_the_rules_in_order():
     at = timezone.now()
     per_second = {
@@ -116,6 +145,10 @@ def test_the_rules_in_order():
     assert cost_of(per_second, "", None, at, None) == (Decimal("3.000000"), "estimated")  # no run time: per run
     assert cost_of({"": Price(per_run=Decimal("0.25"))}, "A10G", 99.0, None, None) == (Decimal("0.250000"), "estimated")
     assert cost_of({}, "A10G", 10.0, at, at) == (None, "")
+    per_run = {"": Price(per_run=Decimal("0.25"))}
+    assert cost_of(per_run, "", None, None, None, Status.LOST) == (None, "")  # never seen running
+    assert cost_of(per_run, "", None, at, None, Status.LOST) == (Decimal("0.250000"), "estimated")
+    assert cost_of(per_second, "A10G", 10.0, None, None, Status.FAILED) == (Decimal("5.000000"), "reported")
 
 
 def test_price_changes_recost_finished_runs_and_the_admin_is_scoped(client, alice, charlie, provider, make_run):
