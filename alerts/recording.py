@@ -34,15 +34,19 @@ def _scoped(rule: Rule, run: Run) -> bool:
 
 
 def open_incident(rule: Rule, key: str, title: str, text: str, run: Run | None = None, now=None) -> bool:
-    """Open the rule's incident for `key` with a `fired` event, or add an `update` to the open one.
-    Returns True when a new incident opened."""
+    """Open the rule's incident for `key` with a `fired` event, or add an `update` to the open one when
+    it says something new: a success rate re-checked after every run would otherwise fill a digest with
+    the same line ("0% of the last 20 runs") once per run. Returns True when a new incident opened."""
     now = now or timezone.now()
+    text = text[:500]
     incident = Incident.objects.filter(rule=rule, key=key, closed=None).first()
     opened = incident is None
-    if opened:
+    if incident is None:
         incident = Incident.objects.create(rule=rule, key=key, title=title[:300], opened=now)
+    elif incident.events.order_by("-created", "-id").values_list("text", flat=True).first() == text:
+        return False
     kind = Event.Kind.FIRED if opened else Event.Kind.UPDATE
-    Event.objects.create(rule=rule, incident=incident, kind=kind, text=text[:500], run=run, created=now)
+    Event.objects.create(rule=rule, incident=incident, kind=kind, text=text, run=run, created=now)
     return opened
 
 

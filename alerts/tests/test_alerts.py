@@ -113,10 +113,18 @@ def test_success_rate_below_threshold_fires_and_recovers(org, provider, make_run
     finish(make_run(provider, status=Status.RUNNING), "failed")  # 1 of 4 = 25%
     incident = Incident.objects.get(rule=rule)
     assert incident.key == f"provider:{provider.pk}" and "25% of the last 4" in Event.objects.get().text
-    for _ in range(3):
+    for _ in range(3):  # 0 of 4 each time: one update, then nothing new to say
+        finish(make_run(provider, status=Status.RUNNING), "failed")
+    for _ in range(3):  # 25% (an update), 50% (recovered), 75% (no incident)
         finish(make_run(provider, status=Status.RUNNING), "succeeded")
     assert Incident.objects.get(pk=incident.pk).closed is not None
-    assert list(Event.objects.values_list("kind", flat=True)) == ["fired", "update", "recovered"]
+    events = list(Event.objects.order_by("created", "id").values_list("kind", "text"))
+    assert [(kind, text.split(" succeeded")[0]) for kind, text in events] == [
+        ("fired", f"{provider.name}: 25% of the last 4 runs"),
+        ("update", f"{provider.name}: 0% of the last 4 runs"),
+        ("update", f"{provider.name}: 25% of the last 4 runs"),
+        ("recovered", f"Recovered: {provider.name}: 50% of the last 4 runs"),
+    ]
 
 
 def test_a_credential_failing_for_n_minutes(org, provider, slack, receiver):
