@@ -18,6 +18,14 @@ def absolute(path: str) -> str:
     return f"{settings.COMFYTRACK_PUBLIC_URL}{path}"
 
 
+def _run_link(event: Event) -> str:
+    """A digest line's link to its run, when links can be absolute (a relative one is no use in a chat
+    or a mail): the message's own link goes to the rule's page, which lists every event."""
+    if event.run is None or not settings.COMFYTRACK_PUBLIC_URL:
+        return ""
+    return f" — {absolute(f'/runs/{event.run.code}/')}"
+
+
 def render(rule: Rule, events: list[Event]) -> tuple[str, str, str, bool]:
     """(subject, text, link, recovered) of one message about `events` (oldest first)."""
     recovered = events[-1].kind == Event.Kind.RECOVERED
@@ -27,7 +35,9 @@ def render(rule: Rule, events: list[Event]) -> tuple[str, str, str, bool]:
         label = "Recovered" if recovered else "Alert"
         link = absolute(f"/runs/{event.run.code}/") if event.run else rule_link
         return f"[comfytrack] {label}: {rule.name}", event.text, link, recovered
-    lines = [f"{e.created:%H:%M} {'✓' if e.kind == Event.Kind.RECOVERED else '•'} {e.text}" for e in events]
+    lines = [
+        f"{e.created:%H:%M} {'✓' if e.kind == Event.Kind.RECOVERED else '•'} {e.text}{_run_link(e)}" for e in events
+    ]
     if len(lines) > DIGEST_LINES:
         lines = [*lines[:DIGEST_LINES], f"… and {len(lines) - DIGEST_LINES} more"]
     state = "recovered" if recovered else "still alerting" if rule.incidents.filter(closed=None).exists() else "cleared"

@@ -92,6 +92,37 @@ def test_a_failed_run_fires_once_then_recovers(org, provider, make_run, slack, d
     assert Incident.objects.get().closed is not None and len(smtp.messages) == 2
 
 
+def test_messages_link_to_the_runs_they_name(org, provider, make_run, slack, mail, receiver, smtp, settings):
+    """One event: the message's link is its run. A digest: each line ends with its run's link, the message
+    links the rule's page. Only absolute links (COMFYTRACK_PUBLIC_URL): a relative one is no use in a chat."""
+    settings.COMFYTRACK_PUBLIC_URL = "https://ct.example"
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, mail)
+    now = timezone.now()
+    with time_machine.travel(now, tick=False):
+        first = finish(make_run(provider, "r1", status=Status.RUNNING), "failed", "CUDA out of memory")
+        alerts_pass()
+    single = receiver.posts[-1][1]["attachments"][0]["blocks"][0]["text"]["text"]
+    assert f"<https://ct.example/runs/{first.code}/|Open in comfytrack>" in single
+    with time_machine.travel(now + timedelta(minutes=1), tick=False):
+        runs = [finish(make_run(provider, f"r{n}", status=Status.RUNNING), "failed", "boom") for n in (2, 3)]
+    with time_machine.travel(now + timedelta(minutes=6), tick=False):
+        alerts_pass()
+    digest = receiver.posts[-1][1]["attachments"][0]["blocks"][0]["text"]["text"]
+    for run in runs:
+        assert f"Run {run.external_id} on {provider.name} failed: boom — https://ct.example/runs/{run.code}/" in digest
+    assert f"<https://ct.example/settings/alerts/rules/{rule.code}/|Open in comfytrack>" in digest
+    assert f"https://ct.example/runs/{runs[1].code}/" in smtp.messages[-1]["data"]
+
+    settings.COMFYTRACK_PUBLIC_URL = ""
+    with time_machine.travel(now + timedelta(minutes=7), tick=False):
+        finish(make_run(provider, "r4", status=Status.RUNNING), "failed", "boom")
+        finish(make_run(provider, "r5", status=Status.RUNNING), "failed", "boom")
+    with time_machine.travel(now + timedelta(minutes=12), tick=False):
+        alerts_pass()
+    digest = receiver.posts[-1][1]["attachments"][0]["blocks"][0]["text"]["text"]
+    assert "Run r5 on" in digest and "/runs/" not in digest
+
+
 def test_rules_scope_by_provider_and_workflow(org, provider, make_provider, make_run, slack):
     other = make_provider(org, name="Other")
     rule = rule_for(org, Rule.Kind.RUN_TIMED_OUT_OR_LOST, slack)
