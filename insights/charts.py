@@ -13,8 +13,13 @@ WIDTH, HEIGHT, LEFT, BOTTOM, TOP, RIGHT = 720, 220, 44, 22, 8, 8
 SERIES_CLASSES = 6
 
 
-def _seconds_label(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+def _seconds_label(seconds: float, scale: float | None = None) -> str:
+    """`seconds` in the unit and precision that suit `scale` (the axis' peak; the value itself by
+    default): short runs keep a decimal, so a 1 s peak's axis reads 0.0 / 0.5 / 1.0 s, not 0 / 0 / 1 s."""
+    scale = seconds if scale is None else scale
+    if scale >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s" if scale >= 10 else f"{seconds:.1f} s"
 
 
 def run_time_per_day_svg(
@@ -38,7 +43,14 @@ def run_time_per_day_svg(
         at = y(tick)
         parts.append(
             format_html(
-                grid, LEFT, WIDTH - RIGHT, f"{at:.1f}", f"{at:.1f}", LEFT - 4, f"{at + 4:.1f}", _seconds_label(tick)
+                grid,
+                LEFT,
+                WIDTH - RIGHT,
+                f"{at:.1f}",
+                f"{at:.1f}",
+                LEFT - 4,
+                f"{at + 4:.1f}",
+                _seconds_label(tick, peak),
             )
         )
     every = max(days // 6, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from insights.charts import run_time_per_day_svg
 from insights.models import Workflow
 from runs.fingerprint import workflow_fingerprint
 from runs.models import Run, Status
@@ -141,3 +143,15 @@ def test_it_compares_costs(client, key, two_providers):
     c = next(p for p in body["providers"] if p["name"] == "Cloud")
     assert (d["costed_runs"], d["cost_total"], d["cost_per_run"]) == (5, "0.100000", "0.020000")
     assert (c["costed_runs"], c["cost_total"], c["cost_per_run"]) == (0, None, None)
+
+
+@pytest.mark.parametrize(
+    ("peak", "ticks"),
+    [(1.0, ["0.0 s", "0.5 s", "1.0 s"]), (30.0, ["0 s", "15 s", "30 s"]), (600.0, ["0.0 min", "5.0 min", "10.0 min"])],
+)
+def test_the_chart_axis_labels_its_ticks_apart(peak, ticks):
+    day = timezone.now().date()
+    svg = run_time_per_day_svg([("Deploy", [(day, peak, 3)])], first=day - timedelta(days=6), last=day)
+    labels = re.findall(r'<text class="axis" x="40" y="[^"]+">([^<]+)</text>', svg)
+    assert labels == list(reversed(ticks)) or labels == ticks
+    assert f"Deploy · {day.isoformat()}: median" in svg
