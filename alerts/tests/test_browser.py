@@ -3,9 +3,13 @@ edit a channel (its webhook URL kept secret) and a rule."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from playwright import sync_api as playwright_api
 
+from alerts.messages import compose_due
 from alerts.models import Channel, Rule
 from alerts.recording import open_incident
 from runs.models import Status
@@ -130,9 +134,23 @@ def test_editing_a_rule(page, org, provider, receiver):  # noqa: F811
     assert rule.threshold == 95.0
 
 
-def test_the_edit_pages_fit_a_phone(phone, org, provider, receiver):  # noqa: F811
+def test_the_alert_pages_fit_a_phone(phone, org, provider, make_provider, receiver):  # noqa: F811
+    """The rules and channels tables (five columns, a muted badge, several providers and channels) and the
+    rule's incidents and messages scroll inside their cards on a phone; the pages never scroll sideways."""
     channel, rule = _slack_and_rule(org, provider, receiver.url("/services/T1/B1/abcd"))
-    for path in (f"/settings/alerts/channels/{channel.code}/edit/", f"/settings/alerts/rules/{rule.code}/edit/"):
+    rule.providers.add(*[make_provider(org, name=f"Provider number {n}") for n in range(3)])
+    open_incident(
+        rule, f"provider:{provider.pk}", "Deploy success rate: Deploy below 80%", "Deploy: 10% of the last 20"
+    )
+    assert compose_due() == 2  # a message per channel, listed on the rule's page
+    rule.muted_until = timezone.now() + timedelta(hours=1)
+    rule.save()
+    for path in (
+        "/settings/alerts/",
+        f"/settings/alerts/rules/{rule.code}/",
+        f"/settings/alerts/channels/{channel.code}/edit/",
+        f"/settings/alerts/rules/{rule.code}/edit/",
+    ):
         phone.goto(path)
         assert_no_sideways_scroll(phone)
         assert_accessible(phone)

@@ -11,7 +11,14 @@ from insights.costing import price_runs
 from insights.models import Price
 from insights.tests.test_compare import FP, timed_run
 from runs.models import Run, Status
-from runs.tests.test_browser import assert_accessible, browser, page, shot  # noqa: F401 - shared browser fixtures
+from runs.tests.test_browser import (  # noqa: F401 - shared browser fixtures
+    assert_accessible,
+    assert_no_sideways_scroll,
+    browser,
+    page,
+    phone,
+    shot,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -43,3 +50,22 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
     page.wait_for_url("**days=7**")
     page.goto("/compare/")
     playwright_api.expect(page.locator("table.runs")).to_contain_text("Product shots SDXL")
+
+
+def test_compare_and_stats_fit_a_phone_with_many_providers(phone, org, provider, make_provider, make_run):  # noqa: F811
+    """Ten columns per provider on compare, a column per provider in the stats' cost table: on a phone the
+    tables scroll inside their card, the page does not scroll sideways."""
+    providers = [provider] + [
+        make_provider(org, name=f"Provider number {n}", kind="comfycloud", secret={"api_key": "k"}) for n in range(4)
+    ]
+    for p in providers:
+        timed_run(make_run, p, queue=12, run=95, days_ago=0)
+        timed_run(make_run, p, queue=8, run=4, status=Status.FAILED, error={"message": "CUDA out of memory"})
+        Price.objects.create(provider=p, per_gpu_second=Decimal("0.000700"))
+    price_runs(Run.objects.all())
+    for path in (f"/compare/?workflow={FP}", "/stats/"):
+        phone.goto(path)
+        phone.wait_for_load_state("networkidle")
+        assert_no_sideways_scroll(phone)
+        assert_accessible(phone)
+    playwright_api.expect(phone.locator(".table-scroll table.cost-table tbody tr")).not_to_have_count(0)
