@@ -2,20 +2,23 @@
 
 Python's `json` accepts values our databases and our own code cannot take: nesting deep enough to hit
 the recursion limit (a RecursionError, not a ValueError), `NaN`/`Infinity` and numbers like `1e400`
-that become infinite floats (SQLite's JSON check and PostgreSQL's jsonb refuse them), and NUL
-characters (PostgreSQL stores none in text or jsonb). Each becomes an `UnsafeJSON` whose message
-completes a sentence: "The workflow " + str(exc).
+that become infinite floats (SQLite's JSON check and PostgreSQL's jsonb refuse them), NUL
+characters (PostgreSQL stores none in text or jsonb) and lone surrogates (`"\\ud800"` parses to a
+string that cannot be encoded as UTF-8, so the first query or answer that carries it fails). Each
+becomes an `UnsafeJSON` whose message completes a sentence: "The workflow " + str(exc).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 # ComfyUI API-format workflows nest about five levels (node → inputs → [node, slot]); custom nodes
 # with structured inputs a few more. Far below Python's recursion limit, so no walk over them can hit it.
 MAX_DEPTH = 64
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class UnsafeJSON(ValueError):
@@ -38,7 +41,8 @@ def loads(raw: str | bytes) -> Any:
 
 
 def check(value: Any) -> Any:
-    """Raise UnsafeJSON if `value` (already parsed) nests too deeply, holds a non-finite number or a NUL."""
+    """Raise UnsafeJSON if `value` (already parsed) nests too deeply, holds a non-finite number, a NUL or a
+    lone surrogate."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()
@@ -57,8 +61,12 @@ def check(value: Any) -> Any:
 
 
 def _check_text(text: Any, path: tuple[str, ...]) -> None:
-    if isinstance(text, str) and "\x00" in text:
+    if not isinstance(text, str):
+        return
+    if "\x00" in text:
         raise UnsafeJSON("contains a NUL character (\\u0000), which cannot be stored", path)
+    if _SURROGATE.search(text):
+        raise UnsafeJSON("contains a lone surrogate (\\ud800-\\udfff), which is not text that can be stored", path)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -114,6 +114,7 @@ API_SUBMIT_CASES = {
     "NaN in the workflow": '{"provider": "Deploy", "workflow": {"3": {"class_type": "K", "inputs": {"s": NaN}}}}',
     "NUL in the workflow": json.dumps({"provider": "Deploy", "workflow": {"3": {"class_type": "K\x00"}}}),
     "NUL in an inputs key": json.dumps({"provider": "Deploy", "workflow": WORKFLOW, "inputs": {"a\x00": 1}}),
+    "lone surrogate in the workflow": '{"provider": "Deploy", "workflow": {"3": {"class_type": "K\\ud800"}}}',
 }
 
 
@@ -122,6 +123,26 @@ def test_the_api_answers_hostile_json_with_422(client, key, provider, body):
     response = api(client, "post", "/runs", key, body)
     assert response.status_code == 422, response.content
     assert response.json()["detail"] and response.json()["code"] == "invalid"
+    assert not Run.objects.exists()
+
+
+# A lone surrogate ("\ud800") parses to a str that cannot be encoded: list items reached the database.
+SURROGATE_CASES = {
+    "bulk track ids": ("/runs/track", '{"provider": "Deploy", "external_ids": ["ok", "a\\ud800"]}', "external_ids"),
+    "alert rule providers": (
+        "/alerts/rules",
+        '{"name": "r", "kind": "run_failed", "providers": ["\\udfff"]}',
+        "providers",
+    ),
+    "an object key": ("/runs", '{"provider": "Deploy", "workflow": {"\\ud800": {}}}', "workflow"),
+}
+
+
+@pytest.mark.parametrize(("path", "body", "field"), SURROGATE_CASES.values(), ids=SURROGATE_CASES.keys())
+def test_the_api_answers_a_lone_surrogate_with_422(client, key, provider, path, body, field):
+    response = api(client, "post", path, key, body)
+    assert response.status_code == 422, response.content
+    assert response.json()["field"] == field and "surrogate" in response.json()["detail"]
     assert not Run.objects.exists()
 
 
