@@ -48,7 +48,7 @@ from runs.schemas import (
 )
 from runs.stats import MAX_WINDOW_DAYS, ProviderStats, compute_stats, window_from_days
 from runs.submission import submit_run
-from runs.tracking import MAX_EXTERNAL_ID, MAX_TRACK_IDS, track_run, track_runs
+from runs.tracking import MAX_EXTERNAL_ID, MAX_TRACK_IDS, external_id_problem, track_run, track_runs
 
 router = Router(tags=["runs"])
 
@@ -116,6 +116,8 @@ class TrackIn(Schema):
     def _strip(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
+        if value is not None and (problem := external_id_problem(value.strip())):
+            raise ValueError(problem)  # as each id of external_ids is refused
         return value.strip() if value is not None else None
 
     @field_validator("external_ids")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
@@ -19,6 +20,9 @@ from runs.workflow import search_text
 # One API call's ceiling: 1,000 ids are a single INSERT and a single SELECT.
 MAX_TRACK_IDS = 1000
 MAX_EXTERNAL_ID = 200
+# Control (NUL, ESC, …) and format characters (zero-width spaces, right-to-left overrides): no provider's
+# run id has them, and shown back in a page, a terminal or a spreadsheet they hide or disguise the id.
+_UNPRINTABLE = frozenset({"Cc", "Cf"})
 _SEPARATORS = re.compile(r"[\s,;]+")
 _ID_HEADERS = ("external_id", "external id", "id", "prompt_id", "run_id")
 
@@ -39,7 +43,7 @@ def external_id_problem(external_id: str) -> str | None:
         return "is blank"
     if len(external_id) > MAX_EXTERNAL_ID:
         return f"is longer than {MAX_EXTERNAL_ID} characters"
-    if "\x00" in external_id or any(c.isspace() for c in external_id):
+    if any(c.isspace() or unicodedata.category(c) in _UNPRINTABLE for c in external_id):
         return "contains spaces or control characters"
     return None
 

@@ -144,6 +144,7 @@ def test_track_run_creates_a_due_run_and_is_idempotent(acme):
     assert tracked.next_sync_after is not None
     fails("track_run", "acme", "Nope", "x", match="no provider named 'Nope'")
     fails("track_run", "acme", "Local", "has space", match="without spaces")
+    fails("track_run", "acme", "Local", "esc\x1b[31m", match="control characters")
 
 
 def test_sync_runs_once_exits_cleanly_with_nothing_due(db):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.management.lookup import get_org
 from providers.models import Provider
-from runs.tracking import track_run
+from runs.tracking import external_id_problem, track_run
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         if provider is None:
             raise CommandError(f"{org.slug} has no provider named {provider_name!r}.")
         external_id = external_id.strip()
-        if not external_id or len(external_id) > 200 or any(c.isspace() for c in external_id):
-            raise CommandError("EXTERNAL_ID must be 1 to 200 characters without spaces.")
+        if problem := external_id_problem(external_id):
+            raise CommandError(f"EXTERNAL_ID {problem}: 1 to 200 characters without spaces or control characters.")
         run, _ = track_run(provider, external_id)
         self.stdout.write(str(run.code))
