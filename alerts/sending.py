@@ -1,5 +1,5 @@
 """Delivering alert messages: email through Django's email backend, Slack and Discord incoming webhooks
-over the SSRF-guarded HTTP client (runs.safe_http), signed webhooks through the webhooks outbox.
+over the SSRF-guarded HTTP client (comfytrack.safe_http), signed webhooks through the webhooks outbox.
 
 1. claim: due messages get a short lease (next_attempt_at moves ahead; comfytrack.leases);
 2. send: outside any transaction;
@@ -24,7 +24,7 @@ from yarl import URL
 from alerts.models import Channel, Message, Rule
 from comfytrack.leases import Lease
 from comfytrack.net import NOT_HTTP, describe_failure
-from runs.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
+from comfytrack.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery
 

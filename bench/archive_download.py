@@ -1,8 +1,8 @@
-"""Output downloads side by side: runs.safe_http as it is against the same module at an older commit (a script).
+"""Output downloads side by side: comfytrack.safe_http as it is against the same module at an older commit (a script).
 
     python bench/archive_download.py [--old-rev 5db98c2] [--n 2000] [--size 65536] [--rounds 5] [--concurrency 8]
 
-The older module is read with `git show <rev>:runs/safe_http.py` and loaded beside the current one, so both
+The older module is read with `git show <rev>:<its path>` and loaded beside the current one, so both
 run in one process, in turn (the order rotates from round to round, so drift on a shared machine falls on
 both alike), against one aiohttp file server in its own process over loopback. Each round downloads N
 files of --size bytes, --concurrency at a time, through one `SafeDownloader` (guard, streaming to a temp
@@ -10,7 +10,7 @@ file, sha256), as the archive does for one provider. Prints outputs/s and this p
 (`resource.getrusage`: user + system, the figure the other tenants of the machine disturb least), then
 the medians and the ratio of the current code to the older one.
 
-At `5db98c2` runs/safe_http.py sent through httpx.AsyncClient over httpx-aiohttp's transport (both in
+At `5db98c2` the module (then runs/safe_http.py) sent through httpx.AsyncClient over httpx-aiohttp's transport (both in
 requirements-dev.txt for this comparison).
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runs import safe_http  # noqa: E402
+from comfytrack import safe_http  # noqa: E402
 
 SERVER = """
 import sys
@@ -49,10 +49,18 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+# Where the module is at a revision: comfytrack/ from the move on, runs/ before it.
+MODULE_PATHS = ("comfytrack/safe_http.py", "runs/safe_http.py")
+
+
 def older_module(rev: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:runs/safe_http.py"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+    for where in MODULE_PATHS:
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            source = shown.stdout
+            break
+    else:
+        raise SystemExit(f"{rev} has none of {', '.join(MODULE_PATHS)}")
     path = Path(tempfile.gettempdir()) / f"safe_http_{rev}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"safe_http_{rev}", path)

@@ -2,12 +2,12 @@
 exchange is described (`describe_failure`) and how long to wait before trying again (`backoff`).
 
 Used by the provider clients (`providers/clients/transport.py`) and by what fetches or posts to URLs we
-do not trust (`runs/safe_http.py`: the output archive, webhook delivery, alert sending), all of it over
+do not trust (`comfytrack/safe_http.py`: the output archive, webhook delivery, alert sending), all of it over
 aiohttp. Plain Python and aiohttp only, no Django, so the provider clients can use it too.
 
 Two policies over one classification of addresses (`blocked_reason`):
 - untrusted URLs (output links, webhook targets): only public unicast addresses, unless allow-listed
-  (runs.safe_http.HostGuard);
+  (comfytrack.safe_http.HostGuard);
 - provider API calls: a provider's base URL is set by the organization's staff and a self-hosted
   ComfyUI on a private network or loopback is the main use, so only link-local and cloud-metadata
   addresses are refused (`refuse_link_local`): the metadata service hands out the host's cloud

@@ -336,7 +336,7 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-# --- Output archive (runs.archive, runs.safe_http) ---------------------------------------------
+# --- Output archive (runs.archive, comfytrack.safe_http) ---------------------------------------
 # Provider output URLs are untrusted: private/loopback targets are refused unless they are the
 # provider's own base URL host:port or listed here ("host" or "host:port", comma-separated).
 COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS = envlist("COMFYTRACK_ARCHIVE_ALLOW_PRIVATE_HOSTS", [])

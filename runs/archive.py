@@ -3,7 +3,7 @@
 1. `claim_due_outputs` leases a batch of unarchived, due outputs by pushing `next_archive_after`
    forward, in one short transaction (`comfytrack.leases`).
 2. `download_batch` groups them by provider + credential and downloads them concurrently on one
-   event loop, outside any transaction, through `runs.safe_http` (provider URLs are untrusted).
+   event loop, outside any transaction, through `comfytrack.safe_http` (provider URLs are untrusted).
 3. `store_result` writes each file, its checksum, the type its bytes show (`runs.content`),
    dimensions and thumbnail, then marks the output archived with a conditional UPDATE
    (`archived IS NULL`), so an output is never archived twice. Failures back off exponentially;
@@ -37,10 +37,10 @@ from PIL import Image
 
 from comfytrack import net
 from comfytrack.leases import Holder, Lease
+from comfytrack.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
 from providers.clients.base import DownloadRequest, OutputKind, OutputRef
 from runs.content import IMAGE_FORMATS, sniff
 from runs.models import RunOutput
-from runs.safe_http import Downloaded, DownloadError, HostGuard, SafeDownloader
 
 logger = logging.getLogger("runs.archive")
 

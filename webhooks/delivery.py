@@ -8,7 +8,7 @@
    another. After an endpoint's first failure its other claimed deliveries wait for the next pass.
 3. Record each attempt on its row: delivered, or the next retry (exponential, ≥ 24 h in all), or given up.
 
-Targets get the same SSRF rules as output downloads (runs.safe_http): resolved addresses are checked
+Targets get the same SSRF rules as output downloads (comfytrack.safe_http): resolved addresses are checked
 inside the connector, no redirects are followed, private hosts only when allow-listed.
 """
 
@@ -31,7 +31,7 @@ from yarl import URL
 from comfytrack.leases import Lease
 from comfytrack.loops import run_loop
 from comfytrack.net import COULD_NOT_CONNECT, NOT_HTTP, describe_failure
-from runs.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
+from comfytrack.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
 from webhooks import signing
 from webhooks.models import WebhookDelivery
 

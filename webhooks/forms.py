@@ -7,7 +7,7 @@ from django.conf import settings
 from yarl import URL
 
 from comfytrack.net import blocked_reason
-from runs.safe_http import DEFAULT_PORTS, Refused
+from comfytrack.safe_http import DEFAULT_PORTS, Refused
 from webhooks.delivery import ALLOW_PRIVATE_SETTING, target_guard
 from webhooks.models import EVENT_TYPES
 

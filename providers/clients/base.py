@@ -101,7 +101,7 @@ def url_path(url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class DownloadRequest:
     """The first request for an output's bytes: its URL and the headers (auth, for the provider's own
-    host only) that request carries; the archive (runs.safe_http) sends it and follows redirects."""
+    host only) that request carries; the archive (comfytrack.safe_http) sends it and follows redirects."""
 
     url: str
     headers: Mapping[str, str]

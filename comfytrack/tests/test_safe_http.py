@@ -11,8 +11,7 @@ import pytest
 from yarl import URL
 
 from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT
-from providers.tests.loopback import closed_port_url
-from runs.safe_http import (
+from comfytrack.safe_http import (
     DownloadError,
     GuardedResolver,
     HostGuard,
@@ -22,6 +21,7 @@ from runs.safe_http import (
     parse_allowance,
     redact,
 )
+from providers.tests.loopback import closed_port_url
 from runs.tests.archive_helpers import body, local_server, redirect, stall
 
 
