@@ -27,6 +27,8 @@ from datetime import timedelta
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from runs.models import LoopTurn
+
 logger = logging.getLogger("comfytrack.loops")
 
 FIRST_BACKOFF = 1.0
@@ -149,8 +151,6 @@ def holder_id() -> str:
 
 
 def take_turn(name: str) -> str:
-    from runs.models import LoopTurn
-
     holder = holder_id()
     LoopTurn.objects.update_or_create(name=name, defaults={"holder": holder, "beat": timezone.now()})
     return holder
@@ -158,8 +158,6 @@ def take_turn(name: str) -> str:
 
 def keep_turn(name: str, holder: str) -> bool:
     """Record that the holder is alive; False once another loop took the turn."""
-    from runs.models import LoopTurn
-
     return bool(LoopTurn.objects.filter(name=name, holder=holder).update(beat=timezone.now()))
 
 
@@ -168,8 +166,6 @@ def claim_start(name: str) -> bool:
 
     A holder is dead when it has not beaten for TURN_STALE_AFTER, or at once when it is a process of
     this host that no longer exists (a cluster killed and started again)."""
-    from runs.models import LoopTurn
-
     now = timezone.now()
     current = LoopTurn.objects.filter(name=name).first()
     if current is None:
