@@ -95,7 +95,7 @@ def _order(values: dict[str, datetime | None], sources: dict[str, str]) -> None:
         present = [name for name in TIME_NAMES if values[name] is not None]
         moved = False
         for earlier, later in pairwise(present):
-            if values[later] >= values[earlier]:  # type: ignore[operator]
+            if values[later] >= values[earlier]:  # type: ignore[operator]  # both are in `present`: not None
                 continue
             moved = True
             if sources[later] == OBSERVED or sources[earlier] != OBSERVED:
