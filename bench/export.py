@@ -11,6 +11,8 @@ RSS (VmHWM) above the process's footprint before the request.
 Then, in this process, the pages that add up the cost of every run the filters select: the runs list's
 cost total (`/runs/cost/`, loaded after the list) with and without filters, and the stats page (cost per
 day and provider over 30 days): p50/p95 server time and the SQL count, as bench/pages.py prints them.
+`--pages-only` times only those pages on the runs already seeded: run it from two checkouts (a git
+worktree of the older code) one after the other to compare them on one database.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5, help="requests per cost page")
     parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pages-only",
+        action="store_true",
+        help="only time the cost pages on the runs already seeded (to compare two checkouts on one database)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     if args.measure:
@@ -93,6 +100,10 @@ def main() -> None:
         print(json.dumps(measure(args.measure)))
         return
     db = setup_django()
+    if args.pages_only:
+        print(f"database: {db}, code: {ROOT}")
+        print_cost_pages(args.runs, args.repeat)
+        return
     pages.ORGS = 1  # every run in one organization: the export reads them all
     _, providers = pages.ensure_orgs()
     pages.seed(providers, args.runs)
@@ -112,8 +123,12 @@ def main() -> None:
     streamed, held = results["csv"], results["csv-in-memory"]
     ratio = (held["peak_mb"] - held["before_mb"]) / max(streamed["peak_mb"] - streamed["before_mb"], 1)
     print(f"memory growth, in-memory / streamed CSV: {ratio:.1f}x")
-    print(f"\ncost over {args.runs:,} runs (one organization)   p50 ms   p95 ms   SQL")
-    for label, p50, p95, queries in cost_pages(args.repeat):
+    print_cost_pages(args.runs, args.repeat)
+
+
+def print_cost_pages(runs: int, repeat: int) -> None:
+    print(f"\ncost over {runs:,} runs (one organization)   p50 ms   p95 ms   SQL")
+    for label, p50, p95, queries in cost_pages(repeat):
         print(f"  {label:36} {p50:7.1f}  {p95:7.1f}  {queries:4d}", flush=True)
 
 

@@ -87,6 +87,24 @@ def test_bad_cursors_and_limits_are_clear_errors():
     assert parse_limit(None) == 50
 
 
+def test_stats_top_failures_count_first_lines_across_messages(org, provider, make_provider, make_run):
+    """Messages that differ after their first line count as one reason; a run without a message (or with
+    a blank one, or no error at all) is "(no message)"; the commonest come first, across providers."""
+    other = make_provider(org, name="Other")
+    for text in ["CUDA out of memory\nat node 3", "CUDA out of memory\nat node 7", "CUDA out of memory"]:
+        make_run(provider, status=Status.FAILED, error={"message": text})
+    make_run(other, status=Status.TIMED_OUT, error={"message": "CUDA out of memory"})
+    make_run(provider, status=Status.FAILED, error={"message": "x" * 300})
+    make_run(provider, status=Status.LOST)
+    make_run(other, status=Status.FAILED, error={"message": "   "})
+    make_run(provider, status=Status.FAILED, error={"node_id": "3"})
+    make_run(provider, status=Status.SUCCEEDED, error={"message": "not a failure"})
+    stats = compute_stats(runs_of(org), timezone.now() - timedelta(days=1))
+    assert stats.top_failures == [("CUDA out of memory", 4), ("(no message)", 3), ("x" * 160, 1)]
+    totals = {p.name: (p.total, p.finished, p.succeeded) for p in stats.providers}
+    assert totals == {"Other": (2, 2, 0), provider.name: (7, 7, 1)}
+
+
 def test_stats_count_rates_and_percentiles(org, provider, make_run):
     now = timezone.now()
     for seconds in (10, 20, 30, 40):
