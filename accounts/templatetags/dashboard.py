@@ -29,9 +29,12 @@ def nav_context(context) -> dict:
 
 @register.filter
 def duration(seconds: float | None) -> str:
-    """42 s, 3 m 05 s, 2 h 04 m; an em dash when unknown."""
+    """0.5 s, 42 s, 3 m 05 s, 2 h 04 m; an em dash when unknown. Under 10 s a tenth is kept: a queue of
+    half a second is not "0 s", and 1.4 s is not 1.6 s."""
     if seconds is None:
         return "—"
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f} s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.templatetags.dashboard import ago
+from accounts.templatetags.dashboard import ago, duration
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,21 @@ def test_relative_times_never_say_zero_minutes(seconds, words):
 def test_a_month_old_moment_is_its_date_and_none_is_a_dash():
     moment = timezone.now() - timedelta(days=40)
     assert ago(moment) == timezone.localtime(moment).strftime("%Y-%m-%d") and ago(None) == "—"
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, "—"),
+        (0, "0.0 s"),
+        (0.5, "0.5 s"),  # a fast provider's queue: not "0 s"
+        (1.44, "1.4 s"),
+        (9.94, "9.9 s"),
+        (9.96, "10 s"),
+        (42.4, "42 s"),
+        (185, "3 m 05 s"),
+        (2 * 3600 + 4 * 60, "2 h 04 m"),
+    ],
+)
+def test_durations_keep_a_tenth_under_ten_seconds(seconds, text):
+    assert duration(seconds) == text
