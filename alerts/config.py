@@ -232,16 +232,19 @@ def _save_rule(rule: Rule, data: dict[str, Any], *, creating: bool) -> Rule:
 
 
 def _close_unwatched(rule: Rule) -> None:
-    """Close the open success-rate incidents of providers or workflows the edited rule no longer watches."""
-    if rule.kind != Rule.Kind.SUCCESS_RATE:
-        return  # failure rules have one incident for the whole rule; credential ones are re-checked each pass
+    """Close the open incidents of providers or workflows the edited rule no longer watches (run rules:
+    no run of theirs reaches the rule any more, so nothing else would close them)."""
+    if rule.kind == Rule.Kind.CREDENTIAL_FAILING:
+        return  # re-checked against the rule's providers on every pass
     provider_keys = {f"provider:{pk}" for pk in rule.providers.values_list("pk", flat=True)}
+    # A success-rate rule with workflows keeps its incidents per workflow, not per provider.
+    by_workflow = rule.kind == Rule.Kind.SUCCESS_RATE and bool(rule.workflows)
     now = timezone.now()
     for incident in rule.incidents.filter(closed=None):
         if incident.key.startswith("workflow:"):
             watched = incident.key.removeprefix("workflow:") in rule.workflows
         else:
-            watched = not rule.workflows and (not provider_keys or incident.key in provider_keys)
+            watched = not by_workflow and (not provider_keys or incident.key in provider_keys)
         if not watched:
             Incident.objects.filter(pk=incident.pk).update(closed=now)
             Event.objects.create(

@@ -115,26 +115,35 @@ def record_runs(runs: Iterable[Run], rules_by_org: dict[int, list[Rule]], now: d
 
 
 def _record_outcomes(rule: Rule, runs: list[Run], now: datetime) -> None:
-    """A failure-type rule over one batch: a watched status opens the incident (or adds to it), a success
-    closes it. A query for the open incident and one INSERT of the events, plus one per open/close."""
-    incident = Incident.objects.filter(rule=rule, key="", closed=None).first()
+    """A failure-type rule over one batch, one incident per provider: a watched status opens the
+    provider's incident (or adds to it), a success on that provider closes it. Per provider, so one
+    provider's successes never 'recover' another's failures (with one incident per rule, a busy
+    healthy provider closed and a failing one reopened it all day). A query for the open incidents and
+    one INSERT of the events, plus one per open/close."""
+    open_by_key = {i.key: i for i in Incident.objects.filter(rule=rule, closed=None)}
     events = []
     for run in runs:
+        key = f"provider:{run.provider_id}"
+        incident = open_by_key.get(key)
         if run.status in WATCHED[rule.kind]:
             kind = Event.Kind.UPDATE
             if incident is None:
-                incident = Incident.objects.create(rule=rule, key="", title=f"{rule.name}: {rule.summary}", opened=now)
+                title = f"{rule.name}: {run.provider.name}: {rule.summary}"[:300]
+                incident = open_by_key[key] = Incident.objects.create(rule=rule, key=key, title=title, opened=now)
                 kind = Event.Kind.FIRED
             events.append(
                 Event(rule=rule, incident=incident, kind=kind, text=_describe(run)[:500], run=run, created=now)
             )
-        elif run.status == Status.SUCCEEDED and incident is not None:
-            Incident.objects.filter(pk=incident.pk).update(closed=now)
-            text = f"Runs succeed again: {_describe(run)}"[:500]
-            events.append(
-                Event(rule=rule, incident=incident, kind=Event.Kind.RECOVERED, text=text, run=run, created=now)
-            )
-            incident = None
+        elif run.status == Status.SUCCEEDED:
+            # "": the one incident per rule that earlier versions kept; any success in scope closes it.
+            for closing in (open_by_key.pop(key, None), open_by_key.pop("", None)):
+                if closing is None:
+                    continue
+                Incident.objects.filter(pk=closing.pk).update(closed=now)
+                text = f"Runs succeed again: {_describe(run)}"[:500]
+                events.append(
+                    Event(rule=rule, incident=closing, kind=Event.Kind.RECOVERED, text=text, run=run, created=now)
+                )
     Event.objects.bulk_create(events)
 
 

@@ -123,6 +123,28 @@ def test_messages_link_to_the_runs_they_name(org, provider, make_run, slack, mai
     assert "Run r5 on" in digest and "/runs/" not in digest
 
 
+def test_failure_rules_keep_an_incident_per_provider(org, provider, make_provider, make_run, slack):
+    """One provider's successes do not 'recover' another's failures: each provider has its own incident."""
+    healthy = make_provider(org, name="Healthy")
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack)
+    finish(make_run(provider, status=Status.RUNNING), "failed", "CUDA out of memory")
+    finish(make_run(healthy, status=Status.RUNNING), "succeeded")
+    finish(make_run(provider, status=Status.RUNNING), "failed", "CUDA out of memory")
+    broken = Incident.objects.get(rule=rule)
+    assert broken.closed is None and broken.key == f"provider:{provider.pk}" and provider.name in broken.title
+    assert list(Event.objects.order_by("id").values_list("kind", flat=True)) == ["fired", "update"]
+    finish(make_run(healthy, status=Status.RUNNING), "failed", "disk full")
+    assert Incident.objects.filter(rule=rule, closed=None).count() == 2
+    finish(make_run(provider, status=Status.RUNNING), "succeeded")
+    assert set(Incident.objects.filter(rule=rule, closed=None).values_list("key", flat=True)) == {
+        f"provider:{healthy.pk}"
+    }
+    # An incident kept the earlier way, one for the whole rule, closes on any success in scope.
+    legacy = Incident.objects.create(rule=rule, key="", title="old", opened=timezone.now())
+    finish(make_run(provider, status=Status.RUNNING), "succeeded")
+    assert Incident.objects.get(pk=legacy.pk).closed is not None
+
+
 def test_rules_scope_by_provider_and_workflow(org, provider, make_provider, make_run, slack):
     other = make_provider(org, name="Other")
     rule = rule_for(org, Rule.Kind.RUN_TIMED_OUT_OR_LOST, slack)

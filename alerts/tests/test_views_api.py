@@ -180,13 +180,14 @@ def test_admins_edit_a_rule_on_the_page(client, org, alice, provider, make_provi
     assert rule.threshold == 95.0 and list(rule.channels.all()) == [other]
 
 
-def test_narrowing_a_rule_closes_the_incidents_it_no_longer_watches(client, org, alice, provider, make_provider):
+@pytest.mark.parametrize("kind", ["success_rate", "run_failed"])
+def test_narrowing_a_rule_closes_the_incidents_it_no_longer_watches(client, org, alice, provider, make_provider, kind):
     from alerts.models import Event
     from alerts.recording import open_incident
 
     elsewhere = make_provider(org, name="Elsewhere")
     channel = Channel.objects.create(organization=org, name="mail", kind="email", emails="a@b.test")
-    rule = Rule.objects.create(organization=org, name="Rate", kind="success_rate")
+    rule = Rule.objects.create(organization=org, name="Rate", kind=kind)
     rule.channels.set([channel])
     open_incident(rule, f"provider:{provider.pk}", "Rate: Deploy below 80%", "Deploy: 50%")
     open_incident(rule, f"provider:{elsewhere.pk}", "Rate: Elsewhere below 80%", "Elsewhere: 50%")
