@@ -9,6 +9,7 @@ import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest
 from ninja.renderers import BaseRenderer
+from pydantic import BaseModel
 
 _DJANGO_ENCODER = DjangoJSONEncoder()
 
@@ -30,10 +31,15 @@ def json_bytes(data: Any) -> bytes:
 
 
 class OrjsonRenderer(BaseRenderer):
-    """The API's renderer (answers built by ninja: POST results, errors, small reads), so they are
-    written exactly as the hot reads' `json_response`."""
+    """The API's renderer: every answer ninja writes, including the run list and detail."""
 
     media_type = "application/json"
 
     def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
         return json_bytes(data)
+
+
+class DictSchema(BaseModel):
+    """A response schema for answers an endpoint builds as dicts (the run JSON and its parts). ninja
+    validates and renders it like its own `Schema`; as a plain pydantic model it skips `Schema`'s wrapper
+    for reading model attributes, which was most of a 50-run list request's CPU (bench/api_throughput.py)."""

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from accounts.api_auth import caller
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
+from comfytrack.api_json import DictSchema
 from providers.clients.base import SubmissionRejected
 from providers.models import Provider
 from runs import export, serving
@@ -40,7 +41,6 @@ from runs.schemas import (
     event_json,
     find_run_json,
     first_row_json,
-    json_response,
     money,
     organization_runs_page,
     rows_json,
@@ -134,14 +134,14 @@ class TrackIn(Schema):
         return self
 
 
-class TrackItemOut(Schema):
+class TrackItemOut(DictSchema):
     external_id: str
     id: UUID | None = Field(description="The run (new or already tracked); null when the id was refused.")
     created: bool
     error: str | None = Field(description="Why this id was refused, else null.")
 
 
-class TrackManyOut(Schema):
+class TrackManyOut(DictSchema):
     items: list[TrackItemOut] = Field(description="One result per id sent, in the same order.")
 
 
@@ -236,9 +236,9 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
     (new runs arriving between pages never cause duplicates or gaps)."""
     params = _clean_params(request)
     try:
-        if not params:  # the common call, "what is new": SQL compiled once (runs.schemas)
+        if not params:  # the common call, "what is new"
             items, next_cursor = organization_runs_page(_org(request), query.cursor, query.limit)
-            return json_response({"items": items, "next_cursor": next_cursor})
+            return {"items": items, "next_cursor": next_cursor}
         filters = parse_filters(_Params(params), _org(request))
         if filters.errors:
             raise invalid(" ".join(map(str, filters.errors)), filters.errors[0].field)
@@ -246,7 +246,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
-    return json_response({"items": rows_json(page), "next_cursor": next_cursor})
+    return {"items": rows_json(page), "next_cursor": next_cursor}
 
 
 class ExportQuery(FilterQuery):
@@ -348,7 +348,7 @@ def track(request: HttpRequest, payload: TrackIn):
         items = [
             {"external_id": r.external_id, "id": r.run_code, "created": r.created, "error": r.error} for r in results
         ]
-        return json_response({"items": items})
+        return {"items": items}
     assert payload.external_id is not None  # TrackIn takes external_id or external_ids
     run, created = track_run(provider, payload.external_id, created_by=user, workflow=payload.workflow)
     return Status(201 if created else 200, _reread_run_json(run))
@@ -356,7 +356,7 @@ def track(request: HttpRequest, payload: TrackIn):
 
 @router.get("/runs/{run_id}", response={200: RunOut, **errors(404)}, summary="Get a run")
 def get_run_detail(request: HttpRequest, run_id: UUID):
-    return json_response(get_run_json(request, run_id))
+    return get_run_json(request, run_id)
 
 
 def _act(action, *args, **kwargs) -> Run:

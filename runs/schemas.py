@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -15,26 +15,26 @@ from django.db import connection
 from django.db.models import QuerySet, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
-from django.http import HttpResponse
-from ninja import Schema
 from pydantic import Field
+
+from comfytrack.api_json import DictSchema, json_bytes
 
 # Re-exported: the run JSON's datetime text, for the modules that write run JSON (webhooks, exports).
 from comfytrack.api_json import datetime_text as datetime_text
-from comfytrack.api_json import json_bytes
-from comfytrack.rawsql import CompiledValuesQuery, column, select_rows
+from comfytrack.sql import column
+from runs import run_reads
 from runs.models import IN_FLIGHT, Run, RunEvent, RunOutput, RunQuerySet, Status, elapsed, queue_seconds
-from runs.queries import cut_page, decode_cursor, newest_first
+from runs.queries import cut_page, decode_cursor
 from runs.times import TIME_FIELDS, time_source
 
 
-class ProviderRef(Schema):
+class ProviderRef(DictSchema):
     id: UUID
     name: str
     kind: str
 
 
-class ErrorInfo(Schema):
+class ErrorInfo(DictSchema):
     message: str
     node_id: str | None = None
     node_type: str | None = None
@@ -42,14 +42,14 @@ class ErrorInfo(Schema):
     traceback: str | None = None
 
 
-class TimesSource(Schema):
+class TimesSource(DictSchema):
     created: str | None = Field(None, examples=["provider"])
     queued: str | None = Field(None, examples=["provider"])
     started: str | None = Field(None, examples=["observed"])
     finished: str | None = Field(None, examples=["provider"])
 
 
-class OutputOut(Schema):
+class OutputOut(DictSchema):
     id: UUID
     kind: str = Field(examples=["image"])
     filename: str = Field(examples=["ComfyUI_00001_.png"])
@@ -60,7 +60,7 @@ class OutputOut(Schema):
     size_bytes: int | None = None
 
 
-class RunOut(Schema):
+class RunOut(DictSchema):
     id: UUID
     provider: ProviderRef
     external_id: str = Field(description="The provider's id for the run (empty until the provider accepted it).")
@@ -97,12 +97,12 @@ class RunOut(Schema):
     )
 
 
-class RunPage(Schema):
+class RunPage(DictSchema):
     items: list[RunOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last page.")
 
 
-class EventOut(Schema):
+class EventOut(DictSchema):
     created: datetime
     source: str = Field(examples=["poll"])
     from_status: str
@@ -186,50 +186,30 @@ def first_row_json(rows: QuerySet) -> dict[str, Any] | None:
     return rows_json(found)[0] if found else None
 
 
-# The API's two hottest reads, an organization's run by id and its newest runs page by page, as SQL
-# compiled once per process (comfytrack.rawsql.CompiledValuesQuery) from the same querysets the ORM
-# path runs. The stand-in values only shape the SQL; they never reach a query.
-_ORG, _CREATED, _CODE = -7_000_000_001, datetime(1901, 2, 3, 4, 5, 6, 789_012, tzinfo=UTC), UUID(int=7_001)
-
-
-@functools.cache
-def _compiled_detail() -> CompiledValuesQuery:
-    def build(org, code):
-        return run_row_queryset().filter(organization=org, code=code).order_by()  # one row: no ORDER BY
-
-    return CompiledValuesQuery.compile(build, [_ORG, _CODE])
-
-
-@functools.cache
-def _compiled_page(after_cursor: bool) -> CompiledValuesQuery:
-    def build(org, *position):
-        return newest_first(run_row_queryset().filter(organization=org), *position)
-
-    return CompiledValuesQuery.compile(build, [_ORG, _CREATED, _CODE] if after_cursor else [_ORG])
+def _outputs_sql() -> str | None:
+    return _outputs_array_sql() if connection.vendor == "postgresql" else None
 
 
 def find_run_json(organization_id: int, code: UUID) -> dict[str, Any] | None:
-    """The JSON of the organization's run `code`, or None."""
-    found = _compiled_detail().rows([organization_id, code], limit=1)
+    """The JSON of the organization's run `code`, or None (SQL through the cursor: runs.run_reads)."""
+    found = run_reads.run_rows(RUN_FIELDS, _outputs_sql(), organization_id, code)
     return rows_json(found)[0] if found else None
 
 
 def organization_runs_page(organization_id: int, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
     """An organization's runs, newest first, as (run JSON list, next cursor): `paginate` over `run_row_queryset`
-    without filters. Raises BadCursor."""
+    without filters, as SQL through the cursor (runs.run_reads). Raises BadCursor."""
     position = decode_cursor(cursor) if cursor else ()
-    page, next_cursor = cut_page(
-        _compiled_page(bool(position)).rows([organization_id, *position], limit=limit + 1), limit
-    )
+    rows = run_reads.newest_rows(RUN_FIELDS, _outputs_sql(), organization_id, position, limit + 1)
+    page, next_cursor = cut_page(rows, limit)
     return rows_json(page), next_cursor
 
 
 def _outputs_by_run(run_pks: list[int]) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {}
     if run_pks:
-        # A fixed-shape read (comfytrack.rawsql).
-        where = f"{column(RunOutput, 'run')} IN ({', '.join(['%s'] * len(run_pks))})"
-        for row in select_rows(RunOutput, OUTPUT_FIELDS, where, run_pks, order_by=OUTPUT_ORDER):
+        outputs = RunOutput.objects.filter(run__in=run_pks).order_by(*OUTPUT_ORDER).values(*OUTPUT_FIELDS)
+        for row in outputs:
             found.setdefault(row["run"], []).append(output_json(row))
     return found
 
@@ -315,15 +295,7 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     }
 
 
-def json_response(data: Any, status: int = 200) -> HttpResponse:
-    """Hot read paths (run list and detail) build their JSON directly: the values already have the
-    documented shape (the OpenAPI schema still describes them, and the schemathesis test checks it),
-    so re-validating every run through pydantic would only cost time. orjson writes a 50-run page in
-    about a quarter of the time of `json.dumps` with a `default` for every UUID and datetime."""
-    return HttpResponse(json_bytes(data), status=status, content_type="application/json")
-
-
 def json_ready(data: Any) -> Any:
-    """`data` as plain JSON values, written exactly as `json_response` writes them: for JSON stored
+    """`data` as plain JSON values, written exactly as the API's renderer writes them: for JSON stored
     now and sent later (outbound webhook payloads), so it matches what the API answers."""
     return orjson.loads(json_bytes(data))
