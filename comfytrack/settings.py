@@ -127,17 +127,16 @@ TEMPLATES = [
 ]
 
 # The embedded default is a SQLite file; PostgreSQL (psycopg 3) for real deployments and CI.
+# Connections are kept for CONN_MAX_AGE seconds and, with CONN_HEALTH_CHECKS, checked with Django's own
+# `SELECT 1` once per request that reuses one, so a database restart costs no failed request.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'comfytrack.sqlite3'}",
         conn_max_age=envint("CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        conn_health_checks=envbool("CONN_HEALTH_CHECKS", True),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend with a health check that skips the `SELECT 1` round trip while the socket is quiet.
-    DATABASES["default"]["ENGINE"] = "comfytrack.postgresql"
-if DATABASES["default"]["ENGINE"] == "comfytrack.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
     # Server-side parameter binding, and a statement run 5 times on a connection is prepared: PostgreSQL
     # then stops re-planning the API's and the sweep's hot queries (about half of its CPU per API request,
     # bench/api_throughput.py). Turn off behind a pooler that cannot keep prepared statements (PgBouncer
