@@ -12,7 +12,9 @@ from playwright import sync_api as playwright_api
 from alerts.messages import compose_due
 from alerts.models import Channel, Rule
 from alerts.recording import open_incident
-from runs.models import Status
+from providers.clients.base import RunError, RunSnapshot, RunStatus
+from runs.applying import apply_snapshot
+from runs.models import EventSource, Run, Status
 from runs.tests.test_browser import (  # noqa: F401 - shared browser fixtures
     assert_accessible,
     assert_no_sideways_scroll,
@@ -42,8 +44,14 @@ def test_setting_up_an_alert(page, provider, make_run, receiver):  # noqa: F811
     playwright_api.expect(page.locator(".msg-success")).to_contain_text("ops-slack: test message sent.")
     assert receiver.posts and receiver.posts[0][0] == "/services/T1/B1/abcd"
     rule = Rule.objects.get()
-    run = make_run(provider, "ext-42", status=Status.FAILED, error={"message": "CUDA out of memory"})
-    open_incident(rule, "", "Deploy failures: a run failed", "Run ext-42 on Deploy failed: CUDA out of memory", run)
+    # A run that fails as the sync records it: the run-change hook opens the provider's incident.
+    make_run(provider, "ext-42", status=Status.RUNNING)
+    apply_snapshot(
+        Run.objects.get(external_id="ext-42"),
+        RunSnapshot("ext-42", RunStatus.FAILED, "failed", error=RunError(message="CUDA out of memory")),
+        EventSource.POLL,
+    )
+    assert rule.incidents.get().title == f"Deploy failures: {provider.name}: a run failed"
     page.reload()
     playwright_api.expect(page.locator("h1")).to_contain_text("firing")
     # What the test message said, as sent.
