@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db import connections, transaction
+from django.db.models import Aggregate, Case, Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -76,82 +78,143 @@ class Stats:
         return round(self.by_status.get(Status.SUCCEEDED, 0) / self.finished, 4) if self.finished else None
 
 
+def rank(count: int, fraction: float) -> int:
+    """The 0-based index of the nearest-rank percentile among `count` sorted values."""
+    return min(count - 1, max(0, round(fraction * count + 0.5) - 1))
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     """Nearest-rank percentile of already sorted values."""
     if not values:
         return None
-    index = min(len(values) - 1, max(0, round(fraction * len(values) + 0.5) - 1))
-    return round(values[index], 3)
+    return round(values[rank(len(values), fraction)], 3)
+
+
+# Which durations count (provider_timed): both ends the provider's. The queue starts at the provider's
+# queued time, else at its created time.
+QUEUE_TIMED = Q(started_source=PROVIDER, started__isnull=False) & (
+    Q(queued__isnull=False, queued_source=PROVIDER) | Q(queued__isnull=True, created_source=PROVIDER)
+)
+RUN_TIMED = Q(started_source=PROVIDER, started__isnull=False, finished__isnull=False, finished_source=PROVIDER)
 
 
 def compute_stats(runs: QuerySet[Run], since: datetime, until: datetime | None = None) -> Stats:
     """Statistics for `runs` (already scoped to an organization) created in [since, until]."""
     until = until or timezone.now()
     window = runs.filter(created__gte=since, created__lte=until)
+    with _large_sorts(window.db):
+        return _compute(window, since, until)
+
+
+def _compute(window: QuerySet[Run], since: datetime, until: datetime) -> Stats:
     stats = Stats(since=since, until=until)
-    # One grouped scan of the window gives the runs per day, the status totals, each provider's counts
-    # and costs, and the cost per day: over a million runs each scan takes about a second.
     groups = _groups(window)
-    stats.per_day = _per_day(groups)
+    days: dict[date, dict[str, int]] = defaultdict(dict)
+    costs: dict[date, dict[str, Decimal]] = defaultdict(dict)
+    names = {provider_id: entry.name for provider_id, entry in groups.providers.items()}
+    for group in groups.rows:
+        days[group.day][group.status] = days[group.day].get(group.status, 0) + group.n
+        if group.cost is not None:
+            name = names[group.provider_id]
+            costs[group.day][name] = costs[group.day].get(name, Decimal(0)) + group.cost
+    stats.per_day = sorted(days.items())
+    stats.cost_per_day = sorted(costs.items())
     by_status: Counter[str] = Counter()
     for _, counts in stats.per_day:
         by_status.update(counts)
     stats.by_status = dict(by_status)
     stats.total = sum(stats.by_status.values())
-    stats.providers = per_provider(window, groups)
+    stats.providers = _with_percentiles(window, groups)
     stats.top_failures = _top_failures(window)
-    names = {p.id: p.name for p in stats.providers}
-    stats.cost_per_day = _cost_per_day(groups, names)
     return stats
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Group:
-    """The window's runs of one day (of creation), provider and status."""
-
     day: date
     provider_id: int
     status: str
-    runs: int
+    n: int
     costed: int
     cost: Decimal | None
+    queue_timed: int  # runs whose queue time counts (QUEUE_TIMED)
+    run_timed: int
 
 
-def _groups(window: QuerySet[Run]) -> list[_Group]:
-    rows = window.annotate(day=TruncDate("created")).values_list("day", "provider_id", "status")
-    return [_Group(*row) for row in rows.annotate(n=Count("id"), costed=Count("cost"), cost=Sum("cost")).order_by()]
+@dataclass
+class _Groups:
+    rows: list[_Group]
+    providers: dict[int, ProviderStats]
+    timed: dict[int, tuple[int, int]]  # provider id: (queue times, run times) that count
 
 
-def _per_day(groups: list[_Group]) -> list[tuple[date, dict[str, int]]]:
-    days: dict[date, Counter[str]] = defaultdict(Counter)
-    for g in groups:
-        days[g.day][g.status] += g.runs
-    return [(day, dict(counts)) for day, counts in sorted(days.items())]
+def _groups(window: QuerySet[Run]) -> _Groups:
+    """Every count and cost sum of the window in one scan: grouped by day of creation, provider and status
+    (at most days x providers x statuses rows), so the per-day, per-status, per-provider and cost figures
+    are all added up from it rather than each scanning the window again."""
+    grouped = window.annotate(day=TruncDate("created")).values_list("day", "provider_id", "status")
+    counted = grouped.annotate(
+        n=Count("id"),
+        costed=Count("cost"),
+        cost=Sum("cost"),
+        queue_timed=Count("id", filter=QUEUE_TIMED),
+        run_timed=Count("id", filter=RUN_TIMED),
+    ).order_by()
+    rows = [_Group(*row) for row in counted]
+    providers: dict[int, ProviderStats] = {}
+    ids = {group.provider_id for group in rows}
+    for provider_id, code, name, kind in Provider.objects.filter(pk__in=ids).values_list("id", "code", "name", "kind"):
+        providers[provider_id] = ProviderStats(str(code), name, kind, id=provider_id)
+    timed: dict[int, tuple[int, int]] = {}
+    for group in rows:
+        entry = providers[group.provider_id]
+        entry.total += group.n
+        entry.finished += group.n if group.status in TERMINAL else 0
+        entry.succeeded += group.n if group.status == Status.SUCCEEDED else 0
+        if group.cost is not None:
+            entry.costed += group.costed
+            entry.cost_total = (entry.cost_total or Decimal(0)) + group.cost
+        queue, run = timed.get(group.provider_id, (0, 0))
+        timed[group.provider_id] = (queue + group.queue_timed, run + group.run_timed)
+    return _Groups(rows, providers, timed)
 
 
-def _cost_per_day(groups: list[_Group], names: dict[int, str]) -> list[tuple[date, dict[str, Decimal]]]:
-    days: dict[date, dict[str, Decimal]] = defaultdict(dict)
-    for g in groups:
-        if g.costed and g.cost is not None:
-            name = names[g.provider_id]
-            days[g.day][name] = days[g.day].get(name, Decimal(0)) + g.cost
-    return sorted(days.items())
+def per_provider(window: QuerySet[Run]) -> list[ProviderStats]:
+    with _large_sorts(window.db):
+        return _with_percentiles(window, _groups(window))
 
 
-def per_provider(window: QuerySet[Run], groups: list[_Group] | None = None) -> list[ProviderStats]:
-    """Each provider's counts, costs and provider-timed percentiles over `window` (`groups`: the window's
-    grouped counts, when the caller has them already)."""
-    groups = _groups(window) if groups is None else groups
-    found = Provider.objects.filter(pk__in={g.provider_id for g in groups}).values_list("pk", "code", "name", "kind")
-    by_provider = {pk: ProviderStats(str(code), name, kind, id=pk) for pk, code, name, kind in found}
-    for g in groups:
-        entry = by_provider[g.provider_id]
-        entry.total += g.runs
-        entry.finished += g.runs if g.status in TERMINAL else 0
-        entry.succeeded += g.runs if g.status == Status.SUCCEEDED else 0
-        if g.costed and g.cost is not None:
-            entry.costed += g.costed
-            entry.cost_total = (entry.cost_total or Decimal(0)) + g.cost
+@contextmanager
+def _large_sorts(using: str) -> Iterator[None]:
+    """On PostgreSQL, these queries in one transaction that lets them sort in memory: a million-run
+    window's grouping and percentile sorts need ~50 MB each, and spill to disk at the default 4 MB
+    (measured: 2.4 s instead of 1.7 s for the percentiles). JIT off: the planner's estimates (a group
+    per row) make it compile these plans, ~0.25 s for a query that runs a few hundred milliseconds."""
+    if connections[using].vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute("SET LOCAL jit = off")
+        yield
+
+
+def _with_percentiles(window: QuerySet[Run], groups: _Groups) -> list[ProviderStats]:
+    if connections[window.db].vendor == "postgresql":
+        found = percentiles_in_database(window, groups.timed)
+    else:
+        found = percentiles_in_python(window)
+    for provider_id, (queue_p50, queue_p95, run_p50, run_p95) in found.items():
+        entry = groups.providers[provider_id]
+        entry.queue_p50, entry.queue_p95, entry.run_p50, entry.run_p95 = queue_p50, queue_p95, run_p50, run_p95
+    return sorted(groups.providers.values(), key=lambda p: p.name)
+
+
+Percentiles = tuple[float | None, float | None, float | None, float | None]  # queue p50, p95; run p50, p95
+
+
+def percentiles_in_python(window: QuerySet[Run]) -> dict[int, Percentiles]:
+    """Every timed run's durations read and sorted here (any database; PostgreSQL uses the SQL path)."""
     durations: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for provider_id, queue, run, _ in provider_timed(window):
         queue_list, run_list = durations[provider_id]
@@ -159,13 +222,86 @@ def per_provider(window: QuerySet[Run], groups: list[_Group] | None = None) -> l
             queue_list.append(queue)
         if run is not None:
             run_list.append(run)
+    found = {}
     for provider_id, (queue_list, run_list) in durations.items():
-        entry = by_provider[provider_id]
+        if not queue_list and not run_list:
+            continue  # as percentiles_in_database: only providers with a duration that counts
         queue_list.sort()
         run_list.sort()
-        entry.queue_p50, entry.queue_p95 = percentile(queue_list, 0.5), percentile(queue_list, 0.95)
-        entry.run_p50, entry.run_p95 = percentile(run_list, 0.5), percentile(run_list, 0.95)
-    return sorted(by_provider.values(), key=lambda p: p.name)
+        found[provider_id] = (
+            percentile(queue_list, 0.5),
+            percentile(queue_list, 0.95),
+            percentile(run_list, 0.5),
+            percentile(run_list, 0.95),
+        )
+    return found
+
+
+def _since(end: str, start: str) -> ExpressionWrapper:
+    return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
+
+
+# The durations provider_timed computes, as intervals: PostgreSQL orders them by their exact length and
+# returns the chosen one as a timedelta, on which the same Python arithmetic as provider_timed's runs.
+QUEUE_DURATION = Case(
+    When(Q(queued__isnull=False, queued_source=PROVIDER), then=_since("started", "queued")),
+    When(Q(queued__isnull=True, created_source=PROVIDER), then=_since("started", "created")),
+    default=None,
+    output_field=DurationField(),
+)
+RUN_DURATION = Case(
+    When(Q(finished__isnull=False, finished_source=PROVIDER), then=_since("finished", "started")),
+    default=None,
+    output_field=DurationField(),
+)
+
+
+class _PercentilesDisc(Aggregate):
+    """PostgreSQL's `percentile_disc(ARRAY[f, ...]) WITHIN GROUP (ORDER BY expression)`: several
+    percentiles of a group from one sort; NULLs are left out."""
+
+    function = "percentile_disc"
+    template = "%(function)s(ARRAY[%(fractions)s]::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression: Any, fractions: list[float]) -> None:
+        from django.contrib.postgres.fields import ArrayField  # psycopg: PostgreSQL only
+
+        # Our own floats, written as literals: repr() is the shortest text that reads back as the same double.
+        fractions_sql = ", ".join(map(repr, fractions))
+        super().__init__(expression, fractions=fractions_sql, output_field=ArrayField(DurationField()))
+
+
+def _disc_fractions(count: int) -> list[float]:
+    """Fractions for which percentile_disc picks exactly the values `percentile` picks among `count`.
+    percentile_disc(f) returns the value at 1-based row ceil(f * count); f = (k + 0.5) / count puts that
+    product half a row past k, far from any rounding, so it returns row k + 1, the 0-based index k."""
+    return [(rank(count, fraction) + 0.5) / max(count, 1) for fraction in (0.5, 0.95)]
+
+
+def percentiles_in_database(window: QuerySet[Run], timed: dict[int, tuple[int, int]]) -> dict[int, Percentiles]:
+    """The percentiles computed by PostgreSQL: one query per provider with timed runs, each sorting that
+    provider's durations in the database instead of sending every row here. The counts (from _groups)
+    give the exact fractions; values as `percentiles_in_python` gives them."""
+    found: dict[int, Percentiles] = {}
+    for provider_id, (queue_count, run_count) in sorted(timed.items()):
+        if not queue_count and not run_count:
+            continue
+        rows = window.filter(provider_id=provider_id, started_source=PROVIDER)
+        result = rows.aggregate(
+            queue=_PercentilesDisc(QUEUE_DURATION, _disc_fractions(queue_count)),
+            run=_PercentilesDisc(RUN_DURATION, _disc_fractions(run_count)),
+        )
+        queue = _rounded(result["queue"]) if queue_count else (None, None)
+        run = _rounded(result["run"]) if run_count else (None, None)
+        found[provider_id] = (*queue, *run)
+    return found
+
+
+def _rounded(values: list[timedelta] | None) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    p50, p95 = (round(max(value.total_seconds(), 0.0), 3) for value in values)
+    return p50, p95
 
 
 def provider_timed(window: QuerySet[Run]) -> Iterator[tuple[int, float | None, float | None, datetime]]:
@@ -193,7 +329,8 @@ def _top_failures(window: QuerySet[Run], limit: int = 5) -> list[tuple[str, int]
     for message, n in failed.order_by().iterator(chunk_size=2000):
         text = message if isinstance(message, str) else ""
         reasons[(text or "(no message)").splitlines()[0][:160] if text.strip() else "(no message)"] += n
-    return reasons.most_common(limit)
+    # Ties in a fixed order (by reason), whatever order the database grouped them in.
+    return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def window_from_days(days: int) -> datetime:

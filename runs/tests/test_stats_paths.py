@@ -1,0 +1,174 @@
+"""The stats aggregates against a recount of every run in Python, and the two percentile paths (sorted in
+PostgreSQL, sorted here) against each other, on whichever database the suite runs."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from runs.models import TERMINAL, Run, Status
+from runs.stats import compute_stats, per_provider, percentile, percentiles_in_database, percentiles_in_python
+
+POSTGRES = connection.vendor == "postgresql"
+
+
+def _seed(org, provider, other, make_run, count: int):
+    """Runs with every kind of time: the provider's or observed, with and without a queued time, a start
+    before the queued time (clamped to 0), microseconds, several days, costs and failure messages."""
+    rng = random.Random(count)
+    now = timezone.now()
+    messages = [
+        "CUDA out of memory",
+        "CUDA out of memory\nat node 3",  # counted with the one above: first line
+        "x" * 200,  # cut at 160
+        "",
+        "   ",
+        None,
+        "\nstarts with a blank line",
+    ]
+    for i in range(count):
+        created = now - timedelta(
+            days=rng.randint(0, 5), seconds=rng.randint(0, 80_000), microseconds=rng.randint(0, 999_999)
+        )
+        queued = created + timedelta(seconds=rng.randint(0, 3), microseconds=rng.randint(0, 999_999)) if i % 3 else None
+        started = created + timedelta(seconds=rng.randint(-2, 9), microseconds=rng.randint(0, 999_999))
+        finished = started + timedelta(seconds=rng.randint(0, 120), microseconds=rng.randint(0, 999_999))
+        status = rng.choice([Status.SUCCEEDED, Status.SUCCEEDED, Status.FAILED, Status.RUNNING, Status.CANCELLED])
+        error = {}
+        if status == Status.FAILED:
+            message = rng.choice(messages)
+            error = {} if message is None else {"message": message}
+        make_run(
+            provider if i % 4 else other,
+            status=status,
+            created=created,
+            queued=queued,
+            started=started if i % 7 else None,
+            finished=finished if status in TERMINAL and i % 5 else None,
+            created_source=rng.choice(["provider", "provider", "observed"]),
+            queued_source=rng.choice(["provider", "observed"]) if queued else "",
+            started_source=rng.choice(["provider", "provider", "observed"]) if i % 7 else "",
+            finished_source=rng.choice(["provider", "provider", "observed"]) if status in TERMINAL and i % 5 else "",
+            cost=Decimal(rng.randint(1, 90_000)) / 1_000_000 if status in TERMINAL and i % 2 else None,
+            error=error,
+        )
+
+
+def _recount(runs):
+    """Every figure from every run, one by one (what the stats page showed before its aggregates moved
+    into the database)."""
+    per_day: dict = defaultdict(Counter)
+    costs: dict = defaultdict(lambda: defaultdict(Decimal))
+    providers: dict = {}
+    durations: dict = defaultdict(lambda: ([], []))
+    failures: Counter[str] = Counter()
+    for run in runs.select_related("provider"):
+        day = run.created.date()
+        per_day[day][run.status] += 1
+        entry = providers.setdefault(
+            run.provider_id, {"total": 0, "finished": 0, "succeeded": 0, "costed": 0, "cost": None}
+        )
+        entry["total"] += 1
+        entry["finished"] += run.status in TERMINAL
+        entry["succeeded"] += run.status == Status.SUCCEEDED
+        if run.cost is not None:
+            costs[day][run.provider.name] += run.cost
+            entry["costed"] += 1
+            entry["cost"] = (entry["cost"] or Decimal(0)) + run.cost
+        if run.started_source == "provider":
+            waited = (run.queued, run.queued_source) if run.queued else (run.created, run.created_source)
+            if waited[1] == "provider":
+                durations[run.provider_id][0].append(max((run.started - waited[0]).total_seconds(), 0.0))
+            if run.finished and run.finished_source == "provider":
+                durations[run.provider_id][1].append(max((run.finished - run.started).total_seconds(), 0.0))
+        if run.status in ("failed", "timed_out", "lost"):
+            message = (run.error or {}).get("message")
+            text = message if isinstance(message, str) and message.strip() else "(no message)"
+            failures[text.splitlines()[0][:160]] += 1
+    times = {}
+    for provider_id, (queue, run_times) in durations.items():
+        queue.sort()
+        run_times.sort()
+        times[provider_id] = (
+            percentile(queue, 0.5),
+            percentile(queue, 0.95),
+            percentile(run_times, 0.5),
+            percentile(run_times, 0.95),
+        )
+    return per_day, costs, providers, times, failures
+
+
+@pytest.mark.parametrize("count", [1, 2, 6, 41, 160])
+def test_stats_equal_a_recount_of_every_run(org, provider, make_provider, make_run, count):
+    other = make_provider(org, name="Another")
+    _seed(org, provider, other, make_run, count)
+    now = timezone.now()
+    runs = Run.objects.filter(organization=org)
+    stats = compute_stats(runs, now - timedelta(days=30), now)
+    per_day, costs, providers, times, failures = _recount(runs)
+
+    assert dict(stats.per_day) == {day: dict(counts) for day, counts in per_day.items()}
+    assert dict(stats.cost_per_day) == {day: dict(by_name) for day, by_name in costs.items()}
+    assert stats.total == count
+    for entry in stats.providers:
+        provider_id = Run.objects.filter(provider__code=entry.code).values_list("provider_id", flat=True).first()
+        counted = providers[provider_id]
+        assert (entry.total, entry.finished, entry.succeeded) == (
+            counted["total"],
+            counted["finished"],
+            counted["succeeded"],
+        )
+        assert (entry.costed, entry.cost_total) == (counted["costed"], counted["cost"])
+        expected = times.get(provider_id, (None, None, None, None))
+        assert (entry.queue_p50, entry.queue_p95, entry.run_p50, entry.run_p95) == expected
+    assert sorted(p.code for p in stats.providers) == sorted(
+        p.code for p in per_provider(runs.filter(created__lte=now))
+    )
+    ranked = sorted(failures.items(), key=lambda item: (-item[1], item[0]))[:5]
+    assert stats.top_failures == ranked
+
+
+@pytest.mark.skipif(not POSTGRES, reason="percentile_disc is PostgreSQL's")
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 6, 10, 41, 200])
+def test_postgres_percentiles_are_the_python_ones(org, provider, make_provider, make_run, count):
+    """Nearest rank with Python's rounding (index round(f * n + 0.5) - 1, half to even) picked by
+    percentile_disc: counts where the two could part (n = 4, 6: a .5 index) are among these."""
+    other = make_provider(org, name="Another")
+    _seed(org, provider, other, make_run, count)
+    window = Run.objects.filter(organization=org)
+    timed: dict[int, tuple[int, int]] = {}
+    in_python = percentiles_in_python(window)
+    for provider_id in in_python:
+        rows = window.filter(provider_id=provider_id)
+        queue = sum(
+            1
+            for r in rows
+            if r.started_source == "provider" and (r.queued_source if r.queued else r.created_source) == "provider"
+        )
+        run = sum(1 for r in rows if r.started_source == "provider" and r.finished and r.finished_source == "provider")
+        timed[provider_id] = (queue, run)
+    assert percentiles_in_database(window, timed) == in_python
+
+
+def test_percentiles_of_equal_and_tied_durations(org, provider, make_run):
+    """Six runs: run times 10, 20, 20, 30, 40, 50 s; the median by this rounding is the 4th (30 s)."""
+    now = timezone.now()
+    for seconds in (50, 20, 10, 40, 20, 30):
+        make_run(
+            provider,
+            status=Status.SUCCEEDED,
+            created=now - timedelta(minutes=10),
+            started=now - timedelta(minutes=10, seconds=-1),
+            finished=now - timedelta(minutes=10, seconds=-1 - seconds),
+            created_source="provider",
+            started_source="provider",
+            finished_source="provider",
+        )
+    (entry,) = compute_stats(Run.objects.filter(organization=org), now - timedelta(days=1), now).providers
+    assert (entry.queue_p50, entry.queue_p95, entry.run_p50, entry.run_p95) == (1.0, 1.0, 30.0, 50.0)
