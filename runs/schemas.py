@@ -125,7 +125,7 @@ def _optional_text(value: Any) -> str | None:
 
 
 # Exactly the columns a run's JSON shows, fetched as `.values()` rows: building model instances (a run,
-# its provider, its retry_of and each output) was most of a list page's CPU, and the heavy columns
+# its provider, its retry_of and each output) would be most of a list page's CPU, and the heavy columns
 # (workflow, inputs: hundreds of kB each) are never read.
 RUN_FIELDS = (
     "pk", "code", "provider__code", "provider__name", "provider__kind", "external_id", "status", "provider_status",
