@@ -4,6 +4,7 @@ Everything is scoped to the organization; a bad value raises ConfigError naming 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from django.conf import settings
@@ -39,12 +40,16 @@ class ConfigError(ValueError):
 
 
 def _clean_text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
-    """`value` as text without NUL characters or surrounding space, checked for presence and length."""
+    """`value` as text without NUL characters or surrounding space, checked for presence and length.
+    Other control characters are refused: a name goes into email subjects, where a line break is a new
+    header (Django refuses to send it), and into chat messages and terminals."""
     text = str(value or "").replace("\x00", "").strip()
     if required and not text:
         raise ConfigError(field, f"{field} is required.")
     if len(text) > limit:
         raise ConfigError(field, f"{field} must be at most {limit} characters.")
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ConfigError(field, f"{field} must be one line of text, without control characters.")
     return text
 
 

@@ -99,6 +99,8 @@ def send_email(message: Message) -> str | None:
         send_mail(message.subject, text, settings.DEFAULT_FROM_EMAIL, addresses, fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
         return f"The mail server refused or could not be reached: {exc.__class__.__name__}: {str(exc)[:200]}"
+    except ValueError:  # Django's refusal of a line break in a header: a rule name stored before names were checked
+        return "The subject has a line break, which email cannot carry: rename the rule."
     return None
 
 

@@ -242,3 +242,14 @@ def test_send_test_reports_each_channel(org, slack, mail, receiver, smtp):
     rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, mail)
     assert {c.name: e for c, e in send_test(rule)} == {"ops-slack": None, "oncall": None}
     assert "Test: " in receiver.posts[0][1]["text"] and "If you can read this" in smtp.messages[0]["data"]
+
+
+def test_a_line_break_in_a_stored_rule_name_fails_the_email_not_the_sender(org, slack, mail, receiver, smtp):
+    """Names are checked now (alerts.config), but one stored earlier must not crash sending: the email
+    fails with a reason, the other channels still get theirs."""
+    rule = rule_for(org, Rule.Kind.RUN_FAILED, slack, mail)
+    Rule.objects.filter(pk=rule.pk).update(name="evil\nBcc: x@evil.test")
+    rule.refresh_from_db()
+    results = {c.name: e for c, e in send_test(rule)}
+    assert results["ops-slack"] is None and "line break" in results["oncall"]
+    assert smtp.messages == [] and len(receiver.posts) == 1

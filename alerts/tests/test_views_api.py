@@ -350,3 +350,14 @@ def test_the_pages_show_each_channels_last_message_and_each_incidents_length(cli
     page = client.get(f"/settings/alerts/rules/{rule.code}/").content.decode()
     incident = page[page.index('<tr class="incident closed">') :].split("</tr>")[0]
     assert "2\xa0hours" in incident and "<td>3</td>" in incident  # fired, again, recovered
+
+
+@pytest.mark.parametrize("name", ["evil\nBcc: x@evil.test", "tab\there", "esc\x1b[31m"])
+def test_names_with_control_characters_are_422(client, org, key, name):
+    channel = Channel.objects.create(organization=org, name="mail", kind="email", emails="a@b.test")
+    created = api(client, "post", "/channels", key, {"name": name, "kind": "email", "emails": "a@b.test"})
+    assert created.status_code == 422 and created.json()["field"] == "name"
+    rule = api(client, "post", "/rules", key, {"name": name, "kind": "run_failed", "channels": [str(channel.code)]})
+    assert rule.status_code == 422 and rule.json()["field"] == "name"
+    renamed = api(client, "patch", f"/channels/{channel.code}", key, {"name": name})
+    assert renamed.status_code == 422 and Channel.objects.get(pk=channel.pk).name == "mail"
