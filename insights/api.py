@@ -8,11 +8,12 @@ from uuid import UUID
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
+from pydantic import field_validator
 
 from accounts.api_auth import caller
 from comfytrack.api_errors import errors, not_found
 from insights.compare import Comparison, ProviderComparison, compare, list_workflows, named_workflows
-from insights.views import FINGERPRINT
+from insights.views import FINGERPRINT, label_problem
 from runs.schemas import money
 from runs.stats import MAX_WINDOW_DAYS
 
@@ -76,6 +77,13 @@ class ComparisonOut(Schema):
 
 class LabelIn(Schema):
     label: str = Field(max_length=100, description="A name for the workflow; empty to go back to the derived one.")
+
+    @field_validator("label")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if label_problem(value):
+            raise ValueError(label_problem(value))
+        return value
 
 
 def _days(days: int) -> tuple[datetime, datetime]:

@@ -4,6 +4,7 @@ and, without a workflow, the list of the organization's workflows to choose from
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import timedelta
 
 from django.contrib import messages
@@ -18,6 +19,13 @@ from insights.compare import compare, list_workflows, named_workflows
 
 WINDOWS = (7, 30, 90)
 FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot name a workflow (it is shown on one line in pages, lists and exports), or None."""
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in label):
+        return "must be one line of text, without control characters"
+    return None
 
 
 def parse_days(value: str | None, default: int = 30) -> int:
@@ -61,7 +69,11 @@ def workflow_label(request, access: Access):
     workflow = named_workflows(access.organization.pk, [fingerprint]).get(fingerprint)
     if workflow is None:
         raise Http404("No such workflow in this organization.")
-    workflow.label = request.POST.get("label", "").replace("\x00", "").strip()[:100]
+    label = request.POST.get("label", "").replace("\x00", "").strip()[:100]
+    if problem := label_problem(label):
+        messages.error(request, f"The name {problem}.")
+        return redirect(f"/compare/?workflow={fingerprint}")
+    workflow.label = label
     workflow.save(update_fields=["label", "updated"])
     messages.success(request, f"Workflow named {workflow.display_name!r}.")
     return redirect(f"/compare/?workflow={fingerprint}")

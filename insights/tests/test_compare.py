@@ -101,6 +101,19 @@ def test_it_lists_workflows_with_names_and_labels(client, key, two_providers):
     assert Workflow.objects.get(fingerprint=FP).name == "product-shots"
 
 
+@pytest.mark.parametrize("label", ["line\nbreak", "tab\there", "rtl\u202eexe"])
+def test_a_label_is_one_line_of_text(client, key, alice, two_providers, label):
+    response = client.put(
+        f"/api/v1/workflows/{FP}/label", data={"label": label}, content_type="application/json",
+        headers={"X-API-Key": key},
+    )  # fmt: skip
+    assert response.status_code == 422 and response.json()["field"] == "label"
+    client.force_login(alice)
+    page = client.post("/compare/label/", {"workflow": FP, "label": label}, follow=True).content.decode()
+    assert "must be one line of text" in page
+    assert not Workflow.objects.filter(fingerprint=FP).exclude(label="").exists()
+
+
 def test_it_answers_404_for_unknown_workflows(client, key, two_providers):
     assert get(client, "/workflows/0123456789abcdef/compare", key).status_code == 404
     assert get(client, "/workflows/not-a-fingerprint/compare", key).status_code == 404
