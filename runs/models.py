@@ -47,9 +47,7 @@ IN_FLIGHT = tuple(Status(status) for status in IN_FLIGHT_STATUSES)
 # A run's bulky columns (the graph, its inputs, the search text built from them): lists, polls and the
 # sweep never read them, so they leave them out (loaded on access if a rare path does).
 HEAVY_FIELDS = ("workflow", "inputs", "search_text")
-# What the sync sweep reads of a run it claims (anything else loads on first access, as deferred fields do).
-# Only columns psycopg already returns as Python values, no JSON: the claim builds runs from its
-# `RETURNING` rows with `Model.from_db`, which applies no field converters.
+# What the sync sweep reads of a run it claims (`.only()`: anything else loads on first access).
 SWEEP_FIELDS = (
     "id",
     "code",
