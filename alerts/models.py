@@ -168,6 +168,7 @@ class Message(models.Model):
     text = models.TextField()
     link = models.CharField(max_length=500, blank=True)
     recovered = models.BooleanField(default=False)
+    is_test = models.BooleanField(default=False, help_text="Sent by a rule's “send a test message”.")
     created = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)

@@ -108,18 +108,24 @@ def send_to_webhook_endpoint(message: Message) -> str | None:
     endpoint = message.channel.endpoint
     if endpoint is None or not endpoint.is_active:
         return "The channel's webhook endpoint is gone or disabled."
+    event_type = webhook_event_type(message)
     payload = {
-        "type": "alert.recovered" if message.recovered else "alert.fired",
+        "type": event_type,
         "rule": {"id": str(message.rule.code), "name": message.rule.name} if message.rule else None,
         "subject": message.subject,
         "text": message.text,
         "link": message.link,
         "created": message.created.isoformat(),
     }
-    event_type = "alert.recovered" if message.recovered else "alert.fired"
     # Signed and retried by the webhooks app's own delivery loop, like every other webhook.
     WebhookDelivery.objects.create(endpoint=endpoint, event_id=message_id(), event_type=event_type, payload=payload)
     return None
+
+
+def webhook_event_type(message: Message) -> str:
+    if message.is_test:
+        return "alert.test"
+    return "alert.recovered" if message.recovered else "alert.fired"
 
 
 def guard() -> HostGuard:
@@ -220,7 +226,9 @@ def send_test(rule: Rule) -> list[tuple[Channel, str | None]]:
     text = f"A test of the alert rule {rule.name!r} ({rule.summary}). If you can read this, the channel works."
     link = f"{settings.COMFYTRACK_PUBLIC_URL}/settings/alerts/rules/{rule.code}/"
     messages = [
-        Message.objects.create(channel=c, rule=rule, subject=f"[comfytrack] Test: {rule.name}", text=text, link=link)
+        Message.objects.create(
+            channel=c, rule=rule, subject=f"[comfytrack] Test: {rule.name}", text=text, link=link, is_test=True
+        )
         for c in rule.channels.all()
     ]
     ids = [m.pk for m in messages]

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-true}"
 export PORT="${PORT:-8000}"
+# Links in alert messages and webhooks need an absolute base; locally it is this server.
+export COMFYTRACK_PUBLIC_URL="${COMFYTRACK_PUBLIC_URL:-http://127.0.0.1:$PORT}"
 PY=.venv/bin/python
 $PY manage.py migrate --no-input -v 0
 $PY manage.py ensure_admin

@@ -235,7 +235,13 @@ def test_signed_webhook_channels_queue_a_signed_delivery(org, provider, make_run
     rule = rule_for(org, Rule.Kind.RUN_FAILED, channel)
     assert send_test(rule) == [(channel, None)]
     delivery = WebhookDelivery.objects.get()
-    assert delivery.event_type == "alert.fired" and delivery.payload["rule"]["name"] == rule.name
+    assert delivery.event_type == "alert.test" and delivery.payload["type"] == "alert.test"
+    assert delivery.payload["rule"]["name"] == rule.name
+    # A real message (not a test) is alert.fired, or alert.recovered when it says the incident cleared.
+    for recovered, event_type in ((False, "alert.fired"), (True, "alert.recovered")):
+        message = Message.objects.create(channel=channel, rule=rule, subject="s", text="t", recovered=recovered)
+        deliver_due(only=[message.pk])
+        assert WebhookDelivery.objects.latest("id").payload["type"] == event_type
 
 
 def test_send_test_reports_each_channel(org, slack, mail, receiver, smtp):
