@@ -26,7 +26,8 @@ from runs.schemas import money
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 # Rows per database round trip (and per chunk written to the client).
 CHUNK_ROWS = 2000
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# The full-width forms too: spreadsheets with an East Asian input method evaluate ＝1+1 as they do =1+1.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # What is read of each run: no heavy columns (workflow, inputs), no joins (providers come from a dict).
 _FIELDS = (
     "code", "provider_id", "external_id", "status", "provider_status", "created", "queued", "started", "finished",

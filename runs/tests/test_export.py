@@ -48,8 +48,8 @@ def runs(provider, make_run):
 
 
 def test_it_neutralises_formula_cells():
-    assert [neutralise(v) for v in ["=1+1", "+1", "-2", "@x", "\tx", "plain", "a=b"]] == [
-        "'=1+1", "'+1", "'-2", "'@x", "'\tx", "plain", "a=b",
+    assert [neutralise(v) for v in ["=1+1", "+1", "-2", "@x", "\tx", "plain", "a=b", "\uff1d1+1", "\uff20x"]] == [
+        "'=1+1", "'+1", "'-2", "'@x", "'\tx", "plain", "a=b", "'\uff1d1+1", "'\uff20x",
     ]  # fmt: skip
 
 
