@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import inspect
 import os
 import resource
@@ -35,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import module_at  # noqa: E402
 from comfytrack import safe_http  # noqa: E402
 
 SERVER = """
@@ -54,21 +54,7 @@ MODULE_PATHS = ("comfytrack/safe_http.py", "runs/safe_http.py")
 
 
 def older_module(rev: str) -> ModuleType:
-    for where in MODULE_PATHS:
-        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
-        if shown.returncode == 0:
-            source = shown.stdout
-            break
-    else:
-        raise SystemExit(f"{rev} has none of {', '.join(MODULE_PATHS)}")
-    path = Path(tempfile.gettempdir()) / f"safe_http_{rev}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"safe_http_{rev}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return module_at(rev, MODULE_PATHS, f"safe_http_{rev}")
 
 
 def free_port() -> int:

@@ -3,12 +3,14 @@ and the CPU a process has spent (Linux /proc)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,3 +139,22 @@ def add_finished_runs(fake, kind: str, n: int, phase: str) -> list[str]:
             ids += httpx.post(f"{fake.root}/_fake/runs", json=body, timeout=60).json()["ids"]
         return ids
     return [fake.add_run(kind, script=((0.0, phase),)).external_id for _ in range(n)]
+
+
+def module_at(rev: str, paths: tuple[str, ...], name: str) -> ModuleType:
+    """The module at `rev` (the first of `paths` that exists there), loaded beside the current one under
+    `name`, so a benchmark can run older code and current code in one process."""
+    for where in paths:
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"{rev} has none of {', '.join(paths)}")
+    path = Path(tempfile.gettempdir()) / f"{name}.py"
+    path.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -172,3 +172,22 @@ def test_percentiles_of_equal_and_tied_durations(org, provider, make_run):
         )
     (entry,) = compute_stats(Run.objects.filter(organization=org), now - timedelta(days=1), now).providers
     assert (entry.queue_p50, entry.queue_p95, entry.run_p50, entry.run_p95) == (1.0, 1.0, 30.0, 50.0)
+
+
+@pytest.mark.skipif(not POSTGRES, reason="extended statistics are PostgreSQL's")
+def test_the_day_grouping_has_statistics_on_its_own_expression(org, provider, make_run):
+    """The statistics (migration 0016) help only while they are on the very expression the grouping
+    query sends: PostgreSQL matches them by expression."""
+    from django.test.utils import CaptureQueriesContext
+
+    make_run(provider, status=Status.SUCCEEDED)
+    with CaptureQueriesContext(connection) as captured:
+        compute_stats(Run.objects.filter(organization=org), timezone.now() - timedelta(days=1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_statisticsobjdef_expressions(oid)::text FROM pg_statistic_ext "
+            "WHERE stxname = 'runs_run_created_day'"
+        )
+        ((expressions,),) = cursor.fetchall()
+    assert "AT TIME ZONE 'UTC'" in expressions
+    assert any('("runs_run"."created" AT TIME ZONE \'UTC\')::date' in q["sql"] for q in captured.captured_queries)
