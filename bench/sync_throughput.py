@@ -74,6 +74,12 @@ def main() -> None:
         help="PostgreSQL: SET synchronous_commit TO off for this session (shows the share of WAL flushes)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the engine part, print the top entries")
+    parser.add_argument(
+        "--origin",
+        default="tracked",
+        choices=("tracked", "api"),
+        help="tracked: registered by id (a list kind then asks once per run for its graph); api: submitted",
+    )
     parser.add_argument("--skip-archive", action="store_true", help="do not time the output archive")
     parser.add_argument(
         "--sender",
@@ -109,7 +115,14 @@ def main() -> None:
         now = timezone.now()
         Run.objects.bulk_create(
             [
-                Run(organization=org, provider=provider, credential=credential, external_id=i, next_sync_after=now)
+                Run(
+                    organization=org,
+                    provider=provider,
+                    credential=credential,
+                    external_id=i,
+                    next_sync_after=now,
+                    origin=args.origin,
+                )
                 for i in ids
             ],
             batch_size=1000,
@@ -121,7 +134,7 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE runs_run, runs_runoutput, runs_runevent")
         print(
             f"database {connection.vendor} ({where}); kind {args.kind}; {args.n:,} runs; "
-            f"fake latency {args.latency_ms:g} ms; sender {args.sender}"
+            f"fake latency {args.latency_ms:g} ms; origin {args.origin}; sender {args.sender}"
         )
 
         if args.async_commit and connection.vendor == "postgresql":
