@@ -39,6 +39,8 @@ def _seed(org, provider, other, make_run, count: int):
         queued = created + timedelta(seconds=rng.randint(0, 3), microseconds=rng.randint(0, 999_999)) if i % 3 else None
         started = created + timedelta(seconds=rng.randint(-2, 9), microseconds=rng.randint(0, 999_999))
         finished = started + timedelta(seconds=rng.randint(0, 120), microseconds=rng.randint(0, 999_999))
+        if i % 11 == 0:  # days long: PostgreSQL's double for it is rounded twice
+            finished += timedelta(days=rng.randint(1, 400), microseconds=500 - finished.microsecond % 1000)
         status = rng.choice([Status.SUCCEEDED, Status.SUCCEEDED, Status.FAILED, Status.RUNNING, Status.CANCELLED])
         error = {}
         if status == Status.FAILED:
@@ -191,3 +193,27 @@ def test_the_day_grouping_has_statistics_on_its_own_expression(org, provider, ma
         ((expressions,),) = cursor.fetchall()
     assert "AT TIME ZONE 'UTC'" in expressions
     assert any('("runs_run"."created" AT TIME ZONE \'UTC\')::date' in q["sql"] for q in captured.captured_queries)
+
+
+def test_percentiles_of_durations_days_long_keep_their_microseconds(org, provider, make_run):
+    """Durations of days ending in half a millisecond: the rounding to milliseconds depends on the last
+    bit of the double, which must be Python's (timedelta.total_seconds) on either path."""
+    now = timezone.now().replace(microsecond=0)
+    created = now - timedelta(days=3)
+    lengths = [
+        timedelta(days=days, seconds=seconds, microseconds=500) for days, seconds in [(1, 7), (2, 59), (1, 3601)]
+    ]
+    for length in lengths:
+        make_run(
+            provider,
+            status=Status.SUCCEEDED,
+            created=created,
+            started=created,
+            finished=created + length,
+            created_source="provider",
+            started_source="provider",
+            finished_source="provider",
+        )
+    (entry,) = compute_stats(Run.objects.filter(organization=org), now - timedelta(days=4), now).providers
+    ordered = sorted(length.total_seconds() for length in lengths)
+    assert (entry.run_p50, entry.run_p95) == (round(ordered[1], 3), round(ordered[2], 3))
