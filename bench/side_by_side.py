@@ -5,12 +5,13 @@
 
 The old tree is a git worktree of the earlier commit (`git worktree add ../old <commit>`), set up with
 its own virtualenv (`make setup` in it). Each tree runs its own `bench/sync_throughput.py`,
-`bench/api_throughput.py` and `bench/pages.py` with its own Python, with the same arguments (an old tree
-whose sync_throughput.py has no `--origin` needs it added: the option only sets the runs' origin): a tree's
-scripts import that tree's modules, and the two schemas may differ, so each side has its own PostgreSQL
-databases, `<prefix>_<side>_<benchmark>` (created and migrated by the scripts; the API's and the pages'
-runs are seeded once and reused). Within a round each benchmark runs on both sides back to back, and the
-side that goes first alternates from round to round, so the drift of a shared machine falls on both alike.
+`bench/api_throughput.py` and `bench/pages.py` with its own Python and the same arguments: a tree's
+scripts import that tree's modules, and the two schemas may differ. An old sync_throughput.py without
+`--origin` or `--skip-archive` needs them added to the worktree's copy, as the current one has them.
+Each side has its own PostgreSQL databases, `<prefix>_<side>_<benchmark>` (created and migrated by the
+scripts; the API's and the pages' runs are seeded once and reused). Within a round each benchmark runs
+on both sides back to back, and the side that goes first alternates from round to round, so the drift
+of a shared machine falls on both alike. The output archive is left out unless `--archive`.
 
 Every script's output is kept under `--log` (one file per run, with the load average before it); at the
 end a Markdown summary gives each figure per round, old and new, and the ratio of the medians.
@@ -124,6 +125,7 @@ def main() -> None:
         help="comma-separated sync kinds, each optionally :origin (tracked, the default, or api)",
     )
     parser.add_argument("--baseline", type=int, default=200, help="runs polled by the sequential loop")
+    parser.add_argument("--archive", action="store_true", help="time the output archive after each sync too")
     parser.add_argument("--api-runs", type=int, default=100_000)
     parser.add_argument("--api-seconds", type=float, default=30)
     parser.add_argument("--api-warmup", type=float, default=5)
@@ -149,7 +151,7 @@ def main() -> None:
         for item in args.kinds.split(","):
             kind, _, origin = item.partition(":")
             arguments = ["--n", str(args.sync_n), "--kind", kind, "--baseline", str(args.baseline)]
-            arguments += ["--origin", origin or "tracked"]
+            arguments += ["--origin", origin or "tracked", *([] if args.archive else ["--skip-archive"])]
             benchmarks.append((f"sync {kind} {origin or 'tracked'}", "sync", "sync_throughput.py", arguments))
     if "api" in only:
         arguments = ["--runs", str(args.api_runs), "--seconds", str(args.api_seconds)]
@@ -174,11 +176,11 @@ def main() -> None:
                 output = run_script(trees[side], script, arguments, database, log)
                 parsers[suffix](output, results[label], side)
                 print(f"round {round_ + 1} {label:28} {side} ({started} UTC, load {loads[-1]}) done", flush=True)
-
-    print(f"\n## old {commits['old']} against new {commits['new']}, {args.rounds} round(s)")
-    print(f"load average (1, 5, 15 min) before each run: {'; '.join(loads)}")
-    for label, figures in results.items():
-        print(summary(label, figures))
+        # After every round, so that a run stopped early still has its figures.
+        print(f"\n## old {commits['old']} against new {commits['new']}, {round_ + 1} round(s)")
+        print(f"load average (1, 5, 15 min) before each run: {'; '.join(loads)}")
+        for label, figures in results.items():
+            print(summary(label, figures), flush=True)
 
 
 if __name__ == "__main__":
