@@ -31,7 +31,10 @@ def run_time(run: Run, name: str, fmt: str = "Y-m-d H:i:s") -> str:
 
 @register.simple_tag
 def approx_mark(run: Run, *names: str) -> str:
-    """ "≈ " when a duration is computed from an observed time (`names`: the times it spans)."""
+    """ "≈ " when a duration is computed from an observed time (`names`: the times it spans); nothing while
+    the duration is unknown (a running run has no run time to qualify)."""
+    if any(getattr(run, name) is None for name in names):
+        return ""
     if any(run.approximate_times.get(name) for name in names):
         return format_html('<span title="{}">≈ </span>', OBSERVED_TITLE)
     return ""

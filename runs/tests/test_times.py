@@ -185,3 +185,10 @@ def test_pages_mark_observed_times_as_approximate(org, make_provider, make_run, 
     listing = client.get("/runs/").content.decode()
     row = listing[listing.index(f'id="run-{run.code}"') :]
     assert row[: row.index("</tr>")].count("≈ ") == 2
+    # Still running, started observed: the queue time is approximate, the run time unknown (no "≈ —").
+    run.status, run.finished, run.finished_source = Status.RUNNING, None, ""
+    run.save()
+    listing = client.get("/runs/").content.decode()
+    row = listing[listing.index(f'id="run-{run.code}"') :]
+    cells = row[: row.index("</tr>")]
+    assert cells.count("≈ ") == 1 and 'data-label="Run time">—<' in cells.replace("\n", "")
