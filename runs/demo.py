@@ -30,7 +30,6 @@ PROMPTS = (
     "neon rain over a tokyo alley, cinematic",
     "watercolor map of an imaginary island",
 )
-CHECKPOINTS = ("sdxl_base_1.0.safetensors", "juggernautXL_v9.safetensors", "realvisxlV50.safetensors")
 # About a quarter of demo runs fail, in the ways real ones do (weights: how often each, among failures).
 FAILURE_RATE = 0.25
 FAILURES = {
@@ -78,18 +77,31 @@ def prepare_simulator(state: FakeState) -> None:
     state.missing_node_types.add(MISSING_NODE)
 
 
+# The demo's two workflows. A team reruns the same few graphs with new seeds and prompts, so that is all a
+# demo run varies: each template is one workflow fingerprint, and the compare page has something to show.
+TEMPLATES = {
+    "product-shots": {"ckpt_name": "juggernautXL_v9.safetensors", "steps": 25, "cfg": 5.5, "sampler_name": "dpmpp_2m",
+                      "scheduler": "karras"},
+    "portraits": {"ckpt_name": "sdxl_base_1.0.safetensors", "steps": 30, "cfg": 7.0, "sampler_name": "euler",
+                  "scheduler": "normal"},
+}  # fmt: skip
+
+
 def demo_workflow(rng: random.Random, *, uses_missing_node: bool = False) -> dict[str, Any]:
-    """An API-format SDXL text-to-image workflow; with `uses_missing_node`, one that needs a custom node
-    the Simulator does not have (ComfyUI refuses such a prompt at submission)."""
+    """An API-format SDXL text-to-image workflow, one of TEMPLATES with a new seed and prompt; with
+    `uses_missing_node`, one that needs a custom node the Simulator does not have (ComfyUI refuses such a
+    prompt at submission)."""
+    name = rng.choice(sorted(TEMPLATES))
+    template = TEMPLATES[name]
     workflow: dict[str, Any] = {
         "3": {
             "class_type": "KSampler",
             "inputs": {
                 "seed": rng.randrange(2**32),
-                "steps": rng.choice((20, 25, 30)),
-                "cfg": rng.choice((5.5, 7.0)),
-                "sampler_name": rng.choice(("euler", "dpmpp_2m")),
-                "scheduler": rng.choice(("normal", "karras")),
+                "steps": template["steps"],
+                "cfg": template["cfg"],
+                "sampler_name": template["sampler_name"],
+                "scheduler": template["scheduler"],
                 "denoise": 1.0,
                 "model": ["4", 0],
                 "positive": ["6", 0],
@@ -97,12 +109,12 @@ def demo_workflow(rng: random.Random, *, uses_missing_node: bool = False) -> dic
                 "latent_image": ["5", 0],
             },
         },
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": rng.choice(CHECKPOINTS)}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": template["ckpt_name"]}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": rng.choice(PROMPTS), "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry, lowres", "clip": ["4", 1]}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "demo", "images": ["8", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": name, "images": ["8", 0]}},
     }
     if uses_missing_node:
         workflow["11"] = {

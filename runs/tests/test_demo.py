@@ -13,7 +13,17 @@ from accounts.models import Organization
 from providers.clients.base import SubmissionRejected
 from providers.fake.state import FAILED, SUCCEEDED
 from runs.actions import sync_run_now
-from runs.demo import FAILURE_RATE, FAILURES, ensure_demo, pick_outcome, prepare_simulator, submit_demo_run
+from runs.demo import (
+    FAILURE_RATE,
+    FAILURES,
+    TEMPLATES,
+    demo_workflow,
+    ensure_demo,
+    pick_outcome,
+    prepare_simulator,
+    submit_demo_run,
+)
+from runs.fingerprint import save_image_prefix, workflow_fingerprint
 from runs.models import Run, Status
 from runs.sync import max_run_time
 
@@ -95,3 +105,12 @@ def test_the_demo_is_off_without_debug(settings):
     settings.COMFYTRACK_DEMO = False
     with pytest.raises(CommandError, match="demo is off"):
         call_command("demo", count=1)
+
+
+def test_demo_runs_rerun_two_workflows_with_new_seeds_and_prompts():
+    rng = random.Random(11)
+    workflows = [demo_workflow(rng) for _ in range(200)]
+    fingerprints = Counter(workflow_fingerprint(w) for w in workflows)
+    assert len(fingerprints) == len(TEMPLATES) == 2 and min(fingerprints.values()) >= 50
+    assert len({w["3"]["inputs"]["seed"] for w in workflows}) > 190
+    assert {save_image_prefix(w) for w in workflows} == set(TEMPLATES)
