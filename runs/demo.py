@@ -10,11 +10,13 @@ with DEBUG, off otherwise). Plain functions; the management command owns the loo
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from accounts.models import Membership, Organization
+from insights.models import Price
 from providers.fake.state import FAILED, QUEUED, RUNNING, SUCCEEDED, FakeState
 from providers.models import Credential, Provider
 from runs.models import Origin, Run
@@ -22,6 +24,11 @@ from runs.submission import submit_run
 
 DEMO_SLUG = "demo"
 SIMULATOR_NAME = "Simulator"
+CLOUD_NAME = "Simulator Cloud"
+# What the demo's providers charge per GPU-second (an admin's price: the runs' costs are estimates).
+DEMO_PRICES = {SIMULATOR_NAME: Decimal("0.00030"), CLOUD_NAME: Decimal("0.00110")}
+# The Simulator Cloud queues less and runs faster than the Simulator (a self-hosted PC), by these factors.
+CLOUD_SPEED = (0.3, 0.6)
 PROMPTS = (
     "a lighthouse on a cliff at dusk, volumetric light",
     "a red fox in fresh snow, 85mm photo",
@@ -47,28 +54,44 @@ MISSING_NODE = "IPAdapterAdvanced"
 SIMULATOR_MAX_RUN_HOURS = 0.05
 
 
-def ensure_demo(simulator_base_url: str) -> Provider:
-    """Create (or point at the current port) the Demo organization and its Simulator provider.
+def ensure_demo(simulator_base_url: str, cloud_base_url: str | None = None) -> Provider:
+    """Create (or point at the current port) the Demo organization, its Simulator provider (the fake's
+    ComfyUI) and, with `cloud_base_url`, a second one (the fake's Comfy Cloud), so the same workflows run
+    on two providers; returns the Simulator.
 
     Every superuser becomes an owner of the Demo organization, so the admin login `make run`
     prints sees it at once.
     """
     org, _ = Organization.objects.get_or_create(slug=DEMO_SLUG, defaults={"name": "Demo"})
     config = {"max_run_hours": SIMULATOR_MAX_RUN_HOURS}
-    provider, created = Provider.objects.get_or_create(
-        organization=org,
-        name=SIMULATOR_NAME,
-        defaults={"kind": "comfyui", "base_url": simulator_base_url, "config": config},
-    )
-    if provider.base_url != simulator_base_url or provider.config != config:
-        Provider.objects.filter(pk=provider.pk).update(base_url=simulator_base_url, config=config)
-        provider.base_url, provider.config = simulator_base_url, config
-    if created or not provider.credentials.exists():
-        credential = Credential(provider=provider, name="default")
-        credential.set_secret({})
-        credential.save()
+    simulator = _ensure_provider(org, SIMULATOR_NAME, "comfyui", simulator_base_url, config, {})
+    if cloud_base_url is not None:
+        secret = FakeState().secrets["comfycloud"]
+        _ensure_provider(org, CLOUD_NAME, "comfycloud", cloud_base_url, config, secret)
     for user in get_user_model().objects.filter(is_superuser=True):
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": Membership.Role.OWNER})
+    return simulator
+
+
+def demo_cloud(simulator: Provider) -> Provider | None:
+    return simulator.organization.providers.filter(name=CLOUD_NAME).first()
+
+
+def _ensure_provider(
+    org: Organization, name: str, kind: str, base_url: str, config: dict[str, Any], secret: dict[str, str]
+) -> Provider:
+    provider, created = Provider.objects.get_or_create(
+        organization=org, name=name, defaults={"kind": kind, "base_url": base_url, "config": config}
+    )
+    if provider.base_url != base_url or provider.config != config:
+        Provider.objects.filter(pk=provider.pk).update(base_url=base_url, config=config)
+        provider.base_url, provider.config = base_url, config
+    if created or not provider.credentials.exists():
+        credential = Credential(provider=provider, name="default")
+        credential.set_secret(secret)
+        credential.save()
+    if created:
+        Price.objects.create(provider=provider, per_gpu_second=DEMO_PRICES[name])
     return provider
 
 
@@ -196,12 +219,18 @@ def pick_outcome(rng: random.Random) -> str:
 
 
 def submit_demo_run(provider: Provider, state: FakeState | None, rng: random.Random) -> Run:
-    """Submit one demo run. With the Simulator's state at hand, script how long it queues and runs and
-    how it ends: most succeed with a PNG; the rest fail the ways real runs do (see FAILURES)."""
+    """Submit one demo run, to the Simulator or (half of them, when there is one) the Simulator Cloud.
+    With the fake's state at hand, script how long it queues and runs and how it ends: most succeed with
+    a PNG; the rest fail the ways real runs do (see FAILURES)."""
     outcome = pick_outcome(rng)
     workflow = demo_workflow(rng, uses_missing_node=outcome == "validation_error")
+    speed = 1.0
+    # A refusal for the missing custom node is the Simulator's (ComfyUI validates node types at submission).
+    cloud = demo_cloud(provider) if outcome != "validation_error" else None
+    if cloud is not None and rng.random() < 0.5:
+        provider, speed = cloud, rng.uniform(*CLOUD_SPEED)
     if state is not None:
-        queue, run = rng.uniform(0.5, 6.0), rng.uniform(5.0, 25.0)
+        queue, run = rng.uniform(0.5, 6.0) * speed, rng.uniform(5.0, 25.0) * speed
         if outcome == "succeeded" or outcome == "validation_error":
             state.default_script = ((0.0, QUEUED), (queue, RUNNING), (queue + run, SUCCEEDED))
         elif outcome == "timeout":

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.models import Organization
+from insights.models import Price
 from providers.clients.base import SubmissionRejected
-from providers.fake.state import FAILED, SUCCEEDED
+from providers.fake.state import FAILED, RUNNING, SUCCEEDED
 from runs.actions import sync_run_now
 from runs.demo import (
     FAILURE_RATE,
@@ -36,6 +38,32 @@ def test_it_sets_up_the_demo_once(fake, django_user_model):
     assert provider == again and provider.name == "Simulator" and provider.kind == "comfyui"
     org = Organization.objects.get(slug="demo")
     assert org.role_of(admin) == "owner" and org.providers.count() == 1
+    with_cloud = ensure_demo(fake.base_url("comfyui"), fake.base_url("comfycloud"))
+    assert with_cloud == provider and sorted(org.providers.values_list("name", "kind")) == [
+        ("Simulator", "comfyui"),
+        ("Simulator Cloud", "comfycloud"),
+    ]
+    assert sorted(Price.objects.filter(provider__organization=org).values_list("per_gpu_second", flat=True)) == [
+        Decimal("0.0003"),
+        Decimal("0.0011"),
+    ]
+
+
+@pytest.mark.django_db
+def test_demo_runs_go_to_both_simulators_and_finish_on_each(fake, monkeypatch):
+    simulator = ensure_demo(fake.base_url("comfyui"), fake.base_url("comfycloud"))
+    monkeypatch.setattr("runs.demo.pick_outcome", lambda rng: "succeeded")
+    rng = random.Random(5)
+    runs = [submit_demo_run(simulator, fake.state, rng) for _ in range(12)]
+    assert {run.provider.name for run in runs} == {"Simulator", "Simulator Cloud"}
+    for run in runs:
+        fake.state.get(run.provider.kind, run.external_id).force(RUNNING)
+        sync_run_now(run)
+        fake.state.get(run.provider.kind, run.external_id).force(SUCCEEDED)
+        synced = sync_run_now(run)
+        assert synced.status == Status.SUCCEEDED and synced.outputs.count() >= 1, synced.provider.name
+        synced.refresh_from_db()
+        assert synced.cost is not None and synced.cost_source == "estimated", synced.provider.name
 
 
 def test_about_a_quarter_of_demo_runs_fail_in_every_way():

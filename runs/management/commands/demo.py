@@ -31,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError("The demo is off (set COMFYTRACK_DEMO=true to turn it on).")
         rng = random.Random()
         with FakeProviderServer(port=port) as simulator:
-            provider = ensure_demo(simulator.base_url("comfyui"))
+            provider = ensure_demo(simulator.base_url("comfyui"), simulator.base_url("comfycloud"))
             prepare_simulator(simulator.state)
             self.stdout.write(f"Demo: Simulator on {simulator.root}, a demo run every ~{every:g} s (Ctrl-C stops)")
             submitted = 0
