@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Membership, Organization
 from insights.models import Price
-from providers.fake.state import FAILED, QUEUED, RUNNING, SUCCEEDED, FakeState
+from providers.fake.state import DEFAULT_SECRETS, FAILED, QUEUED, RUNNING, SUCCEEDED, FakeState
 from providers.models import Credential, Provider
 from runs.models import Origin, Run
 from runs.submission import submit_run
@@ -66,7 +66,7 @@ def ensure_demo(simulator_base_url: str, cloud_base_url: str | None = None) -> P
     config = {"max_run_hours": SIMULATOR_MAX_RUN_HOURS}
     simulator = _ensure_provider(org, SIMULATOR_NAME, "comfyui", simulator_base_url, config, {})
     if cloud_base_url is not None:
-        secret = FakeState().secrets["comfycloud"]
+        secret = dict(DEFAULT_SECRETS["comfycloud"])
         _ensure_provider(org, CLOUD_NAME, "comfycloud", cloud_base_url, config, secret)
     for user in get_user_model().objects.filter(is_superuser=True):
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": Membership.Role.OWNER})

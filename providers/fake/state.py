@@ -142,6 +142,16 @@ class Faults:
         return self.mode
 
 
+# The secrets a new fake server accepts, per kind (the demo configures its providers with them).
+DEFAULT_SECRETS: dict[str, dict[str, str]] = {
+    "comfydeploy": {"token": "cd-fake-token"},
+    "comfycloud": {"api_key": "cc-fake-key"},
+    "comfyui": {},
+    "aws_esd": {"api_key": "esd-fake-key", "username": "api"},
+    "speedpix": {"app_key": "sp-fake-app-key", "app_secret": "sp-fake-app-secret"},
+}
+
+
 class FakeState:
     """All runs and switches of one fake server. Accessed from the server's event loop thread and
     from tests; plain dict operations on CPython are atomic enough for that."""
@@ -153,14 +163,8 @@ class FakeState:
         self.comfyui_jobs_api = True
         self.requests: list[tuple[str, str, str]] = []  # (kind, method, path) for assertions
         self.record_requests = True
-        # Secrets the fake accepts, per kind. Tests may change them.
-        self.secrets: dict[str, dict[str, str]] = {
-            "comfydeploy": {"token": "cd-fake-token"},
-            "comfycloud": {"api_key": "cc-fake-key"},
-            "comfyui": {},
-            "aws_esd": {"api_key": "esd-fake-key", "username": "api"},
-            "speedpix": {"app_key": "sp-fake-app-key", "app_secret": "sp-fake-app-secret"},
-        }
+        # Secrets the fake accepts, per kind. Tests may change them (this server's copy).
+        self.secrets: dict[str, dict[str, str]] = {kind: dict(secret) for kind, secret in DEFAULT_SECRETS.items()}
         # Default script for runs created by a submission (tests/demo may replace it).
         self.default_script: tuple[tuple[float, str], ...] = DEFAULT_SCRIPT
         # Node types this server does not have (custom nodes not installed): a prompt using one is refused
