@@ -19,12 +19,11 @@ import aiohttp
 from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
-from yarl import URL
 
 from alerts.models import Channel, Message, Rule
+from comfytrack import safe_http
 from comfytrack.leases import Lease
-from comfytrack.net import NOT_HTTP, describe_failure
-from comfytrack.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
+from comfytrack.safe_http import HostGuard, guarded_session
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery
 
@@ -35,8 +34,8 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15
 LEASE = Lease(Message, "next_attempt_at", timedelta(minutes=2))
 BATCH = 100
 TIMEOUT = 10.0
-# Of a refusing answer's body, this much is read; its first 200 characters go into the error.
-EXCERPT_BYTES = 1000
+# Of a refusing answer's body, this many characters go into the error.
+EXCERPT_CHARS = 200
 SLACK_GREEN, SLACK_RED = "#2f9e44", "#e03131"
 
 
@@ -149,25 +148,13 @@ async def _post(
     client: aiohttp.ClientSession, host_guard: HostGuard, url: str, body: dict, timeout: float
 ) -> str | None:
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-    try:
-        target = URL(url)
-        host_guard.check_url(target)
-        async with asyncio.timeout(timeout):
-            async with client.post(
-                target, data=content, headers={"Content-Type": "application/json"}, allow_redirects=False
-            ) as response:
-                if 200 <= response.status < 300:
-                    return None
-                excerpt = (await read_excerpt(response, EXCERPT_BYTES)).decode("utf-8", "replace")
-    except Refused as exc:  # by the SSRF guard
-        return exc.message
-    except TimeoutError:
-        return f"No answer from {redact(url)} within {timeout:g} s."
-    except aiohttp.ClientError as exc:
-        return f"Could not send to {redact(url)}: {describe_failure(exc)}."
-    except ValueError:  # yarl: a URL it cannot parse
-        return f"Could not send to {redact(url)}: {NOT_HTTP}."
-    return f"{redact(url)} answered {response.status}: {excerpt[:200]}"
+    sent = await safe_http.post(
+        client, host_guard, url, content, headers={"Content-Type": "application/json"}, timeout=timeout
+    )
+    if sent.ok:
+        return None
+    # A refusing answer's first words are kept with the error: a chat service says why there.
+    return f"{sent.error} {sent.excerpt[:EXCERPT_CHARS]}".strip() if sent.status_code else sent.error
 
 
 def send(messages: list[Message]) -> list[Outcome]:

@@ -16,12 +16,14 @@ Two policies over one classification of addresses (`blocked_reason`):
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
+import math
 import random
 import socket
 import ssl
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import aiohttp
@@ -69,6 +71,26 @@ def backoff(attempt: int, *, base: float, cap: float, not_before: float = 0.0) -
     never sooner than `not_before` seconds (a provider's Retry-After)."""
     ceiling = min(base * 2 ** min(max(attempt, 0), 30), cap)
     return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), not_before))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3); clamp to [1 s, 1 h]."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 1.0), 3600.0)
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -1,5 +1,5 @@
-"""Fetching untrusted URLs without becoming an SSRF proxy: output downloads (`SafeDownloader`), and the
-session webhook deliveries and alert posts send through too (`guarded_session`).
+"""Fetching untrusted URLs without becoming an SSRF proxy: output downloads (`SafeDownloader`), and
+webhook deliveries and alert posts (`post`, one guarded POST for both, over `guarded_session`).
 
 Output URLs come from provider responses, so a hostile or compromised provider could point us at
 our own network (the cloud metadata service, a database admin page on localhost, …). Defences:
@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -36,14 +38,18 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from comfytrack.net import (
+    COULD_NOT_CONNECT,
     METADATA_ADDRESSES,
     NOT_HTTP,
     USER_AGENT,
     blocked_reason,
     describe_failure,
     parse_ip,
+    parse_retry_after,
     ssl_context,
 )
+
+logger = logging.getLogger("comfytrack.safe_http")
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -208,6 +214,83 @@ def guarded_session(guard: HostGuard, *, timeout: float, max_connections: int = 
     )
 
 
+def worth_retrying(status_code: int) -> bool:
+    """Whether an answer with this (non-2xx) status may succeed later: a timeout, throttling or a server
+    error is; any other refusal (4xx, a redirect we do not follow) will be the same next time."""
+    return status_code in (408, 429) or status_code >= 500
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one guarded POST came to. `error` is "" when the target answered 2xx, else one sentence a person
+    can act on (never with the URL's query string). `permanent`: trying again will not help (refused by the
+    guard, a URL that cannot be sent to, a 4xx). `retry_after`: seconds the target asked us to wait."""
+
+    error: str = ""
+    status_code: int | None = None
+    excerpt: str = ""  # the start of the answer's body, as text (shown, never trusted)
+    latency_ms: int = 0
+    permanent: bool = False
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+async def post(
+    client: aiohttp.ClientSession,
+    guard: HostGuard,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    excerpt_bytes: int = 1000,
+) -> Sent:
+    """POST `body` to an untrusted `url` through a `guarded_session` made with the same `guard`: the
+    address checked, no redirect followed (a 3xx is the target's answer), the whole exchange within
+    `timeout`, at most `excerpt_bytes` of the answer read. Never raises: every failure is a `Sent`."""
+    started = time.monotonic()
+    where = f"{guard.purpose} {redact(url)}"
+    try:
+        target = URL(url)
+        guard.check_url(target)
+        async with asyncio.timeout(timeout):
+            async with client.post(target, data=body, headers=headers, allow_redirects=False) as response:
+                excerpt = (await read_excerpt(response, excerpt_bytes)).decode("utf-8", "replace")
+    except Refused as exc:
+        outcome = Sent(exc.message, permanent=True)
+    except aiohttp.ConnectionTimeoutError:
+        # No connection within its part of the timeout: the target was never reached.
+        outcome = Sent(f"Could not {where}: {COULD_NOT_CONNECT}.")
+    except TimeoutError:
+        outcome = Sent(f"No answer from {redact(url)} within {timeout:g} s.")
+    except aiohttp.ClientError as exc:
+        outcome = Sent(f"Could not {where}: {describe_failure(exc)}.")
+    except ValueError:  # yarl: a URL it cannot parse
+        outcome = Sent(f"Could not {where}: {NOT_HTTP}.", permanent=True)
+    except Exception as exc:  # one bad target never breaks a batch of sends
+        logger.exception("POST to %s failed unexpectedly", redact(url))
+        outcome = Sent(f"Unexpected error: {type(exc).__name__}.")
+    else:
+        outcome = _answered(response, redact(url), excerpt)
+    return replace(outcome, latency_ms=int((time.monotonic() - started) * 1000))
+
+
+def _answered(response: aiohttp.ClientResponse, where: str, excerpt: str) -> Sent:
+    code = response.status
+    if 200 <= code < 300:
+        return Sent(status_code=code, excerpt=excerpt)
+    return Sent(
+        f"{where} answered {code}.",
+        status_code=code,
+        excerpt=excerpt,
+        permanent=not worth_retrying(code),
+        retry_after=parse_retry_after(response.headers.get("retry-after")) if code in (429, 503) else None,
+    )
+
+
 async def read_excerpt(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """At most the first `limit` bytes of a body (an endpoint's answer is shown, never trusted)."""
     data = bytearray()
@@ -336,5 +419,4 @@ class SafeDownloader:
 
 
 def _status_error(code: int, url: URL) -> DownloadError:
-    transient = code in (408, 429) or code >= 500
-    return DownloadError(f"{redact(url)} answered {code}.", status_code=code, permanent=not transient)
+    return DownloadError(f"{redact(url)} answered {code}.", status_code=code, permanent=not worth_retrying(code))

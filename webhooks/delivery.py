@@ -8,8 +8,9 @@
    another. After an endpoint's first failure its other claimed deliveries wait for the next pass.
 3. Record each attempt on its row: delivered, or the next retry (exponential, ≥ 24 h in all), or given up.
 
-Targets get the same SSRF rules as output downloads (comfytrack.safe_http): resolved addresses are checked
-inside the connector, no redirects are followed, private hosts only when allow-listed.
+Each send is `comfytrack.safe_http.post`, the one guarded POST alerts use too: the same SSRF rules as output
+downloads (resolved addresses checked inside the connector, private hosts only when allow-listed), no
+redirects followed.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from datetime import datetime, timedelta
 import aiohttp
 from django.conf import settings
 from django.utils import timezone
-from yarl import URL
 
+from comfytrack import safe_http
 from comfytrack.leases import Lease
 from comfytrack.loops import run_loop
-from comfytrack.net import COULD_NOT_CONNECT, NOT_HTTP, describe_failure
-from comfytrack.safe_http import HostGuard, Refused, guarded_session, read_excerpt, redact
+from comfytrack.safe_http import HostGuard, guarded_session
 from webhooks import signing
 from webhooks.models import WebhookDelivery
 
@@ -42,7 +42,6 @@ LEASE = Lease(WebhookDelivery, "locked_until", timedelta(minutes=2))
 PER_ENDPOINT = 10
 MAX_ENDPOINTS = 100
 MAX_CONCURRENT_ENDPOINTS = 32
-EXCERPT_BYTES = 1000
 # The allow-list of private targets; refusals name it so an operator knows what to change.
 ALLOW_PRIVATE_SETTING = "COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS"
 
@@ -144,39 +143,20 @@ async def _send_endpoint(
 
 
 async def send_one(client: aiohttp.ClientSession, guard: HostGuard, job: Job, timeout: float) -> Outcome:
-    outcome = Outcome(job.delivery_pk)
     if not job.secret:
-        outcome.error = "The endpoint's signing secret cannot be read (was the encryption key removed?)."
-        return outcome
+        return Outcome(
+            job.delivery_pk, error="The endpoint's signing secret cannot be read (was the encryption key removed?)."
+        )
     headers = signing.headers(job.secret, job.event_id, int(time.time()), job.body)
-    started = time.monotonic()
-    try:
-        url = URL(job.url)
-        guard.check_url(url)
-        async with asyncio.timeout(timeout):
-            # Redirects are not followed: a 3xx is the endpoint's answer, recorded as a failure.
-            async with client.post(url, data=job.body, headers=headers, allow_redirects=False) as response:
-                outcome.status_code = response.status
-                outcome.excerpt = (await read_excerpt(response, EXCERPT_BYTES)).decode("utf-8", "replace")
-    except Refused as exc:  # by the SSRF guard
-        outcome.error = exc.message
-    except aiohttp.ConnectionTimeoutError:
-        # No connection within its part of the timeout: the endpoint was never reached.
-        outcome.error = f"Could not deliver to {redact(job.url)}: {COULD_NOT_CONNECT}."
-    except TimeoutError:
-        outcome.error = f"No answer within {timeout:g} s."
-    except aiohttp.ClientError as exc:
-        outcome.error = f"Could not deliver to {redact(job.url)}: {describe_failure(exc)}."
-    except ValueError:  # yarl: a URL it cannot parse
-        outcome.error = f"Could not deliver to {redact(job.url)}: {NOT_HTTP}."
-    except Exception as exc:  # never let one delivery break the pass
-        logger.exception("webhook delivery %s failed unexpectedly", job.delivery_pk)
-        outcome.error = f"Unexpected error: {type(exc).__name__}."
-    outcome.latency_ms = int((time.monotonic() - started) * 1000)
-    outcome.ok = outcome.status_code is not None and 200 <= outcome.status_code < 300
-    if outcome.status_code is not None and not outcome.ok:
-        outcome.error = f"The endpoint answered {outcome.status_code}."
-    return outcome
+    sent = await safe_http.post(client, guard, job.url, job.body, headers=headers, timeout=timeout)
+    return Outcome(
+        job.delivery_pk,
+        ok=sent.ok,
+        status_code=sent.status_code,
+        latency_ms=sent.latency_ms,
+        excerpt=sent.excerpt,
+        error=sent.error,
+    )
 
 
 # -- 3. record -------------------------------------------------------------------------------------

@@ -10,14 +10,17 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from yarl import URL
 
-from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT
+from comfytrack import safe_http
+from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT, USER_AGENT
 from comfytrack.safe_http import (
     DownloadError,
     GuardedResolver,
     HostGuard,
     Refused,
     SafeDownloader,
+    Sent,
     blocked_reason,
+    guarded_session,
     parse_allowance,
     redact,
 )
@@ -359,3 +362,99 @@ def test_it_hashes_what_it_saved(own, storage):
     result = download(own, storage, own_url(own))
     assert not isinstance(result, DownloadError), result
     assert result.sha256 == hashlib.sha256(data).hexdigest() and result.size == len(data)
+
+
+# -- the one guarded POST (webhook deliveries, alert posts) ---------------------------------------------
+
+
+def answer(code: int, data: bytes = b"", headers: dict[str, str] | None = None):
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(code)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return route
+
+
+def post(url: str, *, allowed=("127.0.0.1",), timeout: float = 5, excerpt_bytes: int = 1000) -> Sent:
+    async def go() -> Sent:
+        guard = HostGuard.for_base_url(None, allowed, purpose="send to", setting="TEST_ALLOW_PRIVATE_HOSTS")
+        async with guarded_session(guard, timeout=timeout) as client:
+            return await safe_http.post(
+                client,
+                guard,
+                url,
+                b'{"hello":"world"}',
+                headers={"Content-Type": "application/json", "webhook-id": "msg_1"},
+                timeout=timeout,
+                excerpt_bytes=excerpt_bytes,
+            )
+
+    return asyncio.run(go())
+
+
+def test_a_post_sends_the_body_the_callers_headers_and_our_user_agent(own):
+    own.routes["/hook"] = answer(204)
+    sent = post(f"{own.root}/hook")
+    assert sent.ok and sent.error == "" and sent.status_code == 204 and not sent.permanent
+    assert own.bodies == [b'{"hello":"world"}']
+    [(path, headers)] = own.hits
+    assert path == "/hook" and headers["webhook-id"] == "msg_1" and headers["content-type"] == "application/json"
+    assert headers["user-agent"] == USER_AGENT
+
+
+def test_a_post_keeps_the_start_of_the_answer(own):
+    own.routes["/hook"] = answer(400, b"no such channel" + b"x" * 5000)
+    sent = post(f"{own.root}/hook?token=secret", excerpt_bytes=15)
+    assert not sent.ok and sent.status_code == 400 and sent.excerpt == "no such channel"
+    assert sent.error == f"{own.root}/hook answered 400." and "secret" not in sent.error
+
+
+@pytest.mark.parametrize(("code", "permanent"), [(404, True), (410, True), (408, False), (500, False), (502, False)])
+def test_a_post_tells_a_refusal_worth_retrying_from_one_that_is_not(own, code, permanent):
+    own.routes["/hook"] = answer(code)
+    sent = post(f"{own.root}/hook")
+    assert not sent.ok and sent.status_code == code and sent.permanent is permanent and sent.retry_after is None
+
+
+@pytest.mark.parametrize("code", [429, 503])
+def test_a_post_reads_retry_after_when_throttled(own, code):
+    own.routes["/hook"] = answer(code, headers={"Retry-After": "42"})
+    sent = post(f"{own.root}/hook")
+    assert not sent.ok and not sent.permanent and sent.retry_after == 42
+
+
+def test_a_post_does_not_follow_a_redirect(own):
+    own.routes["/hook"] = redirect(f"{own.root}/elsewhere", status=307)
+    own.routes["/elsewhere"] = answer(200)
+    sent = post(f"{own.root}/hook")
+    assert [path for path, _ in own.hits] == ["/hook"]
+    assert sent.status_code == 307 and sent.error == f"{own.root}/hook answered 307." and sent.permanent
+
+
+def test_a_post_to_a_refused_address_sends_nothing(own):
+    sent = post(f"{own.root}/hook", allowed=())
+    assert own.hits == [] and sent.permanent and sent.status_code is None
+    assert sent.error.startswith(f"Refused to send to 127.0.0.1:{own.port}: it is a loopback address")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "http://", "http://[::1/x"])
+def test_a_post_to_a_url_that_cannot_be_sent_to_is_permanent(url):
+    sent = post(url)
+    assert not sent.ok and sent.permanent and sent.status_code is None and sent.error
+
+
+def test_a_post_words_a_refused_connection():
+    url = closed_port_url()
+    sent = post(f"{url}/hook?sig=secret")
+    assert sent.error == f"Could not send to {url}/hook: {COULD_NOT_CONNECT}." and not sent.permanent
+
+
+def test_a_post_gives_up_on_a_target_that_does_not_answer_in_time(own):
+    own.routes["/hook"] = stall(3)
+    sent = post(f"{own.root}/hook", timeout=1)
+    assert sent.error == f"No answer from {own.root}/hook within 1 s." and not sent.permanent
+    assert 1000 <= sent.latency_ms < 3000

@@ -10,7 +10,6 @@ One error type crosses this line: `ProviderError`.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import math
 import mimetypes
@@ -25,6 +24,7 @@ from urllib.parse import quote_plus, urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
+from comfytrack.net import parse_retry_after
 from providers.clients.transport import DEFAULT_MAX_BODY_BYTES, AiohttpSender, ProviderResponse, TransportFailure
 
 T = TypeVar("T")
@@ -266,26 +266,6 @@ def parse_timestamp(value: Any) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     return None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3); clamp to [1 s, 1 h]."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 1.0), 3600.0)
 
 
 def usage_seconds(value: Any, scale: float = 1.0) -> float | None:

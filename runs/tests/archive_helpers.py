@@ -130,6 +130,7 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class LocalServer:
     routes: dict[str, Route]
     hits: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # what each POST sent
     port: int = 0
 
     @property
@@ -152,6 +153,10 @@ def local_server(routes: dict[str, Route]) -> Iterator[LocalServer]:
             # The client hangs up on purpose when it hits the cap or the deadline.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 route(self)
+
+        def do_POST(self) -> None:
+            state.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.do_GET()
 
         def log_message(self, *args: object) -> None:
             pass
