@@ -1,8 +1,10 @@
-"""The run-change hook: what other apps use to react to run status changes and new outputs.
+"""The run-change hook: what other apps use to react to run status changes, new outputs and graphs.
 
 Every status change and every new output goes through `runs.applying.apply_many` (the sync sweep's
 batches, `apply_snapshot`, `mark_status`, inbound provider webhooks). At the end of that function, still
-inside its transaction, the batch's changes are handed to every subscriber. A subscriber writes its
+inside its transaction, the batch's changes are handed to every subscriber. The graph pass
+(`runs.graphs`) announces the finished tracked runs whose graph (and so fingerprint) arrived after their
+status, in the transaction that writes it (`RunChange.graph_arrived`). A subscriber writes its
 own rows (webhook deliveries, alerts) through the same connection, so they commit or roll back
 together with the change that caused them: a committed change always has its events, a rolled-back
 one has none (a transactional outbox; docs/background-work.md).
@@ -48,6 +50,9 @@ class RunChange:
     status_changed: bool
     # The provider keys of the outputs that were new in this change (RunOutput.key).
     new_output_keys: tuple[str, ...] = ()
+    # A finished tracked run's graph arrived (runs.graphs), after its status: the run now has its
+    # workflow and `workflow_fingerprint`, and its status did not change.
+    graph_arrived: bool = False
 
 
 RunChangeSubscriber = Callable[[Sequence[RunChange]], object]  # what it returns is not used

@@ -5,20 +5,23 @@ keeps one open client across the sweep's batches, so connections are reused inst
 again for every batch (a fresh pool per batch cost ~1,300 TCP handshakes per 10,000 runs).
 Clients are built on the caller's thread, which owns the database connection (a run without a
 credential looks one up, and secrets are decrypted there).
+
+Statuses only: the graph of a tracked run whose answer left it out is asked for by the graph pass
+(runs.graphs), apart from the sweep, so status freshness never waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from providers.clients.base import ClientOptions, ProviderClient, ProviderError, RunSnapshot, RunStatus
+from providers.clients.base import ClientOptions, ProviderClient, ProviderError, RunSnapshot
 from providers.clients.event_loop import new_event_loop
 from providers.crypto import SecretUnreadable
+from providers.models import Credential, Provider
 
 if TYPE_CHECKING:
     from runs.models import Run
@@ -129,48 +132,21 @@ class Fetcher:
             logger.exception("client %s failed on a batch", type(client).__name__)
             error = ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
             return {run.id: error for run in group}
-        await add_workflows(client, answers, by_external)
         missing = ProviderError("The provider's answer did not include this run.")
         return {run.id: answers.get(external_id, missing) for external_id, run in by_external.items()}
 
 
-async def add_workflows(
-    client: ProviderClient, answers: dict[str, RunSnapshot | ProviderError], runs: dict[str, Run]
-) -> None:
-    """Runs registered by id that finish in this answer without their graph (a list call's entries leave
-    it out; Comfy API v2 serves it apart): ask for it once, where the provider has a call for it
-    (`ProviderClient.fetch_workflow`). Once per run, since a finished run is not polled again, and never
-    for a submitted run, which has its workflow. A failed request leaves the run without a fingerprint;
-    the status answer is applied all the same."""
-    wanted = [
-        external_id
-        for external_id, answer in answers.items()
-        if isinstance(answer, RunSnapshot)
-        and answer.workflow is None
-        and answer.status.is_terminal
-        and answer.status is not RunStatus.LOST
-        and (run := runs.get(external_id)) is not None
-        and run.wants_provider_graph
-        and not run.is_finished
-    ]
-    if not wanted:
-        return
-    limit = asyncio.Semaphore(client.options.fetch_concurrency)
-
-    async def one(external_id: str) -> None:
-        async with limit:
-            try:
-                graph = await client.fetch_workflow(external_id)
-            except ProviderError:
-                return
-            except Exception:
-                logger.exception("client %s failed to fetch a workflow", type(client).__name__)
-                return
-        snapshot = answers[external_id]
-        if graph is not None and isinstance(snapshot, RunSnapshot):
-            answers[external_id] = dataclasses.replace(snapshot, workflow=graph)
-
-    await asyncio.gather(*(one(i) for i in wanted))
+def with_accounts(runs: list[Run]) -> list[Run]:
+    """The claimed runs with their provider and credential set. A batch shares a few of each: each is
+    loaded once, not once per run."""
+    providers = Provider.objects.in_bulk({run.provider_id for run in runs})
+    credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
+    for run in runs:
+        run.provider = providers[run.provider_id]
+        if run.credential_id is not None:
+            # None when deleted meanwhile: the run then uses the provider's default credential.
+            run.credential = credentials.get(run.credential_id)
+    return runs
 
 
 def as_provider_error(exc: ProviderError | SecretUnreadable) -> ProviderError:

@@ -79,6 +79,9 @@ SWEEP_FIELDS = (
     "cancel_requested",
     "workflow_fingerprint",
 )
+# A tracked run that ended on the provider in one of these has a graph there worth asking for (runs.graphs);
+# a lost run is unknown to it, and a timed-out one is comfytrack's verdict, not the provider's.
+GRAPH_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # Ordering of non-terminal statuses: a stale answer must not move a run backwards.
 _RANK = {Status.PENDING: 0, Status.QUEUED: 1, Status.RUNNING: 2}
 
@@ -194,6 +197,11 @@ class Run(models.Model):
     gpu_seconds = models.FloatField(null=True, blank=True, editable=False)
     cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True, editable=False)
     cost_source = models.CharField(max_length=9, choices=CostSource.choices, blank=True, editable=False)
+    # Where asking the provider for a finished tracked run's graph stands (runs.graphs, its own pass apart
+    # from the status sweep): due at this moment (or held by a worker until then while it asks); None when
+    # nothing is to be asked: the graph arrived, the provider has none or no call for it, or it gave up.
+    graph_due = models.DateTimeField(null=True, blank=True, editable=False)
+    graph_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
 
     objects = RunQuerySet.as_manager()
 
@@ -241,6 +249,8 @@ class Run(models.Model):
                 name="runs_run_org_workflow",
                 condition=~Q(workflow_fingerprint=""),
             ),
+            # Used by runs.graphs.claim_due_graphs: only the finished tracked runs whose graph is still to ask for.
+            models.Index(fields=["graph_due"], name="runs_run_graph_due", condition=Q(graph_due__isnull=False)),
             # Mostly empty columns: index only the rows that have a value (deletes and "retries of" need them).
             models.Index(fields=["retry_of"], name="runs_run_retry_of", condition=Q(retry_of__isnull=False)),
             models.Index(fields=["created_by"], name="runs_run_created_by", condition=Q(created_by__isnull=False)),
@@ -341,8 +351,12 @@ class Run(models.Model):
                 tracked=self.origin == Origin.TRACKED,
             )
         )
-        if snapshot.workflow is not None and self.wants_provider_graph:
-            fields.update(self.provider_graph_fields(snapshot.workflow))
+        if self.wants_provider_graph:
+            if snapshot.workflow is not None:
+                fields.update(self.provider_graph_fields(snapshot.workflow))
+            elif status in GRAPH_STATUSES and self.provider.client_class.fetches_workflows():
+                # Its graph is asked for apart, after the status is applied (runs.graphs): due now.
+                fields["graph_due"] = now
         if snapshot.gpu:
             fields["gpu"] = snapshot.gpu[:40]
         if snapshot.gpu_seconds is not None:
@@ -375,6 +389,7 @@ class Run(models.Model):
             "workflow_fingerprint": fingerprint,
             # A run registered by id has no inputs of ours: the graph is the whole of it.
             "search_text": search_text(self.external_id, workflow, {}),
+            "graph_due": None,  # nothing left to ask for
         }
 
     def push_next_sync(self, delay: timedelta, now: datetime | None = None) -> None:

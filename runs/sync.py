@@ -30,11 +30,12 @@ from django.utils import timezone
 from comfytrack import metrics, net
 from comfytrack.leases import Holder, Lease
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
-from providers.models import Credential, Provider
+from providers.models import Credential
 from runs.applying import apply_many, apply_snapshot, mark_status
 from runs.archive import archive_due_batch
 from runs.breaker import counts_against_credential, probe_credentials
-from runs.fetching import Fetcher, Pending
+from runs.fetching import Fetcher, Pending, with_accounts
+from runs.graphs import fetch_all_due_graphs
 from runs.models import IN_FLIGHT, SWEEP_FIELDS, TERMINAL, EventSource, Run, Status, allowed_transition
 
 logger = logging.getLogger("runs.sync")
@@ -67,6 +68,7 @@ class SweepStats:
     timed_out: int = 0
     batches: int = 0
     archived: int = 0
+    graphs: int = 0
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Credentials already flagged in this sweep: one failing batch counts once towards the breaker.
     flagged: set[int] = field(default_factory=set)
@@ -78,7 +80,8 @@ class SweepStats:
     def summary(self) -> str:
         return (
             f"Synced {self.claimed} run(s) in {self.batches} batch(es): {self.changed} status change(s), "
-            f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost, {self.archived} output(s) archived"
+            f"{self.errors} error(s), {self.timed_out} timed out, {self.lost} lost, "
+            f"{self.archived} output(s) archived, {self.graphs} graph(s) fetched"
         )
 
     def failure_lines(self) -> list[str]:
@@ -97,8 +100,9 @@ def sync_due_runs(
     """Sweep every run that is due now, batch after batch; returns what happened.
 
     Runs due later than the sweep's start are left for the next sweep, so the loop always ends.
-    With `archive`, outputs due for archiving are downloaded afterwards (the scheduled loop archives
-    in its own task instead, so slow downloads never delay status freshness). Once `should_stop()`
+    With `archive`, the after-finish work follows: the graphs of finished tracked runs (runs.graphs),
+    then the outputs due for archiving (the scheduled loops do both in the archive loop instead, so
+    neither graph requests nor slow downloads ever delay status freshness). Once `should_stop()`
     says so (SIGTERM), the batch in hand is finished, no other is claimed and the leases of one
     already claimed are released. A sweep that fails releases the leases it still holds.
     """
@@ -152,6 +156,7 @@ def _sweep(
         held.release_all()
         raise
     if archive:
+        stats.graphs = fetch_all_due_graphs(should_stop=should_stop)
         stats.archived = archive_all_due_outputs(should_stop=should_stop)
     return stats
 
@@ -260,16 +265,7 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
         .order_by("next_sync_after")
         .only(*SWEEP_FIELDS)
     )
-    runs = LEASE.claim(due, limit, now=now)
-    # A batch shares a few providers and credentials: load each of those once, not once per run.
-    providers = Provider.objects.in_bulk({run.provider_id for run in runs})
-    credentials = Credential.objects.in_bulk({run.credential_id for run in runs} - {None})
-    for run in runs:
-        run.provider = providers[run.provider_id]
-        if run.credential_id is not None:
-            # None when deleted meanwhile: the run then uses the provider's default credential.
-            run.credential = credentials.get(run.credential_id)
-    return runs
+    return with_accounts(LEASE.claim(due, limit, now=now))
 
 
 def apply_results(

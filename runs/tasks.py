@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from comfytrack.loops import run_loop
+from runs.graphs import fetch_all_due_graphs
 from runs.sync import archive_all_due_outputs, sync_due_runs
 
 logger = logging.getLogger("runs.sync")
@@ -21,6 +22,8 @@ LOOP_SECONDS = 100.0
 # One pass sweeps for at most this long, so the loop checks its turn and stop signal often.
 PASS_SECONDS = 10.0
 ARCHIVE_PASS_SECONDS = 20.0
+# The graph requests before each archive pass: small JSON answers, bounded so downloads still get their turn.
+GRAPH_PASS_SECONDS = 10.0
 
 
 def sync_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 0.25) -> int:
@@ -41,11 +44,14 @@ def sync_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 0.25) -> int:
 
 
 def archive_loop(seconds: float = LOOP_SECONDS, idle_sleep: float = 2.0) -> int:
-    """Archive due outputs for up to `seconds` (its own schedule, so downloads never delay the sweep)."""
+    """The after-finish work for up to `seconds`, on its own schedule so that it never delays the sweep:
+    the graphs of finished tracked runs (runs.graphs), then the due outputs; returns how many of both."""
 
     def one_pass(left, should_stop) -> tuple[int, bool]:
-        # Bounded, so that a backlog never runs past the loop's turn or the q cluster's task timeout.
+        # Each bounded, so that a backlog never runs past the loop's turn or the q cluster's task timeout,
+        # and a backlog of one never starves the other.
+        graphs = fetch_all_due_graphs(should_stop=should_stop, max_seconds=min(left, GRAPH_PASS_SECONDS))
         archived = archive_all_due_outputs(should_stop=should_stop, max_seconds=min(left, ARCHIVE_PASS_SECONDS))
-        return archived, bool(archived)
+        return graphs + archived, bool(graphs or archived)
 
     return run_loop(one_pass, idle_sleep, seconds=seconds, turn=ARCHIVE_TURN)

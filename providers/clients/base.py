@@ -491,6 +491,11 @@ class ProviderClient:
         where the provider has a call that gives it; None where it has none (this default: no request)."""
         return None
 
+    @classmethod
+    def fetches_workflows(cls) -> bool:
+        """Whether this kind has a call for a finished run's graph (it overrides `fetch_workflow`)."""
+        return cls.fetch_workflow is not ProviderClient.fetch_workflow
+
     def download_request(self, output: OutputRef) -> DownloadRequest:
         """The first request for an output's bytes. Auth headers only go to the provider's own host."""
         headers = self.auth_headers() if self.is_own_host(output.url) else {}

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from providers.clients.base import RunSnapshot, RunStatus
+from providers.fake.state import DEFAULT_SECRETS as SECRETS
 from runs.backfill import fingerprint_runs
 from runs.fingerprint import most_common_prefix, provider_graph, save_image_prefix, workflow_fingerprint
 from runs.models import Origin, Run, Status
@@ -119,3 +120,29 @@ def test_only_a_tracked_run_without_a_fingerprint_takes_the_providers_graph(prov
     assert "workflow" not in submitted.snapshot_fields(snapshot, Status.RUNNING, submitted.created)
     tracked.workflow_fingerprint = "0123456789abcdef"  # taken once: a later answer changes nothing
     assert "workflow" not in tracked.snapshot_fields(snapshot, Status.RUNNING, tracked.created)
+
+
+@pytest.mark.parametrize(
+    ("kind", "origin", "status", "due"),
+    [
+        ("comfyui", Origin.TRACKED, Status.SUCCEEDED, True),
+        ("comfycloud", Origin.TRACKED, Status.FAILED, True),
+        ("comfyui", Origin.TRACKED, Status.CANCELLED, True),
+        ("comfyui", Origin.TRACKED, Status.LOST, False),  # the provider does not know it
+        ("comfyui", Origin.TRACKED, Status.TIMED_OUT, False),  # comfytrack's verdict, not the provider's
+        ("comfyui", Origin.TRACKED, Status.RUNNING, False),  # asked once it finishes
+        ("comfyui", Origin.API, Status.SUCCEEDED, False),  # submitted: it has its workflow
+        ("comfydeploy", Origin.TRACKED, Status.SUCCEEDED, False),  # no call for a run's graph
+    ],
+)
+def test_a_finished_tracked_run_without_its_graph_is_due_for_the_graph_pass(
+    org, make_provider, make_run, kind, origin, status, due
+):
+    provider = make_provider(org, name=f"p-{kind}", kind=kind, base_url="http://127.0.0.1:1", secret=SECRETS[kind])
+    run = make_run(provider, "x", origin=origin, status=Status.RUNNING)
+    now = run.created
+    fields = run.snapshot_fields(RunSnapshot("x", RunStatus(status.value), "done"), status, now)
+    assert fields.get("graph_due") == (now if due else None)
+    # A graph in the status answer is taken there: nothing left to ask for.
+    with_graph = run.snapshot_fields(RunSnapshot("x", RunStatus(status.value), "done", workflow=GRAPH), status, now)
+    assert with_graph.get("graph_due") is None

@@ -3,9 +3,11 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from comfytrack.loops import run_loop
+from runs.graphs import fetch_all_due_graphs
 from runs.sync import archive_all_due_outputs, sync_due_runs
 
-# Seconds of archiving between two sweeps of the loop (--once archives everything due).
+# Seconds of graph requests and of archiving between two sweeps of the loop (--once does everything due).
+GRAPH_SLICE = 5.0
 ARCHIVE_SLICE = 5.0
 
 
@@ -31,9 +33,10 @@ class Command(BaseCommand):
 
         def one_pass(left, should_stop) -> tuple[int, bool]:
             stats = sync_due_runs(archive=False, should_stop=should_stop)
-            # Archive in slices, so that a backlog of downloads never holds the next sweep back for long.
+            # Graphs and archive in slices, so that a backlog never holds the next sweep back for long.
+            stats.graphs = fetch_all_due_graphs(should_stop=should_stop, max_seconds=GRAPH_SLICE)
             stats.archived = archive_all_due_outputs(should_stop=should_stop, max_seconds=ARCHIVE_SLICE)
-            if stats.claimed or stats.archived:
+            if stats.claimed or stats.graphs or stats.archived:
                 self.stdout.write(stats.summary())
             return stats.claimed, False  # wait `interval` between sweeps either way
 
