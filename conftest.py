@@ -8,6 +8,9 @@ import pytest
 
 from providers.fake import FakeProviderServer
 
+# The browser tests' fixtures (`browser`, `page`, `phone`), in one place for every app.
+pytest_plugins = ["comfytrack.testing.browser"]
+
 
 @pytest.fixture(scope="session")
 def fake_server():

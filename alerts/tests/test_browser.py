@@ -12,22 +12,15 @@ from playwright import sync_api as playwright_api
 from alerts.messages import compose_due
 from alerts.models import Channel, Rule
 from alerts.recording import open_incident
+from comfytrack.testing.browser import assert_accessible, assert_no_sideways_scroll, shot
 from providers.clients.base import RunError, RunSnapshot, RunStatus
 from runs.applying import apply_snapshot
 from runs.models import EventSource, Run, Status
-from runs.tests.test_browser import (  # noqa: F401 - shared browser fixtures
-    assert_accessible,
-    assert_no_sideways_scroll,
-    browser,
-    page,
-    phone,
-    shot,
-)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def test_setting_up_an_alert(page, provider, make_run, receiver):  # noqa: F811
+def test_setting_up_an_alert(page, provider, make_run, receiver):
     page.goto("/settings/alerts/")
     page.fill("#channel-name", "ops-slack")
     page.select_option("#channel-kind", "slack")
@@ -68,7 +61,7 @@ def test_setting_up_an_alert(page, provider, make_run, receiver):  # noqa: F811
     shot(page, "alerts", full_page=True)
 
 
-def _expected_400(page) -> None:  # noqa: F811
+def _expected_400(page) -> None:
     """A refused form answers 400, which the console reports; that one line is expected."""
     assert [e for e in page.console_errors if "status of 400" in e], page.console_errors
     page.console_errors[:] = [e for e in page.console_errors if "status of 400" not in e]
@@ -85,7 +78,7 @@ def _slack_and_rule(org, provider, url: str) -> tuple[Channel, Rule]:
     return channel, rule
 
 
-def test_editing_a_channel_keeps_its_url_secret(page, org, provider, receiver):  # noqa: F811
+def test_editing_a_channel_keeps_its_url_secret(page, org, provider, receiver):
     url = receiver.url("/services/T1/B1/verysecret")
     channel, _ = _slack_and_rule(org, provider, url)
     page.goto("/settings/alerts/")
@@ -112,7 +105,7 @@ def test_editing_a_channel_keeps_its_url_secret(page, org, provider, receiver): 
     assert channel.url == url
 
 
-def test_editing_a_rule(page, org, provider, receiver):  # noqa: F811
+def test_editing_a_rule(page, org, provider, receiver):
     _, rule = _slack_and_rule(org, provider, receiver.url("/services/T1/B1/abcd"))
     page.goto(f"/settings/alerts/rules/{rule.code}/")
     page.click("a:has-text('Edit rule')")
@@ -142,7 +135,7 @@ def test_editing_a_rule(page, org, provider, receiver):  # noqa: F811
     assert rule.threshold == 95.0
 
 
-def test_the_alert_pages_fit_a_phone(phone, org, provider, make_provider, receiver):  # noqa: F811
+def test_the_alert_pages_fit_a_phone(phone, org, provider, make_provider, receiver):
     """The rules and channels tables (five columns, a muted badge, several providers and channels) and the
     rule's incidents and messages scroll inside their cards on a phone; the pages never scroll sideways."""
     channel, rule = _slack_and_rule(org, provider, receiver.url("/services/T1/B1/abcd"))

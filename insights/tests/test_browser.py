@@ -7,23 +7,16 @@ from decimal import Decimal
 import pytest
 from playwright import sync_api as playwright_api
 
+from comfytrack.testing.browser import assert_accessible, assert_no_sideways_scroll, shot
 from insights.costing import price_runs
 from insights.models import Price
-from insights.tests.test_compare import FP, timed_run
+from insights.tests.workflows import FP, timed_run
 from runs.models import Run, Status
-from runs.tests.test_browser import (  # noqa: F401 - shared browser fixtures
-    assert_accessible,
-    assert_no_sideways_scroll,
-    browser,
-    page,
-    phone,
-    shot,
-)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def test_comparing_a_workflow_across_providers(page, org, provider, make_provider, make_run):  # noqa: F811
+def test_comparing_a_workflow_across_providers(page, org, provider, make_provider, make_run):
     cloud = make_provider(org, name="Comfy Cloud", kind="comfycloud", secret={"api_key": "k"})
     for day in range(1, 8):
         timed_run(make_run, provider, queue=3 + day, run=40 + 3 * day, days_ago=day)
@@ -52,7 +45,7 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
     playwright_api.expect(page.locator("table.runs")).to_contain_text("Product shots SDXL")
 
 
-def test_compare_and_stats_fit_a_phone_with_many_providers(phone, org, provider, make_provider, make_run):  # noqa: F811
+def test_compare_and_stats_fit_a_phone_with_many_providers(phone, org, provider, make_provider, make_run):
     """Ten columns per provider on compare, a column per provider in the stats' cost table: on a phone the
     tables scroll inside their card, the page does not scroll sideways."""
     providers = [provider] + [

@@ -12,16 +12,9 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from insights.charts import run_time_per_day_svg
 from insights.models import Workflow
+from insights.tests.workflows import FP, GRAPH, OTHER, timed_run
 from runs.fingerprint import workflow_fingerprint
 from runs.models import Run, Status
-
-GRAPH = {
-    "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
-    "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "product-shots"}},
-}
-OTHER = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
-FP = workflow_fingerprint(GRAPH)
 
 
 @pytest.fixture
@@ -31,26 +24,6 @@ def key(org, alice):
 
 def get(client, path, key):
     return client.get(f"/api/v1{path}", headers={"X-API-Key": key})
-
-
-def timed_run(make_run, provider, *, queue, run, status=Status.SUCCEEDED, source="provider", days_ago=1, **fields):
-    """A finished run of GRAPH whose times the provider reported (or, with source="observed", did not)."""
-    queued = timezone.now() - timedelta(days=days_ago, hours=1)
-    started = queued + timedelta(seconds=queue)
-    return make_run(
-        provider,
-        workflow=GRAPH,
-        inputs={"3.seed": queue},
-        status=status,
-        created=queued,
-        queued=queued,
-        started=started,
-        finished=started + timedelta(seconds=run),
-        queued_source="provider",
-        started_source=source,
-        finished_source=source,
-        **fields,
-    )
 
 
 @pytest.fixture

@@ -1,31 +1,19 @@
-"""Real-browser tests: Playwright driving Debian's Chromium against pytest-django's live server.
-
-Playwright cannot download its own browsers here, so we launch Debian's Chromium (`make test`
-installs it through scripts/ensure-chromium.sh; COMFYTRACK_CHROMIUM points elsewhere). A missing
-browser fails these tests rather than skipping them. Each test collects console errors: any CSP
-violation ("Refused to …") fails the test. Every page is checked with axe-core (the npm package pinned in
-package-lock.json, installed by scripts/ensure-axe.sh) at 1280 and 390 px. Screenshots go to a
-temporary folder, or to docs/screenshots/ for the README with COMFYTRACK_SCREENSHOTS=docs/screenshots.
+"""Real-browser tests of the runs pages and the settings pages, every page checked with axe-core at 1280
+and 390 px. The browser, the signed-in `page`/`phone` and their checks are the shared pytest plugin
+`comfytrack.testing.browser` (Playwright driving Debian's Chromium against pytest-django's live server).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.servers.basehttp import ThreadedWSGIServer
-from django.test.testcases import LiveServerThread
 from django.utils import timezone
 from playwright import sync_api as playwright_api
 
+from comfytrack.testing.browser import DESKTOP, assert_accessible, assert_no_sideways_scroll, off_loop, shot
 from providers.fake.png import png_bytes
 from providers.fake.state import FAILED, QUEUED, RUNNING, SUCCEEDED
 from runs.actions import sync_run_now
@@ -34,133 +22,13 @@ from runs.submission import submit_run
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 expect = playwright_api.expect
-CHROMIUM = os.environ.get("COMFYTRACK_CHROMIUM", "/usr/bin/chromium")
-AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
-# The README's screenshots are refreshed with COMFYTRACK_SCREENSHOTS=docs/screenshots; otherwise they go
-# to a temporary folder, so an ordinary test run leaves the work tree untouched.
-SHOTS = Path(os.environ.get("COMFYTRACK_SCREENSHOTS") or tempfile.mkdtemp(prefix="comfytrack-shots-")).resolve()
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
 pytestmark = [pytest.mark.django_db(transaction=True)]
-# The live server runs in a thread; Playwright's sync API runs an event loop in this one.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-class _OneAppCallAtATime(ThreadedWSGIServer):
-    """Threaded (Chromium keeps connections alive) but runs one Django request at a time."""
-
-    lock = threading.Lock()
-
-    def set_app(self, application):
-        def serial(environ, start_response):
-            with self.lock:
-                return application(environ, start_response)
-
-        super().set_app(serial)
-
-
-if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # The in-memory SQLite test database is one connection shared by the live server's threads:
-    # parallel requests (a gallery's thumbnails) would use it concurrently. Serve one at a time.
-    LiveServerThread.server_class = _OneAppCallAtATime
 
 WORKFLOW = {
     "3": {"class_type": "KSampler", "inputs": {"seed": 1234, "steps": 25, "model": ["4", 0]}},
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl_base_1.0.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk"}},
 }
-# axe-core, run in the page: the serious and critical violations, each with a few of its elements.
-AXE_RUN = """async () => {
-  const result = await axe.run(document, {resultTypes: ["violations"]});
-  return result.violations
-    .filter(v => v.impact === "serious" || v.impact === "critical")
-    .map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")}`);
-}"""
-
-
-# One browser for the whole module (all browser tests live here). Module scope rather than session:
-# Playwright's sync API keeps an event loop running in this thread until it exits, and the rest of the
-# suite calls asyncio.run().
-@pytest.fixture(scope="module")
-def browser():
-    if not AXE.exists():
-        pytest.fail(f"axe-core is missing at {AXE}: run scripts/ensure-axe.sh (make test does)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-def _open(browser, live_server, viewport, username="alice"):
-    """A signed-in page in a fresh context: console errors collected, axe-core injected into every page
-    (as an init script, which the page's CSP does not apply to)."""
-    context = browser.new_context(viewport=viewport, base_url=live_server.url)
-    context.add_init_script(path=str(AXE))
-    page = context.new_page()
-    page.set_default_timeout(8000)
-    page.console_errors = []
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-    page.goto("/login/")
-    assert_accessible(page)
-    if viewport == DESKTOP:
-        shot(page, "login")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "password")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/runs/")
-    return page
-
-
-@pytest.fixture
-def page(browser, live_server, settings, alice):
-    settings.COMFYTRACK_POLL_SECONDS = 1
-    page = _open(browser, live_server, DESKTOP)
-    yield page
-    assert page.console_errors == [], page.console_errors
-    page.context.close()
-
-
-@pytest.fixture
-def phone(browser, live_server, settings, alice):
-    settings.COMFYTRACK_POLL_SECONDS = 1
-    page = _open(browser, live_server, PHONE)
-    yield page
-    assert page.console_errors == [], page.console_errors
-    page.context.close()
-
-
-def assert_accessible(page) -> None:
-    violations = page.evaluate(AXE_RUN)
-    assert violations == [], f"{page.url}: {violations}"
-
-
-def assert_no_sideways_scroll(page) -> None:
-    width, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert width <= viewport, f"{page.url} is {width} px wide in a {viewport} px window"
-
-
-def shot(page, name: str, *, full_page: bool = False) -> None:
-    """A screenshot, at most 2,000 px tall, stored as a 256-colour PNG (the README's stay small)."""
-    from PIL import Image
-
-    path = SHOTS / f"{name}.png"
-    # Pictures in view have loaded (the gallery's thumbnails are lazy).
-    page.wait_for_function("[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)")
-    page.screenshot(path=str(path), full_page=full_page)
-    with Image.open(path) as taken:
-        cropped = taken.crop((0, 0, taken.width, min(taken.height, 2000)))
-    cropped.convert("RGB").quantize(256).save(path, optimize=True)
 
 
 @pytest.fixture
@@ -168,23 +36,9 @@ def local(org, make_provider, fake):
     return make_provider(org, name="Local ComfyUI", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
 
 
-def _off_loop(func, *args):
-    """Provider clients run their own event loop; Playwright's sync API holds one in this thread."""
-    from django.db import connection
-
-    def call():
-        try:
-            return func(*args)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(call).result()
-
-
 def _submit(provider, fake, script):
     fake.state.default_script = script
-    return _off_loop(lambda: sync_run_now(submit_run(provider, WORKFLOW, origin=Origin.API)))
+    return off_loop(lambda: sync_run_now(submit_run(provider, WORKFLOW, origin=Origin.API)))
 
 
 def _archived_output(run, i: int, size: int = 64) -> RunOutput:
@@ -271,7 +125,7 @@ def test_the_runs_list_is_live_new_runs_appear_and_polling_pauses_while_hidden(p
 
     # The provider finishes the run; the sweep (here: sync now) applies it; the poll shows it.
     fake.state.get("comfyui", running.external_id).force(SUCCEEDED)
-    _off_loop(sync_run_now, running)
+    off_loop(sync_run_now, running)
     expect(row.locator(".badge")).to_have_text("Succeeded")
     # A run created while the page is open appears at the top, without a reload.
     new = make_run(local, "brand-new-run", status=Status.PENDING)

@@ -9,14 +9,14 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from playwright import sync_api as playwright_api
 
+from comfytrack.testing.browser import assert_accessible, shot
 from providers.fake.png import png_bytes
 from runs.models import Run, RunOutput
-from runs.tests.test_browser import assert_accessible, browser, page, shot  # noqa: F401 - shared browser fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def test_tracking_a_pasted_list(page, provider):  # noqa: F811
+def test_tracking_a_pasted_list(page, provider):
     Run.objects.create(organization=provider.organization, provider=provider, external_id="known")
     page.goto("/runs/")
     page.click("a:has-text('Track runs by id')")
@@ -32,7 +32,7 @@ def test_tracking_a_pasted_list(page, provider):  # noqa: F811
     assert Run.objects.filter(external_id__startswith="fresh-").count() == 2
 
 
-def test_exporting_the_filtered_list_and_zipping_a_gallery_selection(page, provider, tmp_path):  # noqa: F811
+def test_exporting_the_filtered_list_and_zipping_a_gallery_selection(page, provider, tmp_path):
     run = Run.objects.create(organization=provider.organization, provider=provider, external_id="z-1", status="failed")
     for i in range(3):
         output = RunOutput(run=run, key=f"k{i}", kind="image", filename=f"ComfyUI_{i:05d}_.png", width=64, height=64)

@@ -11,14 +11,10 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from accounts.models import ApiKey
+from comfytrack.testing.browser import off_loop
 from runs.archive import archive_due_outputs
 from runs.models import RunOutput, Status
-from runs.tests import test_browser
 from runs.tests.archive_helpers import body, local_server, png_of_size
-from runs.tests.test_browser import _off_loop
-
-# The browser suite's fixtures: Chromium, and a page logged in as alice (owner of `org`).
-browser, page = test_browser.browser, test_browser.page
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +44,7 @@ def _archive(provider, make_run, files: dict[str, tuple[bytes, str]]) -> dict[st
             )
             for name in files
         }
-        assert _off_loop(archive_due_outputs) == len(files)
+        assert off_loop(archive_due_outputs) == len(files)
     return {name: RunOutput.objects.get(pk=o.pk) for name, o in outputs.items()}
 
 
