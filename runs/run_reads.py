@@ -4,9 +4,11 @@ through the public cursor.
 Compiling the `run_row_queryset` query (25 columns, two joins) costs as much CPU as the rest of the
 request's read, on every request (bench/api_throughput.py). So the same SELECT is written once per
 process from model metadata (quoted table and column names; every value is a parameter, adapted by the
-field's own `get_db_prep_value`), and its rows are the dicts `run_row_queryset` gives: values already of
-their Python type stay as they are (PostgreSQL's), text from SQLite is turned into the field's type.
-runs/tests/test_run_reads.py checks both against the ORM on both databases.
+field's own `get_db_prep_value`), and its rows are the dicts `run_row_queryset` gives. psycopg already
+loads uuid, timestamptz and numeric columns as UUID, aware datetime and Decimal, so PostgreSQL's rows are
+taken as they come; SQLite's text is turned into each field's type. The statements themselves, apart from
+the page's LIMIT, are built once per process too: rebuilding them from metadata on every request cost as
+much as decoding the page's rows. runs/tests/test_run_reads.py checks both against the ORM on both databases.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 @functools.cache
 def _select(names: tuple[str, ...], outputs_sql: str | None) -> tuple[str, tuple[str, ...], tuple]:
-    """The SELECT … FROM … JOIN … of `names` (+ `outputs_json`), its result names and each one's converter."""
+    """The SELECT … FROM … JOIN … of `names` (+ `outputs_json`), its result names and the (position,
+    converter) of each column whose value the driver may hand over as text (none on PostgreSQL)."""
     quote = connection.ops.quote_name
     run_table = quote(Run._meta.db_table)
     expressions: list[str] = []
@@ -95,7 +98,9 @@ def _select(names: tuple[str, ...], outputs_sql: str | None) -> tuple[str, tuple
         f"{run_table}.{column(Run, 'provider')} "
         f"LEFT OUTER JOIN {run_table} AS retry ON retry.{column(Run, 'id')} = {run_table}.{column(Run, 'retry_of')}"
     )
-    return sql, result_names, tuple(converters)
+    typed = connection.vendor == "postgresql"
+    positioned = () if typed else tuple((i, convert) for i, convert in enumerate(converters) if convert is not None)
+    return sql, result_names, positioned
 
 
 def _rows(select: tuple[str, tuple[str, ...], tuple], where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
@@ -103,12 +108,13 @@ def _rows(select: tuple[str, tuple[str, ...], tuple], where: str, params: Sequen
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} WHERE {where}", list(params))
         rows = cursor.fetchall()
+    if not converters:
+        return [dict(zip(names, row, strict=True)) for row in rows]
     out = []
     for row in rows:
         values = list(row)
-        for index, convert in enumerate(converters):
-            if convert is not None:
-                values[index] = convert(values[index])
+        for index, convert in converters:
+            values[index] = convert(values[index])
         out.append(dict(zip(names, values, strict=True)))
     return out
 
@@ -117,14 +123,29 @@ def _prep(name: str, value: Any) -> Any:
     return concrete_field(Run, name).get_db_prep_value(value, connection)
 
 
+@functools.cache
+def _detail_where() -> str:
+    table = connection.ops.quote_name(Run._meta.db_table)
+    return f"{table}.{column(Run, 'organization')} = %s AND {table}.{column(Run, 'code')} = %s"
+
+
+@functools.cache
+def _page_where(after_position: bool) -> str:
+    """The newest-first page's WHERE … ORDER BY (its LIMIT is added per request), after a position or not."""
+    table = connection.ops.quote_name(Run._meta.db_table)
+    created, code = f"{table}.{column(Run, 'created')}", f"{table}.{column(Run, 'code')}"
+    where = f"{table}.{column(Run, 'organization')} = %s"
+    if after_position:
+        # The plain `created <= …` bound lets the (organization, created, code) index do a range scan.
+        where += f" AND {created} <= %s AND ({created} < %s OR ({created} = %s AND {code} < %s))"
+    return f"{where} ORDER BY {created} DESC, {code} DESC"
+
+
 def run_rows(
     select_names: tuple[str, ...], outputs_sql: str | None, organization_id: int, code: uuid.UUID
 ) -> list[dict[str, Any]]:
     """The organization's run `code` (none or one row)."""
-    select = _select(select_names, outputs_sql)
-    table = connection.ops.quote_name(Run._meta.db_table)
-    where = f"{table}.{column(Run, 'organization')} = %s AND {table}.{column(Run, 'code')} = %s"
-    return _rows(select, where, [organization_id, _prep("code", code)])
+    return _rows(_select(select_names, outputs_sql), _detail_where(), [organization_id, _prep("code", code)])
 
 
 def newest_rows(
@@ -136,16 +157,11 @@ def newest_rows(
 ) -> list[dict[str, Any]]:
     """Up to `limit` of the organization's runs, newest first, after the (created, code) `position` if one
     is given: the rows `runs.queries.newest_first` selects."""
-    select = _select(select_names, outputs_sql)
-    table = connection.ops.quote_name(Run._meta.db_table)
-    created, code = f"{table}.{column(Run, 'created')}", f"{table}.{column(Run, 'code')}"
-    where = f"{table}.{column(Run, 'organization')} = %s"
     params: list[Any] = [organization_id]
     if position:
         at, after = _prep("created", position[0]), _prep("code", position[1])
-        # The plain `created <= …` bound lets the (organization, created, code) index do a range scan.
-        where += f" AND {created} <= %s AND ({created} < %s OR ({created} = %s AND {code} < %s))"
         params += [at, at, at, after]
     # LIMIT as a literal, as the ORM writes it: with `LIMIT $n` PostgreSQL's generic plan for a prepared
     # statement assumes a tenth of the table and never wins, so every run would be planned anew.
-    return _rows(select, f"{where} ORDER BY {created} DESC, {code} DESC LIMIT {int(limit)}", params)
+    where = f"{_page_where(bool(position))} LIMIT {int(limit)}"
+    return _rows(_select(select_names, outputs_sql), where, params)

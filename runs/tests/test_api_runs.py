@@ -534,3 +534,29 @@ def test_an_error_document_with_numbers_beyond_64_bits_still_lists(client, provi
     assert page.status_code == 200
     assert page.json()["items"][0]["error"]["node_id"] == "18446744073709551617"
     assert get(client, f"/runs/{run.code}", key).json()["error"]["node_id"] == "18446744073709551617"
+
+
+def test_every_listed_run_equals_its_detail_field_by_field(client, provider, make_run, key):
+    """The list (SQL through the cursor), the filtered list (the ORM's rows) and the detail write each run
+    alike, also the rarer columns: unseen and lost runs, costs, errors and observed times."""
+    now = timezone.now()
+    lost = make_run(provider, status=Status.LOST, unknown_since=now - timedelta(hours=2), lost_at=now)
+    unseen = make_run(provider, status=Status.RUNNING, unknown_since=now - timedelta(minutes=5), lost_at=now)
+    seen_again = make_run(provider, status=Status.SUCCEEDED, unknown_since=now, lost_at=now, finished=now)
+    make_run(provider, status=Status.FAILED, error={"message": "OOM", "node_id": 9}, cost="0.5", cost_source="reported")
+    listed = get(client, "/runs", key).json()["items"]
+    filtered = get(client, f"/runs?provider={provider.code}", key).json()["items"]
+    assert len(listed) == 4 and filtered == listed
+    for item in listed:
+        detail = get(client, f"/runs/{item['id']}", key).json()
+        assert set(detail) == RUN_KEYS
+        for field in RUN_KEYS:
+            assert item[field] == detail[field], field
+    by_id = {item["id"]: item for item in listed}
+    assert by_id[str(lost.code)]["unseen_since"] == datetime_text(lost.unknown_since)
+    assert by_id[str(lost.code)]["lost_at"] == datetime_text(now)
+    assert by_id[str(unseen.code)]["unseen_since"] == datetime_text(unseen.unknown_since)
+    assert by_id[str(seen_again.code)]["unseen_since"] is None and by_id[str(seen_again.code)]["lost_at"] is None
+    assert by_id[str(seen_again.code)]["times_source"]["finished"] == "observed"
+    failed = next(item for item in listed if item["status"] == Status.FAILED)
+    assert failed["error"]["node_id"] == "9" and failed["cost"] == "0.500000" and failed["cost_source"] == "reported"
