@@ -9,7 +9,7 @@ query per provider or workflow they re-evaluate.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -70,14 +70,24 @@ def _describe(run: Run) -> str:
 
 def record_run_changes(changes: Sequence[RunChange]) -> None:
     """Run-change subscriber: the batch's runs that just finished, against their organizations' rules.
-    A batch of an organization without run rules costs one query."""
+    A batch of an organization without run rules costs one query.
+
+    A tracked run whose graph arrives after its status (runs.graphs) had no fingerprint when it
+    finished, so only rules scoped to workflows never saw it: they see it when its graph arrives."""
     finished = [c.run for c in changes if c.status_changed and c.run.status in TERMINAL]
-    if not finished:
-        return
+    if finished:
+        _record_against(finished, lambda rule: True)
+    arrived = [c.run for c in changes if c.graph_arrived and c.run.status in TERMINAL]
+    if arrived:
+        _record_against(arrived, lambda rule: bool(rule.workflows))
+
+
+def _record_against(finished: list[Run], applies: Callable[[Rule], bool]) -> None:
     rules = Rule.objects.filter(organization__in={r.organization_id for r in finished}, kind__in=RUN_RULES)
     by_org: dict[int, list[Rule]] = defaultdict(list)
     for rule in rules.prefetch_related("providers"):
-        by_org[rule.organization_id].append(rule)
+        if applies(rule):
+            by_org[rule.organization_id].append(rule)
     if not by_org:
         return
     fields = (

@@ -301,3 +301,21 @@ def test_the_archive_loop_asks_for_the_graphs(org, make_provider, fake):
     assert archive_loop(seconds=1.0, idle_sleep=0.1) >= 1
     run.refresh_from_db()
     assert run.workflow_fingerprint == FP and run.graph_due is None
+
+
+def test_a_rule_scoped_to_the_workflow_sees_the_run_when_its_graph_arrives(org, make_provider, fake):
+    """A failed tracked run has no fingerprint when its status is applied: the provider-wide rule fires
+    then, the workflow's rule once the graph arrives, and neither twice."""
+    from alerts.models import Event, Rule
+
+    by_provider = Rule.objects.create(organization=org, name="any", kind=Rule.Kind.RUN_FAILED)
+    by_workflow = Rule.objects.create(organization=org, name="wf", kind=Rule.Kind.RUN_FAILED, workflows=[FP])
+    other_workflow = Rule.objects.create(
+        organization=org, name="other", kind=Rule.Kind.RUN_FAILED, workflows=["0123456789abcdef"]
+    )
+    _, run = tracked(fake, v2(org, make_provider, fake), script=((0.0, S.FAILED),), workflow=GRAPH)
+    status_sweep()
+    assert [e.rule_id for e in Event.objects.filter(run=run)] == [by_provider.pk]
+    assert fetch_all_due_graphs() == 1
+    assert sorted(e.rule_id for e in Event.objects.filter(run=run)) == sorted([by_provider.pk, by_workflow.pk])
+    assert not Event.objects.filter(rule=other_workflow).exists()
