@@ -13,13 +13,18 @@ the settings), so claims run one after the other and the second sees the first's
 row is never claimed twice while its lease lasts, and one whose lease lapsed (a killed worker) is due
 again. A worker renews its leases while it waits on slow work (`Holder`) and releases what it will not
 do, so its rows go to the next worker at once instead of after the lease.
+
+`claim_where` is the same claim as one statement, for the sync sweep's hot path: `UPDATE … WHERE pk IN
+(SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING …`. The subquery locks the rows it picks (SQLite:
+the statement runs under the write lock), so the guarantees are those of `claim`, in one round trip,
+without the list of a thousand ids sent back for the UPDATE.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -29,6 +34,8 @@ from typing import Any, TypeVar
 from django.db import connections, models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+from comfytrack.sql import column_of, concrete_field, python_value
 
 logger = logging.getLogger("comfytrack.leases")
 
@@ -71,6 +78,50 @@ class Lease:
         for row in rows:
             setattr(row, self.field, until)
         return rows
+
+    def claim_where(
+        self,
+        where: str,
+        params: Sequence[Any],
+        *,
+        order_by: str,
+        limit: int,
+        fields: Sequence[str],
+        now: datetime | None = None,
+    ) -> list[Any]:
+        """`claim` in one statement: lease up to `limit` rows matching `where` (SQL over the model's table
+        aliased `t`, its values in `params`), taken in the order of `order_by` (SQL over `t`); returns them
+        loaded with only `fields` (the others load on first access), in no particular order.
+
+        `where` must leave out rows that are held (`free`'s condition, written out). The SQL is model
+        metadata and the caller's fixed text; every value is a parameter.
+        """
+        model = self.model
+        meta = model._meta
+        db = model._default_manager.db
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        table = quote(meta.db_table)
+        pk = column_of(concrete_field(model, meta.pk.name))
+        wanted = {concrete_field(model, name).attname for name in fields}
+        # In the model's field order: `from_db` takes the loaded values in that order.
+        loaded = [f for f in meta.concrete_fields if isinstance(f, models.Field) and f.attname in wanted]
+        lease = concrete_field(model, self.field)
+        lock = " FOR UPDATE OF t SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        sql = (
+            f"UPDATE {table} SET {column_of(lease)} = %s WHERE {pk} IN ("  # noqa: S608 - model metadata only
+            f"SELECT t.{pk} FROM {table} AS t WHERE {where} ORDER BY {order_by} LIMIT {int(limit)}{lock}"
+            f") RETURNING {', '.join(column_of(f) for f in loaded)}"
+        )
+        until = max(now or timezone.now(), timezone.now()) + self.length
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(sql, [lease.get_db_prep_value(until, connection), *params])
+            rows = cursor.fetchall()
+        attnames = [f.attname for f in loaded]
+        if connection.vendor != "postgresql":
+            # psycopg hands back Python values; SQLite's text and integers become the fields' types.
+            rows = [[python_value(f, value) for f, value in zip(loaded, row, strict=True)] for row in rows]
+        return [model.from_db(db, attnames, row) for row in rows]
 
     def renew(self, pks: Iterable[Any]) -> int:
         """Hold the rows `length` longer from now; a row whose lease was cleared (its work recorded) stays free."""

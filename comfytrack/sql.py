@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from django.db import connection, models
 
 
@@ -23,3 +26,14 @@ def column_of(field: models.Field) -> str:
 def column(model: type[models.Model], name: str) -> str:
     """The quoted column name of the model's field `name`."""
     return column_of(concrete_field(model, name))
+
+
+def python_value(field: models.Field, value: Any) -> Any:
+    """A value SQLite returned for `field` (text for times and UUIDs, integers for booleans) as the field's
+    Python type; times are UTC, as Django stores them there."""
+    if value is None:
+        return None
+    value = field.to_python(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

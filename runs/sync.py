@@ -1,7 +1,7 @@
 """The sync engine: claim due runs, ask their providers, apply what they say (docs/architecture.md).
 
-1. `claim_due_runs` takes a batch of due, in-flight, unleased runs and leases them, in one short
-   transaction (`comfytrack.leases`).
+1. `claim_due_runs` takes a batch of due, in-flight, unleased runs and leases them, in one statement
+   (`comfytrack.leases.Lease.claim_where`).
 2. A `runs.fetching.Fetcher` groups the runs by credential and calls each client's `fetch_many` on
    its own thread and event loop, outside any transaction, while the previous batch is applied.
 3. `apply_results` writes the answers through `runs.applying.apply_many` (conditional updates, in
@@ -15,6 +15,7 @@ Keep this module free of django-q2 imports: django-q2 only schedules `sync_due_r
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from comfytrack import metrics, net
 from comfytrack.leases import Holder, Lease
+from comfytrack.sql import column
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential
 from runs.applying import apply_many, apply_snapshot, mark_status
@@ -256,16 +258,30 @@ def claim_due_runs(limit: int, now: datetime | None = None) -> list[Run]:
     """Lease up to `limit` due runs, with the columns the sweep reads (the rest load on first access).
     Two workers never get the same run while its lease lasts."""
     now = now or timezone.now()
-    due = (
-        Run.objects.filter(status__in=IN_FLIGHT, next_sync_after__lte=now)
-        .exclude(external_id="")
-        .filter(LEASE.free(now))
-        # A credential whose breaker is open or half-open: its runs wait for the probe (runs.breaker).
-        .exclude(credential__consecutive_failures__gt=0)
-        .order_by("next_sync_after")
-        .only(*SWEEP_FIELDS)
+    at = Run._meta.get_field("next_sync_after").get_db_prep_value(now, connection)
+    order = f"t.{column(Run, 'next_sync_after')}"
+    return with_accounts(
+        LEASE.claim_where(_due_where(), [at, "", at], order_by=order, limit=limit, fields=SWEEP_FIELDS, now=now)
     )
-    return with_accounts(LEASE.claim(due, limit, now=now))
+
+
+@functools.cache
+def _due_where() -> str:
+    """Due, in flight, with a provider id, unleased at the moment given (twice), and not held back by its
+    credential's open or half-open breaker (runs.breaker: those wait for the probe)."""
+    run = functools.partial(column, Run)
+    credential = connection.ops.quote_name(Credential._meta.db_table)
+    # The statuses are written out, not bound: a generic plan could not tell that `status IN ($1, $2, $3)`
+    # matches the partial index `runs_run_due`. They are the model's constants, never outside input.
+    in_flight = ", ".join(f"'{Status(status).value}'" for status in IN_FLIGHT)
+    return (
+        f"t.{run('status')} IN ({in_flight}) AND t.{run('next_sync_after')} <= %s"  # noqa: S608 - metadata only
+        f" AND t.{run('external_id')} <> %s"
+        f" AND (t.{run('sync_locked_until')} IS NULL OR t.{run('sync_locked_until')} < %s)"
+        f" AND NOT EXISTS (SELECT 1 FROM {credential} AS c "
+        f"WHERE c.{column(Credential, 'id')} = t.{run('credential')}"
+        f" AND c.{column(Credential, 'consecutive_failures')} > 0)"
+    )
 
 
 def apply_results(

@@ -122,7 +122,8 @@ def test_a_lease_that_is_never_renewed_has_no_holder():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_workers_claiming_at_once_never_get_the_same_row(org, make_provider, make_run):
+@pytest.mark.parametrize("one_statement", [False, True], ids=["claim", "claim_where"])
+def test_workers_claiming_at_once_never_get_the_same_row(org, make_provider, make_run, one_statement):
     provider = make_provider(org)
     now = timezone.now()
     for _ in range(60):
@@ -135,7 +136,7 @@ def test_workers_claiming_at_once_never_get_the_same_row(org, make_provider, mak
     def worker() -> None:
         try:
             barrier.wait(10)
-            while batch := LEASE.claim(due(), 7):
+            while batch := (claim_in_one_statement(7) if one_statement else LEASE.claim(due(), 7)):
                 with lock:
                     claimed.extend(run.pk for run in batch)
         except BaseException as exc:
@@ -151,3 +152,53 @@ def test_workers_claiming_at_once_never_get_the_same_row(org, make_provider, mak
     assert not errors, errors
     assert len(claimed) == 60
     assert Counter(claimed).most_common(1)[0][1] == 1
+
+
+def free_and_due_sql() -> str:
+    """`due()`'s condition written out for `claim_where` (the sweep's own is runs.sync._due_where)."""
+    return "t.next_sync_after <= %s AND (t.sync_locked_until IS NULL OR t.sync_locked_until < %s)"
+
+
+FIELDS = ("id", "code", "next_sync_after", "created", "n_outputs", "progress")
+
+
+def claim_in_one_statement(limit: int, now=None, fields=FIELDS):
+    now = now or timezone.now()
+    at = Run._meta.get_field("next_sync_after").get_db_prep_value(now, connection)
+    return LEASE.claim_where(
+        free_and_due_sql(), [at, at], order_by="t.next_sync_after", limit=limit, fields=fields, now=now
+    )
+
+
+@pytest.mark.django_db
+def test_a_one_statement_claim_takes_the_first_rows_in_order_with_their_values_typed(runs):
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        claimed = claim_in_one_statement(5)
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0].upper() in ("SELECT", "UPDATE")]
+    assert len(statements) == 1 and statements[0].startswith("UPDATE") and "RETURNING" in statements[0]
+    if connection.vendor == "postgresql":
+        assert "SKIP LOCKED" in statements[0]
+    assert {run.pk for run in claimed} == {run.pk for run in runs[:5]}
+    stored = held_until()
+    loaded = {row["id"]: row for row in Run.objects.filter(pk__in=[run.pk for run in claimed]).values(*FIELDS)}
+    for run in claimed:
+        # Of the types the ORM loads, on SQLite too (where times and UUIDs come back as text).
+        assert {name: getattr(run, name) for name in FIELDS} == loaded[run.pk]
+        assert type(run.code) is type(loaded[run.pk]["code"]) and run.created.tzinfo is not None
+        assert before + LEASE.length <= stored[run.pk] <= timezone.now() + LEASE.length
+        assert run.get_deferred_fields() >= {"status", "external_id"}  # only the fields asked for were read
+    assert all(stored[run.pk] is None for run in runs[5:])
+
+
+@pytest.mark.django_db
+def test_a_one_statement_claim_skips_held_rows_and_takes_lapsed_ones_again(runs):
+    first = claim_in_one_statement(8)
+    second = claim_in_one_statement(8)
+    assert {run.pk for run in first}.isdisjoint(run.pk for run in second)
+    assert len(first) + len(second) == len(runs)
+    assert claim_in_one_statement(8) == []
+    later = timezone.now() + LEASE.length + timedelta(seconds=1)
+    again = claim_in_one_statement(12, now=later)
+    assert len(again) == 12
+    assert all(stored >= later + LEASE.length for stored in held_until().values())
