@@ -128,17 +128,17 @@ def fresh_provider(fake, kind: str, org_slug: str, org_name: str, name: str):
     return org, provider, credential
 
 
-def add_finished_runs(fake, kind: str, n: int, phase: str) -> list[str]:
-    """N runs on the fake that are already finished when the engine first looks."""
+def add_finished_runs(fake, kind: str, n: int, phase: str, workflow: dict | None = None) -> list[str]:
+    """N runs on the fake that are already finished when the engine first looks (ran `workflow`, if given)."""
     if isinstance(fake, RemoteFake):
         import httpx
 
         ids: list[str] = []
         for start in range(0, n, 2000):
-            body = {"kind": kind, "count": min(2000, n - start), "script": [[0.0, phase]]}
+            body = {"kind": kind, "count": min(2000, n - start), "script": [[0.0, phase]], "workflow": workflow}
             ids += httpx.post(f"{fake.root}/_fake/runs", json=body, timeout=60).json()["ids"]
         return ids
-    return [fake.add_run(kind, script=((0.0, phase),)).external_id for _ in range(n)]
+    return [fake.add_run(kind, script=((0.0, phase),), workflow=workflow).external_id for _ in range(n)]
 
 
 def module_at(rev: str, paths: tuple[str, ...], name: str) -> ModuleType:

@@ -5,7 +5,9 @@
 Database: DATABASE_URL if set (use a dedicated database, e.g. postgres://postgres@127.0.0.1:5432/ct_bench;
 it is created if missing and its comfytrack tables are migrated), else a throwaway SQLite file.
 Every run finishes at once on the fake; the engine sweeps until all are terminal. Prints runs/s, SQL
-statements per run and peak RSS, then a naive baseline (one sequential GET per run, as provider SDKs
+statements per run and peak RSS; then, timed apart as they run apart in production, the graph pass
+(the graphs of tracked runs that the status answers left out: graphs/s) and the output archive; then a
+naive baseline (one sequential GET per run, as provider SDKs
 do) on a sample, and the ratio.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import resource
 import sys
 import time
@@ -78,8 +81,9 @@ def main() -> None:
         "--origin",
         default="tracked",
         choices=("tracked", "api"),
-        help="tracked: registered by id (a list kind then asks once per run for its graph); api: submitted",
+        help="tracked: registered by id (a list kind's graphs then come from the graph pass); api: submitted",
     )
+    parser.add_argument("--skip-graphs", action="store_true", help="do not time the graph pass")
     parser.add_argument("--skip-archive", action="store_true", help="do not time the output archive")
     parser.add_argument(
         "--sender",
@@ -103,6 +107,8 @@ def main() -> None:
 
     from providers.fake import FakeProviderServer
     from providers.fake import state as S
+    from runs.demo import demo_workflow
+    from runs.graphs import fetch_all_due_graphs
     from runs.models import Run, RunOutput
     from runs.sync import archive_all_due_outputs, sync_due_runs
 
@@ -111,7 +117,8 @@ def main() -> None:
         fake.set_faults(latency_ms=args.latency_ms)
         org, provider, credential = fresh_provider(fake, args.kind, "bench", "Bench", f"bench-{args.kind}")
 
-        ids = add_finished_runs(fake, args.kind, args.n, S.SUCCEEDED)
+        # Each ran the demo's SDXL graph (9 nodes), which the provider serves for the graph pass.
+        ids = add_finished_runs(fake, args.kind, args.n, S.SUCCEEDED, workflow=demo_workflow(random.Random(15)))
         now = timezone.now()
         Run.objects.bulk_create(
             [
@@ -156,7 +163,7 @@ def main() -> None:
         sweeps = 0
         with connection.execute_wrapper(counter):
             while Run.objects.filter(provider=provider).in_flight().exists():
-                # Status throughput; the archive runs in its own loop in production and is timed below.
+                # Status throughput; graphs and archive run in their own loop in production and are timed below.
                 stats = sync_due_runs(archive=False)
                 sweeps += 1
                 if not stats.claimed:
@@ -181,7 +188,27 @@ def main() -> None:
             + ", ".join(f"{name} {seconds / max(done, 1) * 1e6:.0f} µs" for name, seconds in spent)
         )
 
-        # (a') the output archive, separately (its own scheduled loop in production)
+        # (a') the graph pass, separately (the archive loop's, in production)
+        if not args.skip_graphs:
+            due = Run.objects.filter(provider=provider, graph_due__isnull=False).count()
+            graph_counter = QueryCounter()
+            cpu = CpuMeter(fake)
+            started = time.perf_counter()
+            with connection.execute_wrapper(graph_counter):
+                graphs = fetch_all_due_graphs()
+            graph_elapsed = time.perf_counter() - started
+            spent = cpu.spent()
+            print(
+                f"graphs:   {graphs:,} of {due:,} due graphs fetched in {graph_elapsed:.2f} s "
+                f"-> {graphs / max(graph_elapsed, 1e-9):,.0f} graphs/s; {graph_counter.count:,} SQL statements"
+            )
+            if graphs:
+                print(
+                    "          CPU per graph: "
+                    + ", ".join(f"{name} {seconds / graphs * 1e6:.0f} µs" for name, seconds in spent)
+                )
+
+        # (a'') the output archive, separately (its own scheduled loop in production)
         if not args.skip_archive:
             started = time.perf_counter()
             archived = archive_all_due_outputs()

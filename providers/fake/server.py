@@ -105,7 +105,7 @@ async def control_health(request: web.Request) -> web.Response:
 
 
 async def control_add_runs(request: web.Request) -> web.Response:
-    """POST {"kind", "count"?, "script"?: [[offset, phase]...], "n_outputs"?, "ids"?} -> {"ids": [...]}."""
+    """POST {"kind", "count"?, "script"?: [[offset, phase]...], "n_outputs"?, "ids"?, "workflow"?} -> {"ids": [...]}."""
     state = request.app[STATE_KEY]
     body = await request.json()
     kind = body.get("kind")
@@ -113,8 +113,10 @@ async def control_add_runs(request: web.Request) -> web.Response:
         return web.json_response({"error": f"unknown kind {kind!r}"}, status=400)
     ids = body.get("ids") or [None] * int(body.get("count", 1))
     script = [tuple(step) for step in body["script"]] if body.get("script") else None
+    workflow = body.get("workflow") if isinstance(body.get("workflow"), dict) else None
+    n_outputs = int(body.get("n_outputs", 1))
     created = [
-        state.add_run(kind, external_id, script=script, n_outputs=int(body.get("n_outputs", 1))).external_id
+        state.add_run(kind, external_id, script=script, n_outputs=n_outputs, workflow=workflow).external_id
         for external_id in ids
     ]
     return web.json_response({"ids": created})
