@@ -13,7 +13,15 @@ from ninja import Field, Router, Schema, Status
 
 from accounts.access import current_access
 from accounts.api_auth import caller
-from alerts.config import MAX_SCOPE, ConfigError, create_channel, create_rule, update_channel, update_rule
+from alerts.config import (
+    MAX_MUTE_MINUTES,
+    MAX_SCOPE,
+    ConfigError,
+    create_channel,
+    create_rule,
+    update_channel,
+    update_rule,
+)
 from alerts.models import Channel, Rule
 from alerts.sending import send_test
 from comfytrack.api_errors import ApiError, errors, invalid, not_found
@@ -94,7 +102,7 @@ class RuleOut(Schema):
 
 
 class MuteIn(Schema):
-    minutes: int | None = Field(None, ge=0, le=365 * 24 * 60, description="Mute this long; 0 or null unmutes.")
+    minutes: int | None = Field(None, ge=0, le=MAX_MUTE_MINUTES, description="Mute this long; 0 or null unmutes.")
 
 
 class TestResult(Schema):

@@ -23,6 +23,8 @@ from webhooks.models import WebhookEndpoint
 MAX_EMAILS = 20
 # Providers, workflows or channels one rule names: each is looked up, so a list is capped.
 MAX_SCOPE = 100
+# The longest a rule can be muted for a number of minutes (a year); the page also offers "forever".
+MAX_MUTE_MINUTES = 365 * 24 * 60
 NUMBERS = (
     # field, default, lowest, highest
     ("minutes", 15, 1, 7 * 24 * 60),

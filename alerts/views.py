@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access, org_required
-from alerts.config import ConfigError, create_channel, create_rule, update_channel, update_rule
+from alerts.config import MAX_MUTE_MINUTES, ConfigError, create_channel, create_rule, update_channel, update_rule
 from alerts.models import Channel, Event, Incident, Message, Rule
 from alerts.sending import send_test
 from providers.models import Provider
@@ -185,7 +185,10 @@ def rule_edit(request, access: Access, code: uuid.UUID):
 
 @org_required
 def rule_detail(request, access: Access, code: uuid.UUID):
-    rule = _rule(access, code)
+    return _rule_page(request, access, _rule(access, code))
+
+
+def _rule_page(request, access: Access, rule: Rule, status: int = 200):
     context = {
         "access": access,
         "rule": rule,
@@ -197,7 +200,7 @@ def rule_detail(request, access: Access, code: uuid.UUID):
         "firing": rule.incidents.filter(closed=None).exists(),
         "forever": rule.muted_until and rule.muted_until - timezone.now() > FOREVER / 2,
     }
-    return render(request, "alerts/rule.html", context)
+    return render(request, "alerts/rule.html", context, status=status)
 
 
 @org_required(manage=True)
@@ -218,16 +221,17 @@ def rule_test(request, access: Access, code: uuid.UUID):
 @org_required(manage=True)
 @require_POST
 def rule_mute(request, access: Access, code: uuid.UUID):
-    """`minutes`: mute that long; "forever": until unmuted; "0": unmute."""
+    """`minutes`: mute that long (at most a year); "forever": until unmuted; "0": unmute. Anything else
+    (missing, not a whole number, out of range) changes nothing and says why."""
     rule = _rule(access, code)
-    value = request.POST.get("minutes", "0")
+    value = request.POST.get("minutes", "").strip()
     if value == "forever":
         rule.muted_until = timezone.now() + FOREVER
     else:
-        try:
-            minutes = max(0, min(int(value), 365 * 24 * 60))
-        except ValueError:
-            minutes = 0
+        minutes = int(value) if value.isascii() and value.isdigit() else -1
+        if not 0 <= minutes <= MAX_MUTE_MINUTES:
+            messages.error(request, f"Mute for how long? Send minutes from 0 to {MAX_MUTE_MINUTES}, or forever.")
+            return _rule_page(request, access, rule, 400)
         rule.muted_until = timezone.now() + timedelta(minutes=minutes) if minutes else None
     rule.save(update_fields=["muted_until"])
     messages.success(request, f"{rule.name!r} is {'muted' if rule.is_muted() else 'active again'}.")

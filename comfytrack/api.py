@@ -26,11 +26,14 @@ logger = logging.getLogger("comfytrack.api")
 
 
 class UntrustedJSONParser(Parser):
-    """Bodies parse with comfytrack.untrusted_json: too deep, non-finite or NUL-carrying JSON is refused
-    (django-ninja wraps the error in a 400 "Cannot parse request body"; `_http_error` says which)."""
+    """Bodies parse with comfytrack.untrusted_json: too deep, non-finite or NUL-carrying JSON is refused,
+    and so is a body that is not an object (django-ninja wraps the error in a 400 "Cannot parse request
+    body"; `_http_error` says which)."""
 
     def parse_body(self, request: HttpRequest):
-        return untrusted_json.loads(request.body)
+        # django-ninja's Schema reads a list, a string or null as an object with no fields (its
+        # defaults): only an object gets through.
+        return untrusted_json.loads_object(request.body)
 
 
 api = NinjaAPI(

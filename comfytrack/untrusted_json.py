@@ -30,6 +30,23 @@ class UnsafeJSON(ValueError):
         self.path = path
 
 
+class NotAnObject(UnsafeJSON):
+    """JSON that is not an object where one is expected (every request body the API takes is one)."""
+
+
+def loads_object(raw: str | bytes) -> dict[str, Any]:
+    """`loads`, and refuse anything but an object: a list, a string, a number, true/false or null."""
+    value = loads(raw)
+    if not isinstance(value, dict):
+        kind = (
+            "null"
+            if value is None
+            else {list: "a list", str: "a string", bool: "true or false"}.get(type(value), "a number")
+        )
+        raise NotAnObject(f"must be a JSON object, not {kind}")
+    return value
+
+
 def loads(raw: str | bytes) -> Any:
     """Parse and `check`; raises json.JSONDecodeError for invalid JSON, UnsafeJSON for the rest."""
     try:

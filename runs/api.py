@@ -15,6 +15,7 @@ from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from accounts.api_auth import caller
+from comfytrack import untrusted_json
 from comfytrack.api_errors import ApiError, ErrorOut, describe_validation_errors, errors, invalid, not_found
 from comfytrack.api_json import DictSchema
 from providers.clients.base import SubmissionRejected
@@ -392,10 +393,14 @@ def _optional_body[S: Schema](request: HttpRequest, schema: type[S]) -> S:
     try:
         if not is_json:
             return schema.model_validate(request.POST.dict())
-        return schema.model_validate_json(raw) if raw else schema()
+        return schema.model_validate(untrusted_json.loads_object(raw)) if raw else schema()
+    except untrusted_json.UnsafeJSON as exc:  # not an object, too deep, NaN, NUL, …: as the API's parser says
+        raise invalid(f"The request body {exc}.", exc.path[0] if exc.path else "body") from None
     except PydanticValidationError as exc:
         detail, field = describe_validation_errors(exc.errors())
-        raise invalid(detail if "JSON" not in detail else "The request body is not valid JSON.", field) from None
+        raise invalid(detail, field) from None
+    except ValueError:  # json's JSONDecodeError, or bytes that are not UTF-8
+        raise invalid("The request body is not valid JSON.", "body") from None
 
 
 @router.post(

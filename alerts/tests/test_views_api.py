@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import ApiKey
+from alerts.config import create_channel, create_rule
 from alerts.models import Channel, Rule
 
 
@@ -41,6 +42,38 @@ def test_admins_create_channels_and_rules_on_the_page_and_send_a_test(client, al
     client.post(f"/settings/alerts/rules/{rule.code}/mute/", {"minutes": "0"})
     rule.refresh_from_db()
     assert not rule.is_muted()
+
+
+MUTE_FORMS = {
+    "no minutes": {},
+    "blank": {"minutes": ""},
+    "a word": {"minutes": "soon"},
+    "negative": {"minutes": "-5"},
+    "a float": {"minutes": "1e3"},
+    "over a year": {"minutes": "525601"},
+    "a non-ASCII digit": {"minutes": "\u0663"},
+}
+
+
+@pytest.mark.parametrize("data", MUTE_FORMS.values(), ids=MUTE_FORMS.keys())
+def test_the_mute_form_refuses_a_length_it_cannot_read_and_changes_nothing(client, alice, org, data):
+    channel = create_channel(org, {"name": "ops", "kind": "email", "emails": "ops@example.com"})
+    rule = create_rule(org, {"name": "Failures", "kind": "run_failed", "channels": [str(channel.code)]})
+    client.force_login(alice)
+    client.post(f"/settings/alerts/rules/{rule.code}/mute/", {"minutes": "60"})
+    muted_until = Rule.objects.get(pk=rule.pk).muted_until
+    response = client.post(f"/settings/alerts/rules/{rule.code}/mute/", data)
+    assert response.status_code == 400 and "Mute for how long?" in response.content.decode()
+    assert Rule.objects.get(pk=rule.pk).muted_until == muted_until is not None
+
+
+def test_the_mute_form_refuses_a_json_body(client, alice, org):
+    channel = create_channel(org, {"name": "ops", "kind": "email", "emails": "ops@example.com"})
+    rule = create_rule(org, {"name": "Failures", "kind": "run_failed", "channels": [str(channel.code)]})
+    client.force_login(alice)
+    client.post(f"/settings/alerts/rules/{rule.code}/mute/", {"minutes": "forever"})
+    response = client.post(f"/settings/alerts/rules/{rule.code}/mute/", '{"minutes": 0}', "application/json")
+    assert response.status_code == 400 and Rule.objects.get(pk=rule.pk).is_muted()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import ApiKey
+from alerts.config import create_channel, create_rule
+from alerts.models import Channel, Rule
+from comfytrack.api import api as api_root
+from insights.models import Workflow
 from runs.models import Run
 
 pytestmark = pytest.mark.django_db
@@ -176,3 +180,81 @@ def test_the_api_answers_out_of_range_moments_with_422(client, key, provider, ma
     response = client.get("/api/v1/runs", {param: value, **extra}, HTTP_X_API_KEY=key)
     assert response.status_code == 422, response.content
     assert response.json()["field"] == param
+
+
+# -- every API body of the wrong shape ------------------------------------------------------------------
+
+# Every body the API takes is an object; django-ninja reads anything else as an object with no fields.
+WRONG_SHAPES = {
+    "a list": "[]",
+    "a list of objects": '[{"minutes": 5, "name": "x"}]',
+    "a string": '"minutes"',
+    "a number": "5",
+    "true": "true",
+    "null": "null",
+    "invalid JSON": '{"minutes": 5',
+    "not UTF-8": b'{"name": "\xff"}',
+}
+# The operations that document a request body, read from the API's own schema: a new one is covered.
+BODY_OPERATIONS = sorted(
+    (method.upper(), path)
+    for path, operations in api_root.get_openapi_schema()["paths"].items()
+    for method, operation in operations.items()
+    if "requestBody" in operation
+)
+
+
+@pytest.fixture
+def path_values(org, alice, provider, make_run):
+    """A real object for each path parameter, so a wrong body, not a missing object, is what is refused."""
+    channel = create_channel(org, {"name": "ops", "kind": "email", "emails": "ops@example.com"})
+    rule = create_rule(org, {"name": "Failures", "kind": "run_failed", "channels": [str(channel.code)]})
+    run = make_run(provider, workflow=WORKFLOW)
+    return {
+        "run_id": run.code,
+        "rule_id": rule.code,
+        "channel_id": channel.code,
+        "fingerprint": run.workflow_fingerprint,
+    }
+
+
+def state(org) -> list:
+    """What a wrongly accepted body would change: the runs, the rules and channels, the workflows' names."""
+    return [
+        list(Run.objects.values_list("code", "status")),
+        list(Rule.objects.values_list("name", "muted_until", "minutes")),
+        list(Channel.objects.values_list("name", "emails")),
+        list(Workflow.objects.values_list("fingerprint", "label")),
+    ]
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+@pytest.mark.parametrize(("method", "template"), BODY_OPERATIONS, ids=[" ".join(o) for o in BODY_OPERATIONS])
+def test_every_api_body_of_the_wrong_shape_is_a_422(client, key, org, path_values, method, template, body):
+    before = state(org)
+    path = template.removeprefix("/api/v1").format(**path_values)
+    response = api(client, method.lower(), path, key, body)
+    assert response.status_code == 422, response.content
+    assert response.json()["code"] == "invalid" and response.json()["field"] == "body"
+    assert response.json()["detail"].startswith("The request body ")
+    assert state(org) == before
+
+
+@pytest.mark.parametrize(("method", "template"), BODY_OPERATIONS, ids=[" ".join(o) for o in BODY_OPERATIONS])
+def test_every_api_body_over_the_upload_limit_is_a_413(client, key, org, path_values, settings, method, template):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    before = state(org)
+    path = template.removeprefix("/api/v1").format(**path_values)
+    response = api(client, method.lower(), path, key, json.dumps({"name": "x" * 20_000}))
+    assert response.status_code == 413, response.content
+    assert response.json()["code"] == "too_large"
+    assert state(org) == before
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_the_comfydeploy_hook_answers_a_body_of_the_wrong_shape_with_400(client, provider, body):
+    token = provider.issue_webhook_token()
+    response = client.post(f"/api/v1/hooks/comfydeploy/{provider.code}/{token}", body, "application/json")
+    assert response.status_code == 400, response.content
+    assert {"detail", "code", "field"} <= set(response.json()) and response.json()["code"] == "bad_request"
+    assert not Run.objects.exists()
