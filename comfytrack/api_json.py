@@ -40,7 +40,7 @@ class OrjsonRenderer(BaseRenderer):
 
 
 class DictSchema(BaseModel):
-    """A response schema for answers an endpoint builds as dicts (the run JSON and its parts). ninja
+    """A response schema for answers an endpoint builds as dicts (a page of runs, a run's events). ninja
     validates and renders it like its own `Schema`; as a plain pydantic model it skips `Schema`'s wrapper
     for reading model attributes, which would be most of a 50-run list request's CPU
     (bench/api_throughput.py)."""

@@ -6,7 +6,7 @@ import functools
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, NotRequired, TypedDict
 from uuid import UUID
 
 import orjson
@@ -27,74 +27,100 @@ from runs.models import IN_FLIGHT, Run, RunEvent, RunOutput, RunQuerySet, Status
 from runs.queries import cut_page, decode_cursor
 from runs.times import time_source
 
+# The run document and its parts are TypedDicts, not models: ninja still validates every answer against
+# them and writes the same OpenAPI schema, but checks each run as a dict instead of building four model
+# instances per run, which halves validating a page of 50 (bench/api_throughput.py, docs/benchmarks.md).
 
-class ProviderRef(DictSchema):
+
+class ProviderRef(TypedDict):
     id: UUID
     name: str
     kind: str
 
 
-class ErrorInfo(DictSchema):
+class ErrorInfo(TypedDict):
     message: str
-    node_id: str | None = None
-    node_type: str | None = None
-    exception_type: str | None = None
-    traceback: str | None = None
+    node_id: NotRequired[str | None]
+    node_type: NotRequired[str | None]
+    exception_type: NotRequired[str | None]
+    traceback: NotRequired[str | None]
 
 
-class TimesSource(DictSchema):
-    created: str | None = Field(None, examples=["provider"])
-    queued: str | None = Field(None, examples=["provider"])
-    started: str | None = Field(None, examples=["observed"])
-    finished: str | None = Field(None, examples=["provider"])
+class TimesSource(TypedDict):
+    created: NotRequired[Annotated[str | None, Field(examples=["provider"])]]
+    queued: NotRequired[Annotated[str | None, Field(examples=["provider"])]]
+    started: NotRequired[Annotated[str | None, Field(examples=["observed"])]]
+    finished: NotRequired[Annotated[str | None, Field(examples=["provider"])]]
 
 
-class OutputOut(DictSchema):
+class OutputOut(TypedDict):
     id: UUID
-    kind: str = Field(examples=["image"])
-    filename: str = Field(examples=["ComfyUI_00001_.png"])
-    url: str = Field(description="Download through comfytrack: the archived file, or the provider's link while valid.")
+    kind: Annotated[str, Field(examples=["image"])]
+    filename: Annotated[str, Field(examples=["ComfyUI_00001_.png"])]
+    url: Annotated[
+        str, Field(description="Download through comfytrack: the archived file, or the provider's link while valid.")
+    ]
     archived: bool
-    width: int | None = None
-    height: int | None = None
-    size_bytes: int | None = None
+    width: NotRequired[int | None]
+    height: NotRequired[int | None]
+    size_bytes: NotRequired[int | None]
 
 
-class RunOut(DictSchema):
+class RunOut(TypedDict):
     id: UUID
     provider: ProviderRef
-    external_id: str = Field(description="The provider's id for the run (empty until the provider accepted it).")
-    status: str = Field(examples=["running"], description="pending, queued, running, succeeded, failed, …")
+    external_id: Annotated[
+        str, Field(description="The provider's id for the run (empty until the provider accepted it).")
+    ]
+    status: Annotated[str, Field(examples=["running"], description="pending, queued, running, succeeded, failed, …")]
     provider_status: str
-    progress: float | None = None
+    progress: NotRequired[float | None]
     live_status: str
     created: datetime
-    queued: datetime | None = None
-    started: datetime | None = None
-    finished: datetime | None = None
-    times_source: TimesSource = Field(
-        description="Per time: `provider` (the provider's own clock) or `observed` (comfytrack's, approximate); "
-        "null when the time is null."
-    )
-    unseen_since: datetime | None = Field(None, description="Since when the provider has not known this run.")
-    lost_at: datetime | None = Field(
-        None, description="When the run will be (in flight) or was (lost) marked lost for being unknown."
-    )
-    queue_seconds: float | None = None
-    run_seconds: float | None = None
-    error: ErrorInfo | None = None
+    queued: NotRequired[datetime | None]
+    started: NotRequired[datetime | None]
+    finished: NotRequired[datetime | None]
+    times_source: Annotated[
+        TimesSource,
+        Field(
+            description="Per time: `provider` (the provider's own clock) or `observed` (comfytrack's, approximate); "
+            "null when the time is null."
+        ),
+    ]
+    unseen_since: NotRequired[
+        Annotated[datetime | None, Field(description="Since when the provider has not known this run.")]
+    ]
+    lost_at: NotRequired[
+        Annotated[
+            datetime | None,
+            Field(description="When the run will be (in flight) or was (lost) marked lost for being unknown."),
+        ]
+    ]
+    queue_seconds: NotRequired[float | None]
+    run_seconds: NotRequired[float | None]
+    error: NotRequired[ErrorInfo | None]
     outputs: list[OutputOut]
     origin: str
-    retry_of: UUID | None = None
-    cost: str | None = Field(
-        None, examples=["0.012340"], description="What the run cost in USD (a decimal string), or null when unknown."
-    )
-    cost_source: str | None = Field(
-        None,
-        examples=["reported"],
-        description="`reported` (priced from the GPU time the provider reported), `estimated` (from the run time "
-        "or a price per run), or null.",
-    )
+    retry_of: NotRequired[UUID | None]
+    cost: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                examples=["0.012340"],
+                description="What the run cost in USD (a decimal string), or null when unknown.",
+            ),
+        ]
+    ]
+    cost_source: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                examples=["reported"],
+                description="`reported` (priced from the GPU time the provider reported), `estimated` (from the run "
+                "time or a price per run), or null.",
+            ),
+        ]
+    ]
 
 
 class RunPage(DictSchema):
