@@ -112,9 +112,9 @@ def _copy_postgres(rows, outputs) -> None:
         columns = (
             "code, organization_id, provider_id, external_id, status, provider_status, live_status, workflow, inputs, "
             "error, origin, created, sync_failures, last_sync_error, n_outputs, search_text, "
-            # Text columns without a database default: COPY must give them a value.
+            # Columns without a database default: COPY must give them a value.
             "created_source, queued_source, started_source, finished_source, workflow_fingerprint, gpu, cost_source, "
-            "cost"
+            "cost, graph_attempts"
         )
         with raw.copy(f"COPY runs_run ({columns}) FROM STDIN") as copy:
             for code, org_id, provider_id, ext, status, error, created, text, cost, cost_source, gpu in rows:
@@ -144,6 +144,7 @@ def _copy_postgres(rows, outputs) -> None:
                         gpu,
                         cost_source,
                         cost,
+                        0,
                     )
                 )
         cursor.execute(
