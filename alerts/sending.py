@@ -23,13 +23,25 @@ from django.utils import timezone
 from alerts.models import Channel, Message, Rule
 from comfytrack import safe_http
 from comfytrack.leases import Lease
+from comfytrack.net import backoff
 from comfytrack.safe_http import HostGuard, guarded_session
 from webhooks.emit import message_id
 from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger("comfytrack.alerts")
 
-RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
+# After a failed send: 1 min, then four times longer each time up to 1 h (1, 4, 16, 60 min, each up to
+# 10 % sooner), never sooner than the service's Retry-After; five attempts, then give up.
+MAX_ATTEMPTS = 5
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta | None:
+    """After `attempts` failed sends: the wait before the next one, or None to give up."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return backoff(attempts - 1, base=60.0, factor=4.0, cap=3600.0, spread=0.1, not_before=retry_after or 0.0)
+
+
 # A claimed message is due again two minutes later unless its send is recorded first (a worker that died).
 LEASE = Lease(Message, "next_attempt_at", timedelta(minutes=2))
 BATCH = 100
@@ -43,6 +55,7 @@ SLACK_GREEN, SLACK_RED = "#2f9e44", "#e03131"
 class Outcome:
     message_pk: int
     error: str | None = None
+    retry_after: float | None = None  # seconds the service asked us to wait (429/503 Retry-After)
 
 
 def claim_due(now: datetime, limit: int = BATCH, only: list[int] | None = None) -> list[Message]:
@@ -136,45 +149,47 @@ def guard() -> HostGuard:
     )
 
 
-async def post_all(jobs: list[tuple[int, str, dict]], timeout: float = TIMEOUT) -> dict[int, str | None]:
-    """POST each (message pk, url, JSON body); returns {message pk: error or None}."""
+async def post_all(jobs: list[tuple[int, str, dict]], timeout: float = TIMEOUT) -> list[Outcome]:
+    """POST each (message pk, url, JSON body); one Outcome each."""
     host_guard = guard()
     async with guarded_session(host_guard, timeout=timeout, max_connections=8) as client:
-        results = await asyncio.gather(*(_post(client, host_guard, url, body, timeout) for _, url, body in jobs))
-    return {pk: error for (pk, _, _), error in zip(jobs, results, strict=True)}
+        return await asyncio.gather(*(_post(client, host_guard, job, timeout) for job in jobs))
 
 
 async def _post(
-    client: aiohttp.ClientSession, host_guard: HostGuard, url: str, body: dict, timeout: float
-) -> str | None:
+    client: aiohttp.ClientSession, host_guard: HostGuard, job: tuple[int, str, dict], timeout: float
+) -> Outcome:
+    pk, url, body = job
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     sent = await safe_http.post(
         client, host_guard, url, content, headers={"Content-Type": "application/json"}, timeout=timeout
     )
     if sent.ok:
-        return None
+        return Outcome(pk)
     # A refusing answer's first words are kept with the error: a chat service says why there.
-    return f"{sent.error} {sent.excerpt[:EXCERPT_CHARS]}".strip() if sent.status_code else sent.error
+    error = f"{sent.error} {sent.excerpt[:EXCERPT_CHARS]}".strip() if sent.status_code else sent.error
+    return Outcome(pk, error, sent.retry_after)
 
 
 def send(messages: list[Message]) -> list[Outcome]:
     """Send each message by its channel's kind (network calls, no transaction)."""
-    outcomes: dict[int, str | None] = {}
+    outcomes: list[Outcome] = []
     posts = []
     for message in messages:
         kind = message.channel.kind
         if kind == Channel.Kind.EMAIL:
-            outcomes[message.pk] = send_email(message)
+            outcomes.append(Outcome(message.pk, send_email(message)))
         elif kind == Channel.Kind.WEBHOOK:
-            outcomes[message.pk] = send_to_webhook_endpoint(message)
+            outcomes.append(Outcome(message.pk, send_to_webhook_endpoint(message)))
         elif not message.channel.url:
-            outcomes[message.pk] = "The channel's webhook URL cannot be read (was the encryption key removed?)."
+            error = "The channel's webhook URL cannot be read (was the encryption key removed?)."
+            outcomes.append(Outcome(message.pk, error))
         else:
             payload = slack_payload(message) if kind == Channel.Kind.SLACK else discord_payload(message)
             posts.append((message.pk, message.channel.url, payload))
     if posts:
-        outcomes.update(asyncio.run(post_all(posts)))
-    return [Outcome(pk, error) for pk, error in outcomes.items()]
+        outcomes += asyncio.run(post_all(posts))
+    return outcomes
 
 
 def record(outcomes: list[Outcome], now: datetime) -> tuple[int, int]:
@@ -187,10 +202,10 @@ def record(outcomes: list[Outcome], now: datetime) -> tuple[int, int]:
             sent += 1
         else:
             message.last_error = outcome.error[:1000]
-            if message.attempts > len(RETRY_DELAYS):
+            if (delay := retry_delay(message.attempts, outcome.retry_after)) is None:
                 message.failed = now
             else:
-                message.next_attempt_at = now + RETRY_DELAYS[message.attempts - 1]
+                message.next_attempt_at = now + delay
             failed += 1
             logger.warning("alert message %s to %s failed: %s", message.pk, message.channel_id, outcome.error)
         message.save(update_fields=["attempts", "sent", "last_error", "failed", "next_attempt_at"])

@@ -65,12 +65,16 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def backoff(attempt: int, *, base: float, cap: float, not_before: float = 0.0) -> timedelta:
-    """How long to wait after a failed attempt: exponential (`base` · 2^attempt seconds, at most `cap`),
-    a random point in the upper half of that (so failures that happened together do not retry together),
-    never sooner than `not_before` seconds (a provider's Retry-After)."""
-    ceiling = min(base * 2 ** min(max(attempt, 0), 30), cap)
-    return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), not_before))
+def backoff(
+    attempt: int, *, base: float, cap: float, factor: float = 2.0, spread: float = 0.5, not_before: float = 0.0
+) -> timedelta:
+    """How long to wait after a failed attempt (0 for the first failure): exponential (`base` ·
+    `factor`^attempt seconds, at most `cap`), a random point in the top `spread` of that (the upper half
+    by default), so failures that happened together do not retry together, and never sooner than
+    `not_before` seconds (the other side's Retry-After). The one back-off: each user picks its scale
+    (the sweep, the archive, webhook deliveries, alert messages)."""
+    ceiling = min(base * factor ** min(max(attempt, 0), 30), cap)
+    return timedelta(seconds=max(random.uniform(ceiling * (1 - spread), ceiling), not_before))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -107,7 +111,9 @@ _EXTRA_BLOCKED = tuple(
 
 
 class AddressRefused(Exception):
-    """A destination address the rules refuse. Not an OSError, so aiohttp lets it through unwrapped."""
+    """A destination the address rules refuse: a provider call's (`refuse_link_local`) or an untrusted URL's
+    (`comfytrack.safe_http.HostGuard`). The message says what was refused and why. Not an OSError, so
+    aiohttp lets it through its connector unwrapped."""
 
 
 def parse_ip(host: str) -> IPAddress | None:

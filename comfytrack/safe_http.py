@@ -42,6 +42,7 @@ from comfytrack.net import (
     METADATA_ADDRESSES,
     NOT_HTTP,
     USER_AGENT,
+    AddressRefused,
     blocked_reason,
     describe_failure,
     parse_ip,
@@ -67,13 +68,6 @@ class DownloadError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-class Refused(DownloadError):
-    """The guard refused a destination (SSRF). Not an OSError, so aiohttp lets it through unwrapped."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, permanent=True)
 
 
 def redact(url: URL | str) -> str:
@@ -139,11 +133,11 @@ class HostGuard:
     def check_url(self, url: URL) -> None:
         """Before sending: scheme, host present, and IP literals (aiohttp never resolves those)."""
         if url.scheme not in DEFAULT_PORTS:
-            raise Refused(
+            raise AddressRefused(
                 f"Refused to {self.purpose} a {url.scheme or 'relative'}: URL; only http and https are allowed."
             )
         if not url.host:
-            raise Refused(f"Refused to {self.purpose} a URL without a host.")
+            raise AddressRefused(f"Refused to {self.purpose} a URL without a host.")
         ip = parse_ip(url.host)
         if ip is not None:
             self.check_addresses(url.host, url.port or DEFAULT_PORTS[url.scheme], [str(ip)])
@@ -152,16 +146,16 @@ class HostGuard:
         """Refuse if any address is not public (fail closed: an empty answer is refused too)."""
         addresses = list(addresses)
         if not addresses:
-            raise Refused(f"Refused {host}: its name resolved to no address.")
+            raise AddressRefused(f"Refused {host}: its name resolved to no address.")
         allowed = self.may_be_private(host, port)
         for address in addresses:
             ip = parse_ip(address)
             if ip is None:
-                raise Refused(f"Refused {host}: it resolved to something that is not an IP address.")
+                raise AddressRefused(f"Refused {host}: it resolved to something that is not an IP address.")
             reason = blocked_reason(ip)
             if reason and (not allowed or ip in METADATA_ADDRESSES):
                 own = ", and not the provider's own host" if self.own_origin else ""
-                raise Refused(
+                raise AddressRefused(
                     f"Refused to {self.purpose} {host}:{port}: it is {reason} ({ip}){own} "
                     f"(add it to {self.setting} if it is trusted)."
                 )
@@ -259,8 +253,8 @@ async def post(
         async with asyncio.timeout(timeout):
             async with client.post(target, data=body, headers=headers, allow_redirects=False) as response:
                 excerpt = (await read_excerpt(response, excerpt_bytes)).decode("utf-8", "replace")
-    except Refused as exc:
-        outcome = Sent(exc.message, permanent=True)
+    except AddressRefused as exc:
+        outcome = Sent(str(exc), permanent=True)
     except aiohttp.ConnectionTimeoutError:
         # No connection within its part of the timeout: the target was never reached.
         outcome = Sent(f"Could not {where}: {COULD_NOT_CONNECT}.")
@@ -350,6 +344,8 @@ class SafeDownloader:
         try:
             async with deadline:
                 return await self._download(URL(url), headers or {})
+        except AddressRefused as exc:  # by the guard: this URL (or a redirect's) will be refused again
+            raise DownloadError(str(exc), permanent=True) from None
         except TimeoutError:
             if deadline.expired():
                 raise DownloadError(f"Downloading {redact(url)} did not finish within {self.deadline:g} s.") from None

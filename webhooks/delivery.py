@@ -6,7 +6,8 @@
    deliveries in order, every request bounded by `COMFYTRACK_WEBHOOK_TIMEOUT` (connect, send and
    answer together). A hanging endpoint costs its own slot for at most that long and never delays
    another. After an endpoint's first failure its other claimed deliveries wait for the next pass.
-3. Record each attempt on its row: delivered, or the next retry (exponential, ≥ 24 h in all), or given up.
+3. Record each attempt on its row: delivered, or the next retry (`WebhookDelivery.retry_delay`: exponential,
+   honouring Retry-After, more than a day in all), or given up.
 
 Each send is `comfytrack.safe_http.post`, the one guarded POST alerts use too: the same SSRF rules as output
 downloads (resolved addresses checked inside the connector, private hosts only when allow-listed), no
@@ -65,6 +66,7 @@ class Outcome:
     latency_ms: int | None = None
     excerpt: str = ""
     error: str = ""
+    retry_after: float | None = None  # seconds the endpoint asked us to wait (429/503 Retry-After)
 
 
 @dataclass
@@ -156,6 +158,7 @@ async def send_one(client: aiohttp.ClientSession, guard: HostGuard, job: Job, ti
         latency_ms=sent.latency_ms,
         excerpt=sent.excerpt,
         error=sent.error,
+        retry_after=sent.retry_after,
     )
 
 
@@ -180,7 +183,7 @@ def record(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> str:
         if outcome.ok:
             values.update(delivered=now, next_attempt_at=None)
             state = "delivered"
-        elif (delay := delivery.retry_delay()) is None:
+        elif (delay := delivery.retry_delay(outcome.retry_after)) is None:
             values.update(failed=now, next_attempt_at=None)
             state = "failed"
         else:

@@ -6,8 +6,8 @@ from django import forms
 from django.conf import settings
 from yarl import URL
 
-from comfytrack.net import blocked_reason
-from comfytrack.safe_http import DEFAULT_PORTS, Refused
+from comfytrack.net import AddressRefused, blocked_reason
+from comfytrack.safe_http import DEFAULT_PORTS
 from webhooks.delivery import ALLOW_PRIVATE_SETTING, target_guard
 from webhooks.models import EVENT_TYPES
 
@@ -43,7 +43,7 @@ class EndpointForm(forms.Form):
         try:
             # IP literals are checked now; host names are checked at every delivery (they may move).
             guard.check_url(parsed)
-        except Refused:
+        except AddressRefused:
             raise forms.ValidationError(
                 f"Webhooks cannot target private or local addresses ({_why_refused(host)}). "
                 f"To allow one on your own network, list its host and port in {ALLOW_PRIVATE_SETTING}."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
+from comfytrack.net import backoff
 from providers.crypto import EncryptedJSONField
 from webhooks.signing import new_secret
 
@@ -34,9 +34,11 @@ def mask_urls(text: str) -> str:
     return _URL_TAIL.sub(r"\1\2/…", text)
 
 
-# Delay before each retry after a failed attempt: 30 s … 10 h, about 24.7 hours in all, then give up.
-RETRY_DELAYS = (30, 120, 480, 1_920, 7_200, 14_400, 28_800, 36_000)
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# After a failed attempt: 30 s, then four times longer each time up to 10 h (each up to 10 % sooner, to
+# spread retries that failed together), never sooner than the endpoint's Retry-After. Nine attempts, the
+# last 28 to 31 hours after the first (docs/api.md "Delivery"), then give up.
+RETRY_BASE, RETRY_FACTOR, RETRY_CAP, RETRY_SPREAD = 30.0, 4.0, 36_000.0, 0.1
+MAX_ATTEMPTS = 9
 
 
 class WebhookEndpoint(models.Model):
@@ -138,12 +140,19 @@ class WebhookDelivery(models.Model):
             return "failed"
         return "retrying" if self.attempt else "pending"
 
-    def retry_delay(self) -> timedelta | None:
-        """After `self.attempt` failed attempts: the wait before the next one, or None to give up."""
+    def retry_delay(self, not_before: float | None = None) -> timedelta | None:
+        """After `self.attempt` failed attempts: the wait before the next one (at least `not_before`
+        seconds, the endpoint's Retry-After), or None to give up."""
         if self.attempt >= MAX_ATTEMPTS:
             return None
-        base = RETRY_DELAYS[self.attempt - 1]
-        return timedelta(seconds=base * (1 + random.random() / 10))  # up to +10 %: spread retry bursts
+        return backoff(
+            self.attempt - 1,
+            base=RETRY_BASE,
+            factor=RETRY_FACTOR,
+            cap=RETRY_CAP,
+            spread=RETRY_SPREAD,
+            not_before=not_before or 0.0,
+        )
 
     def redeliver(self) -> WebhookDelivery:
         """A fresh delivery of the same message (same webhook-id), due now, with its own attempts."""

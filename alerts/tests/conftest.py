@@ -47,6 +47,7 @@ class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
         self.status = 200
+        self.retry_after = ""  # sent as Retry-After
         received = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,6 +55,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 received.posts.append((self.path, json.loads(body or b"null")))
                 self.send_response(received.status)
+                if received.retry_after:
+                    self.send_header("Retry-After", received.retry_after)
                 self.end_headers()
                 self.wfile.write(b"ok")
 

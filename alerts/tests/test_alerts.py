@@ -219,6 +219,17 @@ def test_failed_sends_retry_with_back_off_then_give_up(org, provider, make_run, 
     assert message.failed is not None and message.sent is None and message.attempts == 5
 
 
+def test_a_throttled_send_waits_at_least_as_long_as_the_service_asks(org, provider, make_run, slack, receiver):
+    receiver.status, receiver.retry_after = 429, "900"
+    rule_for(org, Rule.Kind.RUN_FAILED, slack)
+    finish(make_run(provider, status=Status.RUNNING), "failed")
+    compose_due()
+    before = timezone.now()
+    assert deliver_due() == (0, 1)
+    message = Message.objects.get()
+    assert message.attempts == 1 and message.next_attempt_at - before >= timedelta(seconds=900)  # not 1 min
+
+
 def test_outbound_urls_are_ssrf_guarded(org, provider, make_run, settings):
     settings.COMFYTRACK_ALERT_ALLOW_PRIVATE_HOSTS = []
     channel = chat_channel(org, "sneaky", Channel.Kind.SLACK, "http://169.254.169.254/latest/meta-data/")

@@ -18,6 +18,14 @@ def test_it_doubles_up_to_the_cap_with_jitter_in_the_upper_half(attempt: int, lo
     assert len(delays) > 100  # jittered, not a fixed schedule
 
 
+def test_each_user_picks_the_factor_and_the_spread() -> None:
+    delays = {backoff(2, base=30, cap=36_000, factor=4, spread=0.1).total_seconds() for _ in range(200)}
+    assert all(432 <= d <= 480 for d in delays) and len(delays) > 100
+    assert all(
+        32_400 <= backoff(9, base=30, cap=36_000, factor=4, spread=0.1).total_seconds() <= 36_000 for _ in range(50)
+    )
+
+
 def test_it_never_comes_before_retry_after() -> None:
     assert backoff(0, base=5, cap=900, not_before=3600) == timedelta(seconds=3600)
 

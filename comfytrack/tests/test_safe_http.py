@@ -11,12 +11,11 @@ import pytest
 from yarl import URL
 
 from comfytrack import safe_http
-from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT, USER_AGENT
+from comfytrack.net import BROKEN_PROTOCOL, COULD_NOT_CONNECT, USER_AGENT, AddressRefused
 from comfytrack.safe_http import (
     DownloadError,
     GuardedResolver,
     HostGuard,
-    Refused,
     SafeDownloader,
     Sent,
     blocked_reason,
@@ -100,40 +99,40 @@ def guard_for(base_url: str | None, allowed=()) -> HostGuard:
 
 def test_it_words_refusals_with_the_callers_purpose_and_setting():
     guard = HostGuard.for_base_url(None, purpose="send to", setting="COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS")
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(AddressRefused) as refused:
         guard.check_url(URL("http://10.0.0.5/hook"))
-    assert refused.value.message == (
+    assert str(refused.value) == (
         "Refused to send to 10.0.0.5:80: it is a private address (10.0.0.5) "
         "(add it to COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS if it is trusted)."
     )
-    with pytest.raises(Refused, match=r"^Refused to send to a ftp: URL"):
+    with pytest.raises(AddressRefused, match=r"^Refused to send to a ftp: URL"):
         guard.check_url(URL("ftp://example.com/x"))
-    with pytest.raises(Refused, match=r"provider's own host \(add it to TEST_ALLOW_PRIVATE_HOSTS"):
+    with pytest.raises(AddressRefused, match=r"provider's own host \(add it to TEST_ALLOW_PRIVATE_HOSTS"):
         guard_for("https://api.example.com").check_addresses("db.internal", 5432, ["10.1.2.3"])
 
 
 def test_it_allows_the_providers_own_private_host_and_port_only():
     guard = guard_for("http://192.168.1.20:8188")
     guard.check_addresses("192.168.1.20", 8188, ["192.168.1.20"])
-    with pytest.raises(Refused):
+    with pytest.raises(AddressRefused):
         guard.check_addresses("192.168.1.20", 22, ["192.168.1.20"])
-    with pytest.raises(Refused):
+    with pytest.raises(AddressRefused):
         guard.check_addresses("192.168.1.21", 8188, ["192.168.1.21"])
 
 
 def test_it_refuses_metadata_even_for_an_allowed_host():
     guard = guard_for("http://metadata.internal", ["169.254.169.254"])
-    with pytest.raises(Refused, match="metadata"):
+    with pytest.raises(AddressRefused, match="metadata"):
         guard.check_addresses("metadata.internal", 80, ["169.254.169.254"])
-    with pytest.raises(Refused, match="metadata"):
+    with pytest.raises(AddressRefused, match="metadata"):
         guard.check_url(URL("http://169.254.169.254/latest/"))
 
 
 def test_it_fails_closed_on_an_empty_or_mixed_dns_answer():
     guard = guard_for("https://api.example.com")
-    with pytest.raises(Refused, match="no address"):
+    with pytest.raises(AddressRefused, match="no address"):
         guard.check_addresses("cdn.example.com", 443, [])
-    with pytest.raises(Refused, match="private"):
+    with pytest.raises(AddressRefused, match="private"):
         guard.check_addresses("cdn.example.com", 443, ["93.184.216.34", "10.1.2.3"])
     guard.check_addresses("cdn.example.com", 443, ["93.184.216.34"])
 
@@ -156,13 +155,13 @@ def test_it_honours_allowances_from_settings():
     guard = guard_for("https://cloud.comfy.org", ["gpu-box.lan:8188", "[::1]"])
     guard.check_addresses("gpu-box.lan", 8188, ["10.0.0.5"])
     guard.check_addresses("::1", 9999, ["::1"])
-    with pytest.raises(Refused):
+    with pytest.raises(AddressRefused):
         guard.check_addresses("gpu-box.lan", 8189, ["10.0.0.5"])
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://example.com/", "ftp://example.com/x", "http://[::1]/"])
 def test_it_refuses_bad_urls(url):
-    with pytest.raises(Refused):
+    with pytest.raises(AddressRefused):
         guard_for("https://api.example.com").check_url(URL(url))
 
 
@@ -178,7 +177,7 @@ def resolve(base_url: str, host: str, port: int) -> list:
 
 
 def test_the_resolver_refuses_a_name_pointing_at_loopback():
-    with pytest.raises(Refused, match="loopback"):
+    with pytest.raises(AddressRefused, match="loopback"):
         resolve("https://api.example.com", "localhost", 80)
 
 
@@ -289,7 +288,7 @@ def test_it_follows_at_most_three_redirects(own, storage):
 def test_it_refuses_redirects_to_private_addresses_before_sending(own, storage, location):
     own.routes["/api/view"] = redirect(location)
     result = download(own, storage, own_url(own))
-    assert isinstance(result, Refused) and result.permanent, result
+    assert isinstance(result, DownloadError) and result.permanent and result.message.startswith("Refused"), result
     assert len(own.hits) == 1
 
 

@@ -27,6 +27,7 @@ class Receiver:
     status: int = 200
     hang: float = 0.0
     location: str = ""  # sent as Location (with a 3xx status)
+    retry_after: str = ""  # sent as Retry-After
     requests: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -51,6 +52,8 @@ def _start_receiver() -> Receiver:
                 self.send_response(receiver.status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
+                if receiver.retry_after:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"thanks" if receiver.status < 300 else b"nope: try later")

@@ -21,7 +21,7 @@ from runs.applying import apply_snapshot
 from runs.models import EventSource, Status
 from webhooks import signing
 from webhooks.delivery import deliver_due_webhooks
-from webhooks.models import MAX_ATTEMPTS, WebhookDelivery, WebhookEndpoint
+from webhooks.models import MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, RETRY_FACTOR, WebhookDelivery, WebhookEndpoint
 
 # -- an independent Standard Webhooks verifier, written from the spec, sharing no code with ours --------
 
@@ -160,11 +160,25 @@ def test_it_retries_with_exponential_backoff_for_a_day_then_gives_up(org, make_r
         assert deliver_due_webhooks(now=now + timedelta(seconds=gaps[-1] - 1)).claimed == 0  # not before it is due
         now = delivery.next_attempt_at
     assert delivery.attempt == MAX_ATTEMPTS == len(receiver.requests)
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)) and gaps[2] >= 9 * gaps[0]
+    # Four times longer each time up to 10 h, each up to 10 % sooner than that.
+    ceilings = [min(RETRY_BASE * RETRY_FACTOR**n, RETRY_CAP) for n in range(MAX_ATTEMPTS - 1)]
+    assert all(0.9 * ceiling <= gap <= ceiling for gap, ceiling in zip(gaps, ceilings, strict=True)), gaps
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps[:6])) and gaps[2] >= 9 * gaps[0]
     assert now - start >= timedelta(hours=24)
     assert delivery.next_attempt_at is None and delivery.state == "failed"
     # Every retry carries the same webhook-id, so receivers can deduplicate.
     assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery.event_id}
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_it_waits_at_least_as_long_as_the_endpoint_asks(org, make_receiver, make_endpoint, status):
+    receiver = make_receiver(status=status, retry_after="600")
+    endpoint, _ = make_endpoint(org, receiver.url)
+    delivery = queue(endpoint)
+    now = timezone.now()
+    deliver_due_webhooks(now=now)
+    delivery.refresh_from_db()
+    assert delivery.attempt == 1 and delivery.next_attempt_at - now >= timedelta(seconds=600)  # not 30 s
 
 
 def test_it_redelivers(org, make_receiver, make_endpoint):
