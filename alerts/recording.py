@@ -2,7 +2,8 @@
 
 `record_run_changes` is a run-change subscriber (runs.changes): it runs inside the transaction of the
 status changes it is given, so a change and the alert events it causes commit together. A batch costs a
-query for the organizations' rules and one per rule that matches something; success-rate rules add one
+query for the organizations' rules (none for an organization already found without any in this sweep)
+and one per rule that matches something; success-rate rules add one
 query per provider or workflow they re-evaluate.
 """
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from alerts.models import Event, Incident, Rule
 from providers.models import Credential
+from runs import per_sweep
 from runs.changes import RunChange
 from runs.models import TERMINAL, Run, Status
 
@@ -83,9 +85,17 @@ def record_run_changes(changes: Sequence[RunChange]) -> None:
 
 
 def _record_against(finished: list[Run], applies: Callable[[Rule], bool]) -> None:
-    rules = Rule.objects.filter(organization__in={r.organization_id for r in finished}, kind__in=RUN_RULES)
+    # Organizations found without run rules are not asked again within a sweep (runs.per_sweep): a rule
+    # added meanwhile sees the runs that finish from at most `runs.per_sweep.MAX_AGE` later on. The rules
+    # themselves are read for every batch, so an edited or deleted rule is never used.
+    without_rules: set[int] = per_sweep.kept("alerts.orgs_without_run_rules", set)
+    organizations = {r.organization_id for r in finished} - without_rules
+    if not organizations:
+        return
+    rules = list(Rule.objects.filter(organization__in=organizations, kind__in=RUN_RULES).prefetch_related("providers"))
+    without_rules.update(organizations - {rule.organization_id for rule in rules})
     by_org: dict[int, list[Rule]] = defaultdict(list)
-    for rule in rules.prefetch_related("providers"):
+    for rule in rules:
         if applies(rule):
             by_org[rule.organization_id].append(rule)
     if not by_org:

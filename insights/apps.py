@@ -6,8 +6,8 @@ class InsightsConfig(AppConfig):
     verbose_name = "Insights"
 
     def ready(self) -> None:
-        from insights.costing import price_finished_runs
-        from runs.changes import on_run_changes
+        from insights.costing import cost_finishing_runs
+        from runs.changes import on_runs_finishing
 
-        # A finished run is costed in the transaction that finished it (runs.changes).
-        on_run_changes(price_finished_runs)
+        # A finished run is costed by the UPDATE that finishes it (runs.changes).
+        on_runs_finishing(cost_finishing_runs)

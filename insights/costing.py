@@ -10,8 +10,8 @@
   submission, cancelled or failed in the queue, or lost by a provider that never reported it running).
   Pricing those would bill work nobody saw happen.
 
-Costs are written when a run finishes (a run-change subscriber, in the change's own transaction) and
-again for a provider's finished runs when its prices change.
+Costs are written when a run finishes (a finishing-run subscriber of runs.changes: by the UPDATE that
+finishes it) and again for a provider's finished runs when its prices change.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db.models import QuerySet
 
 from insights.models import Price
-from runs.changes import RunChange
+from runs import per_sweep
+from runs.changes import Finishing
 from runs.models import TERMINAL, CostSource, Run, Status
 
 BATCH = 1000
@@ -85,8 +87,36 @@ def price_runs(runs: QuerySet[Run]) -> int:
         changed += len(dirty)
 
 
-def price_finished_runs(changes: Sequence[RunChange]) -> None:
-    """Run-change subscriber: cost the runs of this batch that just finished (three queries a batch)."""
-    finished = [c.run.id for c in changes if c.status_changed and c.run.status in TERMINAL]
-    if finished:
-        price_runs(Run.objects.filter(pk__in=finished))
+def cost_finishing_runs(finishing: Sequence[Finishing]) -> None:
+    """Finishing-run subscriber (runs.changes): each run's cost and its source join the columns its
+    finishing UPDATE writes, from the values it finishes with.
+
+    A provider's prices are read once per sweep (runs.per_sweep): a price saved while a sweep runs applies
+    to the runs that sweep finishes at most `runs.per_sweep.MAX_AGE` later; a run finished in between keeps
+    the older price until its provider's runs are re-costed (saving a price in the admin, or
+    `manage.py price_runs`)."""
+    prices = _kept_prices({f.run.provider_id for f in finishing})
+    for f in finishing:
+        changes = f.changes
+        changes["cost"], changes["cost_source"] = cost_of(
+            prices[f.run.provider_id],
+            _finishing_value(f, "gpu"),
+            _finishing_value(f, "gpu_seconds"),
+            _finishing_value(f, "started"),
+            _finishing_value(f, "finished"),
+            changes["status"],
+        )
+
+
+def _finishing_value(f: Finishing, name: str) -> Any:
+    # Only what the change leaves alone is read from the run (one loaded without it reads it then).
+    return f.changes[name] if name in f.changes else getattr(f.run, name)
+
+
+def _kept_prices(provider_ids: set[int]) -> dict[int, dict[str, Price]]:
+    kept: dict[int, dict[str, Price]] = per_sweep.kept("insights.prices", dict)
+    missing = provider_ids - kept.keys()
+    if missing:
+        found = prices_by_provider(missing)
+        kept.update({provider_id: found.get(provider_id, {}) for provider_id in missing})
+    return kept

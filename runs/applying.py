@@ -11,7 +11,9 @@ Both go through `apply_many`, so there is one implementation of the rules:
    The output counter grows in the run's own UPDATE by the outputs found new, and is corrected by the
    rows a concurrent writer inserted first, so it always equals the rows stored.
 4. The batch's changes go to the run-change hook's subscribers (runs.changes), still in that
-   transaction: outbound webhook messages commit or roll back with the change (an outbox).
+   transaction: outbound webhook messages commit or roll back with the change (an outbox). Runs about
+   to finish are shown to the finishing subscribers before the UPDATE, so the columns they add (a
+   run's cost) are written by it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from django.utils import timezone
 from providers.clients.base import OutputRef, RunError, RunSnapshot, RunStatus
 from runs import changes as run_changes
 from runs.bulk import add_to, insert_rows, update_where
-from runs.models import Run, RunEvent, RunOutput, Status, allowed_transition
+from runs.models import TERMINAL, Run, RunEvent, RunOutput, Status, allowed_transition
 
 
 def apply_snapshot(
@@ -109,6 +111,10 @@ def apply_many(
         for p in plans:
             if p is not None and outputs.new.get(p.run.id):
                 p.changes["n_outputs"] = len(outputs.new[p.run.id])
+        # Columns other apps write with a finishing run (its cost) ride along in the same UPDATE.
+        run_changes.announce_finishing(
+            [p for p in plans if p is not None and p.status_changes and p.new_status in TERMINAL]
+        )
         won = conditional_update([p for p in plans if p is not None and p.changes])
         applied: list[RunUpdate] = []
         for index, p in enumerate(plans):

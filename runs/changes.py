@@ -26,7 +26,8 @@ Subscribe once, from your AppConfig.ready, so the engine never imports its subsc
 Rules for subscribers:
 - Do database work only, no network calls: the rows they write are picked up and sent later by a
   loop of their own (webhooks.delivery), outside the sweep.
-- Cost should be a query or two per batch (a batch holds up to 1,000 runs), not per change.
+- Cost should be a query or two per batch (a batch holds up to 1,000 runs), not per change; what does
+  not change from batch to batch can be read once per sweep (`runs.per_sweep.kept`).
 - Raising rolls back the whole change (the sweep then retries the runs one by one, and a run that
   still fails is retried later). Never swallow an error to keep going: that is how events get lost.
 """
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from runs.models import Run
@@ -83,3 +84,38 @@ def announce(changes: Sequence[RunChange]) -> None:
         return
     for subscriber in tuple(_subscribers):
         subscriber(changes)
+
+
+class Finishing(Protocol):
+    """A run about to reach a terminal status, before its UPDATE is written (runs.applying)."""
+
+    @property
+    def run(self) -> Run:
+        """The run as it was read (its status is still the old one)."""
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The columns its UPDATE writes (status, times, …); a subscriber may add columns of its own."""
+
+
+FinishingSubscriber = Callable[[Sequence[Finishing]], object]
+
+_finishing: list[FinishingSubscriber] = []
+
+
+def on_runs_finishing(subscriber: FinishingSubscriber) -> FinishingSubscriber:
+    """Call `subscriber(finishing)` with a batch's runs about to finish, before their UPDATE: the columns it
+    adds to each one's `changes` are written by that same statement (a run's cost), or not at all when
+    another writer changed the run first. Database reads only; same registration rules as `on_run_changes`.
+    """
+    if subscriber not in _finishing:
+        _finishing.append(subscriber)
+    return subscriber
+
+
+def announce_finishing(finishing: Sequence[Finishing]) -> None:
+    """Hand the runs about to finish to every finishing subscriber; called by runs.applying."""
+    if not finishing:
+        return
+    for subscriber in tuple(_finishing):
+        subscriber(finishing)

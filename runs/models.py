@@ -78,6 +78,9 @@ SWEEP_FIELDS = (
     "n_outputs",
     "cancel_requested",
     "workflow_fingerprint",
+    # A run that finishes is costed from its GPU and GPU time (runs.changes' finishing subscribers).
+    "gpu",
+    "gpu_seconds",
 )
 # A tracked run that ended on the provider in one of these has a graph there worth asking for (runs.graphs);
 # a lost run is unknown to it, and a timed-out one is comfytrack's verdict, not the provider's.

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from comfytrack import metrics, net
@@ -33,6 +34,7 @@ from comfytrack.leases import Holder, Lease
 from comfytrack.sql import column
 from providers.clients.base import ProviderError, RunSnapshot, RunStatus
 from providers.models import Credential
+from runs import per_sweep
 from runs.applying import apply_many, apply_snapshot, mark_status
 from runs.archive import archive_due_batch
 from runs.breaker import counts_against_credential, probe_credentials
@@ -76,6 +78,9 @@ class SweepStats:
     flagged: set[int] = field(default_factory=set)
     # Credentials with at least one answer in the batch being applied (apply_results sets it).
     answered: set[int] = field(default_factory=set)
+    # Per credential with an answer in this sweep, the moment of the latest batch it answered in:
+    # written once, at the sweep's end (record_answers).
+    answered_at: dict[int, datetime] = field(default_factory=dict)
     # Per failing credential: (provider name, the first error's message), for people (sync_runs --once).
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)
 
@@ -108,7 +113,8 @@ def sync_due_runs(
     says so (SIGTERM), the batch in hand is finished, no other is claimed and the leases of one
     already claimed are released. A sweep that fails releases the leases it still holds.
     """
-    with metrics.timed_sweep():
+    # Subscribers keep what they read (prices, whether an organization has rules) for the sweep (runs.per_sweep).
+    with metrics.timed_sweep(), per_sweep.sweep_scope():
         return _sweep(limit, now, max_seconds, archive, should_stop)
 
 
@@ -157,6 +163,8 @@ def _sweep(
     except BaseException:
         held.release_all()
         raise
+    finally:
+        record_answers(stats.answered_at)
     if archive:
         stats.graphs = fetch_all_due_graphs(should_stop=should_stop)
         stats.archived = archive_all_due_outputs(should_stop=should_stop)
@@ -307,8 +315,8 @@ def apply_results(
     if answered:
         items = [(run, snapshot, _bookkeeping(run, snapshot, now)) for run, snapshot in answered]
         try:
-            with transaction.atomic():
-                changed = apply_many(items, EventSource.POLL, now)
+            # apply_many writes in a savepoint of its own: a failure rolls the batch back to it.
+            changed = apply_many(items, EventSource.POLL, now)
         except Exception:
             logger.exception("applying a batch of %d runs failed; applying them one by one", len(items))
             for run, _ in answered:
@@ -322,9 +330,23 @@ def apply_results(
         if run.id not in done:
             apply_result(run, results.get(run.id), stats, now=now)
     stats.answered = set()
-    # Health is the latest outcome per credential (the providers page): one UPDATE per batch.
-    if answered_by:
-        Credential.objects.filter(pk__in=answered_by).update(last_ok=now)
+    stats.answered_at.update(dict.fromkeys(answered_by, now))
+
+
+def record_answers(answered_at: dict[int, datetime]) -> None:
+    """Health is the latest outcome per credential (the providers page): each credential's last good
+    answer is written once per sweep, one UPDATE per distinct moment (batches of one sweep share few),
+    never moving `last_ok` back. A failure meanwhile (`Credential.mark_failed`) is written at once, so
+    an answer before it still reads as older; the page lags the sweep by at most its length."""
+    by_moment: dict[datetime, list[int]] = defaultdict(list)
+    for credential_id, moment in answered_at.items():
+        by_moment[moment].append(credential_id)
+    try:
+        for moment, ids in by_moment.items():
+            Credential.objects.filter(Q(last_ok=None) | Q(last_ok__lt=moment), pk__in=ids).update(last_ok=moment)
+    except Exception:
+        # After a failed sweep the connection may be what broke: the next sweep's answers record it.
+        logger.warning("could not record the last good answer of %d credential(s)", len(answered_at))
 
 
 def _after_answer(run: Run, did_change: bool, stats: SweepStats, now: datetime, ok_credentials: set[int]) -> None:

@@ -4,7 +4,8 @@ registered by WebhooksConfig.ready.
 `enqueue_run_changes` runs inside the transaction of the status change and writes one
 `WebhookDelivery` per matching endpoint and event there (a transactional outbox): a committed change
 always has its messages, a rolled-back one has none. `webhooks.delivery` sends them later, outside
-the sweep. It costs one query per batch when the organizations involved have no endpoints.
+the sweep. It costs one query per batch when the organizations involved have no endpoints, and none once
+a sweep has found that.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from comfytrack.api_json import datetime_text
+from runs import per_sweep
 from runs.changes import RunChange
 from runs.models import RunOutput
 from runs.schemas import json_ready, rows_json, run_row_queryset
@@ -45,9 +47,17 @@ def message_id() -> str:
 
 
 def _enqueue(changes: list[Change]) -> int:
+    # Organizations found without active endpoints are not asked again within a sweep (runs.per_sweep): an
+    # endpoint added meanwhile gets the events of changes from at most `runs.per_sweep.MAX_AGE` later on.
+    # Endpoints themselves are read for every batch, so a disabled or deleted one is never sent to.
+    without_endpoints: set[int] = per_sweep.kept("webhooks.orgs_without_endpoints", set)
+    organizations = {c[0] for c in changes} - without_endpoints
+    if not organizations:
+        return 0
     endpoints_by_org: dict[int, list[WebhookEndpoint]] = {}
-    for endpoint in WebhookEndpoint.objects.filter(organization_id__in={c[0] for c in changes}, is_active=True):
+    for endpoint in WebhookEndpoint.objects.filter(organization_id__in=organizations, is_active=True):
         endpoints_by_org.setdefault(endpoint.organization_id, []).append(endpoint)
+    without_endpoints.update(organizations - endpoints_by_org.keys())
     wanted = [c for c in changes if c[0] in endpoints_by_org]
     if not wanted:
         return 0
