@@ -78,6 +78,9 @@ class RunAdmin(OrgScopedAdmin):
         "last_sync_error",
         "unknown_since",
         "n_outputs",
+        # Where asking the provider for a tracked run's graph stands (runs.graphs).
+        "graph_due",
+        "graph_attempts",
         "workflow_json",
         "inputs_json",
     ]

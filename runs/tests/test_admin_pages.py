@@ -57,3 +57,11 @@ def test_the_run_list_columns_are_short(alice_client, provider, make_run):
     page = alice_client.get(reverse("admin:runs_run_changelist")).content.decode()
     rows = page.split("<tbody>")[1]
     assert "x" * 23 + "…" in rows and ">" + "x" * 80 not in rows and str(run.code) not in rows
+
+
+def test_a_run_shows_where_its_graph_request_stands(alice_client, provider, make_run):
+    run = make_run(provider, status=Status.SUCCEEDED)
+    type(run).objects.filter(pk=run.pk).update(graph_attempts=3)
+    page = alice_client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+    assert re.search(r'field-graph_attempts">.*?<div class="readonly">3</div>', page, re.S)
+    assert "field-graph_due" in page
