@@ -2,8 +2,8 @@
 
 Two sources:
 - the process counters and histograms of comfytrack.metrics;
-- gauges read from the database at scrape time (runs in flight, sweep lag, breakers, archive and
-  webhook backlogs): the truth of the whole deployment, whichever machine or process holds the work.
+- gauges read from the database at scrape time (runs in flight, sweep lag, breakers, graph, archive
+  and webhook backlogs): the truth of the whole deployment, whichever machine or process holds the work.
 """
 
 from __future__ import annotations
@@ -76,12 +76,24 @@ class DatabaseCollector(Collector):
             retrying=Count("id", filter=Q(next_archive_after__isnull=False, archive_attempts__gt=0)),
             given_up=Count("id", filter=Q(next_archive_after__isnull=True)),
         )
+        # Only runs whose graph is still due: the partial index runs_run_graph_due holds exactly those.
+        graphs = Run.objects.filter(graph_due__isnull=False).aggregate(
+            waiting=Count("id"), retrying=Count("id", filter=Q(graph_attempts__gt=0))
+        )
         deliveries = WebhookDelivery.objects.filter(delivered=None).aggregate(
             pending=Count("id", filter=Q(failed=None)),
             retrying=Count("id", filter=Q(failed=None, attempt__gt=0)),
             failed=Count("id", filter=Q(failed__isnull=False)),
         )
         backlogs = {
+            "graph_backlog": (
+                "Finished tracked runs whose graph is still to be asked for (runs.graphs).",
+                graphs["waiting"],
+            ),
+            "graph_retrying": (
+                "Tracked runs whose graph is asked for again after a failed request.",
+                graphs["retrying"],
+            ),
             "archive_backlog": ("Outputs waiting to be archived (first try or a retry).", archive["waiting"]),
             "archive_retrying": ("Outputs waiting to be archived after a failed try.", archive["retrying"]),
             "archive_failed": (

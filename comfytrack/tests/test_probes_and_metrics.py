@@ -97,7 +97,7 @@ def scrape(client, settings) -> dict[str, float]:
 
 
 @pytest.mark.django_db
-def test_metrics_read_runs_breakers_archive_and_webhook_backlogs_from_the_database(
+def test_metrics_read_runs_breakers_graph_archive_and_webhook_backlogs_from_the_database(
     client, settings, org, provider, make_run
 ):
     from runs.models import RunOutput
@@ -108,6 +108,8 @@ def test_metrics_read_runs_breakers_archive_and_webhook_backlogs_from_the_databa
     make_run(provider, status="running", next_sync_after=now + timedelta(seconds=30))
     make_run(provider, status="queued")
     done = make_run(provider, status="succeeded", next_sync_after=None)
+    make_run(provider, status="succeeded", next_sync_after=None, graph_due=now)
+    make_run(provider, status="failed", next_sync_after=None, graph_due=now + timedelta(minutes=2), graph_attempts=1)
     credential = provider.credentials.get()
     credential.mark_failed("HTTP 503", retry_after=600, now=now)
     RunOutput.objects.create(run=done, key="a", filename="a.png", provider_url="https://x.example/a.png")
@@ -138,6 +140,8 @@ def test_metrics_read_runs_breakers_archive_and_webhook_backlogs_from_the_databa
     label = f'{{credential="{credential.pk}",provider_kind="comfydeploy"}}'
     assert samples[f"comfytrack_credential_breaker_open{label}"] == 1
     assert samples[f"comfytrack_credential_consecutive_failures{label}"] == 1
+    assert samples["comfytrack_graph_backlog"] == 2
+    assert samples["comfytrack_graph_retrying"] == 1
     assert samples["comfytrack_archive_backlog"] == 2
     assert samples["comfytrack_archive_retrying"] == 1
     assert samples["comfytrack_archive_failed"] == 1
