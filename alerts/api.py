@@ -3,6 +3,7 @@ delete, test, mute)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -153,18 +154,14 @@ def rule_json(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _config(func, request: HttpRequest, payload: Schema):
+def _configure[T, Target](
+    request: HttpRequest, func: Callable[[Target, dict[str, Any]], T], target: Target, data: dict[str, Any]
+) -> T:
+    """For an owner or admin, create (`target`: the organization) or change (`target`: the channel or rule)
+    with one of alerts.config's functions; a ConfigError is a 422 naming the field."""
     _manager(request)
     try:
-        return func(caller(request).organization, payload.dict())
-    except ConfigError as exc:
-        raise invalid(exc.message, exc.field) from None
-
-
-def _patch(func, request: HttpRequest, target, payload: Schema):
-    _manager(request)
-    try:
-        return func(target, payload.dict(exclude_unset=True))
+        return func(target, data)
     except ConfigError as exc:
         raise invalid(exc.message, exc.field) from None
 
@@ -190,7 +187,7 @@ def channels(request: HttpRequest):
 
 @router.post("/channels", response={201: ChannelOut, **errors(403)}, summary="Add an alert channel")
 def add_channel(request: HttpRequest, payload: ChannelIn):
-    return Status(201, channel_json(_config(create_channel, request, payload)))
+    return Status(201, channel_json(_configure(request, create_channel, caller(request).organization, payload.dict())))
 
 
 @router.get("/channels/{channel_id}", response={200: ChannelOut, **errors(404)}, summary="An alert channel")
@@ -202,7 +199,9 @@ def channel_detail(request: HttpRequest, channel_id: UUID):
 def edit_channel(request: HttpRequest, channel_id: UUID, payload: ChannelPatch):
     """Change the name or where it sends (its kind stays). A Slack/Discord URL is a secret: `target` shows
     it masked, and a blank or absent `url` keeps the stored one."""
-    return channel_json(_patch(update_channel, request, _get_channel(request, channel_id), payload))
+    return channel_json(
+        _configure(request, update_channel, _get_channel(request, channel_id), payload.dict(exclude_unset=True))
+    )
 
 
 @router.delete("/channels/{channel_id}", response={204: None, **errors(403, 404)}, summary="Delete a channel")
@@ -222,7 +221,7 @@ def rules(request: HttpRequest):
 
 @router.post("/rules", response={201: RuleOut, **errors(403)}, summary="Add an alert rule")
 def add_rule(request: HttpRequest, payload: RuleIn):
-    return Status(201, rule_json(_config(create_rule, request, payload)))
+    return Status(201, rule_json(_configure(request, create_rule, caller(request).organization, payload.dict())))
 
 
 @router.get("/rules/{rule_id}", response={200: RuleOut, **errors(404)}, summary="An alert rule")
@@ -233,7 +232,7 @@ def rule_detail(request: HttpRequest, rule_id: UUID):
 @router.patch("/rules/{rule_id}", response={200: RuleOut, **errors(403, 404)}, summary="Edit an alert rule")
 def edit_rule(request: HttpRequest, rule_id: UUID, payload: RulePatch):
     """Change the name, scope, thresholds or channels (its kind stays)."""
-    return rule_json(_patch(update_rule, request, _get_rule(request, rule_id), payload))
+    return rule_json(_configure(request, update_rule, _get_rule(request, rule_id), payload.dict(exclude_unset=True)))
 
 
 @router.delete("/rules/{rule_id}", response={204: None, **errors(403, 404)}, summary="Delete an alert rule")

@@ -174,22 +174,28 @@ def v1_outputs(run: FakeRun) -> dict[str, Any]:
     return {"9": {"images": images}}
 
 
-async def get_job(request: web.Request) -> web.Response:
+def v1_job_in_path(request: web.Request) -> FakeRun | web.Response:
+    """The job the path names, or the v1 answer refusing the request (no key, unknown job)."""
     if (denied := v1_denied(request)) is not None:
         return denied
     run = request.app[STATE].get(KIND, request.match_info["job_id"])
     if run is None:
         return web.json_response({"code": "NOT_FOUND", "message": "Job not found"}, status=404)
+    return run
+
+
+async def get_job(request: web.Request) -> web.Response:
+    run = v1_job_in_path(request)
+    if isinstance(run, web.Response):
+        return run
     phase, now = rendered(request, run)
     return web.json_response(v1_detail(run, phase, now))
 
 
 async def get_job_status(request: web.Request) -> web.Response:
-    if (denied := v1_denied(request)) is not None:
-        return denied
-    run = request.app[STATE].get(KIND, request.match_info["job_id"])
-    if run is None:
-        return web.json_response({"code": "NOT_FOUND", "message": "Job not found"}, status=404)
+    run = v1_job_in_path(request)
+    if isinstance(run, web.Response):
+        return run
     phase, now = rendered(request, run)
     changed = iso(run.finished_at(now) or run.entered(phase, now) or run.created)
     error = (run.error or {}).get("exception_message") if phase == state.FAILED else None
@@ -372,12 +378,20 @@ async def v2_submit(request: web.Request) -> web.Response:
     return web.json_response(v2_job(request, run, run.phase(), time.time()), status=201)
 
 
-async def v2_get(request: web.Request) -> web.Response:
+def v2_job_in_path(request: web.Request) -> FakeRun | web.Response:
+    """The job the path names, or the v2 answer refusing the request (no key, unknown job)."""
     if (denied := v2_denied(request)) is not None:
         return denied
     run = request.app[STATE].get(KIND, request.match_info["job_id"])
     if run is None:
         return v2_error(404, "not_found", "Job not found")
+    return run
+
+
+async def v2_get(request: web.Request) -> web.Response:
+    run = v2_job_in_path(request)
+    if isinstance(run, web.Response):
+        return run
     phase, now = rendered(request, run)
     return web.json_response(v2_job(request, run, phase, now))
 
@@ -385,20 +399,16 @@ async def v2_get(request: web.Request) -> web.Response:
 async def v2_workflow(request: web.Request) -> web.Response:
     """The job's workflow sub-resource: jobs submitted through the API get `format: api`, the graph they
     ran (only jobs pinned to an editor version get `save`, which the fake has none of)."""
-    if (denied := v2_denied(request)) is not None:
-        return denied
-    run = request.app[STATE].get(KIND, request.match_info["job_id"])
-    if run is None:
-        return v2_error(404, "not_found", "Job not found")
+    run = v2_job_in_path(request)
+    if isinstance(run, web.Response):
+        return run
     return web.json_response({"workflow": run.workflow, "format": "api"})
 
 
 async def v2_cancel(request: web.Request) -> web.Response:
-    if (denied := v2_denied(request)) is not None:
-        return denied
-    run = request.app[STATE].get(KIND, request.match_info["job_id"])
-    if run is None:
-        return v2_error(404, "not_found", "Job not found")
+    run = v2_job_in_path(request)
+    if isinstance(run, web.Response):
+        return run
     if run.phase() not in state.TERMINAL:
         run.force(state.CANCELLED)
     return web.json_response(v2_job(request, run, run.phase(), time.time()))

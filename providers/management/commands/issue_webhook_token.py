@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.management.lookup import get_org
-from providers.models import Provider
+from providers.management.lookup import get_provider
 
 
 class Command(BaseCommand):
@@ -15,10 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("provider_name")
 
     def handle(self, *args, org_slug, provider_name, **options):
-        org = get_org(org_slug)
-        provider = Provider.objects.filter(organization=org, name=provider_name).first()
-        if provider is None:
-            raise CommandError(f"{org.slug} has no provider named {provider_name!r}.")
+        provider = get_provider(org_slug, provider_name)
         if provider.kind != "comfydeploy":
             raise CommandError(f"{provider.kind_label} sends no webhooks; only ComfyDeploy providers take a token.")
         token = provider.issue_webhook_token()

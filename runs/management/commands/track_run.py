@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.management.lookup import get_org
-from providers.models import Provider
+from providers.management.lookup import get_provider
 from runs.tracking import external_id_problem, track_run
 
 
@@ -14,10 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("external_id")
 
     def handle(self, *args, org_slug, provider_name, external_id, **options):
-        org = get_org(org_slug)
-        provider = Provider.objects.filter(organization=org, name=provider_name).first()
-        if provider is None:
-            raise CommandError(f"{org.slug} has no provider named {provider_name!r}.")
+        provider = get_provider(org_slug, provider_name)
         external_id = external_id.strip()
         if problem := external_id_problem(external_id):
             raise CommandError(f"EXTERNAL_ID {problem}: 1 to 200 characters without spaces or control characters.")

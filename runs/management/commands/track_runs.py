@@ -7,8 +7,7 @@ from itertools import batched
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.management.lookup import get_org
-from providers.models import Provider
+from providers.management.lookup import get_provider
 from runs.tracking import MAX_TRACK_IDS, read_external_ids, track_runs
 
 MAX_FILE_BYTES = 50_000_000
@@ -26,10 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--file", required=True, help="A file of ids, or - for standard input.")
 
     def handle(self, *args, org_slug, provider_name, file, **options):
-        org = get_org(org_slug)
-        provider = Provider.objects.filter(organization=org, name=provider_name).first()
-        if provider is None:
-            raise CommandError(f"{org.slug} has no provider named {provider_name!r}.")
+        provider = get_provider(org_slug, provider_name)
         if not provider.is_active:
             raise CommandError(f"provider {provider.name!r} is disabled.")
         ids = read_external_ids(_read_text(file))
