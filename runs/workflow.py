@@ -66,8 +66,12 @@ def effective(workflow: Any, inputs: Any, client_class: type[ProviderClient]) ->
 
 def key_values(workflow: Any, inputs: Any) -> dict[str, Any]:
     """The first value of each key input across the workflow, overridden by the run's inputs."""
+    return _key_values(nodes(workflow), inputs)
+
+
+def _key_values(summaries: list[NodeSummary], inputs: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for node in nodes(workflow):
+    for node in summaries:
         for key, value in node.key_inputs.items():
             values.setdefault(key, value)
     if isinstance(inputs, dict):
@@ -105,9 +109,10 @@ def headline(workflow: Any, inputs: Any) -> list[tuple[str, Any]]:
 
 def search_text(external_id: str, workflow: Any, inputs: Any) -> str:
     """What free-text search looks at: the external id plus key input values and node types."""
+    summaries = nodes(workflow)  # read once: it is most of the cost of a graph's search text
     parts = [external_id]
-    parts += [str(v) for v in key_values(workflow, inputs).values()]
-    parts += sorted({node.class_type for node in nodes(workflow)})
+    parts += [str(v) for v in _key_values(summaries, inputs).values()]
+    parts += sorted({node.class_type for node in summaries})
     return " ".join(p for p in parts if p)[:SEARCH_TEXT_LIMIT].lower()
 
 
