@@ -45,6 +45,7 @@ from runs.schemas import (
     money,
     organization_runs_page,
     rows_json,
+    run_page,
     run_row_queryset,
 )
 from runs.stats import MAX_WINDOW_DAYS, ProviderStats, compute_stats, window_from_days
@@ -238,8 +239,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
     params = _clean_params(request)
     try:
         if not params:  # the common call, "what is new"
-            items, next_cursor = organization_runs_page(_org(request), query.cursor, query.limit)
-            return {"items": items, "next_cursor": next_cursor}
+            return run_page(*organization_runs_page(_org(request), query.cursor, query.limit))
         filters = parse_filters(_Params(params), _org(request))
         if filters.errors:
             raise invalid(" ".join(map(str, filters.errors)), filters.errors[0].field)
@@ -247,7 +247,7 @@ def list_runs(request: HttpRequest, query: Query[ListQuery]):
         page, next_cursor = paginate(queryset, query.cursor, query.limit)
     except BadCursor as exc:
         raise invalid(str(exc), "cursor") from None
-    return {"items": rows_json(page), "next_cursor": next_cursor}
+    return run_page(rows_json(page), next_cursor)
 
 
 class ExportQuery(FilterQuery):
