@@ -47,6 +47,10 @@ from runs.models import Run
 logger = logging.getLogger("runs.graphs")
 
 BATCH_SIZE = 500
+# A batch's requests end after this long, however slow the provider: a stalled one must not hold the
+# loop past its pass (each request has its own timeout too, but 500 of them, 64 at a time, add up).
+# The runs not answered by then are asked again after a back-off.
+BATCH_SECONDS = 30.0
 # A claimed run is held for 60 s and renewed every 15 s while its batch is asked: a worker that dies
 # leaves its runs to the next pass within a minute.
 LEASE = Lease(Run, "graph_due", timedelta(seconds=60), renew_every=15.0)
@@ -163,23 +167,33 @@ async def _fetch_groups(groups: list[tuple[ProviderClient, list[Run]]]) -> dict[
 
 async def _fetch_group(client: ProviderClient, runs: list[Run]) -> dict[int, Answer]:
     limit = asyncio.Semaphore(client.options.fetch_concurrency)
+    answers: dict[int, Answer] = {}
 
-    async def one(run: Run) -> tuple[int, Answer]:
+    async def one(run: Run) -> None:
         async with limit:
             try:
                 graph = await client.fetch_workflow(run.external_id)
             except ProviderError as exc:
-                return run.id, exc
+                answers[run.id] = exc
+                return
             except Exception as exc:
                 logger.exception("client %s failed to fetch a workflow", type(client).__name__)
-                return run.id, ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
-        return run.id, None if graph is None else dict(graph)
+                answers[run.id] = ProviderError(f"Unexpected error in the {client.label} client: {type(exc).__name__}.")
+                return
+        answers[run.id] = None if graph is None else dict(graph)
 
+    unanswered = ProviderError(f"{client.label} did not answer within {BATCH_SECONDS:g} s.")
     try:
         async with client:
-            return dict(await asyncio.gather(*(one(run) for run in runs)))
+            async with asyncio.timeout(BATCH_SECONDS):
+                await asyncio.gather(*(one(run) for run in runs))
+    except TimeoutError:
+        logger.warning(
+            "%s: %d graph request(s) still unanswered after %g s", client.label, len(runs) - len(answers), BATCH_SECONDS
+        )
     except ProviderError as exc:  # opening or closing the client's session
-        return {run.id: exc for run in runs}
+        unanswered = exc
+    return {run.id: answers.get(run.id, unanswered) for run in runs}
 
 
 # -- recording (one transaction, no HTTP) -------------------------------------------------------------

@@ -319,3 +319,24 @@ def test_a_rule_scoped_to_the_workflow_sees_the_run_when_its_graph_arrives(org, 
     assert fetch_all_due_graphs() == 1
     assert sorted(e.rule_id for e in Event.objects.filter(run=run)) == sorted([by_provider.pk, by_workflow.pk])
     assert not Event.objects.filter(rule=other_workflow).exists()
+
+
+def test_a_stalled_provider_ends_the_batch_at_its_deadline(org, make_provider, fake, monkeypatch):
+    """One request hangs: the batch ends after BATCH_SECONDS, the answered run has its graph and the
+    stalled one is asked again after a back-off."""
+    import time
+
+    import runs.graphs
+
+    monkeypatch.setattr(runs.graphs, "BATCH_SECONDS", 1.0)
+    runs_ = finished(fake, v2(org, make_provider, fake), 2)
+    status_sweep()
+    fake.set_faults(mode="stall", stall_seconds=8, remaining=1, only_kind="comfycloud")
+    started = time.monotonic()
+    outcome = fetch_due_graphs()
+    assert time.monotonic() - started < 5
+    assert (outcome.claimed, outcome.arrived) == (2, 1)
+    for run in runs_:
+        run.refresh_from_db()
+    stalled = next(run for run in runs_ if not run.workflow_fingerprint)
+    assert stalled.graph_attempts == 1 and stalled.graph_due is not None and stalled.graph_due > timezone.now()
