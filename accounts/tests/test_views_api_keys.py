@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from accounts.models import ApiKey, Membership
 
@@ -88,3 +92,21 @@ def test_last_use_reads_as_a_relative_time_never_zero_minutes(client, alice, org
     client.force_login(alice)
     content = client.get("/settings/api-keys/").content.decode()
     assert ">just now</time>" in content and "0 minutes" not in content
+
+
+@pytest.mark.django_db
+def test_a_key_authenticates_with_the_values_the_orm_loads(org, other_org):
+    key, plain = ApiKey.issue(org, "ci", read_only=True)
+    ApiKey.objects.filter(pk=key.pk).update(last_used=timezone.now() - timedelta(minutes=5))
+    twin, twin_plain = ApiKey.issue(other_org, "theirs")
+    found = ApiKey.objects.authenticate(plain)
+    stored = ApiKey.objects.get(pk=key.pk)
+    assert found is not None
+    for name in ("id", "code", "organization_id", "key_hash", "read_only", "last_used", "name", "created", "prefix"):
+        assert getattr(found, name) == getattr(stored, name), name
+    assert isinstance(found.code, uuid.UUID) and found.read_only is True
+    assert found.last_used is not None and found.last_used.utcoffset() == timedelta(0)
+    assert ApiKey.objects.authenticate(twin_plain) == twin
+    assert ApiKey.objects.authenticate(plain[:-1] + ("a" if plain[-1] != "a" else "b")) is None
+    ApiKey.objects.filter(pk=key.pk).update(revoked=timezone.now())
+    assert ApiKey.objects.authenticate(plain) is None
