@@ -1,8 +1,8 @@
 """The graph pass: ask the providers for the graphs of finished tracked runs, apart from the status sweep.
 
 A run registered by id (`origin=tracked`) whose status answer left its graph out (a list call's entries
-do; Comfy API v2 serves it apart) is marked due here when it finishes (`Run.graph_due`, set by
-`Run.snapshot_fields`), so the status sweep never waits on a graph request.
+do; Comfy API v2 serves it apart) is marked due by the status write that finishes it (`Run.graph_due`,
+set by `Run.snapshot_fields`); this pass asks for it later, so the status sweep never waits on it.
 
 1. `claim_due_graphs` leases a batch of due runs by pushing `graph_due` forward, in one short
    transaction (`comfytrack.leases`).
@@ -61,8 +61,17 @@ FIRST_RETRY = 60.0
 MAX_RETRY = timedelta(hours=6)
 # What the pass reads of a run (`.only()`): the graph itself is what it is about to write.
 GRAPH_FIELDS = (
-    *("id", "code", "organization", "provider", "credential", "external_id", "status", "origin"),
-    *("workflow_fingerprint", "graph_due", "graph_attempts"),
+    "id",
+    "code",
+    "organization",
+    "provider",
+    "credential",
+    "external_id",
+    "status",
+    "origin",
+    "workflow_fingerprint",
+    "graph_due",
+    "graph_attempts",
 )
 
 Answer = dict[str, Any] | None | ProviderError
