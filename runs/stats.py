@@ -14,7 +14,20 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Aggregate, Case, Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum, When
+from django.db.models import (
+    Aggregate,
+    BigIntegerField,
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Func,
+    Q,
+    QuerySet,
+    Sum,
+    When,
+)
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -263,12 +276,29 @@ class _PercentilesDisc(Aggregate):
     function = "percentile_disc"
     template = "%(function)s(ARRAY[%(fractions)s]::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
 
-    def __init__(self, expression: Any, fractions: list[float]) -> None:
+    def __init__(self, expression: Any, fractions: list[float], output_field: Any) -> None:
         from django.contrib.postgres.fields import ArrayField  # psycopg: PostgreSQL only
 
         # Our own floats, written as literals: repr() is the shortest text that reads back as the same double.
         fractions_sql = ", ".join(map(repr, fractions))
-        super().__init__(expression, fractions=fractions_sql, output_field=ArrayField(DurationField()))
+        super().__init__(expression, fractions=fractions_sql, output_field=ArrayField(output_field))
+
+
+class _Microseconds(Func):
+    """An interval as whole microseconds (bigint), the sort key of the percentiles: a million bigints sort
+    in about half the time of a million intervals (by value, not by reference; measured in
+    docs/benchmarks.md, "Stats page"). From the interval's double number of seconds, rounded to the nearest
+    integer: each step rounds correctly, so a longer interval never gets a smaller key, and below
+    EXACT_MICROSECONDS the double is within 0.1 µs of the exact value, so the key is exactly it."""
+
+    template = "(date_part('epoch', %(expressions)s) * 1000000)::bigint"
+    output_field = BigIntegerField()
+
+
+# 2^28 s (8.5 years): below it the doubles of seconds and of microseconds step by at most 1/16 µs, so
+# their roundings stay far from half a microsecond. A longer duration (a provider's garbage times) is
+# sorted as an interval instead.
+EXACT_MICROSECONDS = 2**28 * 1_000_000
 
 
 def _disc_fractions(count: int) -> list[float]:
@@ -281,26 +311,54 @@ def _disc_fractions(count: int) -> list[float]:
 def percentiles_in_database(window: QuerySet[Run], timed: dict[int, tuple[int, int]]) -> dict[int, Percentiles]:
     """The percentiles computed by PostgreSQL: one query per provider with timed runs, each sorting that
     provider's durations in the database instead of sending every row here. The counts (from _groups)
-    give the exact fractions; values as `percentiles_in_python` gives them."""
+    give the exact fractions; values as `percentiles_in_python` gives them.
+
+    The durations are sorted as whole microseconds (_Microseconds); the key a percentile lands on is
+    the exact duration unless it is 8.5 years or more, and only then is that provider's query repeated
+    sorting the intervals themselves."""
     found: dict[int, Percentiles] = {}
     for provider_id, (queue_count, run_count) in sorted(timed.items()):
         if not queue_count and not run_count:
             continue
         rows = window.filter(provider_id=provider_id, started_source=PROVIDER)
-        result = rows.aggregate(
-            queue=_PercentilesDisc(QUEUE_DURATION, _disc_fractions(queue_count)),
-            run=_PercentilesDisc(RUN_DURATION, _disc_fractions(run_count)),
-        )
-        queue = _rounded(result["queue"]) if queue_count else (None, None)
-        run = _rounded(result["run"]) if run_count else (None, None)
-        found[provider_id] = (*queue, *run)
+        queue, run = _percentile_pairs(rows, queue_count, run_count, exact_keys=True)
+        if queue is None or run is None:
+            queue, run = _percentile_pairs(rows, queue_count, run_count, exact_keys=False)
+        found[provider_id] = (*(queue or (None, None)), *(run or (None, None)))
     return found
 
 
-def _rounded(values: list[timedelta] | None) -> tuple[float | None, float | None]:
+Pair = tuple[float | None, float | None]
+
+
+def _percentile_pairs(
+    rows: QuerySet[Run], queue_count: int, run_count: int, *, exact_keys: bool
+) -> tuple[Pair | None, Pair | None]:
+    """(queue p50, p95), (run p50, p95); with `exact_keys`, None for a pair whose key is not exact."""
+    if exact_keys:
+        queue_key: Any = _Microseconds(QUEUE_DURATION)
+        run_key: Any = _Microseconds(RUN_DURATION)
+        field: Any = BigIntegerField()
+    else:
+        queue_key, run_key, field = QUEUE_DURATION, RUN_DURATION, DurationField()
+    result = rows.aggregate(
+        queue=_PercentilesDisc(queue_key, _disc_fractions(queue_count), field),
+        run=_PercentilesDisc(run_key, _disc_fractions(run_count), field),
+    )
+    queue = _rounded(result["queue"]) if queue_count else (None, None)
+    run = _rounded(result["run"]) if run_count else (None, None)
+    return queue, run
+
+
+def _rounded(values: list[Any] | None) -> Pair | None:
+    """Seconds to the millisecond of percentile_disc's values: intervals, or microseconds (None when
+    one is too long to be exact)."""
     if not values:
         return None, None
-    p50, p95 = (round(max(value.total_seconds(), 0.0), 3) for value in values)
+    if any(isinstance(value, int) and abs(value) >= EXACT_MICROSECONDS for value in values):
+        return None
+    lengths = [value if isinstance(value, timedelta) else timedelta(microseconds=value) for value in values]
+    p50, p95 = (round(max(length.total_seconds(), 0.0), 3) for length in lengths)
     return p50, p95
 
 

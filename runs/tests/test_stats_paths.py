@@ -195,14 +195,19 @@ def test_the_day_grouping_has_statistics_on_its_own_expression(org, provider, ma
     assert any('("runs_run"."created" AT TIME ZONE \'UTC\')::date' in q["sql"] for q in captured.captured_queries)
 
 
-def test_percentiles_of_durations_days_long_keep_their_microseconds(org, provider, make_run):
+DAYS_LONG = [timedelta(days=days, seconds=seconds, microseconds=500) for days, seconds in [(1, 7), (2, 59), (1, 3601)]]
+# ~7,600 years (a provider's garbage times): past what PostgreSQL's bigint sort key holds to the
+# microsecond; this one's key is 18 µs off there, a millisecond off once rounded.
+MILLENNIA_LONG = [timedelta(days=2784037, seconds=63180, microseconds=571470), timedelta(seconds=3, microseconds=1)]
+
+
+@pytest.mark.parametrize("lengths", [DAYS_LONG, [*MILLENNIA_LONG, timedelta(seconds=9)]], ids=["days", "millennia"])
+def test_percentiles_of_long_durations_keep_their_microseconds(org, provider, make_run, lengths):
     """Durations of days ending in half a millisecond: the rounding to milliseconds depends on the last
-    bit of the double, which must be Python's (timedelta.total_seconds) on either path."""
+    bit of the double, which must be Python's (timedelta.total_seconds) on either path; and durations
+    too long for PostgreSQL's exact sort key, which must still come out as Python's."""
     now = timezone.now().replace(microsecond=0)
     created = now - timedelta(days=3)
-    lengths = [
-        timedelta(days=days, seconds=seconds, microseconds=500) for days, seconds in [(1, 7), (2, 59), (1, 3601)]
-    ]
     for length in lengths:
         make_run(
             provider,
