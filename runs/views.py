@@ -11,6 +11,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import F
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
@@ -21,7 +22,7 @@ from accounts.access import Access, org_required
 from comfytrack import untrusted_json
 from providers.clients.base import SubmissionRejected
 from providers.models import Provider
-from runs import live, serving
+from runs import live, presenters, serving
 from runs import workflow as wf
 from runs.actions import ActionError, cancel_run, retry_archiving, retry_run, sync_run_now
 from runs.charts import runs_per_day_svg
@@ -79,6 +80,7 @@ def run_list(request, access: Access):
     first_page = not cursor_ok
     context = {
         "runs": runs,
+        "rows": presenters.run_rows(runs),
         "poll_seconds": poll_seconds(),
         "first_page": first_page,
         "since": encode_cursor(newest) if newest else "",
@@ -112,6 +114,8 @@ def run_rows(request, access: Access):
     update = live.poll(request.GET, access.organization)
     context = {
         "update": update,
+        "refreshed": presenters.run_rows(update.refreshed),
+        "inserted": presenters.run_rows(update.inserted),
         "filter_query": live.live_query(request.GET, first_page=True),
     }
     return render(request, "runs/run_list.html#live-update", context)
@@ -222,21 +226,28 @@ def gallery(request, access: Access):
             outputs = outputs.filter(kind=kind)
         else:
             errors.append(f"Unknown kind {kind!r} (use {', '.join(RunOutput.Kind.values)}).")
-    outputs = outputs.select_related("run__provider")
+    # A tile shows its run's provider and prompt: three of the run's columns, not the run as a model
+    # instance of some 45 (and its provider's) per tile.
+    outputs = outputs.annotate(
+        run_provider_id=F("run__provider_id"), run_workflow=F("run__workflow"), run_inputs=F("run__inputs")
+    )
     page, next_cursor = paginate_or_restart(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE, errors)
-    for output in page:
-        # The tile's caption: what the picture is of, without opening it.
-        output.headline = dict(wf.headline(output.run.workflow, output.run.inputs))
+    providers = list(_providers(access))
+    provider_names = {p.pk: p.name for p in providers}
+    if missing := {output.run_provider_id for output in page} - provider_names.keys():
+        # Only if a run's provider is not its organization's (the models keep them together).
+        provider_names.update(Provider.objects.filter(pk__in=missing).values_list("pk", "name"))
     context = {
         "access": access,
         "outputs": page,
+        "tiles": presenters.gallery_tiles(page, provider_names),
         "next_cursor": next_cursor,
         "filters": filters,
         "kind": kind,
         "kinds": RunOutput.Kind.choices,
         "statuses": Status.choices,
         "errors": errors,
-        "providers": _providers(access),
+        "providers": providers,
     }
     return render(request, "runs/gallery.html", context)
 

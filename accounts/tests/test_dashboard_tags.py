@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.template import engines
 from django.utils import timezone
 
-from accounts.templatetags.dashboard import ago, duration
+from accounts.templatetags.dashboard import ago, duration, time_ago
+
+# What time_ago showed as a template of its own: the tag must show the same.
+TIME_AGO_TEMPLATE = (
+    '{% load dashboard %}{% if moment %}<time class="js-ago" datetime="{{ moment.isoformat }}" '
+    "title=\"{{ moment|date:'Y-m-d H:i:s e' }}\">{{ moment|ago }}</time>{% else %}—{% endif %}"
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +56,12 @@ def test_a_month_old_moment_is_its_date_and_none_is_a_dash():
 )
 def test_durations_keep_a_tenth_under_ten_seconds(seconds, text):
     assert duration(seconds) == text
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+@pytest.mark.parametrize("seconds", [None, 5, 3 * 60 + 20, 4 * 86400, 400 * 86400])
+def test_time_ago_shows_what_the_date_filter_and_ago_show(zone, seconds):
+    moment = None if seconds is None else timezone.now() - timedelta(seconds=seconds, microseconds=123)
+    with timezone.override(zone):
+        expected = engines["django"].from_string(TIME_AGO_TEMPLATE).render({"moment": moment})
+        assert time_ago(moment) == expected
