@@ -4,8 +4,9 @@
 
 Seeds runs across 3 organizations (PostgreSQL: COPY; otherwise bulk_create), one output per 5 runs,
 then requests the runs page (first page, a filtered page, a deep cursor page) and the gallery through
-Django's test client as a member of the first organization. Prints p50/p95 server time and the SQL count
-per page. Each --runs value reseeds up to that total (runs are added, never deleted).
+Django's test client as a member of the first organization. Prints p50/p95 server time, the SQL count and
+the median CPU time of this process per request, per page; with --profile, then where each page's time
+goes (cProfile). Each --runs value reseeds up to that total (runs are added, never deleted).
 """
 
 from __future__ import annotations
@@ -203,23 +204,41 @@ def _bulk_create(rows, outputs) -> None:
     )
 
 
-def measure(client, url: str, repeat: int) -> tuple[float, float, int]:
+def measure(client, url: str, repeat: int) -> tuple[float, float, int, float]:
+    """(p50 ms, p95 ms, SQL statements, median CPU ms) of `repeat` requests for `url`. The CPU is this
+    process's (the view, the templates, the database driver; not PostgreSQL's): steadier than the wall
+    clock on a shared machine."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    times, queries = [], 0
+    times, cpu, queries = [], [], 0
     for _ in range(repeat):
         with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             response = client.get(url)
+            cpu.append((time.process_time() - started_cpu) * 1000)
             times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, response.status_code)
         queries = len(captured.captured_queries)
     times.sort()
-    return statistics.median(times), times[max(int(len(times) * 0.95) - 1, 0)], queries
+    return statistics.median(times), times[max(int(len(times) * 0.95) - 1, 0)], queries, statistics.median(cpu)
 
 
-def pages(user, providers, repeat: int) -> list[tuple[str, float, float, int]]:
+def profile(client, url: str, repeat: int, top: int = 25) -> None:
+    """The functions that cost most over `repeat` requests for `url` (cProfile, by cumulative time)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeat):
+        client.get(url)
+    profiler.disable()
+    print(f"\n--- profile of {repeat} requests for {url}")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(top)
+
+
+def pages(user, providers, repeat: int, *, profiled: bool = False) -> list[tuple[str, float, float, int, float]]:
     from django.test import Client
 
     from runs.models import Run
@@ -241,13 +260,18 @@ def pages(user, providers, repeat: int) -> list[tuple[str, float, float, int]]:
         ("gallery: first page", "/gallery/"),
     ]
     client.get("/runs/")  # warm up
-    return [(label, *measure(client, url, repeat)) for label, url in urls]
+    results = [(label, *measure(client, url, repeat)) for label, url in urls]
+    if profiled:
+        for _, url in urls:
+            profile(client, url, repeat)
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, action="append", help="total runs to measure at (repeatable)")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="then profile each page (cProfile) and print")
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     db = setup_django()
@@ -255,9 +279,9 @@ def main() -> None:
     print(f"database: {db}")
     for total in sorted(args.runs or [10_000]):
         seed(providers, total)
-        print(f"\n{total:,} runs ({ORGS} organizations)       p50 ms   p95 ms   SQL")
-        for label, p50, p95, queries in pages(user, providers, args.repeat):
-            print(f"  {label:32} {p50:7.1f}  {p95:7.1f}  {queries:4d}")
+        print(f"\n{total:,} runs ({ORGS} organizations)       p50 ms   p95 ms   SQL   CPU ms")
+        for label, p50, p95, queries, cpu in pages(user, providers, args.repeat, profiled=args.profile):
+            print(f"  {label:32} {p50:7.1f}  {p95:7.1f}  {queries:4d}  {cpu:7.1f}")
 
 
 if __name__ == "__main__":

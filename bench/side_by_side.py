@@ -94,10 +94,13 @@ def parse_api(output: str, figures: Figures, side: str) -> None:
 
 def parse_pages(output: str, figures: Figures, side: str) -> None:
     for line in output.splitlines():
-        if match := re.match(r"^  (\S.*?)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", line):
+        # The CPU column is optional: an older pages.py prints none.
+        if match := re.match(r"^  (\S.*?)\s+([\d.]+)\s+([\d.]+)\s+(\d+)(?:\s+([\d.]+))?$", line):
             figures.add(f"{match.group(1)} p50 ms", side, float(match.group(2)))
             figures.add(f"{match.group(1)} p95 ms", side, float(match.group(3)))
             figures.add(f"{match.group(1)} SQL", side, float(match.group(4)))
+            if match.group(5) is not None:
+                figures.add(f"{match.group(1)} CPU ms", side, float(match.group(5)))
 
 
 def summary(title: str, figures: Figures) -> str:
