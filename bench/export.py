@@ -10,8 +10,8 @@ RSS (VmHWM) above the process's footprint before the request.
 
 Then, in this process, the pages that add up the cost of every run the filters select: the runs list's
 cost total (`/runs/cost/`, loaded after the list) with and without filters, and the stats page (cost per
-day and provider over 30 days): p50/p95 server time and the SQL count, as bench/pages.py prints them.
-`--pages-only` times only those pages on the runs already seeded: run it from two checkouts (a git
+day and provider over 30 days): p50/p95 server time, the SQL count and CPU per request, as bench/pages.py
+prints them. `--pages-only` times only those pages on the runs already seeded: run it from two checkouts (a git
 worktree of the older code) one after the other to compare them on one database.
 """
 
@@ -127,12 +127,12 @@ def main() -> None:
 
 
 def print_cost_pages(runs: int, repeat: int) -> None:
-    print(f"\ncost over {runs:,} runs (one organization)   p50 ms   p95 ms   SQL")
-    for label, p50, p95, queries in cost_pages(repeat):
-        print(f"  {label:36} {p50:7.1f}  {p95:7.1f}  {queries:4d}", flush=True)
+    print(f"\ncost over {runs:,} runs (one organization)   p50 ms   p95 ms   SQL   CPU ms")
+    for label, p50, p95, queries, cpu in cost_pages(repeat):
+        print(f"  {label:36} {p50:7.1f}  {p95:7.1f}  {queries:4d}  {cpu:7.1f}", flush=True)
 
 
-def cost_pages(repeat: int) -> list[tuple[str, float, float, int]]:
+def cost_pages(repeat: int) -> list[tuple[str, float, float, int, float]]:
     """The runs list's cost total and the stats page, as the bench organization's owner."""
     from django.contrib.auth import get_user_model
     from django.test import Client
