@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from providers.fake import state as S
 from runs.models import Run, Status
-from runs.tests.test_sync import sweep
+from runs.tests.sync_helpers import sweep
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 WORKFLOW_API_JSON = {

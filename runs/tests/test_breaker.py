@@ -14,7 +14,7 @@ from providers.fake import state as S
 from providers.models import Credential
 from runs.models import Run, Status
 from runs.sync import sync_due_runs
-from runs.tests.test_sync import provider_for, sweep, tracked
+from runs.tests.sync_helpers import provider_for, sweep, tracked
 
 
 def sweep_for(seconds: float, until=None, every: float = 0.25) -> float:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from providers.fake import state as S
 from runs.models import Run, Status
-from runs.tests.test_sync import provider_for, sweep, tracked, transitions
+from runs.tests.sync_helpers import provider_for, sweep, tracked, transitions
 
 
 def test_a_restarted_comfyui_has_its_runs_lost_within_two_sweeps(org, make_provider, fake):

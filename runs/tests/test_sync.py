@@ -18,8 +18,8 @@ from providers.tests.e2e import FAULTS, forced
 from runs import applying
 from runs.fetching import fetch_batch
 from runs.models import SWEEP_FIELDS, Run, RunEvent, Status
-from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, claim_due_runs, sync_due_runs
-from runs.tracking import track_run
+from runs.sync import DEFAULT_MAX_RUN_TIME, SweepStats, apply_result, claim_due_runs
+from runs.tests.sync_helpers import provider_for, sweep, tracked, transitions
 
 KINDS = ["comfydeploy", "comfycloud", "comfyui", "aws_esd", "speedpix"]
 # Kinds whose API names the failing node (AWS ESD and SpeedPix only pass a message on).
@@ -36,35 +36,6 @@ def running(kind: str) -> Status:
 @pytest.fixture(params=KINDS)
 def kind(request):
     return request.param
-
-
-def provider_for(org, make_provider, fake, kind, secret=None, **config):
-    return make_provider(
-        org,
-        name=f"{kind}-{len(config)}",
-        kind=kind,
-        base_url=fake.base_url(kind),
-        secret=fake.secret(kind) if secret is None else secret,
-        config=config,
-    )
-
-
-def tracked(fake, provider, script=((0.0, S.QUEUED),), **kwargs) -> tuple[S.FakeRun, Run]:
-    fake_run = fake.add_run(provider.kind, script=script, **kwargs)
-    run, created = track_run(provider, fake_run.external_id)
-    assert created and run.status == Status.PENDING
-    return fake_run, run
-
-
-def sweep(now=None) -> SweepStats:
-    """One sweep with every in-flight run due (instead of sleeping until it is)."""
-    now = now or timezone.now()
-    Run.objects.in_flight().update(next_sync_after=now)
-    return sync_due_runs(now=now)
-
-
-def transitions(run: Run) -> list[tuple[str, str, str]]:
-    return list(RunEvent.objects.filter(run=run).values_list("from_status", "to_status", "source"))
 
 
 # -- the happy paths ---------------------------------------------------------------------------------

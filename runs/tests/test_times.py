@@ -19,7 +19,7 @@ from providers.tests.e2e import forced
 from runs.applying import mark_status
 from runs.models import Origin, Run, Status
 from runs.submission import submit_run
-from runs.tests.test_sync import provider_for, sweep, tracked
+from runs.tests.sync_helpers import provider_for, sweep, tracked
 from runs.times import OBSERVED, PROVIDER, merged_times
 
 WORKFLOW = {

@@ -17,7 +17,7 @@ from runs.fingerprint import workflow_fingerprint
 from runs.graphs import LEASE, MAX_ATTEMPTS, claim_due_graphs, fetch_all_due_graphs, fetch_due_graphs
 from runs.models import Run, Status
 from runs.sync import sync_due_runs
-from runs.tests.test_sync import provider_for, tracked
+from runs.tests.sync_helpers import provider_for, tracked
 from webhooks.models import WebhookDelivery
 
 GRAPH = {
