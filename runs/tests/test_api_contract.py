@@ -10,7 +10,7 @@ import pytest
 from accounts.models import ApiKey
 from providers.fake import state as S
 from runs.models import Run
-from runs.tests.test_api_runs import get, post
+from runs.tests.api_helpers import get, post
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},

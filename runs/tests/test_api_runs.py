@@ -18,6 +18,7 @@ from accounts.models import ApiKey
 from comfytrack.api_json import datetime_text
 from providers.fake.state import QUEUED, RUNNING, SUCCEEDED
 from runs.models import EventSource, Run, RunEvent, RunOutput, Status
+from runs.tests.api_helpers import call, get, post
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
@@ -49,21 +50,6 @@ def charlie_key(other_org, charlie):
 @pytest.fixture
 def local(org, make_provider, fake):
     return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
-
-
-def call(client, method: str, path: str, key: str | None = None, data=None, **headers):
-    if key:
-        headers["X-API-Key"] = key
-    kwargs = {"content_type": "application/json"} if data is not None else {}
-    return getattr(client, method)(f"/api/v1{path}", data=data, headers=headers, **kwargs)
-
-
-def get(client, path, key=None, **headers):
-    return call(client, "get", path, key, **headers)
-
-
-def post(client, path, key=None, data=None, **headers):
-    return call(client, "post", path, key, data, **headers)
 
 
 def with_output(run: Run, name: str = "out.png", **fields) -> RunOutput:
