@@ -11,6 +11,7 @@ Labels are provider kinds and credential ids, never names or URLs (organization 
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -60,15 +61,24 @@ def error_cause(error) -> str:
 
 
 def count_answers(runs: Sequence, results: Mapping) -> None:
-    """Count one batch's answers: a snapshot is ok, a ProviderError (or no answer) is an error."""
+    """Count one batch's answers: a snapshot is ok, a ProviderError (or no answer) is an error.
+
+    Tallied here first, then added once per label set: a child lookup and an increment (each under
+    a lock) per run were a visible share of a list-served batch's CPU."""
+    answers: collections.Counter[tuple[str, str]] = collections.Counter()
+    errors: collections.Counter[tuple[str, str]] = collections.Counter()
     for run in runs:
         kind = run.provider.kind
         result = results.get(run.id)
         if isinstance(result, RunSnapshot):
-            PROVIDER_ANSWERS.labels(kind, "ok").inc()
+            answers[kind, "ok"] += 1
         else:
-            PROVIDER_ANSWERS.labels(kind, "error").inc()
-            PROVIDER_ERRORS.labels(kind, error_cause(result) if result is not None else "no_answer").inc()
+            answers[kind, "error"] += 1
+            errors[kind, error_cause(result) if result is not None else "no_answer"] += 1
+    for labels, n in answers.items():
+        PROVIDER_ANSWERS.labels(*labels).inc(n)
+    for labels, n in errors.items():
+        PROVIDER_ERRORS.labels(*labels).inc(n)
 
 
 @contextmanager

@@ -300,16 +300,14 @@ def apply_results(
     If the batch write fails as a whole, each run is applied on its own, so one bad run stalls nothing.
     """
     now = now or timezone.now()
-    answered = [
-        (run, result)
-        for run in runs
-        if isinstance(result := results.get(run.id), RunSnapshot) and result.status != RunStatus.UNKNOWN
-    ]
-    answered_by = {
-        run.credential_id
-        for run in runs
-        if run.credential_id is not None and isinstance(results.get(run.id), RunSnapshot)
-    }
+    answered: list[tuple[Run, RunSnapshot]] = []
+    answered_by: set[int] = set()
+    for run in runs:
+        if isinstance(result := results.get(run.id), RunSnapshot):
+            if result.status != RunStatus.UNKNOWN:
+                answered.append((run, result))
+            if run.credential_id is not None:
+                answered_by.add(run.credential_id)
     stats.answered = answered_by
     done: set[int] = set()
     if answered:
