@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from django.db.models import QuerySet
 
@@ -97,20 +96,19 @@ def cost_finishing_runs(finishing: Sequence[Finishing]) -> None:
     `manage.py price_runs`)."""
     prices = _kept_prices({f.run.provider_id for f in finishing})
     for f in finishing:
-        changes = f.changes
+        provider_prices = prices[f.run.provider_id]
+        if not provider_prices:
+            continue  # no price applies: the run's cost stays unknown (null), as it is until it finishes
+        run, changes = f.run, f.changes
+        # The values the run finishes with: the change's, else the run's own.
         changes["cost"], changes["cost_source"] = cost_of(
-            prices[f.run.provider_id],
-            _finishing_value(f, "gpu"),
-            _finishing_value(f, "gpu_seconds"),
-            _finishing_value(f, "started"),
-            _finishing_value(f, "finished"),
+            provider_prices,
+            changes.get("gpu", run.gpu),
+            changes.get("gpu_seconds", run.gpu_seconds),
+            changes.get("started", run.started),
+            changes.get("finished", run.finished),
             changes["status"],
         )
-
-
-def _finishing_value(f: Finishing, name: str) -> Any:
-    # Only what the change leaves alone is read from the run (one loaded without it reads it then).
-    return f.changes[name] if name in f.changes else getattr(f.run, name)
 
 
 def _kept_prices(provider_ids: set[int]) -> dict[int, dict[str, Price]]:

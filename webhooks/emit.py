@@ -33,6 +33,9 @@ def enqueue_run_changes(run_changes: Sequence[RunChange]) -> int:
     Errors propagate: the change they belong to must roll back with them rather than commit without
     its messages.
     """
+    without_endpoints: set[int] = per_sweep.kept("webhooks.orgs_without_endpoints", set)
+    if without_endpoints and all(change.run.organization_id in without_endpoints for change in run_changes):
+        return 0
     changes: list[Change] = []
     for change in run_changes:
         run = change.run
