@@ -3,7 +3,8 @@
 The children use the production settings module against the test database (which the test made
 with real commits: `django_db(transaction=True)`), with the suite's secrets, so they decrypt the
 credentials the test stored. Every child runs in a process group of its own and `stop` ends the
-whole group: nothing is left running behind a failed test.
+whole group: nothing is left running behind a failed test; `delete_redis_keys` clears what a cluster left
+on the Redis broker.
 """
 
 from __future__ import annotations
@@ -111,6 +112,30 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> subprocess.Pope
 
     wait_for(up, timeout=30, what="gunicorn to answer /healthz")
     return process
+
+
+# -- a q cluster's keys on the Redis broker: `<name>` and `django_q:<name>:*`, its name unique per test
+
+
+def redis_keys(url: str, name: str) -> list:
+    import redis
+
+    client = redis.from_url(url)
+    try:
+        return [*client.keys(f"django_q:{name}:*"), *client.keys(name)]
+    finally:
+        client.close()
+
+
+def delete_redis_keys(url: str, name: str) -> None:
+    import redis
+
+    client = redis.from_url(url)
+    try:
+        if keys := redis_keys(url, name):
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 class WebhookReceiver:

@@ -25,6 +25,7 @@ from comfytrack.tests.invariants import assert_every_change_applied_once
 from comfytrack.tests.processes import (
     WebhookReceiver,
     child_env,
+    delete_redis_keys,
     free_port,
     start,
     start_gunicorn,
@@ -98,8 +99,6 @@ def sweeping_cluster(clusters: list) -> tuple[int, object]:
 def test_the_production_set_end_to_end(
     org, alice, make_provider, fake, redis_url, s3_endpoint, bucket, tmp_path, client, settings
 ):
-    from runs.tests.test_qcluster import delete_redis_keys
-
     make_provider(org, name="Studio", kind=KIND, base_url=fake.base_url(KIND), secret=fake.secret(KIND))
     fake.set_faults(latency_ms=5)
     install_schedules()

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django_q.models import OrmQ, Schedule, Success
 
-from comfytrack.tests.processes import ROOT, child_env, start, stop, wait_for
+from comfytrack.tests.processes import ROOT, child_env, delete_redis_keys, redis_keys, start, stop, wait_for
 from providers.fake import state as S
 from runs.models import Run, RunEvent, RunOutput, Status
 
@@ -29,27 +29,6 @@ ENQUEUE = (
     "from django_q.tasks import async_task; "
     "async_task('runs.tasks.sync_loop', 10.0, 0.2); async_task('runs.tasks.archive_loop', 10.0, 0.2)"
 )
-
-
-def redis_keys(url: str, name: str) -> list:
-    import redis
-
-    client = redis.from_url(url)
-    try:
-        return [*client.keys(f"django_q:{name}:*"), *client.keys(name)]
-    finally:
-        client.close()
-
-
-def delete_redis_keys(url: str, name: str) -> None:
-    import redis
-
-    client = redis.from_url(url)
-    try:
-        if keys := redis_keys(url, name):
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["orm", "redis"])
