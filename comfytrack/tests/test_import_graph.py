@@ -1,6 +1,6 @@
 """The layering, checked on the import graph (grimp): no cycle between modules, the provider clients import
-no Django, and nothing below the surfaces (the engine included) imports a view, API or URL module
-(docs/architecture.md, "Layers").
+no Django, nothing below the surfaces (the engine included) imports a view, API or URL module
+(docs/architecture.md, "Layers"), and no module imports a test module.
 
 Every import counts: at module level, inside a function (a cycle held apart by a function-level import is
 still a cycle) and under `if TYPE_CHECKING:` (a type-only cycle still ties the two modules together).
@@ -31,6 +31,12 @@ def all_modules() -> set[str]:
 
 def app_modules() -> list[str]:
     return sorted(m for m in all_modules() if m.split(".")[0] in PACKAGES and ".tests" not in m)
+
+
+def modules_pytest_collects() -> list[str]:
+    """The test modules: `test_*.py` in a `tests` package (`comfytrack.test_settings` is the suite's
+    settings, not tests)."""
+    return sorted(m for m in all_modules() if ".tests." in m and m.rsplit(".", 1)[-1].startswith("test_"))
 
 
 def surfaces() -> list[str]:
@@ -134,3 +140,15 @@ def test_the_providers_app_imports_nothing_from_runs() -> None:
     assert "providers.health" in providers
     chains = [graph().find_shortest_chain(importer=m, imported="runs") for m in providers]
     assert [chain for chain in chains if chain] == []
+
+
+def test_no_module_imports_a_test_module() -> None:
+    """Helpers and fixtures that several test modules use live in a conftest, a plugin under
+    `comfytrack/testing/` or a helper module (`runs/tests/sync_helpers.py`), never in a test module that
+    the others import (CONTRIBUTING.md, "Tests"). A helper module that imported a test module would only
+    hide such an import, so nothing imports one."""
+    tests = modules_pytest_collects()
+    assert "runs.tests.test_sync" in tests and "comfytrack.test_settings" not in tests
+    assert "runs.tests.sync_helpers" in graph().find_modules_directly_imported_by("runs.tests.test_sync")
+    importers = {test: sorted(graph().find_modules_that_directly_import(test) & all_modules()) for test in tests}
+    assert {test: found for test, found in importers.items() if found} == {}
