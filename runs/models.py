@@ -246,6 +246,8 @@ class Run(models.Model):
             models.Index(fields=["organization", "-created", "-code"], name="runs_run_org_created"),
             models.Index(fields=["organization", "status", "-created", "-code"], name="runs_run_org_status"),
             models.Index(fields=["organization", "provider", "-created", "-code"], name="runs_run_org_provider"),
+            # Not declared here: runs_run_org_stats, (organization, created) with the stats page's columns
+            # included, on PostgreSQL only (migration 0018).
             # Used by insights.compare: one workflow's runs in a period; only runs with a known workflow.
             models.Index(
                 fields=["organization", "workflow_fingerprint", "created"],

@@ -222,3 +222,41 @@ def test_percentiles_of_long_durations_keep_their_microseconds(org, provider, ma
     (entry,) = compute_stats(Run.objects.filter(organization=org), now - timedelta(days=4), now).providers
     ordered = sorted(length.total_seconds() for length in lengths)
     assert (entry.run_p50, entry.run_p95) == (round(ordered[1], 3), round(ordered[2], 3))
+
+
+def _scans_of(plan: dict, table: str) -> list[dict]:
+    found = [plan] if plan.get("Relation Name") == table else []
+    return found + [scan for child in plan.get("Plans", []) for scan in _scans_of(child, table)]
+
+
+@pytest.mark.skipif(not POSTGRES, reason="the covering index (migration 0018) is PostgreSQL's")
+def test_the_window_queries_read_only_what_the_covering_index_holds(org, provider, make_run):
+    """The grouping and percentile queries can be answered from runs_run_org_stats alone (an index-only
+    scan): every column of runs_run their plans' scans read is one the index holds."""
+    import re
+
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    provider_times = {f"{end}_source": "provider" for end in ("created", "started", "finished")}
+    make_run(provider, status=Status.SUCCEEDED, created=now, started=now, finished=now, **provider_times)
+    with CaptureQueriesContext(connection) as captured:
+        compute_stats(Run.objects.filter(organization=org), now - timedelta(days=1), now)
+    window_queries = [
+        q["sql"] for q in captured.captured_queries if "GROUP BY" in q["sql"] or "percentile_disc" in q["sql"]
+    ]
+    window_queries = [sql for sql in window_queries if "error" not in sql]  # top failures read the messages
+    assert len(window_queries) == 2
+    columns = {field.column for field in Run._meta.concrete_fields}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indexrelid = 'runs_run_org_stats'::regclass"
+        )
+        held = {name for (name,) in cursor.fetchall()}
+        for sql in window_queries:
+            cursor.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}")
+            (scan,) = _scans_of(cursor.fetchone()[0][0]["Plan"], "runs_run")
+            text = " ".join([*scan["Output"], scan.get("Filter", ""), scan.get("Index Cond", "")])
+            read = set(re.findall(r"\w+", text)) & columns
+            assert "created" in read and read <= held, read - held
