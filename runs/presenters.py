@@ -41,7 +41,7 @@ def truncate_chars(value: Any, length: int) -> str:
     return Truncator(text).chars(length)
 
 
-def url_for_codes(name: str) -> Callable[[uuid.UUID], str]:
+def url_for_codes(name: str) -> Callable[[uuid.UUID | str], str]:
     """`reverse(name, args=[code])` for many codes at the cost of one reverse: the URL is resolved once
     around a placeholder code, which each code then takes the place of."""
     placeholder = str(uuid.UUID(int=0))
@@ -83,7 +83,7 @@ def run_rows(runs: Iterable[Run]) -> list[RunRow]:
     return [_run_row(run, detail_url) for run in runs]
 
 
-def _run_row(run: Run, detail_url: Callable[[uuid.UUID], str]) -> RunRow:
+def _run_row(run: Run, detail_url: Callable[[uuid.UUID | str], str]) -> RunRow:
     live = not run.is_finished
     queue_seconds, run_seconds = run.queue_seconds, run.run_seconds
     # The error's message as the provider gave it: any JSON value, shown when it says something.
@@ -134,12 +134,13 @@ def gallery_tiles(outputs: Iterable[RunOutput], provider_names: Mapping[int, str
     prompts: dict[int, Any] = {}  # by run: a run's outputs share its prompt
     tiles = []
     for output in outputs:
+        code = str(output.code)
         inline = output.inline_kind
         # Only outputs whose bytes were verified as video play here; images show our own WebP thumbnail.
         if output.thumbnail or inline == "image":
-            media, media_url = "image", thumbnail_url(output.code)
+            media, media_url = "image", thumbnail_url(code)
         elif inline == "video":
-            media, media_url = "video", file_url(output.code)
+            media, media_url = "video", file_url(code)
         else:
             media, media_url = "", ""
         if output.run_id not in prompts:
@@ -150,8 +151,8 @@ def gallery_tiles(outputs: Iterable[RunOutput], provider_names: Mapping[int, str
         tiles.append(
             GalleryTile(
                 output=output,
-                code=str(output.code),
-                url=lightbox_url(output.code),
+                code=code,
+                url=lightbox_url(code),
                 media=media,
                 media_url=media_url,
                 provider=provider_names[output.run_provider_id],  # type: ignore[attr-defined]
