@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import pairwise
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from django.db import models
@@ -35,6 +36,8 @@ PROVIDER, OBSERVED = TimeSource.PROVIDER.value, TimeSource.OBSERVED.value
 # In timeline order.
 TIME_NAMES = ("queued", "started", "finished")
 TIME_FIELDS = ("created", *TIME_NAMES)
+_SOURCE = {name: f"{name}_source" for name in TIME_NAMES}
+_READ = attrgetter(*TIME_NAMES, *_SOURCE.values())
 
 
 class Timeline(Protocol):
@@ -60,16 +63,19 @@ def merged_times(
     provider's earliest time.
     """
     reported = provider_times(snapshot)
+    # The run's times and sources read once, by one C-level getter (this runs for every run of a batch).
+    read = _READ(run)
+    current, stored = dict(zip(TIME_NAMES, read[:3], strict=True)), dict(zip(TIME_NAMES, read[3:], strict=True))
     values: dict[str, datetime | None] = {}
     sources: dict[str, str] = {}
     for name in TIME_NAMES:
-        current, source = getattr(run, name), getattr(run, f"{name}_source") or (OBSERVED if getattr(run, name) else "")
-        if source == PROVIDER and current is not None:
-            values[name], sources[name] = current, PROVIDER
+        time, source = current[name], stored[name] or (OBSERVED if current[name] else "")
+        if source == PROVIDER and time is not None:
+            values[name], sources[name] = time, PROVIDER
         elif reported[name] is not None:
             values[name], sources[name] = reported[name], PROVIDER
         else:
-            values[name], sources[name] = current, source if current else ""
+            values[name], sources[name] = time, source if time else ""
     if running and values["started"] is None:
         values["started"], sources["started"] = now, OBSERVED
     if finished and values["finished"] is None:
@@ -78,10 +84,10 @@ def merged_times(
 
     changes: dict[str, object] = {}
     for name in TIME_NAMES:
-        if values[name] != getattr(run, name):
+        if values[name] != current[name]:
             changes[name] = values[name]
-        if sources[name] != getattr(run, f"{name}_source"):
-            changes[f"{name}_source"] = sources[name]
+        if sources[name] != stored[name]:
+            changes[_SOURCE[name]] = sources[name]
     if tracked and run.created_source != PROVIDER:
         earliest = min((t for t in (snapshot.created, *reported.values()) if t is not None), default=None)
         if earliest is not None:
