@@ -26,7 +26,7 @@ from comfytrack.leases import Lease
 from comfytrack.net import backoff
 from comfytrack.safe_http import HostGuard, guarded_session
 from webhooks.emit import message_id
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, mask_urls
 
 logger = logging.getLogger("comfytrack.alerts")
 
@@ -166,8 +166,11 @@ async def _post(
     )
     if sent.ok:
         return Outcome(pk)
-    # A refusing answer's first words are kept with the error: a chat service says why there.
+    # A refusing answer's first words are kept with the error: a chat service says why there. The URL is
+    # cut to its host: a Slack or Discord incoming-webhook URL's path is its credential, and the error is
+    # logged and shown on the alerts pages.
     error = f"{sent.error} {sent.excerpt[:EXCERPT_CHARS]}".strip() if sent.status_code else sent.error
+    error = mask_urls(error)
     return Outcome(pk, error, sent.retry_after)
 
 

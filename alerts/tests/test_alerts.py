@@ -219,6 +219,18 @@ def test_failed_sends_retry_with_back_off_then_give_up(org, provider, make_run, 
     assert message.failed is not None and message.sent is None and message.attempts == 5
 
 
+def test_a_failed_send_never_records_or_logs_the_channel_url_path(org, provider, make_run, slack, receiver, caplog):
+    # A Slack or Discord incoming-webhook URL's path is its credential (the channel list shows it masked).
+    receiver.status = 404
+    rule_for(org, Rule.Kind.RUN_FAILED, slack)
+    finish(make_run(provider, status=Status.RUNNING), "failed")
+    compose_due()
+    assert deliver_due() == (0, 1)
+    error = Message.objects.get().last_error
+    assert "answered 404" in error and "/services/" not in error
+    assert "answered 404" in caplog.text and "/services/" not in caplog.text
+
+
 def test_a_throttled_send_waits_at_least_as_long_as_the_service_asks(org, provider, make_run, slack, receiver):
     receiver.status, receiver.retry_after = 429, "900"
     rule_for(org, Rule.Kind.RUN_FAILED, slack)
