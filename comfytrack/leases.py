@@ -14,10 +14,10 @@ row is never claimed twice while its lease lasts, and one whose lease lapsed (a 
 again. A worker renews its leases while it waits on slow work (`Holder`) and releases what it will not
 do, so its rows go to the next worker at once instead of after the lease.
 
-`claim_where` is the same claim as one statement, for the sync sweep's hot path: `UPDATE … WHERE pk IN
-(SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING …`. The subquery locks the rows it picks (SQLite:
-the statement runs under the write lock), so the guarantees are those of `claim`, in one round trip,
-without the list of a thousand ids sent back for the UPDATE.
+`claim_where` is the same claim as one statement, for the sync sweep's hot path: `UPDATE … WHERE pk =
+ANY(ARRAY(SELECT … LIMIT n FOR UPDATE SKIP LOCKED)) RETURNING …` (SQLite: `pk IN (SELECT … LIMIT n)`).
+The subquery locks the rows it picks (SQLite: the statement runs under the write lock), so the guarantees
+are those of `claim`, in one round trip, without the list of a thousand ids sent back for the UPDATE.
 """
 
 from __future__ import annotations
@@ -108,11 +108,18 @@ class Lease:
         # In the model's field order: `from_db` takes the loaded values in that order.
         loaded = [f for f in meta.concrete_fields if isinstance(f, models.Field) and f.attname in wanted]
         lease = concrete_field(model, self.field)
-        lock = " FOR UPDATE OF t SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        picked = f"SELECT t.{pk} FROM {table} AS t WHERE {where} ORDER BY {order_by} LIMIT {int(limit)}"  # noqa: S608
+        if connection.vendor == "postgresql":
+            # An array of the picked keys, worked out once (an InitPlan). As `pk IN (subquery)` the planner
+            # may run the subquery again for every row it joins (a nested loop, chosen when the table's
+            # statistics say it is small); run again, SKIP LOCKED passes over the rows this statement has
+            # just updated and picks the next ones, so the claim would take every due row, not `limit`.
+            matches = f"{pk} = ANY(ARRAY({picked} FOR UPDATE OF t SKIP LOCKED))"
+        else:
+            matches = f"{pk} IN ({picked})"
         sql = (
-            f"UPDATE {table} SET {column_of(lease)} = %s WHERE {pk} IN ("  # noqa: S608 - model metadata only
-            f"SELECT t.{pk} FROM {table} AS t WHERE {where} ORDER BY {order_by} LIMIT {int(limit)}{lock}"
-            f") RETURNING {', '.join(column_of(f) for f in loaded)}"
+            f"UPDATE {table} SET {column_of(lease)} = %s WHERE {matches} "  # noqa: S608 - model metadata only
+            f"RETURNING {', '.join(column_of(f) for f in loaded)}"
         )
         until = max(now or timezone.now(), timezone.now()) + self.length
         with transaction.atomic(using=db), connection.cursor() as cursor:

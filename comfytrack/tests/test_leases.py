@@ -202,3 +202,18 @@ def test_a_one_statement_claim_skips_held_rows_and_takes_lapsed_ones_again(runs)
     again = claim_in_one_statement(12, now=later)
     assert len(again) == 12
     assert all(stored >= later + LEASE.length for stored in held_until().values())
+
+
+@pytest.mark.django_db
+def test_a_one_statement_claim_takes_no_more_than_its_limit_whatever_the_plan(org, make_provider, make_run):
+    """Statistics taken while the table was empty lead PostgreSQL to a nested loop that runs the picking
+    subquery again for every row; run again, a subquery that locks with SKIP LOCKED passes over the rows
+    this statement already updated and picks the next ones, so the UPDATE would take every due row."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(Run._meta.db_table)}")
+    provider = make_provider(org)
+    now = timezone.now()
+    runs = [make_run(provider, next_sync_after=now - timedelta(seconds=60 - i)) for i in range(12)]
+    claimed = claim_in_one_statement(5)
+    assert sorted(run.pk for run in claimed) == [run.pk for run in runs[:5]]
+    assert sum(until is not None for until in held_until().values()) == 5
