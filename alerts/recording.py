@@ -81,10 +81,10 @@ def record_run_changes(changes: Sequence[RunChange]) -> None:
         _record_against(finished, lambda rule: True)
     arrived = [c.run for c in changes if c.graph_arrived and c.run.status in TERMINAL]
     if arrived:
-        _record_against(arrived, lambda rule: bool(rule.workflows))
+        _record_against(arrived, lambda rule: bool(rule.workflows), late=True)
 
 
-def _record_against(finished: list[Run], applies: Callable[[Rule], bool]) -> None:
+def _record_against(finished: list[Run], applies: Callable[[Rule], bool], late: bool = False) -> None:
     # Organizations found without run rules are not asked again within a sweep (runs.per_sweep): a rule
     # added meanwhile sees the runs that finish from at most `runs.per_sweep.MAX_AGE` later on. The rules
     # themselves are read for every batch, so an edited or deleted rule is never used.
@@ -109,13 +109,17 @@ def _record_against(finished: list[Run], applies: Callable[[Rule], bool]) -> Non
         "status",
         "error",
         "workflow_fingerprint",
+        "finished",
     )
     runs = Run.objects.filter(pk__in=[r.id for r in finished if r.organization_id in by_org]).select_related("provider")
-    record_runs(list(runs.only(*fields).order_by("finished", "id")), by_org)
+    record_runs(list(runs.only(*fields).order_by("finished", "id")), by_org, late=late)
 
 
-def record_runs(runs: Iterable[Run], rules_by_org: dict[int, list[Rule]], now: datetime | None = None) -> None:
-    """Each rule against the runs of its organization, in the order they finished."""
+def record_runs(
+    runs: Iterable[Run], rules_by_org: dict[int, list[Rule]], now: datetime | None = None, late: bool = False
+) -> None:
+    """Each rule against the runs of its organization, in the order they finished. `late`: runs seen by
+    a rule after they finished (their graph arrived later), which must not close a newer incident."""
     now = now or timezone.now()
     matches: dict[int, tuple[Rule, list[Run]]] = {}
     for run in runs:
@@ -131,10 +135,10 @@ def record_runs(runs: Iterable[Run], rules_by_org: dict[int, list[Rule]], now: d
             for key, run in scopes.items():
                 _check_success_rate(rule, key, run, now)
         else:
-            _record_outcomes(rule, matched, now)
+            _record_outcomes(rule, matched, now, late)
 
 
-def _record_outcomes(rule: Rule, runs: list[Run], now: datetime) -> None:
+def _record_outcomes(rule: Rule, runs: list[Run], now: datetime, late: bool = False) -> None:
     """A failure-type rule over one batch, one incident per provider: a watched status opens the
     provider's incident (or adds to it), a success on that provider closes it. Per provider, so one
     provider's successes never 'recover' another's failures (with one incident per rule, a busy
@@ -158,6 +162,10 @@ def _record_outcomes(rule: Rule, runs: list[Run], now: datetime) -> None:
             # "": the one incident per rule that earlier versions kept; any success in scope closes it.
             for closing in (open_by_key.pop(key, None), open_by_key.pop("", None)):
                 if closing is None:
+                    continue
+                if late and (run.finished is None or run.finished < closing.opened):
+                    # A success that happened before this incident opened says nothing about now.
+                    open_by_key.setdefault(closing.key, closing)
                     continue
                 Incident.objects.filter(pk=closing.pk).update(closed=now)
                 text = f"Runs succeed again: {_describe(run)}"[:500]

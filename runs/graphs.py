@@ -94,11 +94,13 @@ def fetch_due_graphs(limit: int = BATCH_SIZE, now: datetime | None = None) -> Gr
     if not runs:
         return GraphOutcome()
     held = Holder(LEASE, (run.id for run in runs))
+    attempts = {run.id: run.graph_attempts for run in runs}  # as claimed: recording sets them on the runs
     try:
         answers = fetch_graphs(runs, held)
         arrived = record_graphs(runs, answers)
     except Exception:
-        logger.exception("a graph batch of %d runs failed; they are asked again once their lease lapses", len(runs))
+        logger.exception("a graph batch of %d runs failed; each counts an attempt and is asked again later", len(runs))
+        count_failed_attempt(attempts)
         return GraphOutcome(len(runs), 0)
     held.done(run.id for run in runs)
     return GraphOutcome(len(runs), arrived)
@@ -244,6 +246,22 @@ def record_graphs(runs: list[Run], answers: dict[int, Answer], now: datetime | N
                 changes.append(run_changes.RunChange(run, run.status, False, graph_arrived=True))
         run_changes.announce(changes)
     return len(changes)
+
+
+def count_failed_attempt(attempts: dict[int, int], now: datetime | None = None) -> None:
+    """A batch that could not be recorded (a bug, a run-change subscriber that raises): each run counts
+    the attempt and backs off like a transient error, so a batch that always fails stops after
+    MAX_ATTEMPTS instead of being claimed again every time its lease lapses. `attempts`: each claimed
+    run's attempts before this one (recording sets the new count on the runs it was given). Never raises."""
+    now = now or timezone.now()
+    rows = []
+    for pk, before in attempts.items():
+        due = None if before + 1 >= MAX_ATTEMPTS else now + graph_retry_delay(before + 1)
+        rows.append((pk, "", (before + 1, due)))
+    try:
+        update_where(Run, ("graph_attempts", "graph_due"), rows, guard="workflow_fingerprint")
+    except Exception:
+        logger.exception("counting the failed attempt of %d runs failed; their lease lapses instead", len(rows))
 
 
 def _write_arrivals(arrived: list[tuple[Run, dict[str, Any]]]) -> set[int]:

@@ -175,6 +175,30 @@ def test_a_transient_failure_is_asked_again_after_a_back_off(org, make_provider,
     assert run.workflow_fingerprint == FP and run.graph_due is None and run.graph_attempts == 2
 
 
+def test_a_batch_that_cannot_be_recorded_counts_an_attempt_and_ends(org, make_provider, fake):
+    """A run-change subscriber that always raises rolls the batch back: each run still counts the attempt
+    and backs off, so the batch is not claimed again every time its lease lapses, and stops at the last."""
+    (run,) = finished(fake, v2(org, make_provider, fake))
+    status_sweep()
+
+    def broken(changes):
+        raise RuntimeError("a subscriber's bug")
+
+    subscriber = on_run_changes(broken)
+    try:
+        now = timezone.now()
+        assert fetch_due_graphs(now=now).arrived == 0
+        run.refresh_from_db()
+        assert run.workflow_fingerprint == "" and run.graph_attempts == 1
+        assert now + timedelta(seconds=29) <= run.graph_due <= now + timedelta(seconds=61)
+        Run.objects.filter(pk=run.pk).update(graph_attempts=MAX_ATTEMPTS - 1)
+        assert fetch_due_graphs(now=run.graph_due).claimed == 1
+    finally:
+        remove_subscriber(subscriber)
+    run.refresh_from_db()
+    assert run.graph_due is None and run.graph_attempts == MAX_ATTEMPTS and run.workflow_fingerprint == ""
+
+
 def test_it_gives_up_after_its_attempts(org, make_provider, fake):
     (run,) = finished(fake, v2(org, make_provider, fake))
     status_sweep()
@@ -319,6 +343,27 @@ def test_a_rule_scoped_to_the_workflow_sees_the_run_when_its_graph_arrives(org, 
     assert fetch_all_due_graphs() == 1
     assert sorted(e.rule_id for e in Event.objects.filter(run=run)) == sorted([by_provider.pk, by_workflow.pk])
     assert not Event.objects.filter(rule=other_workflow).exists()
+
+
+@pytest.mark.parametrize("opened_before_it_finished", [True, False])
+def test_a_late_graph_closes_only_an_incident_older_than_its_success(
+    org, make_provider, fake, opened_before_it_finished
+):
+    """A success whose graph arrives later closes the workflow rule's incident only if the incident opened
+    before the run finished: an older success says nothing about a failure seen since."""
+    from alerts.models import Incident, Rule
+
+    rule = Rule.objects.create(organization=org, name="wf", kind=Rule.Kind.RUN_FAILED, workflows=[FP])
+    provider = v2(org, make_provider, fake)
+    _, run = tracked(fake, provider, script=((0.0, S.SUCCEEDED),), workflow=GRAPH)
+    status_sweep()
+    run.refresh_from_db()
+    assert run.finished is not None
+    opened = run.finished + timedelta(minutes=-5 if opened_before_it_finished else 5)
+    incident = Incident.objects.create(rule=rule, key=f"provider:{provider.pk}", title="wf", opened=opened)
+    assert fetch_all_due_graphs() == 1
+    incident.refresh_from_db()
+    assert (incident.closed is not None) is opened_before_it_finished
 
 
 def test_a_stalled_provider_ends_the_batch_at_its_deadline(org, make_provider, fake, monkeypatch):
