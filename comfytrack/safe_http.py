@@ -70,8 +70,10 @@ class DownloadError(Exception):
         return self.message
 
 
-def redact(url: URL | str) -> str:
-    """A URL safe for messages and logs: no userinfo, query or fragment (signed URLs carry credentials)."""
+def redact(url: URL | str, keep_path: bool = True) -> str:
+    """A URL safe for messages and logs: no userinfo, query or fragment (signed URLs carry credentials).
+    `keep_path=False` for operators' logs of webhook and alert targets, whose path may be their secret
+    (a Slack or Discord incoming webhook)."""
     try:
         url = URL(str(url))
     except ValueError:
@@ -79,7 +81,7 @@ def redact(url: URL | str) -> str:
     port = f":{url.explicit_port}" if url.explicit_port is not None and not url.is_default_port() else ""
     host = url.host or ""
     host = f"[{host}]" if ":" in host else host
-    return f"{url.scheme}://{host}{port}{url.path}"
+    return f"{url.scheme}://{host}{port}{url.path if keep_path else '/…'}"
 
 
 def _origin(url: URL) -> tuple[str, str, int]:
@@ -265,7 +267,7 @@ async def post(
     except ValueError:  # yarl: a URL it cannot parse
         outcome = Sent(f"Could not {where}: {NOT_HTTP}.", permanent=True)
     except Exception as exc:  # one bad target never breaks a batch of sends
-        logger.exception("POST to %s failed unexpectedly", redact(url))
+        logger.exception("POST to %s failed unexpectedly", redact(url, keep_path=False))
         outcome = Sent(f"Unexpected error: {type(exc).__name__}.")
     else:
         outcome = _answered(response, redact(url), excerpt)

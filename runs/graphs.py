@@ -47,8 +47,9 @@ from runs.models import Run
 logger = logging.getLogger("runs.graphs")
 
 BATCH_SIZE = 500
-# A batch's requests end after this long, however slow the provider: a stalled one must not hold the
-# loop past its pass (each request has its own timeout too, but 500 of them, 64 at a time, add up).
+# A batch's requests end after this long (or when the pass's own time is up, if sooner), however slow
+# the provider: a stalled one must not hold the loop past its pass (each request has its own timeout
+# too, but 500 of them, 64 at a time, add up).
 # The runs not answered by then are asked again after a back-off.
 BATCH_SECONDS = 30.0
 # A claimed run is held for 60 s and renewed every 15 s while its batch is asked: a worker that dies
@@ -84,8 +85,11 @@ class GraphOutcome:
     arrived: int = 0
 
 
-def fetch_due_graphs(limit: int = BATCH_SIZE, now: datetime | None = None) -> GraphOutcome:
-    """Claim up to `limit` runs whose graph is due, ask for it, record the answers. Never raises."""
+def fetch_due_graphs(
+    limit: int = BATCH_SIZE, now: datetime | None = None, max_seconds: float | None = None
+) -> GraphOutcome:
+    """Claim up to `limit` runs whose graph is due, ask for it (for at most `max_seconds`, BATCH_SECONDS
+    at most), record the answers. Never raises."""
     try:
         runs = claim_due_graphs(limit, now=now)
     except Exception:
@@ -96,7 +100,7 @@ def fetch_due_graphs(limit: int = BATCH_SIZE, now: datetime | None = None) -> Gr
     held = Holder(LEASE, (run.id for run in runs))
     attempts = {run.id: run.graph_attempts for run in runs}  # as claimed: recording sets them on the runs
     try:
-        answers = fetch_graphs(runs, held)
+        answers = fetch_graphs(runs, held, max_seconds)
         arrived = record_graphs(runs, answers)
     except Exception:
         logger.exception("a graph batch of %d runs failed; each counts an attempt and is asked again later", len(runs))
@@ -114,7 +118,8 @@ def fetch_all_due_graphs(should_stop: Callable[[], bool] | None = None, max_seco
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     total = 0
     while not (should_stop and should_stop()) and not (deadline and time.monotonic() > deadline):
-        batch = fetch_due_graphs(now=cutoff)
+        left = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        batch = fetch_due_graphs(now=cutoff, max_seconds=left)
         total += batch.arrived
         if not batch.claimed:
             break
@@ -137,7 +142,7 @@ def claim_due_graphs(limit: int, now: datetime | None = None) -> list[Run]:
 # -- asking (HTTP on a thread of its own, no database there) ------------------------------------------
 
 
-def fetch_graphs(runs: list[Run], held: Holder | None = None) -> dict[int, Answer]:
+def fetch_graphs(runs: list[Run], held: Holder | None = None, max_seconds: float | None = None) -> dict[int, Answer]:
     """Each run's graph, None (the provider has none for it) or the error; clients are built here, on the
     database thread (a credential's secret is decrypted), the requests on another."""
     by_key: dict[GroupKey, list[Run]] = defaultdict(list)
@@ -158,7 +163,8 @@ def fetch_graphs(runs: list[Run], held: Holder | None = None) -> dict[int, Answe
         groups.append((client, group))
     if groups:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-fetch") as pool:
-            future: Future[dict[int, Answer]] = pool.submit(_run, _fetch_groups(groups))
+            seconds = min(BATCH_SECONDS, max_seconds or BATCH_SECONDS)
+            future: Future[dict[int, Answer]] = pool.submit(_run, _fetch_groups(groups, seconds))
             fetched: dict[int, Answer] = held.wait(future) if held is not None else future.result()
         answers.update(fetched)
     return answers
@@ -169,14 +175,14 @@ def _run(coroutine) -> dict[int, Answer]:
         return runner.run(coroutine)
 
 
-async def _fetch_groups(groups: list[tuple[ProviderClient, list[Run]]]) -> dict[int, Answer]:
+async def _fetch_groups(groups: list[tuple[ProviderClient, list[Run]]], seconds: float) -> dict[int, Answer]:
     merged: dict[int, Answer] = {}
-    for part in await asyncio.gather(*(_fetch_group(client, group) for client, group in groups)):
+    for part in await asyncio.gather(*(_fetch_group(client, group, seconds) for client, group in groups)):
         merged.update(part)
     return merged
 
 
-async def _fetch_group(client: ProviderClient, runs: list[Run]) -> dict[int, Answer]:
+async def _fetch_group(client: ProviderClient, runs: list[Run], seconds: float) -> dict[int, Answer]:
     limit = asyncio.Semaphore(client.options.fetch_concurrency)
     answers: dict[int, Answer] = {}
 
@@ -193,14 +199,14 @@ async def _fetch_group(client: ProviderClient, runs: list[Run]) -> dict[int, Ans
                 return
         answers[run.id] = None if graph is None else dict(graph)
 
-    unanswered = ProviderError(f"{client.label} did not answer within {BATCH_SECONDS:g} s.")
+    unanswered = ProviderError(f"{client.label} did not answer within {seconds:g} s.")
     try:
         async with client:
-            async with asyncio.timeout(BATCH_SECONDS):
+            async with asyncio.timeout(seconds):
                 await asyncio.gather(*(one(run) for run in runs))
     except TimeoutError:
         logger.warning(
-            "%s: %d graph request(s) still unanswered after %g s", client.label, len(runs) - len(answers), BATCH_SECONDS
+            "%s: %d graph request(s) still unanswered after %g s", client.label, len(runs) - len(answers), seconds
         )
     except ProviderError as exc:  # opening or closing the client's session
         unanswered = exc

@@ -378,7 +378,9 @@ def answer(code: int, data: bytes = b"", headers: dict[str, str] | None = None):
     return route
 
 
-def post(url: str, *, allowed=("127.0.0.1",), timeout: float = 5, excerpt_bytes: int = 1000) -> Sent:
+def post(
+    url: str, *, allowed=("127.0.0.1",), timeout: float = 5, excerpt_bytes: int = 1000, headers: dict | None = None
+) -> Sent:
     async def go() -> Sent:
         guard = HostGuard.for_base_url(None, allowed, purpose="send to", setting="TEST_ALLOW_PRIVATE_HOSTS")
         async with guarded_session(guard, timeout=timeout) as client:
@@ -387,7 +389,7 @@ def post(url: str, *, allowed=("127.0.0.1",), timeout: float = 5, excerpt_bytes:
                 guard,
                 url,
                 b'{"hello":"world"}',
-                headers={"Content-Type": "application/json", "webhook-id": "msg_1"},
+                headers={"Content-Type": "application/json", "webhook-id": "msg_1", **(headers or {})},
                 timeout=timeout,
                 excerpt_bytes=excerpt_bytes,
             )
@@ -457,3 +459,14 @@ def test_a_post_gives_up_on_a_target_that_does_not_answer_in_time(own):
     sent = post(f"{own.root}/hook", timeout=1)
     assert sent.error == f"No answer from {own.root}/hook within 1 s." and not sent.permanent
     assert 1000 <= sent.latency_ms < 3000
+
+
+def test_it_can_leave_the_path_out_where_it_may_be_the_secret():
+    assert redact("https://hooks.slack.com/services/T0/B0/secret?x=1", keep_path=False) == "https://hooks.slack.com/…"
+
+
+def test_an_unexpected_failure_logs_the_targets_host_not_its_path(own, caplog):
+    own.routes["/services/T0/B0/secret"] = answer(204)
+    sent = post(f"{own.root}/services/T0/B0/secret", headers={"X-Broken": 1})  # not a header value aiohttp can write
+    assert sent.error == "Unexpected error: TypeError." and not sent.ok
+    assert "failed unexpectedly" in caplog.text and "secret" not in caplog.text

@@ -385,3 +385,16 @@ def test_a_stalled_provider_ends_the_batch_at_its_deadline(org, make_provider, f
         run.refresh_from_db()
     stalled = next(run for run in runs_ if not run.workflow_fingerprint)
     assert stalled.graph_attempts == 1 and stalled.graph_due is not None and stalled.graph_due > timezone.now()
+
+
+def test_a_pass_ends_at_its_own_deadline_even_in_a_stalled_batch(org, make_provider, fake):
+    """The archive loop gives the graphs a few seconds per pass: a stalled batch ends when they are up,
+    not after BATCH_SECONDS."""
+    import time
+
+    finished(fake, v2(org, make_provider, fake), 2)
+    status_sweep()
+    fake.set_faults(mode="stall", stall_seconds=8, remaining=1, only_kind="comfycloud")
+    started = time.monotonic()
+    assert fetch_all_due_graphs(max_seconds=1.0) == 1
+    assert time.monotonic() - started < 5
