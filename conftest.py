@@ -95,6 +95,20 @@ def provider(org, make_provider):
 
 
 @pytest.fixture
+def local(org, make_provider, fake):
+    """A self-hosted ComfyUI of `org` on the fake provider server."""
+    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
+
+
+@pytest.fixture
+def key(org, alice):
+    """An API key of `org` issued by alice: the bearer token to send."""
+    from accounts.models import ApiKey
+
+    return ApiKey.issue(org, "ci", created_by=alice)[1]
+
+
+@pytest.fixture
 def make_run(db):
     from runs.models import Run
 

@@ -9,11 +9,6 @@ from alerts.config import create_channel, create_rule
 from alerts.models import Channel, Rule
 
 
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
 def api(client, method, path, key, data=None):
     kwargs = {"data": data, "content_type": "application/json"} if data is not None else {}
     return getattr(client, method)(f"/api/v1/alerts{path}", headers={"X-API-Key": key}, **kwargs)

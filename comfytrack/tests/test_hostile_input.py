@@ -36,11 +36,6 @@ def member(client, alice):
     return client
 
 
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
 def api(client, method: str, path: str, key: str, body: str | bytes | None = None, **headers):
     send = getattr(client, method)
     if body is None:

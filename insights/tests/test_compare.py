@@ -17,11 +17,6 @@ from runs.fingerprint import workflow_fingerprint
 from runs.models import Run, Status
 
 
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
 def get(client, path, key):
     return client.get(f"/api/v1{path}", headers={"X-API-Key": key})
 

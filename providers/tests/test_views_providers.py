@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from django.utils import timezone
 
 from runs.models import Status
-
-
-@pytest.fixture
-def local(org, make_provider, fake):
-    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
 
 
 def test_it_shows_health_and_runs_in_flight(client, alice, provider, make_run):

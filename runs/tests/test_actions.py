@@ -15,11 +15,6 @@ WORKFLOW = {
 }
 
 
-@pytest.fixture
-def local(org, make_provider, fake):
-    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
-
-
 def test_it_cancels_a_pending_comfyui_prompt(local, fake):
     fake.state.default_script = ((0.0, QUEUED),)
     run = submit_run(local, WORKFLOW, origin=Origin.API)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
-from accounts.models import ApiKey
 from providers.fake import state as S
 from runs.models import Run
 from runs.tests.api_helpers import get, post
@@ -20,16 +17,6 @@ MISSING_FILE = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "does_not_exist.png"}},
     "9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}},
 }
-
-
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
-@pytest.fixture
-def local(org, make_provider, fake):
-    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
 
 
 def prompts_posted(fake) -> int:

@@ -33,11 +33,6 @@ OUTPUT_KEYS = {"id", "kind", "filename", "url", "archived", "width", "height", "
 
 
 @pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
-@pytest.fixture
 def ro_key(org):
     return ApiKey.issue(org, "dashboards", read_only=True)[1]
 
@@ -45,11 +40,6 @@ def ro_key(org):
 @pytest.fixture
 def charlie_key(other_org, charlie):
     return ApiKey.issue(other_org, "theirs")[1]
-
-
-@pytest.fixture
-def local(org, make_provider, fake):
-    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
 
 
 def with_output(run: Run, name: str = "out.png", **fields) -> RunOutput:

@@ -17,11 +17,6 @@ from runs.export import COLUMNS, neutralise
 from runs.models import RunOutput, Status
 
 
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
 def body(response) -> str:
     assert response.streaming
     return b"".join(response.streaming_content).decode()

@@ -21,11 +21,6 @@ from runs.tracking import MAX_TRACK_IDS, read_external_ids, track_run, track_run
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def key(org, alice):
-    return ApiKey.issue(org, "ci", created_by=alice)[1]
-
-
 def post_track(client, key, body):
     return client.post("/api/v1/runs/track", data=body, content_type="application/json", headers={"X-API-Key": key})
 

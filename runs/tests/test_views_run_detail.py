@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from providers.fake.state import QUEUED, RUNNING, SUCCEEDED
 from runs.models import Origin, Run, RunEvent, Status
 from runs.submission import submit_run
@@ -13,11 +11,6 @@ WORKFLOW = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk"}},
 }
-
-
-@pytest.fixture
-def local(org, make_provider, fake):
-    return make_provider(org, name="Local", kind="comfyui", base_url=fake.base_url("comfyui"), secret={})
 
 
 def test_it_shows_the_run(client, alice, provider, make_run):
