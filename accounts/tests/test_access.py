@@ -27,9 +27,11 @@ def test_it_reads_the_session_organization_and_role_in_one_query(alice, bob, org
     with django_assert_num_queries(1):
         access = current_access(request)
         assert current_access(request) is access  # cached on the request
+    assert access is not None
     assert (access.organization, access.role, access.can_manage) == (later, "admin", True)
     with django_assert_num_queries(1):
         access = current_access(request_for(alice, str(org.code)))
+    assert access is not None
     assert (access.organization, access.role) == (org, "owner")
 
 
@@ -37,16 +39,19 @@ def test_it_falls_back_to_the_first_organization_in_one_query(bob, org, other_or
     request = request_for(bob, str(other_org.code))  # bob is not (or no longer) a member of it
     with django_assert_num_queries(1):
         access = current_access(request)
+    assert access is not None
     assert (access.organization, access.role, access.can_write) == (org, "viewer", False)
     assert request.session[SESSION_KEY] == str(org.code)
     with django_assert_num_queries(1):
-        assert current_access(request_for(bob, "not-a-uuid")).organization == org
+        fallback = current_access(request_for(bob, "not-a-uuid"))
+        assert fallback is not None and fallback.organization == org
 
 
 def test_it_makes_a_superuser_owner_of_any_organization(org, other_org, django_assert_num_queries):
     root = get_user_model().objects.create_superuser("root", password="password")
     with django_assert_num_queries(1):
         access = current_access(request_for(root, str(other_org.code)))
+    assert access is not None
     assert (access.organization, access.role) == (other_org, "owner")
 
 

@@ -10,6 +10,7 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -107,7 +108,7 @@ def form_data(html: str) -> dict[str, list[str]]:
     return parser.data
 
 
-def registered_models() -> list[type]:
+def registered_models() -> list[type[models.Model]]:
     """Every model with a ModelAdmin on the admin site, found through its public API."""
     return [model for model in apps.get_models() if admin.site.is_registered(model)]
 
@@ -151,7 +152,9 @@ def test_no_admin_form_offers_or_accepts_another_organizations_objects(client, w
             params = {f.name: theirs[f.related_model].pk for f in model._meta.fields if f.related_model in theirs}
             pages.append((add, params))
         if model in ours:
-            pages.append((admin_url(model, "change", ours[model].pk), {}))
+            change = admin_url(model, "change", ours[model].pk)
+            assert change, model  # every registered ModelAdmin has a change view
+            pages.append((change, {}))
         changelist = admin_url(model, "changelist")
         for url, params in [*pages, (changelist, {})]:
             response = client.get(url, params)

@@ -19,7 +19,9 @@ class _Mailbox:
 
     async def handle_DATA(self, server, session, envelope):
         parsed = email.message_from_bytes(envelope.content)
-        body = parsed.get_payload(decode=True).decode(parsed.get_content_charset() or "utf-8")
+        payload = parsed.get_payload(decode=True)
+        assert isinstance(payload, bytes)  # a single-part message decodes to its bytes
+        body = payload.decode(parsed.get_content_charset() or "utf-8")
         self.messages.append({"to": list(envelope.rcpt_tos), "subject": parsed["Subject"], "data": body})
         return "250 OK"
 

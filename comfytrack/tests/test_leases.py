@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from concurrent.futures import Future
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -31,7 +31,7 @@ def due(now=None):
     return Run.objects.filter(next_sync_after__lte=now).filter(LEASE.free(now)).order_by("next_sync_after")
 
 
-def held_until() -> dict[int, object]:
+def held_until() -> dict[int, datetime | None]:
     return dict(Run.objects.values_list("pk", "sync_locked_until"))
 
 
@@ -86,7 +86,9 @@ def test_renewal_holds_only_rows_still_leased_and_release_frees_them(runs):
     assert LEASE.renew([first, second, third]) == 2
     renewed = held_until()
     assert renewed[first] is None
-    assert renewed[second] > stored[second] and renewed[third] > stored[third]
+    for pk in (second, third):
+        new, old = renewed[pk], stored[pk]
+        assert new is not None and old is not None and new > old
     assert LEASE.release([second]) == 1
     assert held_until()[second] is None
     assert [run.pk for run in LEASE.claim(due(), 1)] == [first]  # the free ones come back in order
@@ -186,7 +188,8 @@ def test_a_one_statement_claim_takes_the_first_rows_in_order_with_their_values_t
         # Of the types the ORM loads, on SQLite too (where times and UUIDs come back as text).
         assert {name: getattr(run, name) for name in FIELDS} == loaded[run.pk]
         assert type(run.code) is type(loaded[run.pk]["code"]) and run.created.tzinfo is not None
-        assert before + LEASE.length <= stored[run.pk] <= timezone.now() + LEASE.length
+        until = stored[run.pk]
+        assert until is not None and before + LEASE.length <= until <= timezone.now() + LEASE.length
         assert run.get_deferred_fields() >= {"status", "external_id"}  # only the fields asked for were read
     assert all(stored[run.pk] is None for run in runs[5:])
 
@@ -201,7 +204,7 @@ def test_a_one_statement_claim_skips_held_rows_and_takes_lapsed_ones_again(runs)
     later = timezone.now() + LEASE.length + timedelta(seconds=1)
     again = claim_in_one_statement(12, now=later)
     assert len(again) == 12
-    assert all(stored >= later + LEASE.length for stored in held_until().values())
+    assert all(stored is not None and stored >= later + LEASE.length for stored in held_until().values())
 
 
 @pytest.mark.django_db

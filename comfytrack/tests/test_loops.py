@@ -163,7 +163,7 @@ def test_the_sync_loop_goes_on_after_its_backend_is_terminated_mid_sweep(deploy_
     runs = deploy_runs(30)
     monkeypatch.setattr(loops, "FIRST_BACKOFF", 0.1)
     killer = connections.create_connection("default")
-    terminated = []
+    terminated: list[str] = []
 
     def terminate_at_the_first_apply(execute, sql, params, many, context):
         if not terminated and sql.lstrip().upper().startswith("UPDATE") and "unnest" in sql.lower():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import uuid
 
 import pytest
@@ -76,7 +77,7 @@ def metric(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-def sweeping_cluster(clusters: list) -> tuple[int, object]:
+def sweeping_cluster(clusters: list[subprocess.Popen]) -> tuple[int, subprocess.Popen]:
     """The q cluster whose worker holds the sync loop's turn, once that worker holds leased runs."""
 
     def holder():

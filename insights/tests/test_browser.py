@@ -27,6 +27,7 @@ def test_comparing_a_workflow_across_providers(page, org, provider, make_provide
     Price.objects.create(provider=cloud, per_gpu_second=Decimal("0.000900"))
     price_runs(Run.objects.all())
     run = Run.objects.filter(provider=provider).first()
+    assert run is not None
     page.goto(f"/runs/{run.code}/")
     page.click("a:has-text('Compare this workflow across providers')")
     page.wait_for_url(f"**/compare/?workflow={FP}")

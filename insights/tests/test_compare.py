@@ -100,6 +100,7 @@ def test_it_hides_other_orgs(client, two_providers, other_org, charlie):
 def test_the_page_compares_and_links_from_the_run(client, bob, two_providers):
     client.force_login(bob)
     run = Run.objects.filter(workflow_fingerprint=FP).first()
+    assert run is not None
     assert f"/compare/?workflow={FP}" in client.get(f"/runs/{run.code}/").content.decode()
     page = client.get(f"/compare/?workflow={FP}&days=30").content.decode()
     assert "product-shots" in page and "CUDA out of memory" in page and '<svg class="chart line-chart"' in page

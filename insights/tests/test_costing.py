@@ -63,7 +63,9 @@ def test_comfy_cloud_v2_jobs_are_priced_from_execution_ms(org, make_provider, he
     run = finish(held, "comfycloud", submit_run(cloud, WORKFLOW, origin=Origin.API))
     fake_run = held.state.get("comfycloud", run.external_id)
     expected = fake_run.finished_at() - fake_run.entered(state.RUNNING)
+    assert run.gpu_seconds is not None
     assert run.gpu == "" and abs(run.gpu_seconds - expected) < 0.002
+    assert run.cost is not None
     assert run.cost_source == "reported" and run.cost > 0
 
 

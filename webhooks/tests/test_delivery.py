@@ -89,7 +89,9 @@ def test_it_enqueues_status_and_output_events_with_the_change(org, other_org, pr
     output = WebhookDelivery.objects.get(event_type="run.output").payload
     assert output["type"] == "run.output" and output["data"]["output"]["filename"] == "a.png"
     assert output["data"]["run"]["id"] == str(run.code)
-    done = WebhookDelivery.objects.filter(event_type="run.succeeded").first().payload
+    succeeded = WebhookDelivery.objects.filter(event_type="run.succeeded").first()
+    assert succeeded is not None
+    done = succeeded.payload
     assert done["data"]["run"]["status"] == "succeeded" and done["data"]["run"]["provider"]["name"] == "Deploy"
     ids = WebhookDelivery.objects.values_list("event_id", flat=True)
     assert len(set(ids)) == len(ids) and all(i.startswith("msg_") for i in ids)
@@ -156,6 +158,7 @@ def test_it_retries_with_exponential_backoff_for_a_day_then_gives_up(org, make_r
         if delivery.failed:
             break
         assert delivery.status_code == 503 and "503" in delivery.error and delivery.response_excerpt
+        assert delivery.next_attempt_at is not None
         gaps.append((delivery.next_attempt_at - now).total_seconds())
         assert deliver_due_webhooks(now=now + timedelta(seconds=gaps[-1] - 1)).claimed == 0  # not before it is due
         now = delivery.next_attempt_at
@@ -178,6 +181,7 @@ def test_it_waits_at_least_as_long_as_the_endpoint_asks(org, make_receiver, make
     now = timezone.now()
     deliver_due_webhooks(now=now)
     delivery.refresh_from_db()
+    assert delivery.next_attempt_at is not None
     assert delivery.attempt == 1 and delivery.next_attempt_at - now >= timedelta(seconds=600)  # not 30 s
 
 

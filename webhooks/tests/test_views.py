@@ -185,5 +185,7 @@ def test_a_test_delivery_is_queued_signed_like_any_other(client, alice, bob, org
 def test_a_refused_local_url_names_the_setting_that_allows_it(client, alice):
     client.force_login(alice)
     content = client.post(LIST, {"url": "http://localhost:8080/hook"}).content.decode()
-    error = re.search(r'<p class="field-error"[^>]*>([^<]*)</p>', content).group(1)
+    found = re.search(r'<p class="field-error"[^>]*>([^<]*)</p>', content)
+    assert found, content
+    error = found.group(1)
     assert "COMFYTRACK_WEBHOOK_ALLOW_PRIVATE_HOSTS" in error and not WebhookEndpoint.objects.exists()
