@@ -21,7 +21,8 @@ def test_it_cancels_a_pending_comfyui_prompt(local, fake):
     assert run.status == Status.PENDING and run.external_id
     run = cancel_run(run)
     assert run.status == Status.CANCELLED
-    assert run.events.last().to_status == "cancelled"
+    last = run.events.last()
+    assert last is not None and last.to_status == "cancelled"
 
 
 def test_it_cancels_a_running_comfyui_prompt(local, fake):

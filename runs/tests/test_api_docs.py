@@ -106,7 +106,9 @@ def test_the_docs_curl_session_works_as_written(client, docs_setup, fake):
             sweep()
             finished = Run.objects.get(code=run["id"])
             assert finished.status == Status.SUCCEEDED and finished.n_outputs
-            env["OUTPUT_ID"] = str(finished.outputs.first().code)
+            output = finished.outputs.first()
+            assert output is not None
+            env["OUTPUT_ID"] = str(output.code)
     # The retry's body was read: the new run went to "Local", not to the original's provider.
     retry = answers[-1][1].json()
     assert answers[-1][0].startswith("curl") and "/retry" in answers[-1][0]

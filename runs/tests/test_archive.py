@@ -81,6 +81,7 @@ def test_it_archives_a_png_from_the_fake_provider(fake, media):
     assert (output.width, output.height) == (64, 64)
     assert output.content_type == "image/png"
     assert output.archived is not None and output.archive_error == "" and output.next_archive_after is None
+    assert output.file.name is not None
     assert output.file.name.startswith("outputs/") and output.file.name.endswith(f"/{output.code}.png")
     assert ".." not in output.file.name and "evil" not in output.file.name
     with Image.open(output.thumbnail.path) as thumb:
@@ -130,7 +131,7 @@ def test_it_archives_a_non_image_without_thumbnail(media):
         assert archive_due_outputs() == 1
     output.refresh_from_db()
     assert output.content_type == "text/plain"
-    assert output.file.name.endswith(".txt")
+    assert output.file.name is not None and output.file.name.endswith(".txt")
     assert not output.thumbnail and output.width is None and output.height is None
     assert len(stored_files(media)) == 1
 
@@ -148,6 +149,7 @@ def test_it_gives_up_on_an_expired_link_after_a_few_attempts(fake):
     assert "expired before it could be archived" in output.archive_error
     assert "sig=" not in output.archive_error and "expires=" not in output.archive_error
     assert output.archive_attempts == 1
+    assert output.next_archive_after is not None
     assert output.next_archive_after > timezone.now() + timedelta(seconds=20)  # backed off, not hammered
     assert archive_due_outputs() == 0  # not due yet
     assert RunOutput.objects.get(pk=output.pk).archive_attempts == 1
@@ -276,5 +278,6 @@ def test_it_survives_an_unexpected_error_in_one_output(fake, media, monkeypatch)
     assert archive_due_outputs() == 0
     output.refresh_from_db()
     assert output.archive_error == "Internal error while archiving (RuntimeError)."
+    assert output.next_archive_after is not None
     assert output.archive_attempts == 1 and output.next_archive_after > timezone.now()
     assert temp_files(media) == []

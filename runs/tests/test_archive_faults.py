@@ -73,6 +73,7 @@ def test_a_full_disk_leaves_nothing_behind_names_the_cause_and_backs_off(fake, m
     output.refresh_from_db()
     assert output.archive_error == ENOSPC_MESSAGE
     assert output.archived is None and output.archive_attempts == 1
+    assert output.next_archive_after is not None
     assert output.next_archive_after > timezone.now() + timedelta(seconds=20)  # backed off
     assert files_in(media / "media") == []  # not even the partial file
     assert files_in(media / "tmp") == []  # nor the download
@@ -189,7 +190,7 @@ def test_a_dead_workers_outputs_are_due_again_within_two_minutes(fake, media):
         # The worker dies here: it never renews nor records anything.
         assert archive.claim_due_outputs(10) == []
         lease_end = RunOutput.objects.get(pk=output.pk).next_archive_after
-        assert lease_end <= timezone.now() + timedelta(minutes=2)
+        assert lease_end is not None and lease_end <= timezone.now() + timedelta(minutes=2)
         assert archive_due_outputs(now=lease_end + timedelta(seconds=1)) == 1
 
 

@@ -77,6 +77,7 @@ def test_the_probe_honours_retry_after(org, make_provider, fake):
     probes = requests_to(fake, "comfydeploy") - before
     assert 1 <= probes <= 2, probes
     credential = Credential.objects.get(provider=provider)
+    assert credential.blocked_until is not None and credential.last_failure is not None
     assert credential.blocked_until - credential.last_failure >= timedelta(seconds=3)
     assert credential.latest_outcome == "failing" and "rate limiting" in credential.last_error
 

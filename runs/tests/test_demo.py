@@ -43,7 +43,8 @@ def test_it_sets_up_the_demo_once(fake, django_user_model):
         ("Simulator", "comfyui"),
         ("Simulator Cloud", "comfycloud"),
     ]
-    assert sorted(Price.objects.filter(provider__organization=org).values_list("per_gpu_second", flat=True)) == [
+    prices = Price.objects.filter(provider__organization=org).order_by("per_gpu_second")
+    assert list(prices.values_list("per_gpu_second", flat=True)) == [
         Decimal("0.0003"),
         Decimal("0.0011"),
     ]

@@ -89,7 +89,9 @@ def test_runs_store_it_on_save_and_the_backfill_fills_old_ones(provider, make_ru
 
 
 def test_a_providers_graph_is_stored_as_plain_json_with_its_fingerprint():
-    stored, fingerprint = provider_graph(variant(**{"3__seed": 99}))
+    graph = provider_graph(variant(**{"3__seed": 99}))
+    assert graph is not None
+    stored, fingerprint = graph
     assert fingerprint == workflow_fingerprint(GRAPH) and stored == variant(**{"3__seed": 99})
 
 

@@ -39,6 +39,7 @@ def hooked(provider, make_run):
 def console(request):
     """What the configured console handler writes, with its own formatter or the JSON one."""
     (handler,) = [h for h in logging.getLogger().handlers if any(isinstance(f, RedactPathsFilter) for f in h.filters)]
+    assert isinstance(handler, logging.StreamHandler)
     stream, formatter = io.StringIO(), handler.formatter
     previous = handler.setStream(stream)
     if request.param == "json":

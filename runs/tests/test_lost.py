@@ -27,7 +27,7 @@ def test_a_restarted_comfyui_has_its_runs_lost_within_two_sweeps(org, make_provi
     for run in Run.objects.all():
         # One answer is not believed (a run moving from queue to history): looked at again shortly.
         assert run.unknown_since == first and run.lost_at == first + timedelta(seconds=4)
-        assert run.next_sync_after <= first + timedelta(seconds=4)
+        assert run.next_sync_after is not None and run.next_sync_after <= first + timedelta(seconds=4)
     stats = sweep(first + timedelta(seconds=4))
     assert stats.lost == 3
     for run in Run.objects.all():

@@ -60,7 +60,8 @@ def test_the_detail_equals_the_orm_and_is_scoped_by_organization(org, other_org,
         assert find_run_json(org.pk, run.code) == first_row_json(run_row_queryset().filter(pk=run.pk))
     assert find_run_json(org.pk, theirs.code) is None
     assert find_run_json(org.pk, uuid.uuid4()) is None
-    assert find_run_json(other_org.pk, theirs.code)["id"] == theirs.code
+    found = find_run_json(other_org.pk, theirs.code)
+    assert found is not None and found["id"] == theirs.code
 
 
 @pytest.mark.django_db

@@ -47,6 +47,7 @@ def test_outputs_are_archived_with_their_thumbnails_into_the_storage(storage, fa
     output = run.outputs.get()
     assert run.status == Status.SUCCEEDED and output.archived is not None, output.archive_error
     assert storage.names() == {output.file.name, output.thumbnail.name}
+    assert output.file.name is not None and output.thumbnail.name is not None
     assert output.file.name.startswith("outputs/") and output.thumbnail.name.startswith("thumbnails/")
     with output.file.open("rb") as handle:
         data = handle.read()
@@ -85,6 +86,7 @@ def test_the_gallery_thumbnails_and_downloads_are_served_from_the_storage(storag
 
 def test_a_file_missing_from_the_storage_is_a_clear_404(storage, client, alice, fake, comfyui):
     output = finished_run(fake, comfyui, "st-3").outputs.get()
+    assert output.file.name is not None
     output.file.storage.delete(output.file.name)
     client.force_login(alice)
     response = client.get(f"/outputs/{output.code}/file/")

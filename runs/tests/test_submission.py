@@ -36,6 +36,7 @@ def test_it_submits_a_run_that_is_due_at_once_and_syncs(org, alice, make_provide
     run = submit_run(provider, workflow, {}, origin=Origin.DASHBOARD, created_by=alice)
     run.refresh_from_db()
     assert run.status == Status.PENDING and run.external_id and run.created_by == alice
+    assert run.next_sync_after is not None
     assert before <= run.next_sync_after <= timezone.now() and run.workflow == workflow
     fake_run = fake.state.get(kind, run.external_id)
     assert fake_run is not None and fake_run.workflow

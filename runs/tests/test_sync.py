@@ -10,8 +10,10 @@ from datetime import timedelta
 from itertools import pairwise
 
 import pytest
+from django.db.models import Field
 from django.utils import timezone
 
+from providers.clients.base import RunSnapshot
 from providers.fake import state as S
 from providers.models import Credential
 from providers.tests.e2e import FAULTS, forced
@@ -48,6 +50,7 @@ def test_it_follows_a_run_through_every_status_to_its_outputs(org, make_provider
     stats = sweep()
     run.refresh_from_db()
     assert stats.claimed == 1 and stats.errors == 0, run.last_sync_error
+    assert run.next_sync_after is not None
     assert run.status == Status.QUEUED and run.last_synced and run.next_sync_after > run.last_synced
 
     forced(fake, kind, fake_run.external_id, S.RUNNING)
@@ -94,7 +97,9 @@ def test_claimed_runs_carry_the_sweep_columns_and_load_the_rest_on_access(org, m
     fresh = Run.objects.get(pk=stored.pk)
     assert claimed.get_deferred_fields() == {f.attname for f in Run._meta.concrete_fields if f.name not in SWEEP_FIELDS}
     for name in SWEEP_FIELDS:  # as the database has them (the lease included), already converted
-        assert getattr(claimed, Run._meta.get_field(name).attname) == getattr(fresh, Run._meta.get_field(name).attname)
+        field = Run._meta.get_field(name)
+        assert isinstance(field, Field)  # a column of the table, not a reverse relation
+        assert getattr(claimed, field.attname) == getattr(fresh, field.attname)
     assert claimed.sync_locked_until is not None and claimed.created.tzinfo is not None
     assert claimed.provider == provider and not claimed._state.adding
     assert claimed.workflow == {"1": {"class_type": "SaveImage"}}  # deferred: loaded on first access
@@ -137,6 +142,7 @@ def test_it_backs_off_on_a_fault_and_recovers_when_it_clears(org, make_provider,
     credential = Credential.objects.get(provider=provider)
     # The credential's breaker opens: 1 s, or the provider's Retry-After.
     wait = timedelta(seconds=30 if mode == "429" else 1)
+    assert credential.blocked_until is not None
     assert credential.consecutive_failures == 1 and credential.blocked_until >= start + wait
     assert credential.latest_outcome == "failing" and credential.last_error == run.last_sync_error
     # Its runs wait for the breaker, even when due: only the healthy run is claimed.
@@ -151,6 +157,7 @@ def test_it_backs_off_on_a_fault_and_recovers_when_it_clears(org, make_provider,
     run.refresh_from_db()
     credential.refresh_from_db()
     assert run.sync_failures == 2 and credential.consecutive_failures == 2
+    assert credential.blocked_until is not None
     assert credential.blocked_until >= later + (wait if mode == "429" else timedelta(seconds=2))
 
     fake.set_faults()
@@ -196,7 +203,9 @@ def test_it_never_moves_a_run_back_on_a_stale_answer(org, make_provider, fake, k
     # Even if a stale answer reaches a finished run (a late poll), it stays finished.
     fake.set_faults(mode="stale", only_kind=kind)
     results = fetch_batch([Run.objects.select_related("provider", "credential").get(pk=run.pk)])
-    assert results[run.pk].status.value in ("running", "queued")
+    result = results[run.pk]
+    assert isinstance(result, RunSnapshot), result
+    assert result.status.value in ("running", "queued")
     apply_result(run, results[run.pk], SweepStats())
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED and run.next_sync_after is None
@@ -219,6 +228,7 @@ def test_it_flags_a_refused_credential_and_leaves_its_runs_alone(org, make_provi
     stats = sweep(now)
     assert stats.errors == 3
     credential = Credential.objects.get(provider=provider)
+    assert credential.blocked_until is not None
     assert credential.failing_since and credential.blocked_until >= now + timedelta(minutes=59)
     assert credential.last_error and all(value not in credential.last_error for value in wrong.values())
     assert all(value not in r.last_sync_error for r in Run.objects.all() for value in wrong.values())
@@ -313,5 +323,6 @@ def test_it_keeps_the_sweep_alive_when_applying_one_run_crashes(org, make_provid
     bad.refresh_from_db()
     good.refresh_from_db()
     assert good.status == Status.RUNNING
+    assert bad.next_sync_after is not None
     assert bad.status == Status.PENDING and bad.next_sync_after >= now + timedelta(minutes=5)
     assert bad.last_sync_error == "Internal error while syncing." and bad.sync_locked_until is None

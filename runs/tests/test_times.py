@@ -28,7 +28,9 @@ WORKFLOW = {
 }
 
 
-def at(seconds: float) -> datetime:
+def at(seconds: float | None) -> datetime:
+    """A moment the fake provider has recorded (the caller expects it to be set), as a datetime."""
+    assert seconds is not None
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
@@ -117,6 +119,8 @@ def test_comfyui_times_are_the_providers_within_50_ms_not_the_polls(org, make_pr
     sweep()
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED
+    assert run.started is not None and run.finished is not None and run.queued is not None
+    assert run.run_seconds is not None
     assert abs((run.started - provider_start).total_seconds()) < 0.05 and run.started_source == PROVIDER
     assert abs((run.finished - provider_end).total_seconds()) < 0.05 and run.finished_source == PROVIDER
     assert abs(run.run_seconds - (provider_end - provider_start).total_seconds()) < 0.05
@@ -137,12 +141,14 @@ def test_a_submitted_run_is_queued_when_the_provider_accepted_it_until_the_provi
     fake.state.default_script = ((0.0, S.QUEUED), (30.0, S.RUNNING))
     before = timezone.now()
     run = submit_run(provider, WORKFLOW, origin=Origin.API)
+    assert run.queued is not None
     assert before <= run.queued <= timezone.now() and run.queued_source == OBSERVED
     assert run.created <= run.queued
     sweep()
     run.refresh_from_db()
     fake_run = fake.state.get("comfyui", run.external_id)
     # The fake's queue carries create_time (recent ComfyUI): the provider's time replaces ours.
+    assert run.queued is not None
     assert abs((run.queued - at(fake_run.created)).total_seconds()) < 0.05 and run.queued_source == PROVIDER
 
 
@@ -156,6 +162,7 @@ def test_every_kind_ends_with_provider_times(org, make_provider, fake, kind):
     sweep()
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED
+    assert run.finished is not None
     assert run.finished_source == PROVIDER and abs((run.finished - at(fake_run.finished_at())).total_seconds()) < 0.05
     if run.started is not None:
         assert run.started <= run.finished

@@ -5,6 +5,7 @@ provider serves apart is asked for by the graph pass (runs.graphs), never by the
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -12,7 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from providers.fake import state as S
 from providers.tests.e2e import forced
-from runs.changes import on_run_changes, remove_subscriber
+from runs.changes import RunChange, on_run_changes, remove_subscriber
 from runs.fingerprint import workflow_fingerprint
 from runs.graphs import LEASE, MAX_ATTEMPTS, claim_due_graphs, fetch_all_due_graphs, fetch_due_graphs
 from runs.models import Run, Status
@@ -20,7 +21,7 @@ from runs.sync import sync_due_runs
 from runs.tests.sync_helpers import provider_for, tracked
 from webhooks.models import WebhookDelivery
 
-GRAPH = {
+GRAPH: dict[str, Any] = {
     "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 20, "model": ["4", 0]}},
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
     "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "tracked-shots"}},
@@ -166,6 +167,7 @@ def test_a_transient_failure_is_asked_again_after_a_back_off(org, make_provider,
     assert (outcome.claimed, outcome.arrived) == (1, 0)
     run.refresh_from_db()
     assert run.workflow_fingerprint == "" and run.graph_attempts == 1
+    assert run.graph_due is not None
     assert now + timedelta(seconds=29) <= run.graph_due <= now + timedelta(seconds=61)
     fake.state.requests.clear()
     assert fetch_due_graphs(now=now).claimed == 0  # not due yet: no request
@@ -190,6 +192,7 @@ def test_a_batch_that_cannot_be_recorded_counts_an_attempt_and_ends(org, make_pr
         assert fetch_due_graphs(now=now).arrived == 0
         run.refresh_from_db()
         assert run.workflow_fingerprint == "" and run.graph_attempts == 1
+        assert run.graph_due is not None
         assert now + timedelta(seconds=29) <= run.graph_due <= now + timedelta(seconds=61)
         Run.objects.filter(pk=run.pk).update(graph_attempts=MAX_ATTEMPTS - 1)
         assert fetch_due_graphs(now=run.graph_due).claimed == 1
@@ -273,7 +276,7 @@ def test_an_arrived_graph_goes_to_the_run_change_hook_and_sends_no_webhook(org, 
     (run,) = finished(fake, v2(org, make_provider, fake))
     status_sweep()
     deliveries = WebhookDelivery.objects.count()
-    seen = []
+    seen: list[RunChange] = []
     subscriber = on_run_changes(seen.extend)
     try:
         fetch_all_due_graphs()

@@ -48,7 +48,9 @@ def test_it_refuses_bad_ids_and_keeps_the_rest(provider):
     hostile = ["a\x00b", "with space", "esc\x1b[31m", "del\x7f", "rtl\u202eexe.png", "zero\u200bwidth", "\ufeffbom"]
     results = track_runs(provider, ["ok-1", "", "x" * 201, *hostile, "ok-2"])
     assert [r.error is None for r in results] == [True, False, False] + [False] * len(hostile) + [True]
-    assert "blank" in results[1].error and "200" in results[2].error and results[1].run_code is None
+    blank, too_long = results[1].error, results[2].error
+    assert blank is not None and too_long is not None
+    assert "blank" in blank and "200" in too_long and results[1].run_code is None
     assert set(Run.objects.values_list("external_id", flat=True)) == {"ok-1", "ok-2"}
 
 

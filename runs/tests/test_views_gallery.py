@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -57,7 +59,7 @@ def test_an_unarchived_output_with_an_expired_link_is_a_clear_404(client, alice,
         kind="image",
         filename="x.png",
         provider_url="https://example.com/x.png",
-        provider_url_expires=timezone.now() - timezone.timedelta(hours=1),
+        provider_url_expires=timezone.now() - timedelta(hours=1),
     )
     client.force_login(alice)
     assert client.get(f"/outputs/{out.code}/file/").status_code == 404
