@@ -12,7 +12,7 @@ import pytest
 from providers.clients.aws_esd import MAX_PROMPT_CHARS, AwsEsdClient, prompt_graph
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
 from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of, provider_server
-from providers.tests.shared import fixture, recorded
+from providers.tests.shared import error_of, fixture, recorded
 
 BASE = f"{provider_server().url}/prod"
 SECRET = {"api_key": "esd-key-abcdef123456", "username": "alice"}
@@ -93,6 +93,7 @@ def test_it_maps_success_with_presigned_outputs():
     c, _ = client({("GET", PATH): (200, fixture("aws-esd/get_execute_success.json"))})
     snap = c.call(c.fetch, RUN_ID)
     assert (snap.status, snap.provider_status) == (RunStatus.SUCCEEDED, "success")
+    assert snap.finished is not None and snap.queued is not None
     assert snap.finished - snap.queued == timedelta(seconds=49, microseconds=864198)
     [out] = snap.outputs
     assert (out.key, out.filename, out.kind) == ("output/probe_00001_.png", "probe_00001_.png", OutputKind.IMAGE)
@@ -105,7 +106,7 @@ def test_it_assumes_an_hour_when_the_url_states_no_expiry():
     c, _ = client({("GET", PATH): (200, execute(output_files=[], temp_files=[url, "/not-presigned.png"]))})
     before = datetime.now(UTC)
     [out] = c.call(c.fetch, RUN_ID).outputs
-    assert out.key == "temp/sub/p.png" and out.filename == "p.png"
+    assert out.key == "temp/sub/p.png" and out.filename == "p.png" and out.url_expires is not None
     assert before + timedelta(seconds=3599) <= out.url_expires <= datetime.now(UTC) + timedelta(seconds=3600)
 
 
@@ -114,7 +115,7 @@ def test_it_maps_failures_with_the_message(raw):
     c, _ = client({("GET", PATH): (200, execute("failed", status=raw))})
     snap = c.call(c.fetch, RUN_ID)
     assert (snap.status, snap.provider_status) == (RunStatus.FAILED, raw)
-    assert snap.error.message == "the environment is not ready valid[0] is false, need to resync"
+    assert error_of(snap).message == "the environment is not ready valid[0] is false, need to resync"
     assert snap.finished == datetime(2024, 7, 30, 8, 16, 5, 1, tzinfo=UTC)
 
 

@@ -12,7 +12,7 @@ import pytest
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, SubmissionRejected
 from providers.clients.comfyui import ComfyUIClient
 from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of, provider_server
-from providers.tests.shared import fixture, recorded
+from providers.tests.shared import error_of, fixture, recorded, snapshots
 
 BASE = provider_server().url
 PROXY = {"header": "X-Proxy-Token", "value": "proxy-secret-1234"}
@@ -132,6 +132,7 @@ def test_it_reads_create_time_for_queue_and_run_durations():
     c = client(r)
     snap = c.call(c.fetch, FIX_ID)
     assert snap.created == snap.queued == ms(1763630102123)
+    assert snap.started is not None and snap.queued is not None and snap.finished is not None
     assert snap.started - snap.queued == timedelta(milliseconds=27)
     assert snap.finished - snap.started == timedelta(milliseconds=161)
 
@@ -141,10 +142,12 @@ def test_it_maps_a_recorded_node_error():
     c = client(r)
     snap = c.call(c.fetch, "x")
     assert (snap.status, snap.provider_status) == (RunStatus.FAILED, "error")
-    assert snap.error.node_id == "2" and snap.error.node_type == "SaveImage"
-    assert snap.error.exception_type == "Exception"
-    assert snap.error.message.startswith("**** ERROR: Saving image outside the output folder")
-    assert snap.error.traceback.count('File "') == 6 and snap.finished == ms(1796059910663)
+    error = error_of(snap)
+    assert error.node_id == "2" and error.node_type == "SaveImage"
+    assert error.exception_type == "Exception"
+    assert error.message.startswith("**** ERROR: Saving image outside the output folder")
+    assert error.traceback is not None
+    assert error.traceback.count('File "') == 6 and snap.finished == ms(1796059910663)
     assert snap.outputs == ()
 
 
@@ -159,6 +162,7 @@ def test_it_maps_an_interrupt_to_cancelled(source):
     c = client(router({("GET", f"/history/{external_id}"): (200, body)}))
     snap = c.call(c.fetch, external_id)
     assert (snap.status, snap.provider_status, snap.error) == (RunStatus.CANCELLED, "error", None)
+    assert snap.live_status is not None
     assert "Interrupted at node" in snap.live_status and snap.finished is not None
 
 
@@ -292,7 +296,7 @@ def test_an_older_build_without_the_jobs_list_is_read_through_one_history_list_c
     )
     c = client(r)
     ids = [QUEUED_ID, RUNNING_ID, *done, "old"]
-    result = c.call(c.fetch_many, ids)
+    result = snapshots(c.call(c.fetch_many, ids))
     assert list(result) == ids
     assert result[QUEUED_ID].status is RunStatus.QUEUED and result[RUNNING_ID].status is RunStatus.RUNNING
     assert all(result[i].status is RunStatus.SUCCEEDED for i in done)
@@ -350,10 +354,12 @@ def test_a_jobs_list_that_says_slow_down_holds_back_the_history_calls(answer, he
     if held:
         assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs"]
         assert all(isinstance(result[i], ProviderError) for i in ids)
-        assert result[ids[0]].retry_after == (30 if answer.status_code == 429 else None)
+        first = result[ids[0]]
+        assert isinstance(first, ProviderError) and first.retry_after == (30 if answer.status_code == 429 else None)
     else:
         assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs", "/history"]
-        assert all(result[i].status is RunStatus.SUCCEEDED for i in ids)
+        answered = snapshots(result)
+        assert all(answered[i].status is RunStatus.SUCCEEDED for i in ids)
 
 
 def test_the_jobs_list_answers_finished_runs_as_their_history_does():
@@ -371,7 +377,7 @@ def test_the_jobs_list_answers_finished_runs_as_their_history_does():
         }
     )
     c = client(r)
-    listed = c.call(c.fetch_many, [prompt_id, *others])
+    listed = snapshots(c.call(c.fetch_many, [prompt_id, *others]))
     assert [req.url.path for req in r.requests] == ["/queue", "/api/jobs"]
     assert r.requests[1].url.query["status"] == "completed,failed,cancelled"
     from_history = c.call(c.fetch, prompt_id)
@@ -400,7 +406,7 @@ def test_the_jobs_list_carries_failures_and_defers_interrupts_and_many_outputs_t
         }
     )
     c = client(r)
-    result = c.call(c.fetch_many, [failed_id, "stopped", "many", "x-0", "x-1", "x-2"])
+    result = snapshots(c.call(c.fetch_many, [failed_id, "stopped", "many", "x-0", "x-1", "x-2"]))
     # The interrupt is read from its history, which names the node it stopped at.
     assert sorted(req.url.path for req in r.requests) == ["/api/jobs", "/history/many", "/history/stopped", "/queue"]
     assert result[failed_id].error == c.call(c.fetch, failed_id).error  # the same error as its history gives
@@ -418,7 +424,7 @@ def test_it_fetches_a_few_finished_runs_one_by_one():
         }
     )
     c = client(r)
-    result = c.call(c.fetch_many, [OK_ID])
+    result = snapshots(c.call(c.fetch_many, [OK_ID]))
     assert result[OK_ID].status is RunStatus.SUCCEEDED and len(r.requests) == 2
 
 

@@ -16,7 +16,7 @@ import pytest
 from providers.clients.base import ClientOptions, OutputKind, ProviderError, RunStatus, Unsupported
 from providers.clients.speedpix import SpeedPixClient
 from providers.tests.loopback import BAD_RESPONSES, Request, Response, Router, body_of
-from providers.tests.shared import fixture
+from providers.tests.shared import error_of, fixture
 
 SECRET = {"app_key": "204912345", "app_secret": "s3cr3t-app-secret-value"}
 TASK = "a153c27e31ed4e0f8c8721af0984ca5a"
@@ -170,6 +170,7 @@ def test_it_fetches_the_result_of_a_succeeded_task():
     snap = c.call(c.fetch, TASK)
     assert (snap.status, snap.provider_status, snap.progress) == (RunStatus.SUCCEEDED, "succeeded", 1.0)
     assert snap.started == datetime(2025, 6, 17, 7, 46, 40, 123000, tzinfo=UTC)
+    assert snap.finished is not None and snap.started is not None
     assert (snap.finished - snap.started).total_seconds() == 8.123
     [out] = snap.outputs  # `images` repeats the `poster` field's file: listed once, with its metadata
     assert (out.key, out.filename, out.kind, out.width, out.height) == (
@@ -223,8 +224,9 @@ def test_it_maps_a_failed_result_envelope_to_failed_with_codes():
     )
     snap = c.call(c.fetch, TASK)
     assert (snap.status, snap.provider_status) == (RunStatus.FAILED, "failed")
-    assert "EXAMPLE_SERVICE_ERR" in snap.error.message and "example task failure message" in snap.error.message
-    assert "EXAMPLE_GATEWAY_ERR" in snap.error.message
+    message = error_of(snap).message
+    assert "EXAMPLE_SERVICE_ERR" in message and "example task failure message" in message
+    assert "EXAMPLE_GATEWAY_ERR" in message
 
 
 @pytest.mark.parametrize(

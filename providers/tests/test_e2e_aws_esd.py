@@ -18,7 +18,7 @@ from providers.tests.e2e import (
     download,
     forced,
 )
-from providers.tests.shared import recorded
+from providers.tests.shared import error_of, recorded, snapshots
 
 KIND = "aws_esd"
 
@@ -33,8 +33,10 @@ def test_it_follows_a_run_to_success_and_downloads_real_pngs(fake):
     assert client.call(client.fetch, external_id).status is RunStatus.QUEUED
     forced(fake, KIND, external_id, S.RUNNING, S.SUCCEEDED)
     snap = client.call(client.fetch, external_id)
+    assert snap.finished is not None and snap.created is not None
     assert snap.status is RunStatus.SUCCEEDED and snap.finished >= snap.created
     [output] = snap.outputs
+    assert output.url_expires is not None
     assert abs(output.url_expires - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(seconds=5)
     data = client.call(download, client, output)
     assert data.startswith(b"\x89PNG") and data == png_bytes(output_seed(KIND, external_id, output.filename))
@@ -46,12 +48,12 @@ def test_it_reports_a_failing_node(fake):
     external_id = client.call(client.submit, workflow, {}, {})
     forced(fake, KIND, external_id, S.FAILED)
     snap = client.call(client.fetch, external_id)
-    assert snap.status is RunStatus.FAILED and "CUDA out of memory" in snap.error.message
+    assert snap.status is RunStatus.FAILED and "CUDA out of memory" in error_of(snap).message
 
 
 def test_it_reports_an_unknown_id_as_unknown(fake):
     client = make(fake)
-    result = client.call(client.fetch_many, ["no-such-prompt"])
+    result = snapshots(client.call(client.fetch_many, ["no-such-prompt"]))
     assert result["no-such-prompt"].status is RunStatus.UNKNOWN
 
 

@@ -16,7 +16,7 @@ from providers.tests.e2e import (
     download,
     forced,
 )
-from providers.tests.shared import recorded
+from providers.tests.shared import error_of, recorded, snapshots
 
 KIND = "comfyui"
 
@@ -37,6 +37,7 @@ def test_it_follows_a_run_to_success_and_downloads_real_pngs(fake):
     assert client.call(client.fetch, external_id).status is RunStatus.RUNNING
     forced(fake, KIND, external_id, S.SUCCEEDED)
     snap = client.call(client.fetch, external_id)
+    assert snap.started is not None and snap.finished is not None
     assert snap.status is RunStatus.SUCCEEDED and snap.started <= snap.finished
     [output] = snap.outputs
     data = client.call(download, client, output)
@@ -49,8 +50,9 @@ def test_it_reports_a_failing_node(fake):
     forced(fake, KIND, external_id, S.RUNNING, S.FAILED)
     snap = client.call(client.fetch, external_id)
     assert snap.status is RunStatus.FAILED
-    assert (snap.error.node_id, snap.error.node_type) == ("5", "FakeFail") and "CUDA" in snap.error.message
-    assert "execution.py" in snap.error.traceback
+    error = error_of(snap)
+    assert (error.node_id, error.node_type) == ("5", "FakeFail") and "CUDA" in error.message
+    assert error.traceback is not None and "execution.py" in error.traceback
 
 
 def test_it_rejects_an_unknown_node_class(fake):
@@ -71,8 +73,8 @@ def test_it_cancels_pending_and_running_prompts(fake, phase):
 def test_it_reports_an_id_in_neither_queue_nor_history_as_unknown(fake):
     client, external_id = submit(fake)
     forced(fake, KIND, external_id, S.VANISHED)
-    snapshots = client.call(client.fetch_many, [external_id, "00000000-0000-4000-8000-000000000000"])
-    assert {s.status for s in snapshots.values()} == {RunStatus.UNKNOWN}
+    answers = snapshots(client.call(client.fetch_many, [external_id, "00000000-0000-4000-8000-000000000000"]))
+    assert {s.status for s in answers.values()} == {RunStatus.UNKNOWN}
 
 
 @pytest.mark.parametrize("jobs_api", [True, False], ids=["recent-build", "build-without-api-jobs"])
@@ -85,9 +87,9 @@ def test_it_fetches_many_runs_in_every_state(fake, jobs_api):
         for phase, count in phases
     }
     fake.state.requests.clear()
-    result = client.call(client.fetch_many, [i for group in ids.values() for i in group])
+    result = snapshots(client.call(client.fetch_many, [i for group in ids.values() for i in group]))
     assert [result[i].status for i in ids[S.QUEUED]] == [RunStatus.QUEUED] * 3
-    assert sorted(result[i].queue_position for i in ids[S.QUEUED]) == [0, 1, 2]
+    assert {result[i].queue_position for i in ids[S.QUEUED]} == {0, 1, 2}  # three runs, three places
     assert {result[i].status for i in ids[S.SUCCEEDED]} == {RunStatus.SUCCEEDED}
     paths = [path.removeprefix("/comfyui") for kind, _, path in fake.state.requests if kind == KIND]
     # Recent builds: the jobs list, and the interrupted run's own history (it names the node it stopped at).

@@ -16,6 +16,7 @@ from providers.tests.e2e import (
     download,
     forced,
 )
+from providers.tests.shared import error_of
 
 KIND = "speedpix"
 
@@ -31,9 +32,11 @@ def test_it_follows_a_task_to_success_and_downloads_real_pngs(fake):
     assert client.call(client.fetch, task_id).status is RunStatus.QUEUED
     forced(fake, KIND, task_id, S.RUNNING)
     running = client.call(client.fetch, task_id)
+    assert running.progress is not None
     assert running.status is RunStatus.RUNNING and 0 <= running.progress < 1
     forced(fake, KIND, task_id, S.SUCCEEDED)
     snap = client.call(client.fetch, task_id)
+    assert snap.started is not None and snap.finished is not None
     assert snap.status is RunStatus.SUCCEEDED and snap.started <= snap.finished
     [output] = snap.outputs
     assert (output.width, output.height) == (64, 64) and output.url_expires is not None
@@ -47,7 +50,7 @@ def test_it_reports_a_failing_task_with_its_node_error(fake):
     forced(fake, KIND, task_id, S.RUNNING, S.FAILED)
     snap = client.call(client.fetch, task_id)
     assert snap.status is RunStatus.FAILED
-    assert "FakeFail (node 1)" in snap.error.message and "TASK_FAILED" in snap.error.message
+    assert "FakeFail (node 1)" in error_of(snap).message and "TASK_FAILED" in error_of(snap).message
 
 
 def test_it_maps_a_cancelled_task(fake):
