@@ -24,7 +24,7 @@ from providers.models import Credential, Provider
 from runs.fingerprint import provider_graph, workflow_fingerprint
 from runs.serving import inline_type
 from runs.times import OBSERVED, TIME_FIELDS, TimeSource, merged_times, time_source
-from runs.workflow import search_text
+from runs.workflow import caption, search_text
 
 if TYPE_CHECKING:
     from providers.clients.base import OutputRef
@@ -189,6 +189,9 @@ class Run(models.Model):
     n_outputs = models.PositiveIntegerField(default=0, editable=False)
     # Lower-cased external id, key input values and node types: what free-text search matches (runs.workflow).
     search_text = models.TextField(blank=True, editable=False)
+    # The prompt a gallery tile shows under the run's outputs (runs.workflow.caption), worked out with the
+    # search text when the workflow is written, so a page of tiles reads no graphs; "" when it has none.
+    caption = models.CharField(max_length=500, blank=True, editable=False, default="", db_default="")
     # Set when comfytrack asked the provider to cancel: a run that then vanishes was cancelled, not lost.
     cancel_requested = models.DateTimeField(null=True, blank=True, editable=False)
     # The same workflow run again has the same value, whatever its seeds and prompts (runs.fingerprint);
@@ -267,6 +270,7 @@ class Run(models.Model):
     def save(self, *args, **kwargs) -> None:
         derived = {
             "search_text": search_text(self.external_id, self.workflow, self.inputs),
+            "caption": caption(self.workflow, self.inputs),
             "workflow_fingerprint": workflow_fingerprint(self.workflow, self.inputs),
         }
         for name, value in derived.items():
@@ -394,6 +398,7 @@ class Run(models.Model):
             "workflow_fingerprint": fingerprint,
             # A run registered by id has no inputs of ours: the graph is the whole of it.
             "search_text": search_text(self.external_id, workflow, {}),
+            "caption": caption(workflow, {}),
             "graph_due": None,  # nothing left to ask for
         }
 

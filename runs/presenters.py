@@ -19,7 +19,6 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from accounts.templatetags.dashboard import duration, percent, time_ago, usd
-from runs import workflow as wf
 from runs.models import Run, RunOutput
 from runs.queries import encode_cursor
 from runs.templatetags.run_times import approx_mark
@@ -128,10 +127,9 @@ class GalleryTile:
 
 
 def gallery_tiles(outputs: Iterable[RunOutput], provider_names: Mapping[int, str]) -> list[GalleryTile]:
-    """The tiles of `outputs`, each annotated with its run's `run_provider_id`, `run_workflow` and
-    `run_inputs` (runs.views.gallery); `provider_names`: each of those providers' name by id."""
+    """The tiles of `outputs`, each annotated with its run's `run_provider_id` and `run_caption`
+    (runs.views.gallery); `provider_names`: each of those providers' name by id."""
     lightbox_url, thumbnail_url, file_url = map(url_for_codes, ("output", "output-thumbnail", "output-file"))
-    prompts: dict[int, Any] = {}  # by run: a run's outputs share its prompt
     tiles = []
     for output in outputs:
         code = str(output.code)
@@ -143,11 +141,7 @@ def gallery_tiles(outputs: Iterable[RunOutput], provider_names: Mapping[int, str
             media, media_url = "video", file_url(code)
         else:
             media, media_url = "", ""
-        if output.run_id not in prompts:
-            # The caption: what the picture is of, without opening it.
-            headline = dict(wf.headline(output.run_workflow, output.run_inputs))  # type: ignore[attr-defined]
-            prompts[output.run_id] = headline.get("Prompt")
-        prompt = prompts[output.run_id]
+        prompt = output.run_caption  # type: ignore[attr-defined]  # annotated by the view
         tiles.append(
             GalleryTile(
                 output=output,

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from providers.models import Provider
 from runs.fingerprint import workflow_fingerprint
 from runs.models import Origin, Run
-from runs.workflow import search_text
+from runs.workflow import caption, search_text
 
 # One API call's ceiling: 1,000 ids are a single INSERT and a single SELECT.
 MAX_TRACK_IDS = 1000
@@ -83,6 +83,7 @@ def _new_run(provider: Provider, credential, external_id: str, origin: str, crea
         workflow=workflow or {},
         # bulk_create skips Run.save, which fills these in.
         search_text=search_text(external_id, workflow or {}, {}),
+        caption=caption(workflow or {}, {}),
         workflow_fingerprint=workflow_fingerprint(workflow),
     )
 

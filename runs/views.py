@@ -226,11 +226,9 @@ def gallery(request, access: Access):
             outputs = outputs.filter(kind=kind)
         else:
             errors.append(f"Unknown kind {kind!r} (use {', '.join(RunOutput.Kind.values)}).")
-    # A tile shows its run's provider and prompt: three of the run's columns, not the run as a model
-    # instance of some 45 (and its provider's) per tile.
-    outputs = outputs.annotate(
-        run_provider_id=F("run__provider_id"), run_workflow=F("run__workflow"), run_inputs=F("run__inputs")
-    )
+    # A tile shows its run's provider and prompt: two of the run's columns, not the run as a model
+    # instance of some 45 (and its provider's) per tile, nor its graph.
+    outputs = outputs.annotate(run_provider_id=F("run__provider_id"), run_caption=F("run__caption"))
     page, next_cursor = paginate_or_restart(outputs, request.GET.get("cursor"), GALLERY_PAGE_SIZE, errors)
     providers = list(_providers(access))
     provider_names = {p.pk: p.name for p in providers}

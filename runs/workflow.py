@@ -107,6 +107,15 @@ def headline(workflow: Any, inputs: Any) -> list[tuple[str, Any]]:
     return found
 
 
+CAPTION_LIMIT = 500  # Run.caption's length
+
+
+def caption(workflow: Any, inputs: Any) -> str:
+    """The prompt a gallery tile shows under an output ("" when the run has none): the headline's prompt."""
+    prompt = dict(headline(workflow, inputs)).get("Prompt")
+    return "" if prompt is None else str(prompt)[:CAPTION_LIMIT]
+
+
 def search_text(external_id: str, workflow: Any, inputs: Any) -> str:
     """What free-text search looks at: the external id plus key input values and node types."""
     summaries = nodes(workflow)  # read once: it is most of the cost of a graph's search text

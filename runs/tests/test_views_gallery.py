@@ -8,7 +8,9 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from runs.models import RunOutput, Status
+from runs.backfill import caption_runs
+from runs.models import Run, RunOutput, Status
+from runs.tracking import track_run, track_runs
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
 
@@ -125,3 +127,36 @@ def test_it_filters_by_run_status_and_search_and_captions_tiles(client, alice, p
     failed = client.get("/gallery/?status=failed").content.decode()
     assert "owl.png" in failed and "fox.png" not in failed
     assert "match these filters" in client.get("/gallery/?q=zebra").content.decode()
+
+
+FOX = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox"}}}
+
+
+def test_a_run_keeps_its_caption_and_the_backfill_fills_old_ones(provider, make_run):
+    run = make_run(provider, workflow=FOX)
+    assert run.caption == "a red fox"
+    assert make_run(provider, workflow=FOX, inputs={"6.text": "a wolf"}).caption == "a wolf"  # the run's inputs win
+    assert make_run(provider).caption == ""
+    Run.objects.filter(pk=run.pk).update(caption="")
+    assert caption_runs(Run) == 1
+    assert Run.objects.get(pk=run.pk).caption == "a red fox"
+    assert caption_runs(Run) == 0
+
+
+def test_tiles_show_the_stored_caption_without_reading_the_graph(client, alice, provider, make_run):
+    run = make_run(provider, status=Status.SUCCEEDED, workflow=FOX)
+    RunOutput.objects.create(run=run, key="f", kind="image", filename="fox.png")
+    Run.objects.filter(pk=run.pk).update(caption="what the column says")
+    client.force_login(alice)
+    page = client.get("/gallery/").content.decode()
+    assert "what the column says" in page and "a red fox" not in page
+
+
+def test_tracked_runs_get_their_caption_from_the_graph_they_are_registered_or_found_with(provider):
+    run, _ = track_run(provider, "with-graph", workflow=FOX)
+    assert run.caption == "a red fox"
+    (result,) = track_runs(provider, ["bulk-with-graph"], workflow=FOX)
+    assert result.run_code is not None
+    assert Run.objects.get(code=result.run_code).caption == "a red fox"
+    found = Run(external_id="later").provider_graph_fields(FOX)
+    assert found["caption"] == "a red fox"
