@@ -12,11 +12,20 @@ CREATE = (
     "finished, finished_source)"
 )
 DROP = "DROP INDEX CONCURRENTLY IF EXISTS runs_run_org_stats"
+# A concurrent build that was interrupted (a cancelled migration, a lost connection) leaves the index
+# behind, marked invalid: never used, yet kept up by every write, and IF NOT EXISTS would skip it.
+IS_INVALID = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass('runs_run_org_stats')"
 
 
 def create(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(IS_INVALID)
+        row = cursor.fetchone()
+    if row is not None and row[0]:
+        schema_editor.execute(DROP)
+    schema_editor.execute(CREATE)
 
 
 def drop(apps, schema_editor):

@@ -260,3 +260,25 @@ def test_the_window_queries_read_only_what_the_covering_index_holds(org, provide
             text = " ".join([*scan["Output"], scan.get("Filter", ""), scan.get("Index Cond", "")])
             read = set(re.findall(r"\w+", text)) & columns
             assert "created" in read and read <= held, read - held
+
+
+@pytest.mark.skipif(not POSTGRES, reason="the covering index (migration 0018) is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)  # a concurrent index build cannot run inside a transaction
+def test_the_index_migration_rebuilds_an_index_an_interrupted_build_left_invalid():
+    import importlib
+
+    migration = importlib.import_module("runs.migrations.0018_run_stats_covering_index")
+
+    def valid() -> bool | None:
+        with connection.cursor() as cursor:
+            cursor.execute(migration.IS_INVALID)
+            row = cursor.fetchone()
+        return None if row is None else not row[0]
+
+    assert valid() is True
+    with connection.cursor() as cursor:  # what an interrupted CREATE INDEX CONCURRENTLY leaves
+        cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass('runs_run_org_stats')")
+    assert valid() is False
+    with connection.schema_editor(atomic=False) as editor:
+        migration.create(None, editor)
+    assert valid() is True
