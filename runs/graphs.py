@@ -230,11 +230,11 @@ def record_graphs(runs: list[Run], answers: dict[int, Answer], now: datetime | N
         elif not isinstance(answer, ProviderError) or (answer.permanent and not answer.auth_failed):
             # No graph there (404), one comfytrack cannot read, or a call the provider refuses for good.
             settled.append((run, attempts, None))
-        elif attempts >= MAX_ATTEMPTS:
-            logger.warning("gave up asking for the graph of run %s: %s", run.code, answer.message)
-            settled.append((run, attempts, None))
         else:
-            settled.append((run, attempts, now + graph_retry_delay(attempts, answer.retry_after)))
+            due = next_try(attempts, now, answer.retry_after)
+            if due is None:
+                logger.warning("gave up asking for the graph of run %s: %s", run.code, answer.message)
+            settled.append((run, attempts, due))
     with transaction.atomic():
         written = _write_arrivals(arrived)
         # Guarded like the arrivals: a run that got its fingerprint meanwhile keeps it, with nothing due.
@@ -260,10 +260,7 @@ def count_failed_attempt(attempts: dict[int, int], now: datetime | None = None) 
     MAX_ATTEMPTS instead of being claimed again every time its lease lapses. `attempts`: each claimed
     run's attempts before this one (recording sets the new count on the runs it was given). Never raises."""
     now = now or timezone.now()
-    rows = []
-    for pk, before in attempts.items():
-        due = None if before + 1 >= MAX_ATTEMPTS else now + graph_retry_delay(before + 1)
-        rows.append((pk, "", (before + 1, due)))
+    rows = [(pk, "", (before + 1, next_try(before + 1, now))) for pk, before in attempts.items()]
     try:
         update_where(Run, ("graph_attempts", "graph_due"), rows, guard="workflow_fingerprint")
     except Exception:
@@ -279,6 +276,10 @@ def _write_arrivals(arrived: list[tuple[Run, dict[str, Any]]]) -> set[int]:
     return update_where(Run, names, rows, guard="workflow_fingerprint")
 
 
-def graph_retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
-    """After `attempts` failed requests: 1 min · 2^(attempts-1), at most MAX_RETRY, never before Retry-After."""
-    return net.backoff(attempts - 1, base=FIRST_RETRY, cap=MAX_RETRY.total_seconds(), not_before=retry_after or 0.0)
+def next_try(attempts: int, now: datetime, retry_after: float | None = None) -> datetime | None:
+    """When to ask again after `attempts` failed requests: 1 min · 2^(attempts-1) from `now`, at most
+    MAX_RETRY, never before Retry-After; None once MAX_ATTEMPTS have failed (stop asking)."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    cap = MAX_RETRY.total_seconds()
+    return now + net.backoff(attempts - 1, base=FIRST_RETRY, cap=cap, not_before=retry_after or 0.0)
